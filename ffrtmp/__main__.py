@@ -1,0 +1,3 @@
+from ffrtmp.cli.app import main
+
+main()

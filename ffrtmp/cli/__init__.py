@@ -1,0 +1,1 @@
+"""The `ffrtmp` command: parsing only; the work happens in the library modules."""

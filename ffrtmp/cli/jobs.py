@@ -1,0 +1,235 @@
+"""`ffrtmp jobs …`: submit, list, show, logs, cancel, retry."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.live import Live
+
+from ffrtmp.cli.common import Connection, console, print_json, with_connection
+from ffrtmp.client import TERMINAL, Client
+from ffrtmp.errors import InvalidInput, JobFailed
+from ffrtmp.jobspec import parse_labels, validate_submission
+from ffrtmp.views import job_detail, job_progress, jobs_table
+
+app = typer.Typer(help="Submit and inspect jobs.", no_args_is_help=True)
+
+
+def _read_jobs_file(path: Path, defaults_: dict[str, Any]) -> list[dict[str, Any]]:
+    """One JSON object a line; options given on the command line fill fields the lines leave out."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidInput("from", f"cannot read {path}: {exc}") from None
+    jobs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInput(f"from: line {number}", f"not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise InvalidInput(f"from: line {number}", "must be a JSON object")
+        job = {**defaults_, **raw}
+        try:
+            validate_submission(job)
+        except InvalidInput as exc:
+            raise InvalidInput(f"from: line {number}: {exc.field}", exc.problem) from None
+        jobs.append(job)
+    if not jobs:
+        raise InvalidInput("from", f"{path} holds no jobs")
+    return jobs
+
+
+@app.command("submit")
+@with_connection(timeout_flag="--connect-timeout")
+def submit(
+    conn: Connection,
+    scenario: str = typer.Option(None, "--scenario", help="A preset from `ffrtmp scenarios`, or any label."),
+    bitrate: str = typer.Option(None, "--bitrate", help="e.g. 2000k or 5M."),
+    resolution: str = typer.Option(None, "--resolution", help="WIDTHxHEIGHT, e.g. 1280x720."),
+    fps: int = typer.Option(None, "--fps"),
+    duration: str = typer.Option(None, "--duration", help="Seconds of video (or 90s, 2m)."),
+    codec: str = typer.Option(None, "--codec", help="h264, h265, vp9, av1, or an encoder name (h264_nvenc)."),
+    preset: str = typer.Option(None, "--preset", help="Encoder preset, e.g. veryfast."),
+    engine: str = typer.Option(None, "--engine", help="auto, ffmpeg, gstreamer or null."),
+    input_: str = typer.Option(None, "--input", help="A file or URL (default: a generated test source)."),
+    output: str = typer.Option(None, "--output", help="A path (relative to the worker's work dir) or rtmp://…"),
+    queue: str = typer.Option(None, "--queue", help="live, default or batch."),
+    priority: str = typer.Option(None, "--priority", help="high, medium or low."),
+    max_retries: int = typer.Option(None, "--max-retries", help="Override the master's --max-retries."),
+    timeout_: str = typer.Option(None, "--timeout", help="The job's deadline per attempt, e.g. 10m (default: "
+                                 "derived from the duration). The connection timeout is --connect-timeout here."),
+    label: list[str] = typer.Option([], "--label", help="KEY=VALUE a worker must offer (repeatable)."),
+    from_file: Path = typer.Option(None, "--from", help="Many jobs: a JSONL file, one object a line."),
+    wait: bool = typer.Option(False, "--wait", help="Block with a progress bar until the job ends."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Submit a job (or many with --from) and print its id."""
+    options = {"scenario": scenario, "bitrate": bitrate, "resolution": resolution, "fps": fps,
+               "duration": duration, "codec": codec, "preset": preset, "engine": engine, "input": input_,
+               "output": output, "queue": queue, "priority": priority, "max_retries": max_retries,
+               "timeout": timeout_, "labels": parse_labels(label) or None}
+    given = {k: v for k, v in options.items() if v is not None}
+    if from_file is not None:
+        jobs = _read_jobs_file(from_file, given)
+    else:
+        validate_submission(given)
+        jobs = [given]
+    with conn.client() as client:
+        ids = client.submit_many(jobs) if len(jobs) > 1 else client.request("submit", {"jobs": jobs})["ids"]
+        if not wait:
+            if json_output:
+                print_json({"ids": ids})
+            else:
+                for job_id in ids:
+                    console.print(job_id, highlight=False)
+            return
+        finals = [_wait_with_progress(client, job_id, quiet=json_output) for job_id in ids]
+    if json_output:
+        print_json(finals if len(finals) > 1 else finals[0])
+    failed = [job for job in finals if job["status"] != "completed"]
+    if failed:
+        job = failed[0]
+        raise JobFailed(f"job {job['id']} {job['status']}: {job.get('error') or 'no error recorded'}")
+
+
+def _wait_with_progress(client: Client, job_id: str, quiet: bool = False) -> dict[str, Any]:
+    if quiet or not console.is_terminal:
+        job = client.wait(job_id)
+        if not quiet:
+            console.print(f"{job_id} {job['status']}", highlight=False)
+        return job
+    progress = job_progress()
+    task = progress.add_task(f"{job_id[:8]} pending", total=1.0, detail="")
+
+    def update(job: dict[str, Any]) -> None:
+        metrics = job.get("metrics") or {}
+        detail = " ".join(f"{k}={metrics[k]}" for k in ("fps", "speed") if metrics.get(k) is not None)
+        where = f" on {job['node']}" if job.get("node") else ""
+        note = f" ({job['reason']})" if job.get("reason") else ""
+        done = 1.0 if job["status"] == "completed" else (job.get("progress") or 0.0)
+        progress.update(task, completed=done, description=f"{job_id[:8]} {job['status']}{where}{note}", detail=detail)
+
+    with progress:
+        job = client.wait(job_id, on_update=update)
+    console.print(f"{job_id} [bold]{job['status']}[/]", highlight=False)
+    return job
+
+
+@app.command("list")
+@with_connection
+def list_(
+    conn: Connection,
+    status: str = typer.Option(None, "--status", help="pending, assigned, running, completed, failed, canceled."),
+    queue: str = typer.Option(None, "--queue"),
+    node: str = typer.Option(None, "--node"),
+    limit: int = typer.Option(50, "--limit", min=1, max=100_000),
+    watch: bool = typer.Option(False, "--watch", help="A live table, refreshed until Ctrl-C."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """List jobs, newest first."""
+    with conn.client() as client:
+        def fetch() -> list[dict[str, Any]]:
+            return client.list(status=status, queue=queue, node=node, limit=limit)
+
+        if json_output:
+            print_json(fetch())
+            return
+        if not watch:
+            console.print(jobs_table(fetch(), width=console.width))
+            return
+        with Live(jobs_table(fetch(), width=console.width), console=console, refresh_per_second=4) as live:
+            try:
+                while True:
+                    time.sleep(0.5)
+                    live.update(jobs_table(fetch(), title=time.strftime("%H:%M:%S"), width=console.width))
+            except KeyboardInterrupt:
+                pass
+
+
+@app.command("show")
+@with_connection
+def show(
+    conn: Connection,
+    job_id: str = typer.Argument(..., help="A job id or a unique prefix."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show one job: parameters, state history, metrics, and the last log lines when it failed."""
+    with conn.client() as client:
+        job = client.get(job_id)
+        if json_output:
+            print_json(job)
+            return
+        tail = client.logs(job["id"], tail=10)["lines"] if job["status"] == "failed" else None
+    console.print(job_detail(job, tail))
+
+
+@app.command("logs")
+@with_connection
+def logs(
+    conn: Connection,
+    job_id: str = typer.Argument(..., help="A job id or a unique prefix."),
+    tail: int = typer.Option(None, "--tail", min=0, help="Only the last N lines."),
+    attempt: str = typer.Option(None, "--attempt", help="An attempt number, or `all` (default: the latest)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job ends."),
+) -> None:
+    """Print the lines FFmpeg wrote for a job."""
+    attempt_arg: int | str | None = None
+    if attempt is not None:
+        if attempt != "all" and not attempt.isdigit():
+            raise InvalidInput("attempt", f"{attempt!r} must be a number or 'all'")
+        attempt_arg = attempt if attempt == "all" else int(attempt)
+    with conn.client() as client:
+        result = client.logs(job_id, attempt=attempt_arg, tail=tail)
+        printed = _print_lines(result["lines"], attempt_arg == "all", None)
+        while follow and not result["done"]:
+            time.sleep(0.2)
+            result = client.logs(result["id"], attempt=attempt_arg)
+            seen = {(line["attempt"], line["seq"]) for line in printed}
+            fresh = [line for line in result["lines"] if (line["attempt"], line["seq"]) not in seen]
+            printed += _print_lines(fresh, attempt_arg == "all", printed[-1]["attempt"] if printed else None)
+        if follow:
+            job = client.get(result["id"])
+            if job["status"] != "completed":
+                raise JobFailed(f"job {job['id']} {job['status']}: {job.get('error') or ''}")
+
+
+def _print_lines(lines: list[dict[str, Any]], headers: bool, last_attempt: int | None) -> list[dict[str, Any]]:
+    import sys
+
+    for line in lines:
+        if headers and line["attempt"] != last_attempt:
+            sys.stdout.write(f"==> attempt {line['attempt']} <==\n")
+            last_attempt = line["attempt"]
+        sys.stdout.write(line["line"] + "\n")
+    sys.stdout.flush()
+    return list(lines)
+
+
+@app.command("cancel")
+@with_connection
+def cancel(conn: Connection, job_id: str = typer.Argument(..., help="A job id or a unique prefix.")) -> None:
+    """Cancel a job; a running FFmpeg process is stopped on its worker."""
+    with conn.client() as client:
+        result = client.cancel(job_id)
+    message = "canceled" if result["changed"] else f"already {result['status']}"
+    console.print(f"{result['id']} {message}", highlight=False)
+
+
+@app.command("retry")
+@with_connection
+def retry(conn: Connection, job_id: str = typer.Argument(..., help="A job id or a unique prefix.")) -> None:
+    """Put a failed or canceled job back in its queue."""
+    with conn.client() as client:
+        result = client.retry(job_id)
+    console.print(f"{result['id']} pending again", highlight=False)
+
+
+def done_status(job: dict[str, Any]) -> bool:
+    return job["status"] in TERMINAL

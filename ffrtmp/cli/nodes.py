@@ -1,0 +1,43 @@
+"""`ffrtmp nodes …`: list, show, drain."""
+
+from __future__ import annotations
+
+import typer
+
+from ffrtmp.cli.common import Connection, console, print_json, with_connection
+from ffrtmp.views import node_detail, nodes_table
+
+app = typer.Typer(help="Inspect and drain worker nodes.", no_args_is_help=True)
+
+
+@app.command("list")
+@with_connection
+def list_(conn: Connection, json_output: bool = typer.Option(False, "--json")) -> None:
+    """List the nodes the master knows, with slots in use and resources."""
+    with conn.client() as client:
+        nodes = client.nodes()
+    if json_output:
+        print_json(nodes)
+    else:
+        console.print(nodes_table(nodes, console.width))
+
+
+@app.command("show")
+@with_connection
+def show(conn: Connection, name: str = typer.Argument(...), json_output: bool = typer.Option(False, "--json")) -> None:
+    """Show one node: resources, running jobs, encoders and why unusable ones are."""
+    with conn.client() as client:
+        node = client.node(name)
+    if json_output:
+        print_json(node)
+    else:
+        console.print(node_detail(node))
+
+
+@app.command("drain")
+@with_connection
+def drain(conn: Connection, name: str = typer.Argument(...)) -> None:
+    """Stop a node taking new jobs; it exits once its running jobs finish."""
+    with conn.client() as client:
+        result = client.drain(name)
+    console.print(f"{result['name']} draining ({result['running']} running)", highlight=False)

@@ -1,0 +1,122 @@
+"""`ffrtmp worker`: run a worker, or `--probe` what this machine can do."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import time
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from ffrtmp import defaults
+from ffrtmp.cli.common import Connection, console, print_json, setup_logging, with_connection
+from ffrtmp.errors import InvalidInput
+from ffrtmp.jobspec import check_name, parse_labels
+
+
+def machine_fingerprint(name: str) -> str:
+    """Stable per machine and worker name: /etc/machine-id when there is one, else the hostname."""
+    machine = ""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            machine = Path(path).read_text().strip()
+            break
+        except OSError:
+            continue
+    return hashlib.sha256(f"{machine or socket.gethostname()}:{name}".encode()).hexdigest()[:16]
+
+
+@with_connection
+def worker(
+    conn: Connection,
+    name: str = typer.Option(None, "--name", envvar="FFRTMP_WORKER_NAME", help="Node name. Default: hostname."),
+    slots: int = typer.Option(1, "--slots", min=1, max=256, help="Concurrent jobs."),
+    engines: str = typer.Option(None, "--engines", help="Comma list of engines to offer (default: all found)."),
+    work_dir: Path = typer.Option(None, "--work-dir", envvar="FFRTMP_WORK_DIR",
+                                  help="Scratch dir for inputs and outputs. Default: ~/.cache/ffrtmp/work."),
+    label: list[str] = typer.Option([], "--label", help="KEY=VALUE this node offers (repeatable)."),
+    output_root: list[Path] = typer.Option([], "--output-root", help="Also allow absolute outputs under this dir."),
+    metrics_port: int = typer.Option(defaults.WORKER_METRICS_PORT, "--metrics-port",
+                                     envvar="FFRTMP_WORKER_METRICS_PORT", help="Prometheus port (0: off)."),
+    burst: bool = typer.Option(False, "--burst", help="Exit 0 when no work is left."),
+    probe: bool = typer.Option(False, "--probe", help="Print engines, encoders and resources, then exit."),
+    json_output: bool = typer.Option(False, "--json", help="With --probe: print JSON."),
+    ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
+    drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
+                                        "SIGTERM or `nodes drain` before they are stopped."),
+    log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL"),
+) -> None:
+    """Run a worker: join the master, run FFmpeg jobs, heartbeat, stream logs."""
+    from ffrtmp.worker.capabilities import KNOWN_ENGINES, detect
+
+    wanted = None
+    if engines:
+        wanted = [e.strip() for e in engines.split(",") if e.strip()]
+        unknown = [e for e in wanted if e not in KNOWN_ENGINES]
+        if unknown:
+            raise InvalidInput("engines", f"{unknown[0]!r} is not one of {', '.join(KNOWN_ENGINES)}")
+    directory = (work_dir or defaults.work_dir()).expanduser()
+    if probe:
+        _probe(detect(wanted, ffmpeg), directory, json_output)
+        return
+    setup_logging(log_level)
+    from ffrtmp.client import resolve_master_key
+    from ffrtmp.security import client_keypair
+    from ffrtmp.worker.agent import Agent, WorkerOptions
+
+    node_name = check_name("name", name or socket.gethostname())
+    labels = parse_labels(label)
+    directory.mkdir(parents=True, exist_ok=True)
+    master_key = resolve_master_key(conn.master_key, conn.tls)
+    keys = client_keypair(conn.client_key) if conn.tls else None
+    capabilities = detect(wanted, ffmpeg)
+    for engine, reason in capabilities.missing.items():
+        console.print(f"[yellow]engine {engine} unavailable:[/] {reason}", highlight=False)
+    options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
+                            name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
+                            work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
+                            burst=burst, drain_timeout=drain_timeout)
+    agent = Agent(options, capabilities)
+    if metrics_port:
+        from ffrtmp.worker.metrics import serve_worker_metrics
+
+        serve_worker_metrics(agent, metrics_port)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if agent.draining:
+            agent.stop_now = True
+        else:
+            agent.start_drain(time.monotonic())
+        agent.wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    raise typer.Exit(agent.run())
+
+
+def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
+    from ffrtmp.views import encoders_table
+    from ffrtmp.worker.capabilities import Capabilities
+    from ffrtmp.worker.resources import ResourceSampler
+
+    assert isinstance(capabilities, Capabilities)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    resources = ResourceSampler(work_dir).sample()
+    report = {"engines": capabilities.engines, "unavailable_engines": capabilities.missing,
+              "ffmpeg": capabilities.ffmpeg, "gstreamer": capabilities.gstreamer,
+              "encoders": [e.to_dict() for e in capabilities.encoders], "resources": resources}
+    if json_output:
+        print_json(report)
+        return
+    console.print(f"[bold]engines:[/] {', '.join(capabilities.engines)}")
+    for engine, reason in capabilities.missing.items():
+        console.print(f"[yellow]unavailable:[/] {engine}: {reason}", highlight=False)
+    console.print(f"[bold]ffmpeg:[/] {capabilities.ffmpeg or 'not found'}", highlight=False)
+    console.print(encoders_table(capabilities.encoder_map()))
+    gpus = ", ".join(g["name"] for g in resources["gpus"]) or "none found (no nvidia-smi)"
+    console.print(f"[bold]resources:[/] {resources['cpu_count']} CPUs, load {resources['load1']}, "
+                  f"memory {resources['memory_percent']}% used, disk free {resources['disk_free'] / 2**30:.1f} GiB "
+                  f"in {work_dir}, GPUs: {gpus}", highlight=False)

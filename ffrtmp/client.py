@@ -1,0 +1,190 @@
+"""The Python API, which the CLI itself uses.
+
+    from ffrtmp import Client
+    with Client() as client:
+        job_id = client.submit(scenario="test1", bitrate="2000k")
+        job = client.wait(job_id)
+
+Every call raises an `FfrtmpError` subclass on failure (its `exit_code` is the CLI's, SPEC §4). A master
+that does not answer (down, wrong address, wrong key) raises `MasterUnreachable` within `timeout` seconds,
+with a message that names the address and what to check.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ffrtmp import defaults
+from ffrtmp.errors import MasterUnreachable, ProtocolError, error_from_status
+from ffrtmp.jobspec import validate_submission
+from ffrtmp.protocol import Kind, decode, encode
+from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
+from ffrtmp.transport import DealerSocket
+
+TERMINAL = ("completed", "failed", "canceled")
+SUBMIT_CHUNK = 5000
+"""Jobs per submit request for `submit_many` (keeps each frame far below the master's size limit)."""
+
+
+def resolve_master_key(value: str | None, tls: bool = True) -> bytes | None:
+    """--master-key, else FFRTMP_MASTER_KEY, else the key a master on this machine wrote to its data dir."""
+    if not tls:
+        return None
+    value = value or os.environ.get("FFRTMP_MASTER_KEY")
+    if value:
+        return load_public_key(value)
+    path = default_master_key_path()
+    if path.exists():
+        return load_public_key(path)
+    raise MasterUnreachable(
+        f"no master key: none given and none at {path}. Pass --master-key (the master's public key, Z85 or "
+        "a master.key file) or set FFRTMP_MASTER_KEY; on the master's machine `ffrtmp master` writes it there")
+
+
+class Client:
+    def __init__(self, master: str | None = None, *, api_key: str | None = None, master_key: str | None = None,
+                 client_key: str | Path | None = None, timeout: float | None = None, tls: bool = True) -> None:
+        self.master = master or os.environ.get("FFRTMP_MASTER") or defaults.MASTER_URL
+        self.api_key = api_key or defaults.api_key_from_env()
+        self.timeout = defaults.CLIENT_TIMEOUT if timeout is None else timeout
+        server_key = resolve_master_key(master_key, tls)
+        key_path = client_key or os.environ.get("FFRTMP_CLIENT_KEY")
+        keys = client_keypair(Path(key_path).expanduser() if key_path else None) if tls else None
+        self._socket = DealerSocket(self.master, server_key, keys)
+        self._ids = itertools.count(1)
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the request/reply core ---------------------------------------------------------------------
+
+    def _send_request(self, op: str, args: dict[str, Any]) -> str:
+        rid = str(next(self._ids))
+        body: dict[str, Any] = {"rid": rid, "op": op, "args": args}
+        if self.api_key:
+            body["key"] = self.api_key
+        self._socket.send(encode(Kind.REQUEST, body))
+        return rid
+
+    def _await_replies(self, rids: list[str], timeout: float) -> dict[str, Any]:
+        waiting, results = set(rids), {}
+        deadline = time.monotonic() + timeout
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MasterUnreachable(self._socket.explain_silence(timeout))
+            frame = self._socket.recv(min(left, 0.05))
+            if frame is None:
+                self._socket.poll_events()
+                if self._socket.handshake_error:
+                    raise MasterUnreachable(self._socket.explain_silence(timeout))
+                continue
+            try:
+                message = decode(frame)
+            except ProtocolError:
+                continue
+            if message.kind is not Kind.REPLY or message.body["rid"] not in waiting:
+                continue  # a late reply to an earlier, timed-out request
+            waiting.discard(message.body["rid"])
+            if message.body["status"] != 200:
+                raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+            results[message.body["rid"]] = message.body.get("body")
+        return results
+
+    def request(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        rid = self._send_request(op, args or {})
+        return self._await_replies([rid], self.timeout if timeout is None else timeout)[rid]
+
+    # ---- jobs ---------------------------------------------------------------------------------------
+
+    def submit(self, scenario: str, **options: Any) -> str:
+        """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
+        raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
+        validate_submission(raw)  # fail fast, before the network; the master checks again
+        ids: list[str] = self.request("submit", {"jobs": [raw]})["ids"]
+        return ids[0]
+
+    def submit_many(self, jobs: Iterable[dict[str, Any]]) -> list[str]:
+        """Submit many jobs in few requests (pipelined chunks); returns their ids in order.
+
+        Each chunk is all-or-nothing on the master: an invalid job rejects its chunk with an error naming it.
+        """
+        jobs = list(jobs)
+        rids = [self._send_request("submit", {"jobs": jobs[i:i + SUBMIT_CHUNK]})
+                for i in range(0, len(jobs), SUBMIT_CHUNK)]
+        replies = self._await_replies(rids, self.timeout + len(rids) * 2.0)
+        return [job_id for rid in rids for job_id in replies[rid]["ids"]]
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.request("get", {"id": job_id})
+        return job
+
+    def list(self, status: str | None = None, queue: str | None = None, node: str | None = None,
+             limit: int = 50) -> builtins.list[dict[str, Any]]:
+        args = {"status": status, "queue": queue, "node": node, "limit": limit}
+        reply = self.request("list", {k: v for k, v in args.items() if v is not None})
+        jobs: builtins.list[dict[str, Any]] = reply["jobs"]
+        return jobs
+
+    def wait(self, job_id: str, timeout: float | None = None,
+             on_update: Callable[[dict[str, Any]], None] | None = None, poll: float = 0.25) -> dict[str, Any]:
+        """Block until the job ends; returns it. `on_update` sees each state polled along the way."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = 0.05
+        while True:
+            job = self.get(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(interval)
+            interval = min(poll, interval * 2)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("cancel", {"id": job_id})
+        return result
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("retry", {"id": job_id})
+        return result
+
+    def logs(self, job_id: str, attempt: int | str | None = None, tail: int | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {"id": job_id}
+        if attempt is not None:
+            args["attempt"] = attempt
+        if tail is not None:
+            args["tail"] = tail
+        result: dict[str, Any] = self.request("logs", args)
+        return result
+
+    # ---- nodes and the cluster ----------------------------------------------------------------------
+
+    def nodes(self) -> builtins.list[dict[str, Any]]:
+        nodes: builtins.list[dict[str, Any]] = self.request("nodes.list")["nodes"]
+        return nodes
+
+    def node(self, name: str) -> dict[str, Any]:
+        node: dict[str, Any] = self.request("nodes.get", {"name": name})
+        return node
+
+    def drain(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("nodes.drain", {"name": name})
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("stats")
+        return result

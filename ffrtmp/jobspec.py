@@ -1,0 +1,220 @@
+"""What a job asks for, checked field by field before anything is stored.
+
+`validate_submission` is the one gate: the client calls it for early, local errors and the master calls it
+again as the authority. Every problem raises `InvalidInput` naming the field; nothing half-valid passes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from ffrtmp import defaults
+from ffrtmp.errors import InvalidInput
+from ffrtmp.scenarios import preset_for
+from ffrtmp.units import format_bitrate, parse_bitrate, parse_duration, parse_resolution
+
+QUEUE_WEIGHTS = {"live": 10, "default": 5, "batch": 1}
+PRIORITY_WEIGHTS = {"high": 3, "medium": 2, "low": 1}
+ENGINES = ("auto", "ffmpeg", "gstreamer", "null")
+CODECS = ("h264", "h265", "vp9", "av1")
+CODEC_ALIASES = {"hevc": "h265", "avc": "h264", "x264": "h264", "x265": "h265"}
+OUTPUT_SUFFIXES = (".mp4", ".mkv", ".webm", ".flv", ".ts", ".mov", ".m4v")
+STREAM_SCHEMES = ("rtmp://", "rtmps://")
+INPUT_SCHEMES = ("http://", "https://", "rtmp://", "rtmps://", "rtsp://", "srt://", "udp://", "tcp://")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+_ENCODER = re.compile(r"^[a-z0-9_]{2,40}$")
+_PRESET = re.compile(r"^[a-z0-9_\-]{1,32}$")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+FIELDS = frozenset({"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine",
+                    "input", "output", "queue", "priority", "max_retries", "timeout", "labels"})
+
+
+@dataclass
+class JobSpec:
+    """A checked submission. `params` is what the worker needs to build its command line."""
+
+    scenario: str
+    engine: str
+    queue: str
+    priority: str
+    params: dict[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+    max_retries: int | None = None
+    timeout: float | None = None
+
+    @property
+    def weight(self) -> int:
+        return QUEUE_WEIGHTS[self.queue] * PRIORITY_WEIGHTS[self.priority]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "engine": self.engine, "queue": self.queue,
+                "priority": self.priority, "params": self.params, "labels": self.labels,
+                "max_retries": self.max_retries, "timeout": self.timeout}
+
+
+def check_name(field_name: str, value: Any) -> str:
+    """Scenario and node names: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInput(field_name, f"{value!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def default_timeout(duration: float) -> float:
+    """A job's deadline when it names none: generous for slow software encodes of long sources."""
+    return 120.0 + 20.0 * duration
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...] | dict[str, int]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput(name, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _fps(value: Any) -> int:
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number != int(number) or not 1 <= number <= 240:
+        raise InvalidInput("fps", f"{value!r} must be a whole number from 1 to 240")
+    return int(number)
+
+
+def _duration(value: Any) -> float:
+    seconds = parse_duration(value, field="duration")
+    if not 0 < seconds <= defaults.MAX_DURATION:
+        raise InvalidInput("duration", f"{value!r} must be more than 0 and at most {defaults.MAX_DURATION:g} s")
+    return seconds
+
+
+def _codec(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("codec", f"{value!r} must be h264, h265, vp9, av1 or an encoder name")
+    codec = CODEC_ALIASES.get(value.lower(), value.lower())
+    if codec not in CODECS and not _ENCODER.match(codec):
+        raise InvalidInput("codec", f"{value!r} must be h264, h265, vp9, av1 or an encoder name such as h264_nvenc")
+    return codec
+
+
+def _text(name: str, value: Any, limit: int = 4096) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(name, "must be a non-empty string")
+    if len(value) > limit:
+        raise InvalidInput(name, f"is longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise InvalidInput(name, "must not contain control characters")
+    return value
+
+
+def _input(value: Any) -> str:
+    text = _text("input", value)
+    if text.startswith("-"):
+        raise InvalidInput("input", f"{text!r} must not start with '-' (it would read as an option)")
+    if "://" in text and not text.lower().startswith(INPUT_SCHEMES):
+        raise InvalidInput("input", f"{text!r}: URL scheme not supported (use {', '.join(INPUT_SCHEMES)})")
+    return text
+
+
+def check_output(value: Any, output_roots: tuple[str, ...] = ()) -> str:
+    """An RTMP URL, a path relative to the worker's work dir, or an absolute path under an allowed root."""
+    text = _text("output", value)
+    if text.lower().startswith(STREAM_SCHEMES):
+        return text
+    if "://" in text:
+        raise InvalidInput("output", f"{text!r}: only rtmp:// and rtmps:// URLs or file paths are accepted")
+    if text.startswith("-"):
+        raise InvalidInput("output", f"{text!r} must not start with '-' (it would read as an option)")
+    path = PurePosixPath(text)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InvalidInput("output", f"{text!r} must end in one of {', '.join(OUTPUT_SUFFIXES)}")
+    if path.is_absolute():
+        if not any(_within(path, PurePosixPath(root)) for root in output_roots):
+            raise InvalidInput("output", f"{text!r} is outside what workers allow: give a path relative to the "
+                               "worker's work dir, or start the master with --output-root")
+        return text
+    if ".." in path.parts:
+        raise InvalidInput("output", f"{text!r} escapes the worker's work dir ('..' is not allowed)")
+    return text
+
+
+def _within(path: PurePosixPath, root: PurePosixPath) -> bool:
+    return ".." not in path.parts and (path == root or root in path.parents)
+
+
+def _labels(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidInput("labels", "must be a map of KEY=VALUE")
+    if len(value) > 32:
+        raise InvalidInput("labels", "at most 32 labels")
+    labels: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise InvalidInput("labels", f"{key!r} is not a valid label key (letters, digits, . _ - /)")
+        labels[key] = _text(f"labels.{key}", item, limit=255) if item != "" else ""
+    return labels
+
+
+def parse_labels(pairs: list[str] | None) -> dict[str, str]:
+    """`KEY=VALUE` options as given on the command line."""
+    labels: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInput("label", f"{pair!r} must be KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return _labels(labels)
+
+
+def validate_submission(raw: Any, *, output_roots: tuple[str, ...] = ()) -> JobSpec:
+    """Check one submission (a mapping of the `jobs submit` options) and fill the scenario's defaults."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("job", "must be an object of submit options")
+    unknown = sorted(str(k) for k in raw if k not in FIELDS)
+    if unknown:
+        raise InvalidInput(unknown[0], f"unknown field (known: {', '.join(sorted(FIELDS))})")
+    given = {k: v for k, v in raw.items() if v is not None}
+    if "scenario" not in given:
+        raise InvalidInput("scenario", "is required (see `ffrtmp scenarios`)")
+    scenario = check_name("scenario", given["scenario"])
+    preset = preset_for(scenario)
+    width, height = parse_resolution(given.get("resolution", preset.resolution))
+    params: dict[str, Any] = {
+        "resolution": f"{width}x{height}",
+        "fps": _fps(given.get("fps", preset.fps)),
+        "duration": _duration(given.get("duration", preset.duration)),
+        "codec": _codec(given.get("codec", preset.codec)),
+        "bitrate": format_bitrate(parse_bitrate(given.get("bitrate", preset.bitrate))),
+        "preset": None,
+        "input": _input(given["input"]) if "input" in given else None,
+        "output": check_output(given["output"], output_roots) if "output" in given else None,
+    }
+    if "preset" in given:
+        if not isinstance(given["preset"], str) or not _PRESET.match(given["preset"]):
+            raise InvalidInput("preset", f"{given['preset']!r} must be an encoder preset name such as veryfast")
+        params["preset"] = given["preset"]
+    max_retries = given.get("max_retries")
+    if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
+                                    or not 0 <= max_retries <= 100):
+        raise InvalidInput("max_retries", f"{max_retries!r} must be a whole number from 0 to 100")
+    timeout = None
+    if "timeout" in given:
+        timeout = parse_duration(given["timeout"], field="timeout")
+        if not 0 < timeout <= 7 * 86400:
+            raise InvalidInput("timeout", f"{given['timeout']!r} must be more than 0 and at most 7d")
+    return JobSpec(
+        scenario=scenario,
+        engine=_choice("engine", given.get("engine", "auto"), ENGINES),
+        queue=_choice("queue", given.get("queue", "default"), QUEUE_WEIGHTS),
+        priority=_choice("priority", given.get("priority", "medium"), PRIORITY_WEIGHTS),
+        params=params,
+        labels=_labels(given.get("labels", {})),
+        max_retries=max_retries,
+        timeout=timeout,
+    )

@@ -1,0 +1,1 @@
+"""The coordinator: one ROUTER socket, a SQLite store, a pure scheduler and pure recovery rules."""

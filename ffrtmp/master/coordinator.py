@@ -1,0 +1,446 @@
+"""The master's brain: one handler per message kind, event-driven dispatch, and a `tick(now)` for upkeep.
+
+No socket here: frames come in through `handle_batch` and go out through the injected `send`, so tests drive
+the coordinator with scripted peers and a fixed clock. Each batch is one store transaction; replies and
+JOB messages leave only after it commits, so whatever a peer is told is already durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ffrtmp import defaults
+from ffrtmp.errors import FfrtmpError, InvalidInput, ProtocolError
+from ffrtmp.failures import Failure, classify
+from ffrtmp.master import requests
+from ffrtmp.master.nodes import NodeSession, check_hello
+from ffrtmp.master.recovery import RetryPolicy
+from ffrtmp.master.scheduler import place
+from ffrtmp.master.store import Store
+from ffrtmp.protocol import Kind, Message, decode, encode
+from ffrtmp.security import api_key_matches
+
+log = logging.getLogger("ffrtmp.master")
+
+Send = Callable[[bytes, bytes], bool]
+MAX_LOG_LINE = 8192
+
+
+@dataclass
+class MasterConfig:
+    api_key: str | None = None
+    max_retries: int = defaults.MAX_RETRIES
+    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
+    node_timeout: float = defaults.NODE_TIMEOUT
+    scheduler_interval: float = defaults.SCHEDULER_INTERVAL
+    stall_timeout: float = defaults.STALL_TIMEOUT
+    output_roots: tuple[str, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    version: str = ""
+
+
+@dataclass
+class Counters:
+    """Events worth counting; the metrics module reads them."""
+
+    messages: dict[str, int] = field(default_factory=dict)
+    malformed: int = 0
+    stale: int = 0
+    dead_nodes: int = 0
+    retries: int = 0
+    unroutable: int = 0
+
+
+class Coordinator:
+    def __init__(self, store: Store, config: MasterConfig, send: Send, *, rng: random.Random | None = None) -> None:
+        self.store = store
+        self.config = config
+        self._send = send
+        self.rng = rng or random.Random()
+        self.nodes: dict[str, NodeSession] = {}
+        self.by_route: dict[bytes, str] = {}
+        self.counters = Counters()
+        self.outbox: list[tuple[bytes, bytes, str | None]] = []
+        self.dirty = False
+        self.next_retry_due: float | None = None
+        self.last_maintenance = 0.0
+        self.started_at = time.time()
+        self._pending_cache: dict[str, int] | None = None
+        self.on_finished: Callable[[dict[str, Any]], None] | None = None
+        self._handlers: dict[Kind, Callable[[bytes, Message, float], None]] = {
+            Kind.HELLO: self.on_hello,
+            Kind.HEARTBEAT: self.on_heartbeat,
+            Kind.STARTED: self.on_started,
+            Kind.LOG: self.on_log,
+            Kind.RESULT: self.on_result,
+            Kind.BYE: self.on_bye,
+            Kind.REQUEST: self.on_request,
+        }
+
+    # ---- the loop's entry points ------------------------------------------------------------------
+
+    def restore(self, now: float) -> None:
+        """After a (re)start: every attempt the store calls active waits for its node to come back.
+
+        A node that does not say HELLO within the node timeout loses those attempts to a retry.
+        """
+        stored = {row["name"]: row for row in self.store.list_nodes()}
+        for attempt in self.store.active_attempts():
+            name = attempt["node"]
+            session = self.nodes.get(name)
+            if session is None:
+                row = stored.get(name, {})
+                session = NodeSession(name=name, fingerprint=row.get("fingerprint", ""), route=None,
+                                      slots=row.get("slots", 1), engines=frozenset(row.get("engines", [])),
+                                      status="offline", last_seen=now)
+                self.nodes[name] = session
+            session.add(attempt["job_id"], attempt["attempt"], now)
+        with self.store.transaction():
+            for name, row in stored.items():
+                if row["status"] != "offline" and name not in self.nodes:
+                    self.store.update_node(name, status="offline")
+        self.dirty = True
+
+    def handle_batch(self, frames: list[tuple[bytes, bytes]], now: float) -> None:
+        self._pending_cache = None
+        with self.store.transaction():
+            for route, frame in frames:
+                self.handle_frame(route, frame, now)
+            if self.dirty:
+                self.dispatch(now)
+        self.flush()
+
+    def tick(self, now: float) -> None:
+        """Upkeep: dead nodes, due retries, and the periodic pass; dispatch when anything changed."""
+        with self.store.transaction():
+            self.expire_nodes(now)
+            if self.next_retry_due is not None and now >= self.next_retry_due:
+                self.next_retry_due = None
+                self.dirty = True
+            if now - self.last_maintenance >= self.config.scheduler_interval:
+                self.last_maintenance = now
+                self.dirty = True
+            if self.dirty:
+                self.dispatch(now)
+        self.flush()
+
+    def handle_frame(self, route: bytes, frame: bytes, now: float) -> None:
+        try:
+            message = decode(frame)
+        except ProtocolError as exc:
+            self.counters.malformed += 1
+            log.debug("dropped a malformed message: %s", exc)
+            self._answer_malformed(route, frame, exc)
+            return
+        kind = message.kind.value
+        self.counters.messages[kind] = self.counters.messages.get(kind, 0) + 1
+        handler = self._handlers.get(message.kind)
+        if handler is None:
+            self.counters.malformed += 1
+            return
+        session = self._session(route)
+        if session is not None:
+            session.last_seen = now
+        try:
+            handler(route, message, now)
+        except FfrtmpError as exc:
+            self.counters.malformed += 1
+            log.warning("%s from a peer was refused: %s", kind, exc)
+
+    def _answer_malformed(self, route: bytes, frame: bytes, exc: ProtocolError) -> None:
+        """A malformed client request still gets an answer when its request id can be read."""
+        import json
+
+        try:
+            raw = json.loads(frame)
+            rid = raw["b"]["rid"] if raw.get("k") == Kind.REQUEST.value else None
+        except Exception:
+            rid = None
+        if isinstance(rid, str) and len(rid) <= 64:
+            self.queue(route, encode(Kind.REPLY, {"rid": rid, "status": 400, "error": f"request: {exc}"}))
+
+    # ---- sending ----------------------------------------------------------------------------------
+
+    def queue(self, route: bytes, frame: bytes, job_id: str | None = None) -> None:
+        """Send after the current transaction commits. `job_id` marks a JOB whose loss must be recovered."""
+        self.outbox.append((route, frame, job_id))
+
+    def flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        lost: list[tuple[bytes, str]] = []
+        for route, frame, job_id in outbox:
+            if not self._send(route, frame):
+                self.counters.unroutable += 1
+                if job_id is not None:
+                    lost.append((route, job_id))
+        if lost:
+            now = time.time()
+            with self.store.transaction():
+                for route, job_id in lost:
+                    session = self._session(route)
+                    if session is not None:
+                        self._attempt_failed(session, job_id, session.active.get(job_id, 0), Failure.WORKER_LOST,
+                                             "the worker could not be reached", now)
+                self.dispatch(now)
+            self.flush()
+
+    def _session(self, route: bytes) -> NodeSession | None:
+        name = self.by_route.get(route)
+        return self.nodes.get(name) if name is not None else None
+
+    def _refuse(self, route: bytes, status: int, error: str) -> None:
+        self.queue(route, encode(Kind.REFUSED, {"status": status, "error": error}))
+
+    # ---- worker messages --------------------------------------------------------------------------
+
+    def on_hello(self, route: bytes, message: Message, now: float) -> None:
+        body = message.body
+        if not api_key_matches(self.config.api_key, body.get("key")):
+            self._refuse(route, 401, "the API key is missing or wrong (check --api-key / FFRTMP_API_KEY)")
+            return
+        try:
+            check_hello(body)
+        except InvalidInput as exc:
+            self._refuse(route, 400, str(exc))
+            return
+        name = body["name"]
+        old = self.nodes.get(name)
+        if old is not None and old.route not in (None, route) and old.status != "offline" \
+                and self._send(old.route, encode(Kind.HEARTBEAT, {})):
+            # The incumbent's connection is still up: a second live worker must not steal its identity.
+            self._refuse(route, 409, f"a worker named {name!r} is already connected; stop it or pick another --name")
+            return
+        session = self._register(route, body, old, now)
+        self._reconcile_running(session, body.get("running", []), now)
+        self.store.upsert_node(session.record(), now)
+        self.queue(route, encode(Kind.WELCOME, {"node": name, "heartbeat_interval": self.config.heartbeat_interval,
+                                                "node_timeout": self.config.node_timeout}))
+        log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)))
+        self.dirty = True
+
+    def _register(self, route: bytes, body: dict[str, Any], old: NodeSession | None, now: float) -> NodeSession:
+        if old is not None and old.route is not None:
+            self.by_route.pop(old.route, None)
+        session = NodeSession(
+            name=body["name"], fingerprint=body["fingerprint"], route=route, slots=body["slots"],
+            engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
+            encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
+            resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
+            last_seen=now)
+        if old is not None:
+            session.active, session.assigned_at = old.active, old.assigned_at
+        self.nodes[session.name] = session
+        self.by_route[route] = session.name
+        return session
+
+    def _reconcile_running(self, session: NodeSession, running: list[Any], now: float) -> None:
+        """Adopt the attempts the worker still runs; retry the ones it lost; stop the ones it must not run."""
+        reported: dict[str, int] = {}
+        for item in running:
+            if isinstance(item, dict) and isinstance(item.get("job"), str) and isinstance(item.get("attempt"), int):
+                reported[item["job"]] = item["attempt"]
+        for job_id, attempt in list(session.active.items()):
+            if reported.get(job_id) != attempt:
+                self._attempt_failed(session, job_id, attempt, Failure.WORKER_LOST,
+                                     f"{session.name} restarted without it", now)
+        for job_id, attempt in reported.items():
+            if session.runs(job_id, attempt):
+                continue
+            job = self.store.get_job(job_id)
+            if job and job["attempts"] == attempt and job["status"] in ("assigned", "running") \
+                    and job["node"] == session.name:
+                session.add(job_id, attempt, now)
+            else:
+                self.counters.stale += 1
+                self.queue(session.route or b"", encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
+
+    def on_heartbeat(self, route: bytes, message: Message, now: float) -> None:
+        session = self._session(route)
+        if session is None:
+            self.queue(route, encode(Kind.RESYNC))
+            return
+        body = message.body
+        if isinstance(body.get("resources"), dict):
+            session.resources = body["resources"]
+        seen: set[str] = set()
+        for item in body.get("jobs", []):
+            if not isinstance(item, dict) or not isinstance(item.get("job"), str):
+                continue
+            job_id, attempt = item["job"], item.get("attempt")
+            seen.add(job_id)
+            if not isinstance(attempt, int) or not session.runs(job_id, attempt):
+                self.counters.stale += 1
+                self.queue(route, encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
+                continue
+            self._record_progress(session, job_id, attempt, item)
+        grace = 2 * self.config.heartbeat_interval + 2.0
+        for job_id, attempt in list(session.active.items()):
+            if job_id not in seen and now - session.assigned_at.get(job_id, now) > grace:
+                self._attempt_failed(session, job_id, attempt, Failure.WORKER_LOST,
+                                     f"{session.name} no longer runs it", now)
+        self.queue(route, encode(Kind.HEARTBEAT, {"pending": self._pending_for(session)}))
+
+    def _record_progress(self, session: NodeSession, job_id: str, attempt: int, item: dict[str, Any]) -> None:
+        metrics = {k: item[k] for k in ("frames", "fps", "speed", "out_time", "bitrate", "size")
+                   if isinstance(item.get(k), int | float) and not isinstance(item.get(k), bool)}
+        progress = item.get("progress")
+        progress = min(1.0, max(0.0, float(progress))) if isinstance(progress, int | float) else None
+        snapshot = {"progress": progress, **metrics}
+        if session.progress.get(job_id) != snapshot:
+            session.progress[job_id] = snapshot
+            self.store.record_progress(job_id, attempt, progress, metrics)
+
+    def _pending_for(self, session: NodeSession) -> int:
+        """Pending jobs this node's engines could run (a `--burst` worker exits when it reaches 0)."""
+        if self._pending_cache is None:
+            self._pending_cache = self.store.pending_by_engine()
+        counts = self._pending_cache
+        encoding = any(e in session.engines for e in ("ffmpeg", "gstreamer"))
+        return sum(n for engine, n in counts.items()
+                   if engine in session.engines or (engine == "auto" and encoding))
+
+    def on_started(self, route: bytes, message: Message, now: float) -> None:
+        session, body = self._session(route), message.body
+        if session is None or not session.runs(body["job"], body["attempt"]):
+            self.counters.stale += 1
+            return
+        self.store.mark_running(body["job"], body["attempt"], min(float(body["at"]), now))
+
+    def on_log(self, route: bytes, message: Message, now: float) -> None:
+        session, body = self._session(route), message.body
+        if session is None or not session.runs(body["job"], body["attempt"]):
+            self.counters.stale += 1
+            return
+        lines: list[tuple[int, float, str, str]] = []
+        for item in body["lines"][:1000]:
+            if (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int)
+                    and isinstance(item[1], int | float) and isinstance(item[2], str) and isinstance(item[3], str)):
+                lines.append((item[0], float(item[1]), item[2][:16], item[3][:MAX_LOG_LINE]))
+        if lines:
+            self.store.append_logs(body["job"], body["attempt"], lines)
+
+    def on_result(self, route: bytes, message: Message, now: float) -> None:
+        body = message.body
+        job_id, attempt = body["job"], body["attempt"]
+        # Always acknowledge, even a stale or repeated result, so the worker stops resending it.
+        self.queue(route, encode(Kind.ACK, {"job": job_id, "attempt": attempt}))
+        session = self._session(route)
+        if session is None or not session.runs(job_id, attempt):
+            self.counters.stale += 1
+            return
+        status = body["status"]
+        metrics = body.get("metrics") or {}
+        if status == "completed":
+            session.remove(job_id)
+            if self.store.finish_job(job_id, attempt, "completed", now, metrics=metrics, output=body.get("output")):
+                self._finished(job_id)
+        elif status == "canceled" and self.store.get_job(job_id) is not None:
+            session.remove(job_id)
+            self.store.finish_job(job_id, attempt, "canceled", now, error=body.get("error") or "canceled",
+                                  failure=Failure.CANCELED, metrics=metrics)
+        else:
+            self._attempt_failed(session, job_id, attempt, classify(body.get("failure")),
+                                 str(body.get("error") or "the attempt failed")[:2000], now, metrics)
+        self.dirty = True
+
+    def on_bye(self, route: bytes, message: Message, now: float) -> None:
+        session = self._session(route)
+        if session is None:
+            return
+        self._node_gone(session, now, f"{session.name} left")
+        log.info("worker %s left", session.name)
+
+    # ---- failures, dead nodes, dispatch -----------------------------------------------------------
+
+    def _attempt_failed(self, session: NodeSession, job_id: str, attempt: int, failure: Failure, error: str,
+                        now: float, metrics: dict[str, Any] | None = None) -> None:
+        """Retry the attempt when its failure allows and budget is left, else fail the job for good."""
+        session.remove(job_id)
+        job = self.store.get_job(job_id)
+        if job is None or job["attempts"] != attempt or job["status"] not in ("assigned", "running"):
+            return
+        not_before = self.config.retry.next_try(failure, attempt, job["max_retries"], now, self.rng)
+        if not_before is None:
+            if self.store.finish_job(job_id, attempt, "failed", now, error=error, failure=failure, metrics=metrics):
+                self._finished(job_id)
+            log.info("job %s attempt %d failed for good on %s: %s: %s", job_id, attempt, session.name, failure,
+                     error)
+            return
+        self.store.requeue_job(job_id, attempt, now, failure=failure, error=error, not_before=not_before,
+                               avoid=session.name)
+        self.counters.retries += 1
+        if not_before > now and (self.next_retry_due is None or not_before < self.next_retry_due):
+            self.next_retry_due = not_before
+        log.info("job %s attempt %d on %s: %s (%s); retry %s", job_id, attempt, session.name, failure, error,
+                 "now" if not_before <= now else f"in {not_before - now:.1f}s")
+        self.dirty = True
+
+    def _finished(self, job_id: str) -> None:
+        if self.on_finished is not None:
+            job = self.store.get_job(job_id)
+            if job is not None:
+                self.on_finished(job)
+
+    def _node_gone(self, session: NodeSession, now: float, reason: str) -> None:
+        for job_id, attempt in list(session.active.items()):
+            self._attempt_failed(session, job_id, attempt, Failure.WORKER_LOST, reason, now)
+        if session.route is not None:
+            self.by_route.pop(session.route, None)
+        session.route = None
+        session.status = "offline"
+        self.store.update_node(session.name, status="offline", last_seen=session.last_seen)
+        self.dirty = True
+
+    def expire_nodes(self, now: float) -> None:
+        """Nodes silent for the node timeout are offline; their attempts go back to pending at once."""
+        for session in list(self.nodes.values()):
+            if session.status == "offline" and not session.active:
+                continue
+            if now - session.last_seen > self.config.node_timeout:
+                if session.status != "offline":
+                    self.counters.dead_nodes += 1
+                    log.warning("worker %s silent for %.1fs: offline, %d attempt(s) move on", session.name,
+                                now - session.last_seen, len(session.active))
+                self._node_gone(session, now, f"{session.name} went silent")
+
+    def dispatch(self, now: float) -> None:
+        """Place pending jobs on free slots (one claim per job, inside the caller's transaction)."""
+        self.dirty = False
+        nodes = [s.view() for s in self.nodes.values() if s.status != "offline"]
+        free = sum(n.free for n in nodes)
+        if free <= 0:
+            return
+        candidates = self.store.pending_candidates(now, limit=free + 64)
+        assignments, reasons = place(candidates, nodes)
+        for job in candidates:
+            reason = reasons.get(job["id"])
+            if reason is not None and reason != job["reason"]:
+                self.store.set_wait_reason(job["id"], reason)
+        for job_id, node_name in assignments:
+            session = self.nodes[node_name]
+            spec = self.store.assign_job(job_id, node_name, now)
+            attempt = spec.pop("attempt")
+            session.add(job_id, attempt, now)
+            assert session.route is not None
+            self.queue(session.route, encode(Kind.JOB, {"job": job_id, "attempt": attempt, "spec": spec}), job_id)
+
+    # ---- client requests --------------------------------------------------------------------------
+
+    def on_request(self, route: bytes, message: Message, now: float) -> None:
+        body = message.body
+        rid = body["rid"][:64]
+        if not api_key_matches(self.config.api_key, body.get("key")):
+            reply = {"rid": rid, "status": 401,
+                     "error": "the API key is missing or wrong (check --api-key / FFRTMP_API_KEY)"}
+        else:
+            try:
+                result = requests.handle(self, body["op"], body.get("args", {}), now)
+                reply = {"rid": rid, "status": 200, "body": result}
+            except FfrtmpError as exc:
+                reply = {"rid": rid, "status": exc.status, "error": str(exc)}
+        self.queue(route, encode(Kind.REPLY, reply))

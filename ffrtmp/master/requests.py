@@ -1,0 +1,194 @@
+"""Client requests: one small function per operation, looked up in a table.
+
+Each returns the reply body or raises an `FfrtmpError` whose status becomes the reply's (and, on the
+client, the exit code of SPEC §4). Arguments come from the network: every one is checked here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ffrtmp import __version__
+from ffrtmp.errors import InvalidInput, NotFound
+from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
+from ffrtmp.master.serialize import job_json, node_json
+from ffrtmp.master.store import TERMINAL
+from ffrtmp.protocol import Kind, encode
+
+if TYPE_CHECKING:
+    from ffrtmp.master.coordinator import Coordinator
+
+Args = dict[str, Any]
+Op = Callable[["Coordinator", Args, float], Any]
+
+MAX_SUBMIT = 50_000
+STATUSES = ("pending", "assigned", "running", "completed", "failed", "canceled")
+
+
+def _str_arg(args: Args, name: str, *, required: bool = True, limit: int = 256) -> str | None:
+    value = args.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInput(name, "must be a non-empty string")
+    return value
+
+
+def _int_arg(args: Args, name: str, default: int, low: int, high: int) -> int:
+    value = args.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(name, f"must be a whole number from {low} to {high}")
+    return value
+
+
+def _job_id(coordinator: Coordinator, args: Args) -> str:
+    return coordinator.store.resolve_job_id(_str_arg(args, "id") or "")
+
+
+def submit(coordinator: Coordinator, args: Args, now: float) -> Any:
+    jobs = args.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        raise InvalidInput("jobs", "must be a non-empty list of jobs")
+    if len(jobs) > MAX_SUBMIT:
+        raise InvalidInput("jobs", f"at most {MAX_SUBMIT} jobs in one request")
+    specs = []
+    for index, raw in enumerate(jobs):
+        try:
+            specs.append(validate_submission(raw, output_roots=coordinator.config.output_roots))
+        except InvalidInput as exc:
+            field = exc.field if len(jobs) == 1 else f"jobs[{index}].{exc.field}"
+            raise InvalidInput(field, exc.problem) from None
+    ids = coordinator.store.insert_jobs(specs, now, coordinator.config.max_retries)
+    coordinator.dirty = True
+    return {"ids": ids}
+
+
+def get(coordinator: Coordinator, args: Args, now: float) -> Any:
+    job_id = _job_id(coordinator, args)
+    job = coordinator.store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job_json(job, coordinator.store.job_history(job_id), coordinator.store.job_attempts(job_id))
+
+
+def list_jobs(coordinator: Coordinator, args: Args, now: float) -> Any:
+    status = _str_arg(args, "status", required=False)
+    queue = _str_arg(args, "queue", required=False)
+    if status is not None and status not in STATUSES:
+        raise InvalidInput("status", f"{status!r} is not one of {', '.join(STATUSES)}")
+    if queue is not None and queue not in QUEUE_WEIGHTS:
+        raise InvalidInput("queue", f"{queue!r} is not one of {', '.join(QUEUE_WEIGHTS)}")
+    rows = coordinator.store.list_jobs(status=status, queue=queue, node=_str_arg(args, "node", required=False),
+                                       limit=_int_arg(args, "limit", 50, 1, 100_000))
+    return {"jobs": [job_json(row) for row in rows]}
+
+
+def cancel(coordinator: Coordinator, args: Args, now: float) -> Any:
+    job_id = _job_id(coordinator, args)
+    before = coordinator.store.cancel_job(job_id, now)
+    if before is None:
+        job = coordinator.store.get_job(job_id)
+        return {"id": job_id, "status": job["status"] if job else "unknown", "changed": False}
+    if before["status"] in ("assigned", "running"):
+        session = coordinator.nodes.get(before["node"] or "")
+        if session is not None and session.route is not None:
+            coordinator.queue(session.route, encode(Kind.CANCEL, {"job": job_id, "attempt": before["attempts"]}))
+    return {"id": job_id, "status": "canceled", "changed": True}
+
+
+def retry(coordinator: Coordinator, args: Args, now: float) -> Any:
+    job_id = _job_id(coordinator, args)
+    if not coordinator.store.retry_job(job_id, now):
+        job = coordinator.store.get_job(job_id)
+        status = job["status"] if job else "unknown"
+        raise InvalidInput("id", f"job {job_id} is {status}; only failed or canceled jobs can be retried")
+    coordinator.dirty = True
+    return {"id": job_id, "status": "pending"}
+
+
+def logs(coordinator: Coordinator, args: Args, now: float) -> Any:
+    job_id = _job_id(coordinator, args)
+    job = coordinator.store.get_job(job_id)
+    assert job is not None
+    attempt_arg = args.get("attempt")
+    if attempt_arg == "all":
+        attempt = None
+    elif attempt_arg is None:
+        attempt = job["attempts"] or None
+    else:
+        attempt = _int_arg(args, "attempt", 0, 1, 1_000_000)
+    tail = args.get("tail")
+    if tail is not None:
+        tail = _int_arg(args, "tail", 0, 0, 1_000_000)
+    lines = coordinator.store.job_logs(job_id, attempt, tail)
+    return {"id": job_id, "status": job["status"], "attempts": job["attempts"], "lines": lines,
+            "done": job["status"] in TERMINAL}
+
+
+def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:
+    session = coordinator.nodes.get(name)
+    return session.live() if session is not None else None
+
+
+def nodes_list(coordinator: Coordinator, args: Args, now: float) -> Any:
+    return {"nodes": [node_json(row, _node_live(coordinator, row["name"])) for row in coordinator.store.list_nodes()]}
+
+
+def nodes_get(coordinator: Coordinator, args: Args, now: float) -> Any:
+    name = _str_arg(args, "name") or ""
+    row = coordinator.store.get_node(name)
+    if row is None:
+        raise NotFound(f"no node {name!r}")
+    return node_json(row, _node_live(coordinator, name))
+
+
+def nodes_drain(coordinator: Coordinator, args: Args, now: float) -> Any:
+    name = _str_arg(args, "name") or ""
+    session = coordinator.nodes.get(name)
+    if session is None or session.route is None:
+        raise NotFound(f"no connected node {name!r}")
+    session.status = "draining"
+    coordinator.store.update_node(name, status="draining")
+    coordinator.queue(session.route, encode(Kind.DRAIN))
+    return {"name": name, "status": "draining", "running": len(session.active)}
+
+
+def stats(coordinator: Coordinator, args: Args, now: float) -> Any:
+    counts = coordinator.store.status_counts()
+    nodes = [s for s in coordinator.nodes.values() if s.status != "offline"]
+    return {
+        "jobs": {status: counts.get(status, 0) for status in STATUSES},
+        "nodes": {"total": len(nodes), "slots": sum(s.slots for s in nodes),
+                  "busy_slots": sum(len(s.active) for s in nodes)},
+        "version": __version__,
+        "uptime": now - coordinator.started_at,
+    }
+
+
+def ping(coordinator: Coordinator, args: Args, now: float) -> Any:
+    return {"version": __version__, "priorities": list(PRIORITY_WEIGHTS)}
+
+
+OPS: dict[str, Op] = {
+    "submit": submit,
+    "get": get,
+    "list": list_jobs,
+    "cancel": cancel,
+    "retry": retry,
+    "logs": logs,
+    "nodes.list": nodes_list,
+    "nodes.get": nodes_get,
+    "nodes.drain": nodes_drain,
+    "stats": stats,
+    "ping": ping,
+}
+
+
+def handle(coordinator: Coordinator, op: str, args: Args, now: float) -> Any:
+    handler = OPS.get(op)
+    if handler is None:
+        raise InvalidInput("op", f"unknown operation {op[:40]!r}")
+    return handler(coordinator, args, now)

@@ -1,0 +1,81 @@
+"""Pure placement: which pending job goes to which node with a free slot.
+
+Jobs come in dispatch order (weight, then FIFO). A job that no node can run never blocks the ones behind
+it: it is skipped with a reason the user sees in `jobs show`. Among the nodes that fit, a node that already
+failed this job is avoided while others are free, then the least loaded wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENCODING_ENGINES = ("ffmpeg", "gstreamer")
+
+
+@dataclass
+class NodeView:
+    name: str
+    slots: int
+    active: int
+    engines: frozenset[str]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    codecs: frozenset[str] = frozenset()
+    """Codecs (h264, …) and encoder names (libx264, h264_nvenc, …) this node can encode with."""
+    cpu: float = 0.0
+    accepting: bool = True
+
+    @property
+    def free(self) -> int:
+        return self.slots - self.active if self.accepting else 0
+
+
+def engine_fits(engine: str, node: NodeView) -> bool:
+    if engine == "auto":
+        return any(e in node.engines for e in ENCODING_ENGINES)
+    return engine in node.engines
+
+
+def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
+    """None when `node` could run `job` (free slots aside), else what is missing."""
+    engine = job["engine"]
+    if not engine_fits(engine, node):
+        return f"engine {engine}"
+    for key, value in job.get("labels", {}).items():
+        if node.labels.get(key) != value:
+            return f"label {key}={value}"
+    if engine != "null":
+        codec = job.get("params", {}).get("codec")
+        if codec and codec not in node.codecs:
+            return f"a usable {codec} encoder"
+    return None
+
+
+def wait_reason(job: Mapping[str, Any], nodes: Iterable[NodeView]) -> str:
+    """Why `job` is still pending, in words a user can act on."""
+    nodes = list(nodes)
+    if not nodes:
+        return "no worker is connected"
+    missing = [why_not(job, node) for node in nodes]
+    if any(m is None for m in missing):
+        return "waiting for a free slot"
+    return "no connected worker has " + " / ".join(sorted({m for m in missing if m}))
+
+
+def place(jobs: Iterable[Mapping[str, Any]], nodes: list[NodeView]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Assignments `[(job_id, node_name)]` in dispatch order, and the wait reason of each job left over."""
+    assignments: list[tuple[str, str]] = []
+    reasons: dict[str, str] = {}
+    for job in jobs:
+        if not any(node.free > 0 for node in nodes):
+            break
+        fitting = [n for n in nodes if n.free > 0 and why_not(job, n) is None]
+        if not fitting:
+            reasons[job["id"]] = wait_reason(job, nodes)
+            continue
+        avoid = set(job.get("avoid", ()))
+        best = min(fitting, key=lambda n: (n.name in avoid, n.active / n.slots, n.cpu, n.name))
+        best.active += 1
+        assignments.append((job["id"], best.name))
+    return assignments, reasons

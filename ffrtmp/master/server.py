@@ -1,0 +1,113 @@
+"""The master process: binds the socket, opens the store, and runs the coordinator's loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from ffrtmp import __version__, defaults
+from ffrtmp.master.coordinator import Coordinator, MasterConfig
+from ffrtmp.master.store import Store
+from ffrtmp.metrics import MasterMetrics, serve
+from ffrtmp.security import master_keypair
+from ffrtmp.transport import RouterSocket
+
+log = logging.getLogger("ffrtmp.master")
+
+TICK_EVERY = 0.1
+"""Upkeep (dead nodes, due retries) runs at most this often, however busy the socket is."""
+
+STATE_FILE = "master.json"
+"""Written to the data dir: where this master listens, so local tools can find it."""
+
+
+@dataclass
+class MasterOptions:
+    bind: str = defaults.BIND_ADDRESS
+    port: int = defaults.MASTER_PORT
+    data_dir: Path = field(default_factory=defaults.data_dir)
+    db: Path | None = None
+    tls: bool = True
+    cert: Path | None = None
+    key: Path | None = None
+    allow_keys: Path | None = None
+    metrics: bool = True
+    metrics_port: int = defaults.METRICS_PORT
+    config: MasterConfig = field(default_factory=MasterConfig)
+
+
+class MasterServer:
+    def __init__(self, options: MasterOptions) -> None:
+        self.options = options
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = options.db if options.db is not None else options.data_dir / "master.db"
+        keys = master_keypair(options.data_dir, options.cert, options.key) if options.tls else None
+        host = "*" if options.bind in ("0.0.0.0", "*") else options.bind
+        port = "*" if options.port == 0 else str(options.port)
+        self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
+        self.store = Store(self.db_path)
+        options.config.version = __version__
+        self.coordinator = Coordinator(self.store, options.config, self.socket.send)
+        self.metrics: MasterMetrics | None = None
+        self.http = None
+        if options.metrics:
+            self.metrics = MasterMetrics(self.coordinator, str(self.db_path))
+            self.http = serve(self.metrics, "0.0.0.0" if options.bind in ("0.0.0.0", "*") else options.bind,
+                              options.metrics_port)
+        self.stop_event = threading.Event()
+        self.port = int(self.socket.endpoint.rsplit(":", 1)[1])
+        self._write_state()
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.options.bind in ("0.0.0.0", "*") else self.options.bind
+        return f"tcp://{host}:{self.port}"
+
+    def _write_state(self) -> None:
+        state = {"url": self.url, "pid": os.getpid(), "tls": self.options.tls, "version": __version__,
+                 "metrics_port": self.http.server_address[1] if self.http else None}
+        path = self.options.data_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def run(self) -> None:
+        coordinator = self.coordinator
+        coordinator.restore(time.time())
+        last_tick = 0.0
+        log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
+                 "on" if self.options.tls else "OFF", self.db_path)
+        try:
+            while not self.stop_event.is_set():
+                if self.socket.poll(TICK_EVERY):
+                    coordinator.handle_batch(self.socket.recv_batch(defaults.MAX_BATCH), time.time())
+                now = time.time()
+                if now - last_tick >= TICK_EVERY:
+                    last_tick = now
+                    coordinator.tick(now)
+                    if self.metrics is not None:
+                        self.metrics.last_loop = time.monotonic()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        self.socket.close()
+        self.store.close()
+        log.info("master stopped")

@@ -1,0 +1,143 @@
+"""The wire protocol: one versioned JSON envelope, one message kind per verb.
+
+A frame is `{"v": VERSION, "k": KIND, "b": {...}}`. `decode` checks the envelope and the fields each kind
+requires and turns anything malformed into one `ProtocolError`, so handlers only ever see well-typed bodies.
+
+Worker → master: HELLO, HEARTBEAT, STARTED, LOG, RESULT, BYE.
+Master → worker: WELCOME, REFUSED, JOB, CANCEL, ACK, HEARTBEAT, RESYNC, DRAIN.
+Client ↔ master: REQUEST → zero or more PARTIAL, then one REPLY (the MDP/0.2 shape).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ffrtmp.defaults import PROTOCOL_VERSION
+from ffrtmp.errors import ProtocolError
+
+
+class Kind(StrEnum):
+    HELLO = "hello"
+    WELCOME = "welcome"
+    REFUSED = "refused"
+    HEARTBEAT = "heartbeat"
+    RESYNC = "resync"
+    JOB = "job"
+    STARTED = "started"
+    LOG = "log"
+    RESULT = "result"
+    ACK = "ack"
+    CANCEL = "cancel"
+    DRAIN = "drain"
+    BYE = "bye"
+    REQUEST = "request"
+    PARTIAL = "partial"
+    REPLY = "reply"
+
+
+_STR = (str,)
+_INT = (int,)
+_NUM = (int, float)
+_LIST = (list,)
+_DICT = (dict,)
+
+# For each kind: field -> (accepted types, required). Extra fields are allowed (forward compatible).
+SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
+    Kind.HELLO: {
+        "name": (_STR, True),
+        "fingerprint": (_STR, True),
+        "version": (_STR, True),
+        "slots": (_INT, True),
+        "engines": (_LIST, True),
+        "encoders": (_DICT, False),
+        "resources": (_DICT, False),
+        "labels": (_DICT, False),
+        "running": (_LIST, False),
+        "key": (_STR, False),
+    },
+    Kind.WELCOME: {"node": (_STR, True), "heartbeat_interval": (_NUM, True), "node_timeout": (_NUM, True)},
+    Kind.REFUSED: {"status": (_INT, True), "error": (_STR, True)},
+    Kind.HEARTBEAT: {"jobs": (_LIST, False), "resources": (_DICT, False), "pending": (_INT, False)},
+    Kind.RESYNC: {},
+    Kind.JOB: {"job": (_STR, True), "attempt": (_INT, True), "spec": (_DICT, True)},
+    Kind.STARTED: {"job": (_STR, True), "attempt": (_INT, True), "at": (_NUM, True)},
+    Kind.LOG: {"job": (_STR, True), "attempt": (_INT, True), "lines": (_LIST, True)},
+    Kind.RESULT: {
+        "job": (_STR, True),
+        "attempt": (_INT, True),
+        "status": (_STR, True),
+        "error": ((str, type(None)), False),
+        "failure": ((str, type(None)), False),
+        "metrics": (_DICT, False),
+        "output": ((str, type(None)), False),
+        "at": (_NUM, True),
+    },
+    Kind.ACK: {"job": (_STR, True), "attempt": (_INT, True)},
+    Kind.CANCEL: {"job": (_STR, True), "attempt": (_INT, True)},
+    Kind.DRAIN: {},
+    Kind.BYE: {},
+    Kind.REQUEST: {"rid": (_STR, True), "op": (_STR, True), "args": (_DICT, False), "key": (_STR, False)},
+    Kind.PARTIAL: {"rid": (_STR, True), "body": ((dict, list), True)},
+    Kind.REPLY: {"rid": (_STR, True), "status": (_INT, True), "body": ((dict, list, type(None)), False),
+                 "error": (_STR, False)},
+}
+
+MAX_STRING = 64 * 1024
+"""No single string field of a message may be longer (log lines are cut well below this)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    kind: Kind
+    body: dict[str, Any]
+
+
+def encode(kind: Kind, body: dict[str, Any] | None = None) -> bytes:
+    """One frame for `kind`; bodies are plain JSON values."""
+    return json.dumps({"v": PROTOCOL_VERSION, "k": kind.value, "b": body or {}},
+                      separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(frame: bytes) -> Message:
+    """Parse and check one frame, raising `ProtocolError` for anything that is not a valid message."""
+    try:
+        raw = json.loads(frame, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"not a JSON message: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("a message must be a JSON object")
+    version = raw.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION})")
+    try:
+        kind = Kind(str(raw.get("k")))
+    except ValueError:
+        raise ProtocolError(f"unknown message kind {raw.get('k')!r}") from None
+    body = raw.get("b", {})
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{kind.value}: the body must be an object")
+    _check_fields(kind, body)
+    return Message(kind, body)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_fields(kind: Kind, body: dict[str, Any]) -> None:
+    for field, (types, required) in SCHEMAS[kind].items():
+        if field not in body:
+            if required:
+                raise ProtocolError(f"{kind.value}: missing field {field!r}")
+            continue
+        value = body[field]
+        # bool is an int subclass; nobody means True when they send an attempt number.
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ProtocolError(f"{kind.value}: field {field!r} has the wrong type")
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            raise ProtocolError(f"{kind.value}: field {field!r} is too long")
+        if isinstance(value, int) and not -(2**53) <= value <= 2**53:
+            raise ProtocolError(f"{kind.value}: field {field!r} is out of range")

@@ -1,0 +1,198 @@
+"""ZeroMQ sockets with CURVE set up the one safe way (see research/zmq-perf.md §2).
+
+The master binds one ROUTER; workers and clients connect DEALERs. Order matters and is fixed here:
+context → authenticator → socket → security options (incl. `ZAP_ENFORCE_DOMAIN`, so a missing
+authenticator fails closed) → bind. Every zmq error becomes a `TransportError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
+
+from ffrtmp import defaults
+from ffrtmp.errors import TransportError
+from ffrtmp.security import KeyPair
+
+log = logging.getLogger(__name__)
+
+ZMTP_HEARTBEAT_IVL_MS = 5000
+ZMTP_HEARTBEAT_TIMEOUT_MS = 15000
+
+_HANDSHAKE_FAILED = {
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the CURVE handshake failed: the master key is probably wrong",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the handshake failed: the other side speaks another security "
+    "mechanism (is CURVE on for both? see --tls/--no-tls)",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the master refused this client's key (is its public certificate "
+    "in the master's --allow-keys dir?)",
+}
+
+
+def _common_options(sock: zmq.Socket) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, ZMTP_HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMTP_HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, ZMTP_HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+
+
+class RouterSocket:
+    """The master's one socket. `recv_batch` drains what is queued; `send` never blocks."""
+
+    def __init__(self, endpoint: str, keys: KeyPair | None, allow_dir: Path | None = None,
+                 max_message: int = defaults.MAX_MESSAGE_BYTES) -> None:
+        self.context = zmq.Context()
+        self.authenticator: ThreadAuthenticator | None = None
+        try:
+            if keys is not None:
+                self.authenticator = ThreadAuthenticator(self.context, log=logging.getLogger("ffrtmp.zap"))
+                self.authenticator.start()
+                self.configure_allowed(allow_dir)
+            self.socket = self.context.socket(zmq.ROUTER)
+            _common_options(self.socket)
+            self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self.socket.setsockopt(zmq.MAXMSGSIZE, max_message)
+            self.socket.setsockopt(zmq.SNDHWM, 100_000)
+            self.socket.setsockopt(zmq.RCVHWM, 100_000)
+            if keys is not None:
+                self.socket.curve_secretkey = keys.secret
+                self.socket.curve_publickey = keys.public
+                self.socket.curve_server = True
+                self.socket.zap_domain = defaults.ZAP_DOMAIN
+                self.socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+            self.socket.bind(endpoint)
+            self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise TransportError(f"cannot bind {endpoint}: {exc} (is another master using that port?)") from None
+
+    def configure_allowed(self, allow_dir: Path | None) -> None:
+        """Admit any client key, or only those whose public certificates are in `allow_dir`."""
+        assert self.authenticator is not None
+        location = str(allow_dir) if allow_dir is not None else zmq.auth.CURVE_ALLOW_ANY
+        self.authenticator.configure_curve(domain="*", location=location)
+
+    def poll(self, timeout: float) -> bool:
+        return bool(self.socket.poll(int(timeout * 1000), zmq.POLLIN))
+
+    def recv_batch(self, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` queued (route, frame) pairs without waiting; malformed multipart shapes are dropped."""
+        batch: list[tuple[bytes, bytes]] = []
+        while len(batch) < limit:
+            try:
+                parts = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(parts) == 2:
+                batch.append((parts[0], parts[1]))
+            else:
+                log.debug("dropped a message of %d frames", len(parts))
+        return batch
+
+    def send(self, route: bytes, frame: bytes) -> bool:
+        """False when the peer is gone (ROUTER_MANDATORY) or its queue is full."""
+        try:
+            self.socket.send_multipart([route, frame], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+                return False
+            raise TransportError(f"send failed: {exc}") from None
+
+    def close(self) -> None:
+        sock = getattr(self, "socket", None)
+        if sock is not None:
+            sock.close(0)
+        if self.authenticator is not None:
+            self.authenticator.stop()
+        self.context.term()
+
+
+class DealerSocket:
+    """A worker's or client's connection to the master, with a monitor that reports failed handshakes."""
+
+    def __init__(self, endpoint: str, server_key: bytes | None, keys: KeyPair | None,
+                 *, immediate: bool = False, context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.context = context or zmq.Context.instance()
+        self.socket = self.context.socket(zmq.DEALER)
+        _common_options(self.socket)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        self.socket.setsockopt(zmq.SNDHWM, 10_000)
+        if immediate:
+            self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        if server_key is not None:
+            if keys is None:
+                raise TransportError("a CURVE client needs its own key pair")
+            self.socket.curve_serverkey = server_key
+            self.socket.curve_publickey = keys.public
+            self.socket.curve_secretkey = keys.secret
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
+        )
+        self.handshake_error: str | None = None
+        self.connected = False
+        self.refused = False
+        try:
+            self.socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise TransportError(f"cannot connect to {endpoint!r}: {exc}") from None
+
+    def send(self, frame: bytes) -> bool:
+        """Queue one frame; False when it cannot be queued now (no peer with IMMEDIATE, or HWM)."""
+        try:
+            self.socket.send(frame, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def poll_events(self) -> None:
+        """Read monitor events: remember a failed handshake, a success, a refused connection."""
+        while self.monitor.poll(0):
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except (zmq.Again, ValueError):
+                return
+            code = event["event"]
+            if code in _HANDSHAKE_FAILED:
+                self.handshake_error = _HANDSHAKE_FAILED[code]
+            elif code == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected, self.handshake_error, self.refused = True, None, False
+            elif code == zmq.EVENT_CONNECT_RETRIED:
+                self.refused = True
+
+    def recv(self, timeout: float) -> bytes | None:
+        if self.socket.poll(int(timeout * 1000), zmq.POLLIN):
+            return self.socket.recv(zmq.NOBLOCK)
+        return None
+
+    def recv_nowait(self) -> bytes | None:
+        try:
+            return self.socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+
+    def explain_silence(self, timeout: float) -> str:
+        """Why nothing came back: names the address and what to check."""
+        self.poll_events()
+        if self.handshake_error:
+            return f"{self.endpoint}: {self.handshake_error} (check --master-key / FFRTMP_MASTER_KEY)"
+        if self.refused and not self.connected:
+            return f"{self.endpoint}: connection refused: is `ffrtmp master` running there (check --master)?"
+        return (f"no answer from {self.endpoint} within {timeout:g}s: is `ffrtmp master` running there, and is "
+                "the master key right (check --master and --master-key)?")
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.socket.disable_monitor()
+        self.monitor.close(0)
+        self.socket.close(0)

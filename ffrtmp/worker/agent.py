@@ -1,0 +1,353 @@
+"""The worker's loop: one DEALER to the master, one thread per running attempt.
+
+`tick()` is one pass: read the master's messages and the runners' events, ship logs, heartbeat, resend
+unacknowledged results, reconnect when the master has gone silent, and decide whether to stop (drain,
+burst). Runner threads never touch the socket; they hand events over a queue and wake the loop via a pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ffrtmp import __version__, defaults
+from ffrtmp.errors import ProtocolError
+from ffrtmp.failures import Failure
+from ffrtmp.protocol import Kind, Message, decode, encode
+from ffrtmp.security import KeyPair
+from ffrtmp.transport import DealerSocket
+from ffrtmp.worker.capabilities import Capabilities
+from ffrtmp.worker.logship import LogShipper
+from ffrtmp.worker.resources import ResourceSampler
+from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
+
+log = logging.getLogger("ffrtmp.worker")
+
+HELLO_RETRY = 2.0
+"""Until the master welcomes us, HELLO is resent this often."""
+
+
+@dataclass
+class WorkerOptions:
+    master: str = defaults.MASTER_URL
+    master_key: bytes | None = None
+    """The master's public key (CURVE), or None to connect without CURVE."""
+    client_keys: KeyPair | None = None
+    api_key: str | None = None
+    name: str = "worker"
+    fingerprint: str = ""
+    slots: int = 1
+    work_dir: Path = field(default_factory=defaults.work_dir)
+    labels: dict[str, str] = field(default_factory=dict)
+    output_roots: tuple[Path, ...] = ()
+    burst: bool = False
+    drain_timeout: float = 60.0
+    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
+    node_timeout: float = defaults.NODE_TIMEOUT
+
+
+class WorkerExit(Exception):
+    """The loop is over; `code` is the process exit status."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Agent:
+    def __init__(self, options: WorkerOptions, capabilities: Capabilities) -> None:
+        self.options = options
+        self.capabilities = capabilities
+        self.paths = WorkerPaths(options.work_dir, options.output_roots)
+        self.sampler = ResourceSampler(options.work_dir)
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_read, False)
+        os.set_blocking(self.wake_write, False)
+        self.attempts: dict[str, Attempt] = {}
+        self.unacked: dict[tuple[str, int], tuple[bytes, float]] = {}
+        self.logs = LogShipper(self._send)
+        self.sock: DealerSocket | None = None
+        self.poller = zmq.Poller()
+        self.welcomed = False
+        self.ever_welcomed = False
+        self.last_heard = 0.0
+        self.last_hello = 0.0
+        self.next_heartbeat = 0.0
+        self.master_pending: int | None = None
+        self.draining = False
+        self.drain_started: float | None = None
+        self.stop_now = False
+        self.reconnect_delay = defaults.RECONNECT_MIN
+        self.rng = random.Random()
+        self.heartbeat_interval = options.heartbeat_interval
+        self.node_timeout = options.node_timeout
+        self.completed = 0
+        self.failed = 0
+
+    # ---- connection -------------------------------------------------------------------------------
+
+    def connect(self, now: float) -> None:
+        if self.sock is not None:
+            self.poller.unregister(self.sock.socket)
+            self.sock.close()
+        self.sock = DealerSocket(self.options.master, self.options.master_key, self.options.client_keys,
+                                 immediate=True)
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock.socket, zmq.POLLIN)
+        self.poller.register(self.wake_read, zmq.POLLIN)
+        self.welcomed = False
+        self.last_heard = now
+        self.last_hello = 0.0
+
+    def _send(self, frame: bytes) -> bool:
+        return self.sock is not None and self.sock.send(frame)
+
+    def hello_body(self) -> dict[str, Any]:
+        running = [{"job": a.job, "attempt": a.attempt} for a in self.attempts.values()]
+        running += [{"job": job, "attempt": attempt} for job, attempt in self.unacked]
+        body: dict[str, Any] = {
+            "name": self.options.name, "fingerprint": self.options.fingerprint, "version": __version__,
+            "slots": self.options.slots, "engines": self.capabilities.engines,
+            "encoders": self.capabilities.encoder_map(), "labels": self.options.labels,
+            "resources": self.sampler.sample(), "running": running, "draining": self.draining,
+        }
+        if self.options.api_key:
+            body["key"] = self.options.api_key
+        return body
+
+    # ---- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.connect(time.monotonic())
+        try:
+            while True:
+                self.tick(time.monotonic())
+        except WorkerExit as done:
+            if str(done):
+                log.log(logging.ERROR if done.code else logging.INFO, "%s", done)
+            return done.code
+        finally:
+            self.shutdown()
+
+    def tick(self, now: float) -> None:
+        assert self.sock is not None
+        timeout = max(0.0, min(self.next_heartbeat - now, self.logs.due_in(now), 0.5))
+        ready = dict(self.poller.poll(int(timeout * 1000)))
+        if self.sock.socket in ready:
+            while (frame := self.sock.recv_nowait()) is not None:
+                self.on_frame(frame, time.monotonic())
+        if self.wake_read in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake_read, 65536)
+        now = time.monotonic()
+        self.drain_events()
+        self.logs.flush(now)
+        self.keep_alive(now)
+        self.check_stop(now)
+
+    def emit(self, event: Event) -> None:
+        """Called from runner threads."""
+        self.events.put(event)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the loop's poll return now (safe from threads and signal handlers)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.wake_write, b"!")
+
+    def keep_alive(self, now: float) -> None:
+        assert self.sock is not None
+        if not self.welcomed:
+            self.sock.poll_events()
+            if self.sock.handshake_error and not self.ever_welcomed:
+                raise WorkerExit(3, f"cannot join {self.options.master}: {self.sock.handshake_error} "
+                                    "(check --master-key / FFRTMP_MASTER_KEY)")
+            if now - self.last_hello >= HELLO_RETRY:
+                self.last_hello = now
+                self._send(encode(Kind.HELLO, self.hello_body()))
+            return
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + self.heartbeat_interval
+            self._send(encode(Kind.HEARTBEAT, self.heartbeat_body()))
+        for key, (frame, sent_at) in list(self.unacked.items()):
+            if now - sent_at >= defaults.RESULT_RESEND_INTERVAL:
+                self.unacked[key] = (frame, now)
+                self._send(frame)
+        if now - self.last_heard > self.node_timeout:
+            delay = self.reconnect_delay * self.rng.uniform(0.5, 1.0)
+            log.warning("master %s silent for %.0fs: reconnecting", self.options.master, now - self.last_heard)
+            self.reconnect_delay = min(defaults.RECONNECT_MAX, self.reconnect_delay * 2)
+            self.connect(now - self.node_timeout + delay)
+
+    def heartbeat_body(self) -> dict[str, Any]:
+        jobs = [{"job": a.job, "attempt": a.attempt, **a.progress} for a in self.attempts.values()]
+        jobs += [{"job": job, "attempt": attempt} for job, attempt in self.unacked]
+        return {"jobs": jobs, "resources": self.sampler.sample(), "draining": self.draining}
+
+    # ---- messages from the master -----------------------------------------------------------------
+
+    def on_frame(self, frame: bytes, now: float) -> None:
+        try:
+            message = decode(frame)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed message from the master: %s", exc)
+            return
+        self.last_heard = now
+        handler = getattr(self, f"on_{message.kind.value}", None)
+        if handler is None:
+            log.debug("ignored %s from the master", message.kind.value)
+            return
+        handler(message, now)
+
+    def on_welcome(self, message: Message, now: float) -> None:
+        self.welcomed = self.ever_welcomed = True
+        self.reconnect_delay = defaults.RECONNECT_MIN
+        self.heartbeat_interval = float(message.body["heartbeat_interval"]) or self.heartbeat_interval
+        self.node_timeout = float(message.body["node_timeout"]) or self.node_timeout
+        self.next_heartbeat = now
+        for frame, _ in self.unacked.values():
+            self._send(frame)
+        log.info("joined %s as %s (%d slots)", self.options.master, self.options.name, self.options.slots)
+
+    def on_refused(self, message: Message, now: float) -> None:
+        status = message.body["status"]
+        code = {401: 4, 409: 2, 400: 2}.get(status, 2)
+        raise WorkerExit(code, f"the master refused this worker: {message.body['error']}")
+
+    def on_resync(self, message: Message, now: float) -> None:
+        self.welcomed = False
+        self.last_hello = 0.0
+
+    def on_heartbeat(self, message: Message, now: float) -> None:
+        pending = message.body.get("pending")
+        if isinstance(pending, int):
+            self.master_pending = pending
+
+    def on_drain(self, message: Message, now: float) -> None:
+        self.start_drain(now)
+
+    def on_ack(self, message: Message, now: float) -> None:
+        self.unacked.pop((message.body["job"], message.body["attempt"]), None)
+        if self.options.burst and not self.attempts and not self.unacked:
+            self.master_pending = None
+            self.next_heartbeat = now
+
+    def on_cancel(self, message: Message, now: float) -> None:
+        current = self.attempts.get(message.body["job"])
+        if current is not None and current.attempt == message.body["attempt"]:
+            current.cancel_reason = "canceled by the master"
+            current.cancel.set()
+
+    def on_job(self, message: Message, now: float) -> None:
+        job_id, number, spec = message.body["job"], message.body["attempt"], message.body["spec"]
+        current = self.attempts.get(job_id)
+        if current is not None:
+            if current.attempt >= number:
+                return  # a duplicate delivery
+            current.cancel_reason = "superseded by a newer attempt"
+            current.cancel.set()
+        if self.draining or len(self.attempts) >= self.options.slots or not _spec_ok(spec):
+            reason = "the worker is draining" if self.draining else (
+                "no free slot" if _spec_ok(spec) else "malformed job spec")
+            self._finish(job_id, number, {"status": "failed", "failure": Failure.WORKER_LOST.value, "error": reason})
+            return
+        attempt = Attempt(job=job_id, attempt=number, spec=spec, received_at=now)
+        self.attempts[job_id] = attempt
+        runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.capabilities.encoder_map(),
+                               self.emit, cpu_count=self.capabilities.cpu_count)
+        if spec.get("engine") == "null":
+            runner.run()  # completes at once; no thread needed
+            return
+        import threading
+
+        attempt.thread = threading.Thread(target=runner.run, name=f"job-{job_id[:8]}", daemon=True)
+        attempt.thread.start()
+
+    # ---- events from runners ----------------------------------------------------------------------
+
+    def drain_events(self) -> None:
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if event.kind == "log":
+                self.logs.add(event.job, event.attempt, event.data)
+            elif event.kind == "started":
+                self._send(encode(Kind.STARTED, {"job": event.job, "attempt": event.attempt, "at": time.time()}))
+            elif event.kind == "finished":
+                self._finish(event.job, event.attempt, event.data)
+
+    def _finish(self, job_id: str, number: int, result: dict[str, Any]) -> None:
+        current = self.attempts.get(job_id)
+        if current is not None and current.attempt == number:
+            del self.attempts[job_id]
+            if result["status"] == "canceled" and current.cancel_reason.startswith("worker"):
+                result = {**result, "status": "failed", "failure": Failure.WORKER_LOST.value}
+        if result["status"] == "completed":
+            self.completed += 1
+        else:
+            self.failed += 1
+        self.logs.flush_job(job_id, number)
+        body = {"job": job_id, "attempt": number, "at": time.time(), "status": result["status"],
+                "error": result.get("error"), "failure": result.get("failure"),
+                "metrics": result.get("metrics") or {}, "output": result.get("output")}
+        frame = encode(Kind.RESULT, body)
+        self.unacked[(job_id, number)] = (frame, time.monotonic())
+        self._send(frame)
+
+    # ---- stopping ---------------------------------------------------------------------------------
+
+    def start_drain(self, now: float) -> None:
+        if not self.draining:
+            log.info("draining: no new jobs; %d running will finish", len(self.attempts))
+            self.draining = True
+            self.drain_started = now
+            self.next_heartbeat = now
+
+    def check_stop(self, now: float) -> None:
+        if self.stop_now or (self.draining and self.drain_started is not None
+                             and now - self.drain_started > self.options.drain_timeout):
+            for attempt in self.attempts.values():
+                if not attempt.cancel.is_set():
+                    attempt.cancel_reason = "worker shutting down"
+                    attempt.cancel.set()
+        idle = not self.attempts and not self.unacked
+        if self.draining and idle:
+            self._send(encode(Kind.BYE))
+            raise WorkerExit(0, f"drained: {self.completed} completed, {self.failed} failed")
+        if self.stop_now and not self.attempts:
+            raise WorkerExit(0, "stopped")
+        if self.options.burst and self.welcomed and idle and self.master_pending == 0:
+            self._send(encode(Kind.BYE))
+            raise WorkerExit(0, f"burst done: {self.completed} completed, {self.failed} failed")
+
+    def shutdown(self) -> None:
+        for attempt in self.attempts.values():
+            attempt.cancel_reason = "worker shutting down"
+            attempt.cancel.set()
+        for attempt in self.attempts.values():
+            if attempt.thread is not None:
+                attempt.thread.join(timeout=10)
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        for fd in (self.wake_read, self.wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _spec_ok(spec: dict[str, Any]) -> bool:
+    params = spec.get("params")
+    return isinstance(spec.get("engine"), str) and isinstance(params, dict) and (
+        spec["engine"] == "null" or all(k in params for k in ("resolution", "fps", "duration", "codec", "bitrate")))

@@ -1,0 +1,69 @@
+"""Generated test sources, cached by their parameters in the work dir.
+
+Like the original: testsrc2 with noise at the job's resolution, fps and duration, encoded once with a
+fast encoder; later jobs with the same parameters reuse the file. A sine audio track is added for streams.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from ffrtmp.errors import FfrtmpError
+
+GENERATE_TIMEOUT_FACTOR = 20.0
+MAX_GENERATED_SECONDS = 120.0
+"""Generated sources are capped (the original capped at 120 s); longer jobs loop the source."""
+
+_locks: dict[Path, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+class InputError(FfrtmpError):
+    """The source could not be prepared."""
+
+
+def generated_path(inputs_dir: Path, resolution: str, fps: int, duration: float, audio: bool) -> Path:
+    seconds = min(duration, MAX_GENERATED_SECONDS)
+    return inputs_dir / f"testsrc2_{resolution}_{fps}fps_{seconds:g}s{'_a' if audio else ''}.mp4"
+
+
+def generate_argv(ffmpeg: str, target: Path, resolution: str, fps: int, duration: float, audio: bool) -> list[str]:
+    seconds = f"{min(duration, MAX_GENERATED_SECONDS):g}"
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={resolution}:rate={fps}"]
+    if audio:
+        argv += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    argv += ["-vf", "noise=alls=10:allf=u,format=yuv420p", "-t", seconds,
+             "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-g", str(2 * fps)]
+    if audio:
+        argv += ["-c:a", "aac", "-b:a", "128k"]
+    return argv + ["-f", "mp4", str(target)]
+
+
+def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, duration: float,
+                     audio: bool = False) -> Path:
+    """The cached source for these parameters, generated (atomically, once per key) when missing."""
+    target = generated_path(inputs_dir, resolution, fps, duration, audio)
+    with _locks_guard:
+        lock = _locks.setdefault(target, threading.Lock())
+    with lock:
+        if target.exists() and target.stat().st_size > 0:
+            return target
+        inputs_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.mp4")
+        argv = generate_argv(ffmpeg, partial, resolution, fps, duration, audio)
+        timeout = 60 + GENERATE_TIMEOUT_FACTOR * min(duration, MAX_GENERATED_SECONDS)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            partial.unlink(missing_ok=True)
+            raise InputError(f"generating the test source took longer than {timeout:.0f}s") from None
+        if done.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise InputError(f"generating the test source failed: {done.stderr.strip()[-500:]}")
+        os.replace(partial, target)
+        return target

@@ -1,0 +1,276 @@
+"""Runs one attempt in its own thread: prepare the input, start the process, read it, stop it.
+
+The process gets its own process group (so a cancel kills FFmpeg and anything it spawned), a lower CPU
+priority, and an argv list (never a shell). Every line it writes becomes a LOG event; progress updates a
+snapshot the agent reads for heartbeats. The agent's loop never waits on any of this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ffrtmp.failures import Failure
+from ffrtmp.jobspec import default_timeout
+from ffrtmp.worker.engines import Command, JobContext
+from ffrtmp.worker.engines import ffmpeg as ffmpeg_engine
+from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, ensure_generated
+from ffrtmp.worker.progress import FfmpegProgress
+
+KILL_GRACE = 5.0
+"""Seconds between SIGTERM and SIGKILL when a process must stop."""
+
+NICE = 10
+
+
+@dataclass
+class Event:
+    kind: str  # "started" | "log" | "finished"
+    job: str
+    attempt: int
+    data: Any = None
+
+
+@dataclass
+class Attempt:
+    """One attempt this worker runs; `progress` is replaced (not mutated) so readers see whole snapshots."""
+
+    job: str
+    attempt: int
+    spec: dict[str, Any]
+    received_at: float
+    progress: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = "canceled"
+    thread: threading.Thread | None = None
+    done: bool = False
+
+
+@dataclass
+class WorkerPaths:
+    work_dir: Path
+    output_roots: tuple[Path, ...] = ()
+
+    @property
+    def inputs(self) -> Path:
+        return self.work_dir / "inputs"
+
+    @property
+    def outputs(self) -> Path:
+        return self.work_dir / "outputs"
+
+
+class AttemptFailed(Exception):
+    def __init__(self, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+Emit = Callable[[Event], None]
+
+
+def resolve_output(paths: WorkerPaths, job_id: str, output: str | None, container: str) -> str:
+    """Where this attempt writes: a stream URL, or a file inside the work dir or an allowed output root."""
+    if output and output.lower().startswith(("rtmp://", "rtmps://")):
+        return output
+    if not output:
+        target = paths.outputs / f"{job_id}{container}"
+    else:
+        given = Path(output)
+        target = given if given.is_absolute() else paths.work_dir / given
+    resolved = target.resolve()
+    roots = (paths.work_dir.resolve(), *(root.resolve() for root in paths.output_roots))
+    if not any(resolved == root or root in resolved.parents for root in roots):
+        raise AttemptFailed(Failure.INVALID_INPUT, f"output {output!r} is outside this worker's work dir and "
+                            "output roots (start the worker with --output-root to allow it)")
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    return str(resolved)
+
+
+class AttemptRunner:
+    def __init__(self, attempt: Attempt, paths: WorkerPaths, ffmpeg: str | None, encoders: dict[str, Any],
+                 emit: Emit, cpu_count: int = 1) -> None:
+        self.attempt = attempt
+        self.paths = paths
+        self.ffmpeg = ffmpeg
+        self.encoders = encoders
+        self.emit = emit
+        self.cpu_count = cpu_count
+        self.seq = 0
+        self.last_lines: list[str] = []
+
+    def log(self, stream: str, text: str) -> None:
+        self.seq += 1
+        if stream != "worker":
+            self.last_lines = (self.last_lines + [text])[-5:]
+        self.emit(Event("log", self.attempt.job, self.attempt.attempt, (self.seq, time.time(), stream, text)))
+
+    def finish(self, status: str, **fields: Any) -> None:
+        self.attempt.done = True
+        self.emit(Event("finished", self.attempt.job, self.attempt.attempt, {"status": status, **fields}))
+
+    def run(self) -> None:
+        """The thread body: always ends with exactly one `finished` event."""
+        try:
+            self._run()
+        except AttemptFailed as exc:
+            self.log("worker", f"failed: {exc}")
+            self.finish("failed", failure=exc.failure.value, error=str(exc))
+        except Exception as exc:  # a bug here must fail the attempt, never kill the worker
+            self.log("worker", f"internal error: {exc!r}")
+            self.finish("failed", failure=Failure.ENCODER_ERROR.value, error=f"worker error: {exc!r}")
+
+    def _run(self) -> None:
+        attempt, spec = self.attempt, self.attempt.spec
+        started = time.time()
+        if spec["engine"] == "null":
+            self.emit(Event("started", attempt.job, attempt.attempt, started))
+            self.finish("completed", metrics={"wall_seconds": 0.0, "engine": "null"}, output=None)
+            return
+        context, prepare_seconds = self._prepare()
+        command = ffmpeg_engine.build(context)
+        self.log("worker", "$ " + " ".join(command.argv))
+        self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
+        timeout = spec.get("timeout") or default_timeout(float(spec["params"]["duration"]))
+        code, reason = self._execute(command, float(spec["params"]["duration"]), timeout)
+        wall = time.time() - started
+        metrics = {**attempt.progress, "engine": "ffmpeg", "encoder": command.encoder,
+                   "wall_seconds": round(wall, 3), "prepare_seconds": round(prepare_seconds, 3)}
+        metrics.pop("progress", None)
+        if "frames" in metrics and wall > 0:
+            metrics["avg_fps"] = round(metrics["frames"] / max(wall - prepare_seconds, 1e-3), 2)
+        output = context.output
+        if not context.streaming and os.path.exists(output):
+            metrics["output_bytes"] = os.path.getsize(output)
+        if reason is None and code == 0:
+            self.finish("completed", metrics=metrics, output=output)
+            return
+        if not context.streaming:
+            with contextlib.suppress(OSError):
+                os.unlink(output)
+        if reason == "canceled":
+            self.finish("canceled", error=attempt.cancel_reason, failure=Failure.CANCELED.value, metrics=metrics)
+        elif reason == "timeout":
+            self.finish("failed", failure=Failure.TIMEOUT.value, metrics=metrics,
+                        error=f"no result within the job's timeout of {timeout:g}s; the process was killed")
+        else:
+            tail = " | ".join(line for line in self.last_lines[-3:] if line.strip())
+            self.finish("failed", failure=Failure.ENCODER_ERROR.value, metrics=metrics,
+                        error=f"ffmpeg exited with {code}: {tail}"[:2000])
+
+    def _prepare(self) -> tuple[JobContext, float]:
+        spec, params = self.attempt.spec, self.attempt.spec["params"]
+        if self.ffmpeg is None:
+            raise AttemptFailed(Failure.ENCODER_ERROR, "ffmpeg is not installed on this worker")
+        encoder = self._pick_encoder(params["codec"])
+        begin = time.time()
+        output = resolve_output(self.paths, self.attempt.job, params.get("output"),
+                                ffmpeg_engine.CONTAINER_FOR_CODEC.get(params["codec"], ".mkv"))
+        streaming = output.lower().startswith(("rtmp://", "rtmps://"))
+        if params.get("input"):
+            source = params["input"]
+            if "://" not in source and not Path(source).exists():
+                raise AttemptFailed(Failure.INVALID_INPUT, f"input {source!r} does not exist on this worker")
+        else:
+            self.log("worker", f"preparing test source {params['resolution']}@{params['fps']} "
+                     f"for {params['duration']:g}s")
+            try:
+                source = str(ensure_generated(self.ffmpeg, self.paths.inputs, params["resolution"], params["fps"],
+                                              float(params["duration"]), audio=streaming))
+            except InputError as exc:
+                raise AttemptFailed(Failure.ENCODER_ERROR, str(exc)) from None
+            if float(params["duration"]) > MAX_GENERATED_SECONDS:
+                spec = {**spec, "_loop_input": True}
+        context = JobContext(job_id=self.attempt.job, attempt=self.attempt.attempt, spec=spec,
+                             work_dir=self.paths.work_dir, input_path=source, output=output, encoder=encoder,
+                             ffmpeg=self.ffmpeg, cpu_count=self.cpu_count)
+        return context, time.time() - begin
+
+    def _pick_encoder(self, codec: str) -> str:
+        from ffrtmp.worker.encoders import best_for
+
+        encoder = best_for(codec, self.encoders)
+        if encoder is None:
+            raise AttemptFailed(Failure.ENCODER_ERROR, f"no usable {codec} encoder on this worker")
+        return encoder
+
+    def _execute(self, command: Command, duration: float, timeout: float) -> tuple[int, str | None]:
+        """Run to the end, a cancel or the deadline. Returns (exit code, None | 'canceled' | 'timeout')."""
+        argv = command.argv
+        nice = shutil.which("nice")
+        if nice:
+            argv = [nice, "-n", str(NICE), *argv]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **command.env})
+        except OSError as exc:
+            raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
+        parser = FfmpegProgress(duration) if command.progress_format == "ffmpeg" else None
+        deadline = time.monotonic() + timeout
+        reason: str | None = None
+        with selectors.DefaultSelector() as selector:
+            assert proc.stdout is not None and proc.stderr is not None
+            buffers = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
+            streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+            for pipe in (proc.stdout, proc.stderr):
+                os.set_blocking(pipe.fileno(), False)
+                selector.register(pipe.fileno(), selectors.EVENT_READ)
+            while buffers:
+                if reason is None and self.attempt.cancel.is_set():
+                    reason = "canceled"
+                    self.log("worker", f"canceling: {self.attempt.cancel_reason}")
+                    _stop(proc)
+                elif reason is None and time.monotonic() > deadline:
+                    reason = "timeout"
+                    self.log("worker", f"timeout after {timeout:g}s: stopping the process")
+                    _stop(proc)
+                for key, _ in selector.select(timeout=0.2):
+                    fd = int(key.fd)
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        selector.unregister(fd)
+                        self._lines(streams[fd], buffers.pop(fd), parser, final=True)
+                        continue
+                    buffers[fd] = self._lines(streams[fd], buffers[fd] + chunk, parser)
+        code = proc.wait()
+        return code, reason
+
+    def _lines(self, stream: str, data: bytes, parser: FfmpegProgress | None, final: bool = False) -> bytes:
+        """Emit complete lines (split on \\n or \\r); return the incomplete rest."""
+        parts = data.replace(b"\r", b"\n").split(b"\n")
+        rest = b"" if final else parts.pop()
+        for raw in parts:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            if stream == "stdout" and parser is not None:
+                if parser.feed(line):
+                    self.attempt.progress = dict(parser.snapshot)
+                continue
+            self.log(stream, line)
+        return rest
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the whole process group; a watchdog sends SIGKILL after the grace period."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+
+    def kill_later() -> None:
+        try:
+            proc.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_later, daemon=True).start()
