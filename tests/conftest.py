@@ -1,0 +1,62 @@
+"""Shared fixtures. Real parts (ffmpeg, sockets on 127.0.0.1) are used wherever they run here.
+
+A missing ffmpeg skips the tests that need it on a developer machine, but fails them under CI=true, where
+`.ci/run` installs it: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ffrtmp.worker.tools import find_ffmpeg
+
+
+def _require(tool: str | None, name: str) -> str:
+    if tool is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{name} not installed")
+    return tool
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    """The path of a real ffmpeg binary."""
+    return _require(find_ffmpeg(None), "ffmpeg")
+
+
+@pytest.fixture(scope="session")
+def ffprobe() -> str:
+    return _require(shutil.which("ffprobe"), "ffprobe")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test touches the user's real config, data or cache dirs, or inherits connection settings."""
+    monkeypatch.setenv("FFRTMP_CONFIG_DIR", str(tmp_path / "_config"))
+    monkeypatch.setenv("FFRTMP_DATA_DIR", str(tmp_path / "_data"))
+    monkeypatch.setenv("FFRTMP_WORK_DIR", str(tmp_path / "_work"))
+    for name in ("FFRTMP_MASTER", "FFRTMP_MASTER_KEY", "FFRTMP_API_KEY", "MASTER_API_KEY", "FFMPEG_RTMP_API_KEY",
+                 "FFRTMP_TIMEOUT", "FFRTMP_CLIENT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def eventually(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+               message: str = "condition") -> Any:
+    """Wait for `condition()` to be truthy, with a deadline (never a bare sleep in a test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
