@@ -76,7 +76,7 @@ class RouterSocket:
         """Admit any client key, or only those whose public certificates are in `allow_dir`."""
         assert self.authenticator is not None
         location = str(allow_dir) if allow_dir is not None else zmq.auth.CURVE_ALLOW_ANY
-        self.authenticator.configure_curve(domain="*", location=location)
+        self.authenticator.configure_curve(domain=defaults.ZAP_DOMAIN.decode(), location=location)
 
     def poll(self, timeout: float) -> bool:
         return bool(self.socket.poll(int(timeout * 1000), zmq.POLLIN))

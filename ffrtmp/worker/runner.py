@@ -242,6 +242,8 @@ class AttemptRunner:
                         self._lines(streams[fd], buffers.pop(fd), parser, final=True)
                         continue
                     buffers[fd] = self._lines(streams[fd], buffers[fd] + chunk, parser)
+        proc.stdout.close()
+        proc.stderr.close()
         code = proc.wait()
         return code, reason
 
