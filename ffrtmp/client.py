@@ -142,7 +142,7 @@ class Client:
              on_update: Callable[[dict[str, Any]], None] | None = None, poll: float = 0.25) -> dict[str, Any]:
         """Block until the job ends; returns it. `on_update` sees each state polled along the way."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        interval = 0.05
+        interval = min(poll, 0.005)
         while True:
             job = self.get(job_id)
             if on_update is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ log = logging.getLogger("ffrtmp.master")
 
 Send = Callable[[bytes, bytes], bool]
 MAX_LOG_LINE = 8192
+DISPATCH_SCAN_LIMIT = 5000
+"""Pending jobs one dispatch pass looks at, at most, past jobs that no free node can run."""
 
 
 @dataclass
@@ -415,9 +417,17 @@ class Coordinator:
         free = sum(n.free for n in nodes)
         if free <= 0:
             return
-        candidates = self.store.pending_candidates(now, limit=free + 64)
-        assignments, reasons = place(candidates, nodes)
-        for job in candidates:
+        candidates = self.store.pending_candidates(now, limit=DISPATCH_SCAN_LIMIT)
+        examined: list[dict[str, Any]] = []
+
+        def tracked() -> Iterator[dict[str, Any]]:
+            for job in candidates:
+                examined.append(job)
+                yield job
+
+        assignments, reasons = place(tracked(), nodes)
+        candidates.close()
+        for job in examined:
             reason = reasons.get(job["id"])
             if reason is not None and reason != job["reason"]:
                 self.store.set_wait_reason(job["id"], reason)
