@@ -28,7 +28,7 @@ INPUT_SCHEMES = ("http://", "https://", "rtmp://", "rtmps://", "rtsp://", "srt:/
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _ENCODER = re.compile(r"^[a-z0-9_]{2,40}$")
-_PRESET = re.compile(r"^[a-z0-9_\-]{1,32}$")
+_PRESET = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -80,7 +80,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...] | dict[str, int]) ->
 def _fps(value: Any) -> int:
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = math.nan
     if not math.isfinite(number) or number != int(number) or not 1 <= number <= 240:
         raise InvalidInput("fps", f"{value!r} must be a whole number from 1 to 240")

@@ -11,6 +11,7 @@ Client ↔ master: REQUEST → zero or more PARTIAL, then one REPLY (the MDP/0.2
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -101,16 +102,20 @@ def encode(kind: Kind, body: dict[str, Any] | None = None) -> bytes:
                       separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode(frame: bytes) -> Message:
+def decode(frame: bytes | str) -> Message:
     """Parse and check one frame, raising `ProtocolError` for anything that is not a valid message."""
     try:
-        raw = json.loads(frame, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        text = frame.decode("utf-8") if isinstance(frame, bytes) else frame  # strict: no invalid UTF-8
+        raw = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        if "\\ud" in text.lower():
+            # A \udXXX escape may encode a lone surrogate, which no UTF-8 consumer (SQLite, a terminal) accepts.
+            json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"not a JSON message: {exc}") from None
     if not isinstance(raw, dict):
         raise ProtocolError("a message must be a JSON object")
     version = raw.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION})")
     try:
         kind = Kind(str(raw.get("k")))
@@ -121,6 +126,13 @@ def decode(frame: bytes) -> Message:
         raise ProtocolError(f"{kind.value}: the body must be an object")
     _check_fields(kind, body)
     return Message(kind, body)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
 
 
 def _reject_constant(name: str) -> Any:

@@ -18,7 +18,10 @@ def parse_duration(text: str | float | int, *, field: str = "duration") -> float
     if isinstance(text, bool):
         raise InvalidInput(field, "expected a duration such as 500ms, 5s, 2m, 1h or 7d")
     if isinstance(text, int | float):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:
+            raise InvalidInput(field, "is far too large") from None
     else:
         match = _DURATION.match(str(text))
         if not match:
@@ -30,19 +33,17 @@ def parse_duration(text: str | float | int, *, field: str = "duration") -> float
 
 
 def parse_bitrate(text: str | int, *, field: str = "bitrate") -> int:
-    """`2000k`, `5M` or a plain number of bits per second; returns kbit/s."""
-    if isinstance(text, bool):
+    """`2000k`, `5M` or a plain number of bits per second (as FFmpeg reads it); returns kbit/s."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
         raise InvalidInput(field, "expected a bitrate such as 2000k or 5M")
-    if isinstance(text, int):
-        kbps = text / 1000 if text >= 100_000 else float(text)
-    else:
-        match = _BITRATE.match(str(text))
-        if not match:
-            raise InvalidInput(field, f"{text!r} is not a bitrate (use e.g. 2000k or 5M)")
-        number, unit = float(match.group(1)), match.group(2).lower()
-        kbps = {"k": number, "m": number * 1000, "": number / 1000}[unit]
+    match = _BITRATE.match(str(text)) if len(str(text)) <= 32 else None
+    if not match:
+        raise InvalidInput(field, f"{text!r} is not a bitrate (use e.g. 2000k or 5M)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    kbps = {"k": number, "m": number * 1000, "": number / 1000}[unit]
     if not 16 <= kbps <= 500_000:
-        raise InvalidInput(field, f"{text!r} is out of range (16k to 500M)")
+        hint = f"; did you mean {text}k?" if unit == "" and 16 <= number <= 500_000 else ""
+        raise InvalidInput(field, f"{text!r} is out of range (16k to 500M){hint}")
     return int(round(kbps))
 
 

@@ -13,6 +13,7 @@ from ffrtmp.client import Client
 from ffrtmp.errors import MasterUnreachable
 from ffrtmp.master.server import MasterOptions, MasterServer
 from ffrtmp.security import write_certificates
+from tests.conftest import eventually
 from tests.inprocess import inprocess_cluster
 
 
@@ -98,8 +99,9 @@ def test_hostile_frames_are_dropped_and_the_master_keeps_serving(tmp_path: Path)
                       b'{"v":99,"k":"hello","b":{}}'):
             rogue.send(frame)
         rogue.socket.send_multipart([b"a", b"b", b"c"])
+        counters = cluster.server.coordinator.counters
+        eventually(lambda: counters.malformed >= 4, message="the master to see the malformed frames")
         rogue.send(b"x" * (5 * 1024 * 1024))  # above MAXMSGSIZE: the master drops this connection
-        rogue.close()
         with cluster.client() as client:
             assert client.request("ping")
-        assert cluster.server.coordinator.counters.malformed >= 4
+        rogue.close()

@@ -148,11 +148,21 @@ class Coordinator:
         session = self._session(route)
         if session is not None:
             session.last_seen = now
+        queued = len(self.outbox)
         try:
-            handler(route, message, now)
+            with self.store.savepoint():
+                handler(route, message, now)
         except FfrtmpError as exc:
             self.counters.malformed += 1
             log.warning("%s from a peer was refused: %s", kind, exc)
+        except Exception:
+            # A bug must cost one message, never the master: undo its writes and replies, say so, go on.
+            del self.outbox[queued:]
+            self.counters.malformed += 1
+            log.exception("internal error while handling %s; the message was dropped", kind)
+            if message.kind is Kind.REQUEST:
+                self.queue(route, encode(Kind.REPLY, {"rid": message.body["rid"][:64], "status": 500,
+                                                      "error": "internal error in the master (see its log)"}))
 
     def _answer_malformed(self, route: bytes, frame: bytes, exc: ProtocolError) -> None:
         """A malformed client request still gets an answer when its request id can be read."""
@@ -311,7 +321,9 @@ class Coordinator:
         if session is None or not session.runs(body["job"], body["attempt"]):
             self.counters.stale += 1
             return
-        self.store.mark_running(body["job"], body["attempt"], min(float(body["at"]), now))
+        # The worker's clock: trusted only within the attempt's lifetime, never in the future.
+        started = min(max(float(body["at"]), session.assigned_at.get(body["job"], now)), now)
+        self.store.mark_running(body["job"], body["attempt"], started)
 
     def on_log(self, route: bytes, message: Message, now: float) -> None:
         session, body = self._session(route), message.body

@@ -25,7 +25,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Delay before retry number `attempt` (1-based): base doubling up to cap, with equal jitter."""
-        delay = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        delay = min(self.cap, self.base * 2.0 ** min(max(0, attempt - 1), 64))
         return delay / 2 + rng.uniform(0, delay / 2)
 
     def next_try(self, failure: Failure, attempts: int, max_retries: int, now: float,

@@ -164,6 +164,18 @@ class Store:
         self._depth = 0
         self.conn.execute("COMMIT")
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo only this block's writes when it raises."""
+        self.conn.execute("SAVEPOINT message")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO message")
+            self.conn.execute("RELEASE message")
+            raise
+        self.conn.execute("RELEASE message")
+
     def _history(self, job_id: str, now: float, status: str, reason: str,
                  attempt: int | None = None, node: str | None = None) -> None:
         self.conn.execute("INSERT INTO history (job_id, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",

@@ -26,10 +26,12 @@ class LogShipper:
         self.send = send
         self.max_lines = max_lines
         self.max_age = max_age
-        self.spool_limit = spool_limit
+        self.spool_limit = max(2, spool_limit)
         self.buffers: dict[tuple[str, int], list[Line]] = {}
         self.first_at: dict[tuple[str, int], float] = {}
         self.dropped = 0
+        self.gaps: dict[tuple[str, int], int] = {}
+        """Lines dropped from each spool since it last drained; its head is then a marker line."""
 
     def add(self, job: str, attempt: int, line: Line, now: float | None = None) -> None:
         key = (job, attempt)
@@ -39,11 +41,14 @@ class LogShipper:
         seq, at, stream, text = line
         buffer.append((seq, at, stream, text[:MAX_LINE]))
         if len(buffer) > self.spool_limit:
-            overflow = len(buffer) - self.spool_limit
-            self.dropped += overflow
-            kept = buffer[overflow + 1:]
-            first = kept[0] if kept else line
-            marker = (first[0] - 1, first[1], "worker", f"[ffrtmp: {self.dropped} log lines dropped, spool full]")
+            # Drop the oldest lines, keeping one marker line at the head that counts this gap.
+            body = buffer[1:] if key in self.gaps else buffer
+            drop = len(body) - (self.spool_limit - 1)
+            self.gaps[key] = self.gaps.get(key, 0) + drop
+            self.dropped += drop
+            kept = body[drop:]
+            marker = (kept[0][0] - 1, kept[0][1], "worker",
+                      f"[ffrtmp: {self.gaps[key]} log lines dropped, spool full]")
             self.buffers[key] = [marker, *kept]
         elif len(buffer) >= self.max_lines:
             self._ship(key)
@@ -77,5 +82,6 @@ class LogShipper:
             if not self.send(encode(Kind.LOG, body)):
                 return  # keep the rest spooled; the next flush tries again
             del buffer[: self.max_lines]
+            self.gaps.pop(key, None)  # the marker has left; a new gap starts a new count
         self.buffers.pop(key, None)
         self.first_at.pop(key, None)
