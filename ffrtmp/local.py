@@ -58,6 +58,7 @@ class LocalCluster:
         self.master: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
+        self.port = 0
 
     # ---- processes --------------------------------------------------------------------------------
 
@@ -69,11 +70,12 @@ class LocalCluster:
         finally:
             log.close()
 
-    def start_master(self, extra: list[str] | None = None) -> str:
+    def start_master(self, extra: list[str] | None = None, port: int = 0) -> str:
+        """Start (or restart, with `port` = the old one) the master; returns its URL once it listens."""
         state = self.master_dir / STATE_FILE
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
-        args = ["master", "--port", "0", "--bind", "127.0.0.1", "--data-dir", str(self.master_dir),
+        args = ["master", "--port", str(port), "--bind", "127.0.0.1", "--data-dir", str(self.master_dir),
                 "--no-metrics", *self.master_args, *(extra or [])]
         if not self.tls:
             args.append("--no-tls")
@@ -90,6 +92,7 @@ class LocalCluster:
             return data if data.get("pid") == proc.pid else None
 
         self.url = wait_for(ready, START_TIMEOUT, "the master to listen")["url"]
+        self.port = int(self.url.rsplit(":", 1)[1])
         return self.url
 
     def connection_args(self) -> list[str]:

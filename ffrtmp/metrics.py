@@ -53,10 +53,10 @@ class MasterCollector(Collector):
             value = counts.get(status, 0) + (counts.get("assigned", 0) if status == "running" else 0)
             yield GaugeMetricFamily(f"ffrtmp_jobs_{status}", f"Jobs that are {status} now", value=value)
         sessions = [s for s in list(self.coordinator.nodes.values()) if s.status != "offline"]
-        busy = sum(1 for s in sessions if s.active)
+        busy = sum(1 for s in sessions if s.attempts)
         yield GaugeMetricFamily("ffrtmp_nodes_total", "Connected worker nodes", value=len(sessions))
         yield GaugeMetricFamily("ffrtmp_nodes_available", "Connected nodes with a free slot",
-                                value=sum(1 for s in sessions if s.accepting and len(s.active) < s.slots))
+                                value=sum(1 for s in sessions if s.accepting and len(s.attempts) < s.slots))
         yield GaugeMetricFamily("ffrtmp_nodes_busy", "Connected nodes running at least one job", value=busy)
         counters = self.coordinator.counters
         for name, value, doc in (

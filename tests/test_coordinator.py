@@ -354,3 +354,66 @@ def test_logs_are_stored_for_the_current_attempt_only(cluster: Cluster) -> None:
     cluster.deliver(b"w1", Kind.LOG, {"job": job_id, "attempt": 7, "lines": [[1, cluster.now, "stderr", "stale"]]})
     reply = cluster.request("logs", {"id": job_id})
     assert [line["line"] for line in reply["body"]["lines"]] == ["hello", "x"]
+
+
+def test_a_stalled_attempt_is_stopped_and_retried_while_a_progressing_one_is_not(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, stall_timeout=60.0, node_timeout=1000.0)
+    cluster.hello(b"w1", "alpha", slots=2)
+    stuck, moving = cluster.submit(), cluster.submit()
+    for second in range(1, 62, 10):  # `moving` gains frames every heartbeat, `stuck` stays at 5
+        cluster.now = T0 + second
+        cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": [{"job": stuck, "attempt": 1, "frames": 5},
+                                                         {"job": moving, "attempt": 1, "frames": second}]})
+        cluster.coordinator.tick(cluster.now)
+    cluster.now = T0 + 75
+    cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": [{"job": stuck, "attempt": 1, "frames": 5},
+                                                     {"job": moving, "attempt": 1, "frames": 75}]})
+    cluster.coordinator.tick(cluster.now)
+    assert [m.body for m in cluster.net.take(b"w1", Kind.CANCEL)] == [{"job": stuck, "attempt": 1}]
+    job = cluster.job(stuck)
+    assert job["status"] == "pending" and job["failure"] == "stalled"
+    assert cluster.job(moving)["status"] == "running"
+    assert len(cluster.coordinator.nodes["alpha"].attempts) == 2, "the stopped attempt holds its slot until it ends"
+    cluster.result(b"w1", stuck, 1, status="canceled")
+    assert len(cluster.coordinator.nodes["alpha"].attempts) == 1
+
+
+def test_per_queue_stall_timeout_is_shorter_for_live(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, stall_timeout=600.0, stall_timeouts={"live": 5.0}, node_timeout=1000.0)
+    cluster.hello(b"w1", "alpha", slots=2)
+    live, other = cluster.submit(queue="live"), cluster.submit()
+    cluster.now += 6
+    cluster.coordinator.tick(cluster.now)
+    assert [m.body["job"] for m in cluster.net.take(b"w1", Kind.CANCEL)] == [live]
+    assert cluster.job(other)["status"] == "assigned"
+
+
+def test_an_attempt_past_its_timeout_is_stopped(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, node_timeout=1000.0)
+    cluster.hello(b"w1", "alpha")
+    job_id = cluster.submit(timeout="10s", max_retries=0)
+    for second in range(5, 50, 5):
+        cluster.now = T0 + second
+        cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": [{"job": job_id, "attempt": 1, "frames": second}]})
+        cluster.coordinator.tick(cluster.now)
+    job = cluster.job(job_id)
+    assert job["status"] == "failed" and job["failure"] == "timeout"
+
+
+def test_aging_lets_an_old_batch_job_pass_newer_heavier_ones(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, max_wait=60.0)
+    old = cluster.submit(queue="batch", priority="low")
+    cluster.now += 61
+    fresh = cluster.submit(queue="live", priority="high")
+    cluster.hello(b"w1", "alpha")
+    assert [m.body["job"] for m in cluster.net.take(b"w1", Kind.JOB)] == [old]
+    assert cluster.job(fresh)["status"] == "pending"
+
+
+def test_without_aging_weight_wins_however_long_a_job_waited(cluster: Cluster) -> None:
+    old = cluster.submit(queue="batch", priority="low")
+    cluster.now += 10_000
+    fresh = cluster.submit(queue="live", priority="high")
+    cluster.hello(b"w1", "alpha")
+    assert [m.body["job"] for m in cluster.net.take(b"w1", Kind.JOB)] == [fresh]
+    assert cluster.job(old)["status"] == "pending"

@@ -472,10 +472,12 @@ def test_active_attempts(store: Store) -> None:
     store.assign_job(c, "n1", T0)
     store.finish_job(c, 1, "completed", T0 + 3)
     active = sorted(store.active_attempts(), key=lambda row: row["job_id"] == b)
-    assert active == [
+    keys = ("job_id", "attempt", "node", "status", "assigned_at")
+    assert [{k: row[k] for k in keys} for row in active] == [
         {"job_id": a, "attempt": 1, "node": "n1", "status": "assigned", "assigned_at": T0},
         {"job_id": b, "attempt": 1, "node": "n2", "status": "running", "assigned_at": T0 + 1},
     ]
+    assert all(row["queue"] == "default" and isinstance(row["params"], dict) for row in active)
 
 
 def test_active_attempts_excludes_requeued_ones(store: Store) -> None:

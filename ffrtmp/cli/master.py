@@ -9,8 +9,26 @@ import typer
 from ffrtmp import defaults
 from ffrtmp.cli.common import duration_option, setup_logging
 from ffrtmp.errors import InvalidInput
+from ffrtmp.jobspec import QUEUE_WEIGHTS
 from ffrtmp.master.coordinator import MasterConfig
 from ffrtmp.master.recovery import RetryPolicy
+
+
+def parse_stall_timeouts(values: list[str]) -> tuple[float, dict[str, float]]:
+    """`10m` sets the default; `live=30s` sets one queue's."""
+    default, by_queue = defaults.STALL_TIMEOUT, {}
+    for value in values:
+        queue, sep, duration = value.rpartition("=")
+        seconds = duration_option(duration, "stall-timeout") or 0.0
+        if seconds <= 0:
+            raise InvalidInput("stall-timeout", f"{value!r} must be a positive duration")
+        if not sep:
+            default = seconds
+        elif queue in QUEUE_WEIGHTS:
+            by_queue[queue] = seconds
+        else:
+            raise InvalidInput("stall-timeout", f"{queue!r} is not a queue ({', '.join(QUEUE_WEIGHTS)})")
+    return default, by_queue
 
 
 def master(
@@ -34,7 +52,11 @@ def master(
     scheduler_interval: str = typer.Option("5s", "--scheduler-interval", help="Period of the maintenance pass."),
     heartbeat_interval: str = typer.Option("1s", "--heartbeat-interval", help="Worker heartbeat period."),
     node_timeout: str = typer.Option("10s", "--node-timeout", help="Silence after which a worker is offline."),
-    stall_timeout: str = typer.Option("10m", "--stall-timeout", help="No progress for this long = stalled."),
+    stall_timeout: list[str] = typer.Option(["10m"], "--stall-timeout",
+                                            help="No progress for this long = stalled; QUEUE=DURATION sets one "
+                                                 "queue's (repeatable, e.g. --stall-timeout live=30s)."),
+    max_wait: str = typer.Option(None, "--max-wait", help="Aging: a job pending longer than this is dispatched "
+                                 "before newer, heavier ones (off by default)."),
     log_retention: str = typer.Option("7d", "--log-retention", help="Keep job log lines this long."),
     retry_backoff: str = typer.Option("5s", "--retry-backoff", help="First retry delay (doubles per attempt)."),
     retry_backoff_max: str = typer.Option("5m", "--retry-backoff-max", help="Cap of the retry delay."),
@@ -53,10 +75,12 @@ def master(
     for root in output_root:
         if not root.startswith("/"):
             raise InvalidInput("output-root", f"{root!r} must be an absolute path")
+    stall_default, stall_by_queue = parse_stall_timeouts(stall_timeout)
     config = MasterConfig(
         api_key=api_key, max_retries=max_retries, heartbeat_interval=heartbeat, node_timeout=timeout,
         scheduler_interval=duration_option(scheduler_interval, "scheduler-interval") or defaults.SCHEDULER_INTERVAL,
-        stall_timeout=duration_option(stall_timeout, "stall-timeout") or defaults.STALL_TIMEOUT,
+        stall_timeout=stall_default, stall_timeouts=stall_by_queue,
+        max_wait=duration_option(max_wait, "max-wait"),
         output_roots=tuple(root.rstrip("/") or "/" for root in output_root),
         retry=RetryPolicy(base=duration_option(retry_backoff, "retry-backoff") or 0.0,
                           cap=duration_option(retry_backoff_max, "retry-backoff-max") or 0.0),

@@ -17,6 +17,7 @@ from typing import Any
 from ffrtmp import defaults
 from ffrtmp.errors import FfrtmpError, InvalidInput, ProtocolError
 from ffrtmp.failures import Failure, classify
+from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import requests
 from ffrtmp.master.nodes import NodeSession, check_hello
 from ffrtmp.master.recovery import RetryPolicy
@@ -29,6 +30,8 @@ log = logging.getLogger("ffrtmp.master")
 
 Send = Callable[[bytes, bytes], bool]
 MAX_LOG_LINE = 8192
+TIMEOUT_GRACE = 30.0
+"""The master stops an attempt this long after its timeout; the worker's own timeout should fire first."""
 DISPATCH_SCAN_LIMIT = 5000
 """Pending jobs one dispatch pass looks at, at most, past jobs that no free node can run."""
 
@@ -41,6 +44,10 @@ class MasterConfig:
     node_timeout: float = defaults.NODE_TIMEOUT
     scheduler_interval: float = defaults.SCHEDULER_INTERVAL
     stall_timeout: float = defaults.STALL_TIMEOUT
+    stall_timeouts: dict[str, float] = field(default_factory=dict)
+    """Per-queue stall timeouts (e.g. shorter for `live`); queues not named use `stall_timeout`."""
+    max_wait: float | None = None
+    """Aging: a job pending longer than this is dispatched before newer, heavier ones. Off when None."""
     output_roots: tuple[str, ...] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     version: str = ""
@@ -101,7 +108,8 @@ class Coordinator:
                                       slots=row.get("slots", 1), engines=frozenset(row.get("engines", [])),
                                       status="offline", last_seen=now)
                 self.nodes[name] = session
-            session.add(attempt["job_id"], attempt["attempt"], now)
+            session.add(attempt["job_id"], attempt["attempt"], now, attempt["queue"],
+                        self._timeout_of(attempt["timeout"], attempt["params"]))
         with self.store.transaction():
             for name, row in stored.items():
                 if row["status"] != "offline" and name not in self.nodes:
@@ -121,6 +129,7 @@ class Coordinator:
         """Upkeep: dead nodes, due retries, and the periodic pass; dispatch when anything changed."""
         with self.store.transaction():
             self.expire_nodes(now)
+            self.check_attempts(now)
             if self.next_retry_due is not None and now >= self.next_retry_due:
                 self.next_retry_due = None
                 self.dirty = True
@@ -195,8 +204,9 @@ class Coordinator:
             with self.store.transaction():
                 for route, job_id in lost:
                     session = self._session(route)
-                    if session is not None:
-                        self._attempt_failed(session, job_id, session.active.get(job_id, 0), Failure.WORKER_LOST,
+                    state = session.attempts.get(job_id) if session is not None else None
+                    if session is not None and state is not None:
+                        self._attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
                                              "the worker could not be reached", now)
                 self.dispatch(now)
             self.flush()
@@ -245,7 +255,7 @@ class Coordinator:
             resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
             last_seen=now)
         if old is not None:
-            session.active, session.assigned_at = old.active, old.assigned_at
+            session.attempts = old.attempts
         self.nodes[session.name] = session
         self.by_route[route] = session.name
         return session
@@ -256,9 +266,13 @@ class Coordinator:
         for item in running:
             if isinstance(item, dict) and isinstance(item.get("job"), str) and isinstance(item.get("attempt"), int):
                 reported[item["job"]] = item["attempt"]
-        for job_id, attempt in list(session.active.items()):
-            if reported.get(job_id) != attempt:
-                self._attempt_failed(session, job_id, attempt, Failure.WORKER_LOST,
+        for job_id, state in list(session.attempts.items()):
+            if reported.get(job_id) == state.attempt:
+                continue
+            if state.stopping:
+                session.remove(job_id)  # it was being stopped, and now it is gone
+            else:
+                self._attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
                                      f"{session.name} restarted without it", now)
         for job_id, attempt in reported.items():
             if session.runs(job_id, attempt):
@@ -266,7 +280,7 @@ class Coordinator:
             job = self.store.get_job(job_id)
             if job and job["attempts"] == attempt and job["status"] in ("assigned", "running") \
                     and job["node"] == session.name:
-                session.add(job_id, attempt, now)
+                session.add(job_id, attempt, now, job["queue"], self._timeout_of(job["timeout"], job["params"]))
             else:
                 self.counters.stale += 1
                 self.queue(session.route or b"", encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
@@ -289,22 +303,29 @@ class Coordinator:
                 self.counters.stale += 1
                 self.queue(route, encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
                 continue
-            self._record_progress(session, job_id, attempt, item)
+            self._record_progress(session, job_id, attempt, item, now)
         grace = 2 * self.config.heartbeat_interval + 2.0
-        for job_id, attempt in list(session.active.items()):
-            if job_id not in seen and now - session.assigned_at.get(job_id, now) > grace:
-                self._attempt_failed(session, job_id, attempt, Failure.WORKER_LOST,
+        for job_id, state in list(session.attempts.items()):
+            if job_id in seen or now - state.assigned_at <= grace:
+                continue
+            if state.stopping:
+                session.remove(job_id)  # stopped as asked: the slot is free again
+            else:
+                self._attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
                                      f"{session.name} no longer runs it", now)
         self.queue(route, encode(Kind.HEARTBEAT, {"pending": self._pending_for(session)}))
 
-    def _record_progress(self, session: NodeSession, job_id: str, attempt: int, item: dict[str, Any]) -> None:
+    def _record_progress(self, session: NodeSession, job_id: str, attempt: int, item: dict[str, Any],
+                         now: float) -> None:
         metrics = {k: item[k] for k in ("frames", "fps", "speed", "out_time", "bitrate", "size")
                    if isinstance(item.get(k), int | float) and not isinstance(item.get(k), bool)}
         progress = item.get("progress")
         progress = min(1.0, max(0.0, float(progress))) if isinstance(progress, int | float) else None
-        snapshot = {"progress": progress, **metrics}
-        if session.progress.get(job_id) != snapshot:
-            session.progress[job_id] = snapshot
+        state = session.attempts[job_id]
+        first = not state.progress
+        if state.advance({"progress": progress, **metrics}, now):
+            if first:  # a lost STARTED must not leave the job 'assigned' while it runs
+                self.store.mark_running(job_id, attempt, now)
             self.store.record_progress(job_id, attempt, progress, metrics)
 
     def _pending_for(self, session: NodeSession) -> int:
@@ -322,7 +343,7 @@ class Coordinator:
             self.counters.stale += 1
             return
         # The worker's clock: trusted only within the attempt's lifetime, never in the future.
-        started = min(max(float(body["at"]), session.assigned_at.get(body["job"], now)), now)
+        started = min(max(float(body["at"]), session.attempts[body["job"]].assigned_at), now)
         self.store.mark_running(body["job"], body["attempt"], started)
 
     def on_log(self, route: bytes, message: Message, now: float) -> None:
@@ -346,6 +367,10 @@ class Coordinator:
         session = self._session(route)
         if session is None or not session.runs(job_id, attempt):
             self.counters.stale += 1
+            state = session.attempts.get(job_id) if session is not None else None
+            if session is not None and state is not None and state.stopping and state.attempt == attempt:
+                session.remove(job_id)  # the attempt the master stopped has ended: its slot is free
+                self.dirty = True
             return
         status = body["status"]
         metrics = body.get("metrics") or {}
@@ -401,8 +426,9 @@ class Coordinator:
                 self.on_finished(job)
 
     def _node_gone(self, session: NodeSession, now: float, reason: str) -> None:
-        for job_id, attempt in list(session.active.items()):
+        for job_id, attempt in session.running.items():
             self._attempt_failed(session, job_id, attempt, Failure.WORKER_LOST, reason, now)
+        session.attempts.clear()
         if session.route is not None:
             self.by_route.pop(session.route, None)
         session.route = None
@@ -413,14 +439,48 @@ class Coordinator:
     def expire_nodes(self, now: float) -> None:
         """Nodes silent for the node timeout are offline; their attempts go back to pending at once."""
         for session in list(self.nodes.values()):
-            if session.status == "offline" and not session.active:
+            if session.status == "offline" and not session.attempts:
                 continue
             if now - session.last_seen > self.config.node_timeout:
                 if session.status != "offline":
                     self.counters.dead_nodes += 1
                     log.warning("worker %s silent for %.1fs: offline, %d attempt(s) move on", session.name,
-                                now - session.last_seen, len(session.active))
+                                now - session.last_seen, len(session.running))
                 self._node_gone(session, now, f"{session.name} went silent")
+
+    def check_attempts(self, now: float) -> None:
+        """Stop attempts that stalled (no new frames or output time) or ran past their job's timeout."""
+        for session in self.nodes.values():
+            if session.route is None:
+                continue
+            for job_id, state in list(session.attempts.items()):
+                if state.stopping:
+                    continue
+                stall = self.config.stall_timeouts.get(state.queue, self.config.stall_timeout)
+                if now - state.progress_at > stall:
+                    self._stop_attempt(session, job_id, Failure.STALLED, f"no progress for {stall:g}s", now)
+                elif state.deadline is not None and now > state.deadline + TIMEOUT_GRACE:
+                    self._stop_attempt(session, job_id, Failure.TIMEOUT,
+                                       f"still running {now - state.assigned_at:.0f}s after dispatch, past its timeout",
+                                       now)
+
+    def _stop_attempt(self, session: NodeSession, job_id: str, failure: Failure, error: str, now: float) -> None:
+        """Fail the attempt now and tell its worker to kill it; its slot stays taken until the worker confirms."""
+        state = session.attempts[job_id]
+        log.warning("job %s attempt %d on %s: %s (%s): stopping it", job_id, state.attempt, session.name, failure,
+                    error)
+        if session.route is not None:
+            self.queue(session.route, encode(Kind.CANCEL, {"job": job_id, "attempt": state.attempt}))
+        self._attempt_failed(session, job_id, state.attempt, failure, error, now)
+        session.attempts[job_id] = state
+        state.stopping = True
+
+    def _timeout_of(self, timeout: float | None, params: dict[str, Any]) -> float:
+        """The job's own timeout, or the one derived from its duration (as the worker derives it)."""
+        if timeout:
+            return float(timeout)
+        duration = params.get("duration") if isinstance(params, dict) else None
+        return default_timeout(float(duration) if isinstance(duration, int | float) else defaults.DEFAULT_DURATION)
 
     def dispatch(self, now: float) -> None:
         """Place pending jobs on free slots (one claim per job, inside the caller's transaction)."""
@@ -429,7 +489,8 @@ class Coordinator:
         free = sum(n.free for n in nodes)
         if free <= 0:
             return
-        candidates = self.store.pending_candidates(now, limit=DISPATCH_SCAN_LIMIT)
+        candidates = self.store.pending_candidates(now, limit=DISPATCH_SCAN_LIMIT, aged_before=(
+            now - self.config.max_wait if self.config.max_wait is not None else None))
         examined: list[dict[str, Any]] = []
 
         def tracked() -> Iterator[dict[str, Any]]:
@@ -447,7 +508,7 @@ class Coordinator:
             session = self.nodes[node_name]
             spec = self.store.assign_job(job_id, node_name, now)
             attempt = spec.pop("attempt")
-            session.add(job_id, attempt, now)
+            session.add(job_id, attempt, now, spec["queue"], self._timeout_of(spec["timeout"], spec["params"]))
             assert session.route is not None
             self.queue(session.route, encode(Kind.JOB, {"job": job_id, "attempt": attempt, "spec": spec}), job_id)
 

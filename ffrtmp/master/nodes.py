@@ -12,6 +12,39 @@ from ffrtmp.master.scheduler import NodeView
 MAX_SLOTS = 256
 
 
+PROGRESS_KEYS = ("frames", "out_time")
+"""What counts as progress for stall detection: more frames or more output time."""
+
+
+@dataclass
+class AttemptState:
+    """One attempt a node runs (or was sent), as the master tracks it between heartbeats."""
+
+    attempt: int
+    assigned_at: float
+    queue: str = "default"
+    deadline: float | None = None
+    """When the attempt times out (the job's timeout after assignment); None when unknown."""
+    progress: dict[str, Any] = field(default_factory=dict)
+    progress_at: float = 0.0
+    """When frames or output time last advanced (stall detection); starts at assignment."""
+    stopping: bool = False
+    """Failed by the master (stalled, timed out) but still holding a slot until the worker confirms."""
+
+    def advance(self, snapshot: dict[str, Any], now: float) -> bool:
+        """Record a heartbeat's figures; True when they differ from the last ones."""
+        if snapshot == self.progress:
+            return False
+        if any(_number(snapshot.get(k)) > _number(self.progress.get(k)) for k in PROGRESS_KEYS):
+            self.progress_at = now
+        self.progress = snapshot
+        return True
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1.0
+
+
 @dataclass
 class NodeSession:
     name: str
@@ -25,14 +58,17 @@ class NodeSession:
     resources: dict[str, Any] = field(default_factory=dict)
     status: str = "online"
     last_seen: float = 0.0
-    active: dict[str, int] = field(default_factory=dict)
-    """job id → the attempt this node runs (or was sent)."""
-    assigned_at: dict[str, float] = field(default_factory=dict)
-    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempts: dict[str, AttemptState] = field(default_factory=dict)
+    """job id → the attempt this node runs. Every entry holds a slot, `stopping` ones included."""
 
     @property
     def accepting(self) -> bool:
         return self.status == "online" and self.route is not None
+
+    @property
+    def running(self) -> dict[str, int]:
+        """job id → attempt number, for the attempts the master still counts as live (not stopping)."""
+        return {job: state.attempt for job, state in self.attempts.items() if not state.stopping}
 
     def codecs(self) -> frozenset[str]:
         usable: set[str] = set()
@@ -45,21 +81,24 @@ class NodeSession:
 
     def view(self) -> NodeView:
         cpu = self.resources.get("cpu_percent", 0.0)
-        return NodeView(name=self.name, slots=self.slots, active=len(self.active), engines=self.engines,
+        return NodeView(name=self.name, slots=self.slots, active=len(self.attempts), engines=self.engines,
                         labels=self.labels, codecs=self.codecs(),
                         cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting)
 
-    def add(self, job_id: str, attempt: int, now: float) -> None:
-        self.active[job_id] = attempt
-        self.assigned_at[job_id] = now
+    def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
+            timeout: float | None = None) -> AttemptState:
+        state = AttemptState(attempt=attempt, assigned_at=now, queue=queue,
+                             deadline=now + timeout if timeout else None, progress_at=now)
+        self.attempts[job_id] = state
+        return state
 
     def remove(self, job_id: str) -> None:
-        self.active.pop(job_id, None)
-        self.assigned_at.pop(job_id, None)
-        self.progress.pop(job_id, None)
+        self.attempts.pop(job_id, None)
 
     def runs(self, job_id: str, attempt: int) -> bool:
-        return self.active.get(job_id) == attempt
+        """True when `attempt` is the live attempt of `job_id` on this node (fencing)."""
+        state = self.attempts.get(job_id)
+        return state is not None and state.attempt == attempt and not state.stopping
 
     def record(self) -> dict[str, Any]:
         """The row the store keeps."""
@@ -69,9 +108,9 @@ class NodeSession:
 
     def live(self) -> dict[str, Any]:
         """What `nodes list` adds to the stored row while the node is known in memory."""
-        return {"status": self.status, "running": len(self.active), "jobs": sorted(self.active),
+        return {"status": self.status, "running": len(self.attempts), "jobs": sorted(self.running),
                 "resources": self.resources, "last_seen": self.last_seen,
-                "progress": {job: p.get("progress") for job, p in self.progress.items()}}
+                "progress": {job: state.progress.get("progress") for job, state in self.attempts.items()}}
 
 
 def check_hello(body: dict[str, Any]) -> None:

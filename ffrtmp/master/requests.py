@@ -153,7 +153,7 @@ def nodes_drain(coordinator: Coordinator, args: Args, now: float) -> Any:
     session.status = "draining"
     coordinator.store.update_node(name, status="draining")
     coordinator.queue(session.route, encode(Kind.DRAIN))
-    return {"name": name, "status": "draining", "running": len(session.active)}
+    return {"name": name, "status": "draining", "running": len(session.attempts)}
 
 
 def stats(coordinator: Coordinator, args: Args, now: float) -> Any:
@@ -162,7 +162,7 @@ def stats(coordinator: Coordinator, args: Args, now: float) -> Any:
     return {
         "jobs": {status: counts.get(status, 0) for status in STATUSES},
         "nodes": {"total": len(nodes), "slots": sum(s.slots for s in nodes),
-                  "busy_slots": sum(len(s.active) for s in nodes)},
+                  "busy_slots": sum(len(s.attempts) for s in nodes)},
         "version": __version__,
         "uptime": now - coordinator.started_at,
     }

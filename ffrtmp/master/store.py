@@ -237,21 +237,33 @@ class Store:
         rows = self.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
         return [_job(row) for row in rows]
 
-    def pending_candidates(self, now: float, limit: int) -> Generator[dict[str, Any], None, None]:
+    def pending_candidates(self, now: float, limit: int,
+                           aged_before: float | None = None) -> Generator[dict[str, Any], None, None]:
         """Pending jobs in dispatch order whose backoff has passed, read lazily (stop when slots are full).
 
-        `INDEXED BY` pins the index that matches the ORDER BY: left to itself the planner may pick the status
-        index and sort in a temporary B-tree, which is 5x slower (research/zmq-perf.md §6). Consume the
-        rows before writing to the jobs table on this connection.
+        With `aged_before` (aging), jobs created before it come first, oldest first. `INDEXED BY` pins the
+        index that matches the ORDER BY: left alone the planner may pick the status index and sort in a
+        temporary B-tree, 5x slower (research/zmq-perf.md §6). Consume the rows before writing on this
+        connection.
         """
-        rows = self.conn.execute(
-            "SELECT id, engine, queue, params, labels, avoid, reason, attempts FROM jobs INDEXED BY jobs_dispatch"
-            " WHERE status = 'pending' AND not_before <= ? ORDER BY weight DESC, seq LIMIT ?", (now, limit))
-        try:
-            for row in rows:
-                yield _job_light(row)
-        finally:
-            rows.close()
+        queries: list[tuple[str, tuple[float, ...]]] = []
+        if aged_before is not None:
+            queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts FROM jobs"
+                            " INDEXED BY jobs_by_status WHERE status = 'pending' AND not_before <= ?"
+                            " AND created_at < ? ORDER BY seq LIMIT ?", (now, aged_before, limit)))
+        queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts FROM jobs"
+                        " INDEXED BY jobs_dispatch WHERE status = 'pending' AND not_before <= ?"
+                        " ORDER BY weight DESC, seq LIMIT ?", (now, limit)))
+        seen: set[str] = set()
+        for sql, args in queries:
+            rows = self.conn.execute(sql, args)
+            try:
+                for row in rows:
+                    if len(queries) == 1 or row["id"] not in seen:
+                        seen.add(row["id"])
+                        yield _job_light(row)
+            finally:
+                rows.close()
 
     def pending_by_engine(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT engine, count(*) AS n FROM jobs WHERE status = 'pending' GROUP BY engine")
@@ -369,10 +381,11 @@ class Store:
 
     def active_attempts(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
-            "SELECT a.job_id, a.attempt, a.node, a.status, a.assigned_at FROM attempts a JOIN jobs j"
+            "SELECT a.job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params"
+            " FROM attempts a JOIN jobs j"
             " ON j.id = a.job_id AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
             " AND j.status IN ('assigned','running')")
-        return [dict(row) for row in rows]
+        return [{**dict(row), "params": _loads(row["params"], {})} for row in rows]
 
     # ---- logs -----------------------------------------------------------------------------------------
 
