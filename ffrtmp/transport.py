@@ -124,7 +124,8 @@ class DealerSocket:
         self.socket = self.context.socket(zmq.DEALER)
         _common_options(self.socket)
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
-        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        # Capped at 1 s so a restarted master hears from every worker well within the node timeout.
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         self.socket.setsockopt(zmq.SNDHWM, 10_000)
         if immediate:
             self.socket.setsockopt(zmq.IMMEDIATE, 1)

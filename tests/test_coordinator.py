@@ -417,3 +417,51 @@ def test_without_aging_weight_wins_however_long_a_job_waited(cluster: Cluster) -
     cluster.hello(b"w1", "alpha")
     assert [m.body["job"] for m in cluster.net.take(b"w1", Kind.JOB)] == [fresh]
     assert cluster.job(old)["status"] == "pending"
+
+
+def test_a_node_back_after_its_timeout_gets_its_still_pending_attempt_adopted(cluster: Cluster) -> None:
+    cluster.hello(b"w1", "alpha")
+    job_id = cluster.submit()
+    cluster.now += 11
+    cluster.coordinator.tick(cluster.now)
+    assert cluster.job(job_id)["status"] == "pending"
+    cluster.hello(b"w1b", "alpha", running=[{"job": job_id, "attempt": 1}])
+    assert not cluster.net.take(b"w1b", Kind.JOB) and not cluster.net.take(b"w1b", Kind.CANCEL)
+    job = cluster.job(job_id)
+    assert job["status"] == "running" and job["attempts"] == 1 and job["node"] == "alpha"
+    cluster.result(b"w1b", job_id, 1)
+    assert cluster.job(job_id)["status"] == "completed"
+
+
+def test_a_reported_attempt_that_is_not_ours_is_stopped_and_holds_its_slot(cluster: Cluster) -> None:
+    cluster.hello(b"w2", "beta")
+    job_id = cluster.submit()  # attempt 1 runs on beta
+    cluster.hello(b"w1", "alpha", running=[{"job": "a" * 32, "attempt": 4}])
+    assert [m.body for m in cluster.net.take(b"w1", Kind.CANCEL)] == [{"job": "a" * 32, "attempt": 4}]
+    other = cluster.submit()
+    assert not cluster.net.take(b"w1", Kind.JOB), "alpha's only slot is still busy with the stale attempt"
+    cluster.result(b"w1", "a" * 32, 4, status="canceled")
+    assert [m.body["job"] for m in cluster.net.take(b"w1", Kind.JOB)] == [other]
+    assert cluster.job(job_id)["node"] == "beta"
+
+
+def test_a_job_the_worker_turns_down_is_retried_without_using_up_retries(cluster: Cluster) -> None:
+    cluster.hello(b"w1", "alpha")
+    job_id = cluster.submit(max_retries=0)
+    for _ in range(3):
+        cluster.net.take(b"w1", Kind.JOB)
+        cluster.result(b"w1", job_id, cluster.job(job_id)["attempts"], status="failed", failure="worker_lost",
+                       error="no free slot", refused=True)
+        assert cluster.job(job_id)["status"] == "pending"
+        cluster.now += 1.5
+        cluster.coordinator.tick(cluster.now)
+    cluster.result(b"w1", job_id, 4)
+    assert cluster.job(job_id)["status"] == "completed"
+
+
+def test_a_worker_that_says_it_drains_gets_no_new_jobs(cluster: Cluster) -> None:
+    cluster.hello(b"w1", "alpha")
+    cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": [], "draining": True})
+    cluster.submit()
+    assert not cluster.net.take(b"w1", Kind.JOB)
+    assert cluster.store.get_node("alpha")["status"] == "draining"

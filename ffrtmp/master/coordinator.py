@@ -30,6 +30,8 @@ log = logging.getLogger("ffrtmp.master")
 
 Send = Callable[[bytes, bytes], bool]
 MAX_LOG_LINE = 8192
+REFUSAL_DELAY = 1.0
+"""A job a worker turned down waits this long before the next dispatch try (no hot loop)."""
 TIMEOUT_GRACE = 30.0
 """The master stops an attempt this long after its timeout; the worker's own timeout should fire first."""
 DISPATCH_SCAN_LIMIT = 5000
@@ -278,11 +280,19 @@ class Coordinator:
             if session.runs(job_id, attempt):
                 continue
             job = self.store.get_job(job_id)
-            if job and job["attempts"] == attempt and job["status"] in ("assigned", "running") \
-                    and job["node"] == session.name:
+            ours = job is not None and job["attempts"] == attempt
+            if ours and job is not None and job["status"] in ("assigned", "running") and job["node"] == session.name:
                 session.add(job_id, attempt, now, job["queue"], self._timeout_of(job["timeout"], job["params"]))
+            elif ours and job is not None and job["status"] == "pending" \
+                    and self.store.readopt_job(job_id, attempt, session.name, now):
+                # Given up on while its node was out of reach, but not dispatched again yet: take it back.
+                session.add(job_id, attempt, now, job["queue"], self._timeout_of(job["timeout"], job["params"]))
+                log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name)
             else:
+                # Not ours to finish: stop it, and count its slot as taken until the worker confirms.
                 self.counters.stale += 1
+                if job_id not in session.attempts:
+                    session.add(job_id, attempt, now).stopping = True
                 self.queue(session.route or b"", encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
 
     def on_heartbeat(self, route: bytes, message: Message, now: float) -> None:
@@ -293,6 +303,9 @@ class Coordinator:
         body = message.body
         if isinstance(body.get("resources"), dict):
             session.resources = body["resources"]
+        if body.get("draining") is True and session.status == "online":
+            session.status = "draining"  # SIGTERM on the worker: no new jobs for it
+            self.store.update_node(session.name, status="draining")
         seen: set[str] = set()
         for item in body.get("jobs", []):
             if not isinstance(item, dict) or not isinstance(item.get("job"), str):
@@ -374,6 +387,14 @@ class Coordinator:
             return
         status = body["status"]
         metrics = body.get("metrics") or {}
+        if body.get("refused") is True and status == "failed":
+            # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
+            session.remove(job_id)
+            self.store.requeue_job(job_id, attempt, now, failure=Failure.WORKER_LOST, error=str(body.get("error")),
+                                   not_before=now + REFUSAL_DELAY, avoid=session.name, free=True)
+            self._retry_due(now + REFUSAL_DELAY)
+            self.dirty = True
+            return
         if status == "completed":
             session.remove(job_id)
             if self.store.finish_job(job_id, attempt, "completed", now, metrics=metrics, output=body.get("output")):
@@ -413,11 +434,15 @@ class Coordinator:
         self.store.requeue_job(job_id, attempt, now, failure=failure, error=error, not_before=not_before,
                                avoid=session.name)
         self.counters.retries += 1
-        if not_before > now and (self.next_retry_due is None or not_before < self.next_retry_due):
-            self.next_retry_due = not_before
+        self._retry_due(not_before)
         log.info("job %s attempt %d on %s: %s (%s); retry %s", job_id, attempt, session.name, failure, error,
                  "now" if not_before <= now else f"in {not_before - now:.1f}s")
         self.dirty = True
+
+    def _retry_due(self, when: float) -> None:
+        """Make sure a dispatch pass runs at `when` (a backoff ends then)."""
+        if self.next_retry_due is None or when < self.next_retry_due:
+            self.next_retry_due = when
 
     def _finished(self, job_id: str) -> None:
         if self.on_finished is not None:

@@ -331,8 +331,11 @@ class Store:
         return True
 
     def requeue_job(self, job_id: str, attempt: int, now: float, *, failure: str, error: str | None,
-                    not_before: float, avoid: str | None = None) -> bool:
-        """The current attempt failed in a retryable way: back to pending after `not_before`."""
+                    not_before: float, avoid: str | None = None, free: bool = False) -> bool:
+        """The current attempt failed in a retryable way: back to pending after `not_before`.
+
+        `free`: the attempt does not count against the job's retries (the worker turned it down).
+        """
         row = self.conn.execute("SELECT avoid FROM jobs WHERE id = ? AND attempts = ? AND status IN "
                                 "('assigned','running')", (job_id, attempt)).fetchone()
         if row is None:
@@ -342,10 +345,23 @@ class Store:
             nodes.append(avoid)
         self.conn.execute(
             "UPDATE jobs SET status = 'pending', node = NULL, progress = NULL, not_before = ?, error = ?,"
-            " failure = ?, avoid = ? WHERE id = ?", (not_before, error, failure, _dumps(nodes), job_id))
+            " failure = ?, avoid = ?, max_retries = max_retries + ? WHERE id = ?",
+            (not_before, error, failure, _dumps(nodes), int(free), job_id))
         self._end_attempt(job_id, attempt, "failed", now, error, failure)
         wait = f", retry in {not_before - now:.0f}s" if not_before > now + 0.5 else ""
         self._history(job_id, now, "pending", f"{failure}: {error or 'attempt ended'}{wait}", attempt, avoid)
+        return True
+
+    def readopt_job(self, job_id: str, attempt: int, node: str, now: float) -> bool:
+        """A requeued job whose attempt turns out to be still running on `node` → running again, same attempt."""
+        cur = self.conn.execute(
+            "UPDATE jobs SET status = 'running', node = ?, not_before = 0, error = NULL, failure = NULL"
+            " WHERE id = ? AND attempts = ? AND status = 'pending'", (node, job_id, attempt))
+        if cur.rowcount != 1:
+            return False
+        self.conn.execute("UPDATE attempts SET status = 'running', finished_at = NULL, error = NULL, failure = NULL"
+                          " WHERE job_id = ? AND attempt = ?", (job_id, attempt))
+        self._history(job_id, now, "running", f"adopted back: {node} still runs it", attempt, node)
         return True
 
     def _end_attempt(self, job_id: str, attempt: int, status: str, now: float, error: str | None,

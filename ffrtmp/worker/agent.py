@@ -259,7 +259,8 @@ class Agent:
         if self.draining or len(self.attempts) >= self.options.slots or not _spec_ok(spec):
             reason = "the worker is draining" if self.draining else (
                 "no free slot" if _spec_ok(spec) else "malformed job spec")
-            self._finish(job_id, number, {"status": "failed", "failure": Failure.WORKER_LOST.value, "error": reason})
+            self._finish(job_id, number, {"status": "failed", "failure": Failure.WORKER_LOST.value, "error": reason,
+                                          "refused": True})
             return
         attempt = Attempt(job=job_id, attempt=number, spec=spec, received_at=now)
         self.attempts[job_id] = attempt
@@ -302,6 +303,8 @@ class Agent:
         body = {"job": job_id, "attempt": number, "at": time.time(), "status": result["status"],
                 "error": result.get("error"), "failure": result.get("failure"),
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
+        if result.get("refused"):
+            body["refused"] = True
         frame = encode(Kind.RESULT, body)
         self.unacked[(job_id, number)] = (frame, time.monotonic())
         self._send(frame)
