@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import FfrtmpError, InvalidInput, ProtocolError
-from ffrtmp.failures import Failure, classify
+from ffrtmp.errors import FfrtmpError, ProtocolError
+from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
-from ffrtmp.master import requests
-from ffrtmp.master.nodes import NodeSession, check_hello
+from ffrtmp.master import handlers, requests
+from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.scheduler import place
 from ffrtmp.master.store import Store
@@ -29,9 +29,6 @@ from ffrtmp.security import api_key_matches
 log = logging.getLogger("ffrtmp.master")
 
 Send = Callable[[bytes, bytes], bool]
-MAX_LOG_LINE = 8192
-REFUSAL_DELAY = 1.0
-"""A job a worker turned down waits this long before the next dispatch try (no hot loop)."""
 TIMEOUT_GRACE = 30.0
 """The master stops an attempt this long after its timeout; the worker's own timeout should fire first."""
 DISPATCH_SCAN_LIMIT = 5000
@@ -83,14 +80,14 @@ class Coordinator:
         self.started_at = time.time()
         self._pending_cache: dict[str, int] | None = None
         self.on_finished: Callable[[dict[str, Any]], None] | None = None
-        self._handlers: dict[Kind, Callable[[bytes, Message, float], None]] = {
-            Kind.HELLO: self.on_hello,
-            Kind.HEARTBEAT: self.on_heartbeat,
-            Kind.STARTED: self.on_started,
-            Kind.LOG: self.on_log,
-            Kind.RESULT: self.on_result,
-            Kind.BYE: self.on_bye,
-            Kind.REQUEST: self.on_request,
+        self._handlers: dict[Kind, Callable[[Coordinator, bytes, Message, float], None]] = {
+            Kind.HELLO: handlers.on_hello,
+            Kind.HEARTBEAT: handlers.on_heartbeat,
+            Kind.STARTED: handlers.on_started,
+            Kind.LOG: handlers.on_log,
+            Kind.RESULT: handlers.on_result,
+            Kind.BYE: handlers.on_bye,
+            Kind.REQUEST: Coordinator.on_request,
         }
 
     # ---- the loop's entry points ------------------------------------------------------------------
@@ -111,7 +108,7 @@ class Coordinator:
                                       status="offline", last_seen=now)
                 self.nodes[name] = session
             session.add(attempt["job_id"], attempt["attempt"], now, attempt["queue"],
-                        self._timeout_of(attempt["timeout"], attempt["params"]))
+                        self.timeout_of(attempt["timeout"], attempt["params"]))
         with self.store.transaction():
             for name, row in stored.items():
                 if row["status"] != "offline" and name not in self.nodes:
@@ -156,13 +153,13 @@ class Coordinator:
         if handler is None:
             self.counters.malformed += 1
             return
-        session = self._session(route)
+        session = self.session_of(route)
         if session is not None:
             session.last_seen = now
         queued = len(self.outbox)
         try:
             with self.store.savepoint():
-                handler(route, message, now)
+                handler(self, route, message, now)
         except FfrtmpError as exc:
             self.counters.malformed += 1
             log.warning("%s from a peer was refused: %s", kind, exc)
@@ -205,219 +202,28 @@ class Coordinator:
             now = time.time()
             with self.store.transaction():
                 for route, job_id in lost:
-                    session = self._session(route)
+                    session = self.session_of(route)
                     state = session.attempts.get(job_id) if session is not None else None
                     if session is not None and state is not None:
-                        self._attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
+                        self.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
                                              "the worker could not be reached", now)
                 self.dispatch(now)
             self.flush()
 
-    def _session(self, route: bytes) -> NodeSession | None:
+    def probe(self, route: bytes) -> bool:
+        """True while the connection behind `route` is up (ROUTER_MANDATORY fails a send to a gone peer)."""
+        return self._send(route, encode(Kind.HEARTBEAT, {}))
+
+    def session_of(self, route: bytes) -> NodeSession | None:
         name = self.by_route.get(route)
         return self.nodes.get(name) if name is not None else None
 
-    def _refuse(self, route: bytes, status: int, error: str) -> None:
+    def refuse(self, route: bytes, status: int, error: str) -> None:
         self.queue(route, encode(Kind.REFUSED, {"status": status, "error": error}))
-
-    # ---- worker messages --------------------------------------------------------------------------
-
-    def on_hello(self, route: bytes, message: Message, now: float) -> None:
-        body = message.body
-        if not api_key_matches(self.config.api_key, body.get("key")):
-            self._refuse(route, 401, "the API key is missing or wrong (check --api-key / FFRTMP_API_KEY)")
-            return
-        try:
-            check_hello(body)
-        except InvalidInput as exc:
-            self._refuse(route, 400, str(exc))
-            return
-        name = body["name"]
-        old = self.nodes.get(name)
-        if old is not None and old.route not in (None, route) and old.status != "offline" \
-                and self._send(old.route, encode(Kind.HEARTBEAT, {})):
-            # The incumbent's connection is still up: a second live worker must not steal its identity.
-            self._refuse(route, 409, f"a worker named {name!r} is already connected; stop it or pick another --name")
-            return
-        session = self._register(route, body, old, now)
-        self._reconcile_running(session, body.get("running", []), now)
-        self.store.upsert_node(session.record(), now)
-        self.queue(route, encode(Kind.WELCOME, {"node": name, "heartbeat_interval": self.config.heartbeat_interval,
-                                                "node_timeout": self.config.node_timeout}))
-        log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)))
-        self.dirty = True
-
-    def _register(self, route: bytes, body: dict[str, Any], old: NodeSession | None, now: float) -> NodeSession:
-        if old is not None and old.route is not None:
-            self.by_route.pop(old.route, None)
-        session = NodeSession(
-            name=body["name"], fingerprint=body["fingerprint"], route=route, slots=body["slots"],
-            engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
-            encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
-            resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
-            last_seen=now)
-        if old is not None:
-            session.attempts = old.attempts
-        self.nodes[session.name] = session
-        self.by_route[route] = session.name
-        return session
-
-    def _reconcile_running(self, session: NodeSession, running: list[Any], now: float) -> None:
-        """Adopt the attempts the worker still runs; retry the ones it lost; stop the ones it must not run."""
-        reported: dict[str, int] = {}
-        for item in running:
-            if isinstance(item, dict) and isinstance(item.get("job"), str) and isinstance(item.get("attempt"), int):
-                reported[item["job"]] = item["attempt"]
-        for job_id, state in list(session.attempts.items()):
-            if reported.get(job_id) == state.attempt:
-                continue
-            if state.stopping:
-                session.remove(job_id)  # it was being stopped, and now it is gone
-            else:
-                self._attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
-                                     f"{session.name} restarted without it", now)
-        for job_id, attempt in reported.items():
-            if session.runs(job_id, attempt):
-                continue
-            job = self.store.get_job(job_id)
-            ours = job is not None and job["attempts"] == attempt
-            if ours and job is not None and job["status"] in ("assigned", "running") and job["node"] == session.name:
-                session.add(job_id, attempt, now, job["queue"], self._timeout_of(job["timeout"], job["params"]))
-            elif ours and job is not None and job["status"] == "pending" \
-                    and self.store.readopt_job(job_id, attempt, session.name, now):
-                # Given up on while its node was out of reach, but not dispatched again yet: take it back.
-                session.add(job_id, attempt, now, job["queue"], self._timeout_of(job["timeout"], job["params"]))
-                log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name)
-            else:
-                # Not ours to finish: stop it, and count its slot as taken until the worker confirms.
-                self.counters.stale += 1
-                if job_id not in session.attempts:
-                    session.add(job_id, attempt, now).stopping = True
-                self.queue(session.route or b"", encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
-
-    def on_heartbeat(self, route: bytes, message: Message, now: float) -> None:
-        session = self._session(route)
-        if session is None:
-            self.queue(route, encode(Kind.RESYNC))
-            return
-        body = message.body
-        if isinstance(body.get("resources"), dict):
-            session.resources = body["resources"]
-        if body.get("draining") is True and session.status == "online":
-            session.status = "draining"  # SIGTERM on the worker: no new jobs for it
-            self.store.update_node(session.name, status="draining")
-        seen: set[str] = set()
-        for item in body.get("jobs", []):
-            if not isinstance(item, dict) or not isinstance(item.get("job"), str):
-                continue
-            job_id, attempt = item["job"], item.get("attempt")
-            seen.add(job_id)
-            if not isinstance(attempt, int) or not session.runs(job_id, attempt):
-                self.counters.stale += 1
-                self.queue(route, encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
-                continue
-            self._record_progress(session, job_id, attempt, item, now)
-        grace = 2 * self.config.heartbeat_interval + 2.0
-        for job_id, state in list(session.attempts.items()):
-            if job_id in seen or now - state.assigned_at <= grace:
-                continue
-            if state.stopping:
-                session.remove(job_id)  # stopped as asked: the slot is free again
-            else:
-                self._attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
-                                     f"{session.name} no longer runs it", now)
-        self.queue(route, encode(Kind.HEARTBEAT, {"pending": self._pending_for(session)}))
-
-    def _record_progress(self, session: NodeSession, job_id: str, attempt: int, item: dict[str, Any],
-                         now: float) -> None:
-        metrics = {k: item[k] for k in ("frames", "fps", "speed", "out_time", "bitrate", "size")
-                   if isinstance(item.get(k), int | float) and not isinstance(item.get(k), bool)}
-        progress = item.get("progress")
-        progress = min(1.0, max(0.0, float(progress))) if isinstance(progress, int | float) else None
-        state = session.attempts[job_id]
-        first = not state.progress
-        if state.advance({"progress": progress, **metrics}, now):
-            if first:  # a lost STARTED must not leave the job 'assigned' while it runs
-                self.store.mark_running(job_id, attempt, now)
-            self.store.record_progress(job_id, attempt, progress, metrics)
-
-    def _pending_for(self, session: NodeSession) -> int:
-        """Pending jobs this node's engines could run (a `--burst` worker exits when it reaches 0)."""
-        if self._pending_cache is None:
-            self._pending_cache = self.store.pending_by_engine()
-        counts = self._pending_cache
-        encoding = any(e in session.engines for e in ("ffmpeg", "gstreamer"))
-        return sum(n for engine, n in counts.items()
-                   if engine in session.engines or (engine == "auto" and encoding))
-
-    def on_started(self, route: bytes, message: Message, now: float) -> None:
-        session, body = self._session(route), message.body
-        if session is None or not session.runs(body["job"], body["attempt"]):
-            self.counters.stale += 1
-            return
-        # The worker's clock: trusted only within the attempt's lifetime, never in the future.
-        started = min(max(float(body["at"]), session.attempts[body["job"]].assigned_at), now)
-        self.store.mark_running(body["job"], body["attempt"], started)
-
-    def on_log(self, route: bytes, message: Message, now: float) -> None:
-        session, body = self._session(route), message.body
-        if session is None or not session.runs(body["job"], body["attempt"]):
-            self.counters.stale += 1
-            return
-        lines: list[tuple[int, float, str, str]] = []
-        for item in body["lines"][:1000]:
-            if (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int)
-                    and isinstance(item[1], int | float) and isinstance(item[2], str) and isinstance(item[3], str)):
-                lines.append((item[0], float(item[1]), item[2][:16], item[3][:MAX_LOG_LINE]))
-        if lines:
-            self.store.append_logs(body["job"], body["attempt"], lines)
-
-    def on_result(self, route: bytes, message: Message, now: float) -> None:
-        body = message.body
-        job_id, attempt = body["job"], body["attempt"]
-        # Always acknowledge, even a stale or repeated result, so the worker stops resending it.
-        self.queue(route, encode(Kind.ACK, {"job": job_id, "attempt": attempt}))
-        session = self._session(route)
-        if session is None or not session.runs(job_id, attempt):
-            self.counters.stale += 1
-            state = session.attempts.get(job_id) if session is not None else None
-            if session is not None and state is not None and state.stopping and state.attempt == attempt:
-                session.remove(job_id)  # the attempt the master stopped has ended: its slot is free
-                self.dirty = True
-            return
-        status = body["status"]
-        metrics = body.get("metrics") or {}
-        if body.get("refused") is True and status == "failed":
-            # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
-            session.remove(job_id)
-            self.store.requeue_job(job_id, attempt, now, failure=Failure.WORKER_LOST, error=str(body.get("error")),
-                                   not_before=now + REFUSAL_DELAY, avoid=session.name, free=True)
-            self._retry_due(now + REFUSAL_DELAY)
-            self.dirty = True
-            return
-        if status == "completed":
-            session.remove(job_id)
-            if self.store.finish_job(job_id, attempt, "completed", now, metrics=metrics, output=body.get("output")):
-                self._finished(job_id)
-        elif status == "canceled" and self.store.get_job(job_id) is not None:
-            session.remove(job_id)
-            self.store.finish_job(job_id, attempt, "canceled", now, error=body.get("error") or "canceled",
-                                  failure=Failure.CANCELED, metrics=metrics)
-        else:
-            self._attempt_failed(session, job_id, attempt, classify(body.get("failure")),
-                                 str(body.get("error") or "the attempt failed")[:2000], now, metrics)
-        self.dirty = True
-
-    def on_bye(self, route: bytes, message: Message, now: float) -> None:
-        session = self._session(route)
-        if session is None:
-            return
-        self._node_gone(session, now, f"{session.name} left")
-        log.info("worker %s left", session.name)
 
     # ---- failures, dead nodes, dispatch -----------------------------------------------------------
 
-    def _attempt_failed(self, session: NodeSession, job_id: str, attempt: int, failure: Failure, error: str,
+    def attempt_failed(self, session: NodeSession, job_id: str, attempt: int, failure: Failure, error: str,
                         now: float, metrics: dict[str, Any] | None = None) -> None:
         """Retry the attempt when its failure allows and budget is left, else fail the job for good."""
         session.remove(job_id)
@@ -427,32 +233,32 @@ class Coordinator:
         not_before = self.config.retry.next_try(failure, attempt, job["max_retries"], now, self.rng)
         if not_before is None:
             if self.store.finish_job(job_id, attempt, "failed", now, error=error, failure=failure, metrics=metrics):
-                self._finished(job_id)
+                self.job_finished(job_id)
             log.info("job %s attempt %d failed for good on %s: %s: %s", job_id, attempt, session.name, failure,
                      error)
             return
         self.store.requeue_job(job_id, attempt, now, failure=failure, error=error, not_before=not_before,
                                avoid=session.name)
         self.counters.retries += 1
-        self._retry_due(not_before)
+        self.retry_due(not_before)
         log.info("job %s attempt %d on %s: %s (%s); retry %s", job_id, attempt, session.name, failure, error,
                  "now" if not_before <= now else f"in {not_before - now:.1f}s")
         self.dirty = True
 
-    def _retry_due(self, when: float) -> None:
+    def retry_due(self, when: float) -> None:
         """Make sure a dispatch pass runs at `when` (a backoff ends then)."""
         if self.next_retry_due is None or when < self.next_retry_due:
             self.next_retry_due = when
 
-    def _finished(self, job_id: str) -> None:
+    def job_finished(self, job_id: str) -> None:
         if self.on_finished is not None:
             job = self.store.get_job(job_id)
             if job is not None:
                 self.on_finished(job)
 
-    def _node_gone(self, session: NodeSession, now: float, reason: str) -> None:
+    def node_gone(self, session: NodeSession, now: float, reason: str) -> None:
         for job_id, attempt in session.running.items():
-            self._attempt_failed(session, job_id, attempt, Failure.WORKER_LOST, reason, now)
+            self.attempt_failed(session, job_id, attempt, Failure.WORKER_LOST, reason, now)
         session.attempts.clear()
         if session.route is not None:
             self.by_route.pop(session.route, None)
@@ -471,7 +277,7 @@ class Coordinator:
                     self.counters.dead_nodes += 1
                     log.warning("worker %s silent for %.1fs: offline, %d attempt(s) move on", session.name,
                                 now - session.last_seen, len(session.running))
-                self._node_gone(session, now, f"{session.name} went silent")
+                self.node_gone(session, now, f"{session.name} went silent")
 
     def check_attempts(self, now: float) -> None:
         """Stop attempts that stalled (no new frames or output time) or ran past their job's timeout."""
@@ -483,24 +289,24 @@ class Coordinator:
                     continue
                 stall = self.config.stall_timeouts.get(state.queue, self.config.stall_timeout)
                 if now - state.progress_at > stall:
-                    self._stop_attempt(session, job_id, Failure.STALLED, f"no progress for {stall:g}s", now)
+                    self.stop_attempt(session, job_id, Failure.STALLED, f"no progress for {stall:g}s", now)
                 elif state.deadline is not None and now > state.deadline + TIMEOUT_GRACE:
-                    self._stop_attempt(session, job_id, Failure.TIMEOUT,
+                    self.stop_attempt(session, job_id, Failure.TIMEOUT,
                                        f"still running {now - state.assigned_at:.0f}s after dispatch, past its timeout",
                                        now)
 
-    def _stop_attempt(self, session: NodeSession, job_id: str, failure: Failure, error: str, now: float) -> None:
+    def stop_attempt(self, session: NodeSession, job_id: str, failure: Failure, error: str, now: float) -> None:
         """Fail the attempt now and tell its worker to kill it; its slot stays taken until the worker confirms."""
         state = session.attempts[job_id]
         log.warning("job %s attempt %d on %s: %s (%s): stopping it", job_id, state.attempt, session.name, failure,
                     error)
         if session.route is not None:
             self.queue(session.route, encode(Kind.CANCEL, {"job": job_id, "attempt": state.attempt}))
-        self._attempt_failed(session, job_id, state.attempt, failure, error, now)
+        self.attempt_failed(session, job_id, state.attempt, failure, error, now)
         session.attempts[job_id] = state
         state.stopping = True
 
-    def _timeout_of(self, timeout: float | None, params: dict[str, Any]) -> float:
+    def timeout_of(self, timeout: float | None, params: dict[str, Any]) -> float:
         """The job's own timeout, or the one derived from its duration (as the worker derives it)."""
         if timeout:
             return float(timeout)
@@ -533,7 +339,7 @@ class Coordinator:
             session = self.nodes[node_name]
             spec = self.store.assign_job(job_id, node_name, now)
             attempt = spec.pop("attempt")
-            session.add(job_id, attempt, now, spec["queue"], self._timeout_of(spec["timeout"], spec["params"]))
+            session.add(job_id, attempt, now, spec["queue"], self.timeout_of(spec["timeout"], spec["params"]))
             assert session.route is not None
             self.queue(session.route, encode(Kind.JOB, {"job": job_id, "attempt": attempt, "spec": spec}), job_id)
 

@@ -1,0 +1,230 @@
+"""Messages from workers: one function per kind (HELLO, HEARTBEAT, STARTED, LOG, RESULT, BYE).
+
+Each takes the coordinator, the sender's route, the decoded message and the time. Everything a worker says
+about an attempt is fenced: it counts only while that attempt is the one the master has the node running.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ffrtmp.errors import InvalidInput
+from ffrtmp.failures import Failure, classify
+from ffrtmp.master.nodes import NodeSession, check_hello
+from ffrtmp.protocol import Kind, Message, encode
+from ffrtmp.security import api_key_matches
+
+if TYPE_CHECKING:
+    from ffrtmp.master.coordinator import Coordinator
+
+log = logging.getLogger("ffrtmp.master")
+
+MAX_LOG_LINE = 8192
+REFUSAL_DELAY = 1.0
+"""A job a worker turned down waits this long before the next dispatch try (no hot loop)."""
+
+
+def on_hello(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
+    body = message.body
+    if not api_key_matches(coordinator.config.api_key, body.get("key")):
+        coordinator.refuse(route, 401, "the API key is missing or wrong (check --api-key / FFRTMP_API_KEY)")
+        return
+    try:
+        check_hello(body)
+    except InvalidInput as exc:
+        coordinator.refuse(route, 400, str(exc))
+        return
+    name = body["name"]
+    old = coordinator.nodes.get(name)
+    if old is not None and old.route not in (None, route) and old.status != "offline" \
+            and coordinator.probe(old.route):
+        # The incumbent's connection is still up: a second live worker must not steal its identity.
+        coordinator.refuse(route, 409, f"a worker named {name!r} is already connected; stop it or pick another --name")
+        return
+    session = _register(coordinator, route, body, old, now)
+    _reconcile_running(coordinator, session, body.get("running", []), now)
+    coordinator.store.upsert_node(session.record(), now)
+    config = coordinator.config
+    coordinator.queue(route, encode(Kind.WELCOME, {"node": name, "heartbeat_interval": config.heartbeat_interval,
+                                                   "node_timeout": config.node_timeout}))
+    log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)))
+    coordinator.dirty = True
+
+
+def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old: NodeSession | None,
+              now: float) -> NodeSession:
+    if old is not None and old.route is not None:
+        coordinator.by_route.pop(old.route, None)
+    session = NodeSession(
+        name=body["name"], fingerprint=body["fingerprint"], route=route, slots=body["slots"],
+        engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
+        encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
+        resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
+        last_seen=now)
+    if old is not None:
+        session.attempts = old.attempts
+    coordinator.nodes[session.name] = session
+    coordinator.by_route[route] = session.name
+    return session
+
+
+def _reconcile_running(coordinator: Coordinator, session: NodeSession, running: list[Any], now: float) -> None:
+    """Adopt the attempts the worker still runs; retry the ones it lost; stop the ones it must not run."""
+    reported: dict[str, int] = {}
+    for item in running:
+        if isinstance(item, dict) and isinstance(item.get("job"), str) and isinstance(item.get("attempt"), int):
+            reported[item["job"]] = item["attempt"]
+    for job_id, state in list(session.attempts.items()):
+        if reported.get(job_id) == state.attempt:
+            continue
+        if state.stopping:
+            session.remove(job_id)  # it was being stopped, and now it is gone
+        else:
+            coordinator.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
+                                 f"{session.name} restarted without it", now)
+    for job_id, attempt in reported.items():
+        if session.runs(job_id, attempt):
+            continue
+        job = coordinator.store.get_job(job_id)
+        ours = job is not None and job["attempts"] == attempt
+        if ours and job is not None and job["status"] in ("assigned", "running") and job["node"] == session.name:
+            session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]))
+        elif ours and job is not None and job["status"] == "pending" \
+                and coordinator.store.readopt_job(job_id, attempt, session.name, now):
+            # Given up on while its node was out of reach, but not dispatched again yet: take it back.
+            session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]))
+            log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name)
+        else:
+            # Not ours to finish: stop it, and count its slot as taken until the worker confirms.
+            coordinator.counters.stale += 1
+            if job_id not in session.attempts:
+                session.add(job_id, attempt, now).stopping = True
+            coordinator.queue(session.route or b"", encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
+
+
+def on_heartbeat(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
+    session = coordinator.session_of(route)
+    if session is None:
+        coordinator.queue(route, encode(Kind.RESYNC))
+        return
+    body = message.body
+    if isinstance(body.get("resources"), dict):
+        session.resources = body["resources"]
+    if body.get("draining") is True and session.status == "online":
+        session.status = "draining"  # SIGTERM on the worker: no new jobs for it
+        coordinator.store.update_node(session.name, status="draining")
+    seen: set[str] = set()
+    for item in body.get("jobs", []):
+        if not isinstance(item, dict) or not isinstance(item.get("job"), str):
+            continue
+        job_id, attempt = item["job"], item.get("attempt")
+        seen.add(job_id)
+        if not isinstance(attempt, int) or not session.runs(job_id, attempt):
+            coordinator.counters.stale += 1
+            coordinator.queue(route, encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
+            continue
+        _record_progress(coordinator, session, job_id, attempt, item, now)
+    grace = 2 * coordinator.config.heartbeat_interval + 2.0
+    for job_id, state in list(session.attempts.items()):
+        if job_id in seen or now - state.assigned_at <= grace:
+            continue
+        if state.stopping:
+            session.remove(job_id)  # stopped as asked: the slot is free again
+        else:
+            coordinator.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
+                                 f"{session.name} no longer runs it", now)
+    coordinator.queue(route, encode(Kind.HEARTBEAT, {"pending": _pending_for(coordinator, session)}))
+
+
+def _record_progress(coordinator: Coordinator, session: NodeSession, job_id: str, attempt: int, item: dict[str, Any],
+                     now: float) -> None:
+    metrics = {k: item[k] for k in ("frames", "fps", "speed", "out_time", "bitrate", "size")
+               if isinstance(item.get(k), int | float) and not isinstance(item.get(k), bool)}
+    progress = item.get("progress")
+    progress = min(1.0, max(0.0, float(progress))) if isinstance(progress, int | float) else None
+    state = session.attempts[job_id]
+    first = not state.progress
+    if state.advance({"progress": progress, **metrics}, now):
+        if first:  # a lost STARTED must not leave the job 'assigned' while it runs
+            coordinator.store.mark_running(job_id, attempt, now)
+        coordinator.store.record_progress(job_id, attempt, progress, metrics)
+
+
+def _pending_for(coordinator: Coordinator, session: NodeSession) -> int:
+    """Pending jobs this node's engines could run (a `--burst` worker exits when it reaches 0)."""
+    if coordinator._pending_cache is None:
+        coordinator._pending_cache = coordinator.store.pending_by_engine()
+    counts = coordinator._pending_cache
+    encoding = any(e in session.engines for e in ("ffmpeg", "gstreamer"))
+    return sum(n for engine, n in counts.items()
+               if engine in session.engines or (engine == "auto" and encoding))
+
+
+def on_started(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
+    session, body = coordinator.session_of(route), message.body
+    if session is None or not session.runs(body["job"], body["attempt"]):
+        coordinator.counters.stale += 1
+        return
+    # The worker's clock: trusted only within the attempt's lifetime, never in the future.
+    started = min(max(float(body["at"]), session.attempts[body["job"]].assigned_at), now)
+    coordinator.store.mark_running(body["job"], body["attempt"], started)
+
+
+def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
+    session, body = coordinator.session_of(route), message.body
+    if session is None or not session.runs(body["job"], body["attempt"]):
+        coordinator.counters.stale += 1
+        return
+    lines: list[tuple[int, float, str, str]] = []
+    for item in body["lines"][:1000]:
+        if (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int)
+                and isinstance(item[1], int | float) and isinstance(item[2], str) and isinstance(item[3], str)):
+            lines.append((item[0], float(item[1]), item[2][:16], item[3][:MAX_LOG_LINE]))
+    if lines:
+        coordinator.store.append_logs(body["job"], body["attempt"], lines)
+
+
+def on_result(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
+    body = message.body
+    job_id, attempt = body["job"], body["attempt"]
+    # Always acknowledge, even a stale or repeated result, so the worker stops resending it.
+    coordinator.queue(route, encode(Kind.ACK, {"job": job_id, "attempt": attempt}))
+    session = coordinator.session_of(route)
+    if session is None or not session.runs(job_id, attempt):
+        coordinator.counters.stale += 1
+        state = session.attempts.get(job_id) if session is not None else None
+        if session is not None and state is not None and state.stopping and state.attempt == attempt:
+            session.remove(job_id)  # the attempt the master stopped has ended: its slot is free
+            coordinator.dirty = True
+        return
+    status = body["status"]
+    metrics = body.get("metrics") or {}
+    if body.get("refused") is True and status == "failed":
+        # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
+        session.remove(job_id)
+        coordinator.store.requeue_job(job_id, attempt, now, failure=Failure.WORKER_LOST, error=str(body.get("error")),
+                               not_before=now + REFUSAL_DELAY, avoid=session.name, free=True)
+        coordinator.retry_due(now + REFUSAL_DELAY)
+        coordinator.dirty = True
+        return
+    if status == "completed":
+        session.remove(job_id)
+        if coordinator.store.finish_job(job_id, attempt, "completed", now, metrics=metrics, output=body.get("output")):
+            coordinator.job_finished(job_id)
+    elif status == "canceled" and coordinator.store.get_job(job_id) is not None:
+        session.remove(job_id)
+        coordinator.store.finish_job(job_id, attempt, "canceled", now, error=body.get("error") or "canceled",
+                              failure=Failure.CANCELED, metrics=metrics)
+    else:
+        coordinator.attempt_failed(session, job_id, attempt, classify(body.get("failure")),
+                             str(body.get("error") or "the attempt failed")[:2000], now, metrics)
+    coordinator.dirty = True
+
+
+def on_bye(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
+    session = coordinator.session_of(route)
+    if session is None:
+        return
+    coordinator.node_gone(session, now, f"{session.name} left")
+    log.info("worker %s left", session.name)
