@@ -16,20 +16,43 @@ import builtins
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ffrtmp import defaults
 from ffrtmp.errors import MasterUnreachable, ProtocolError, error_from_status
 from ffrtmp.jobspec import validate_submission
-from ffrtmp.protocol import Kind, decode, encode
+from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
 from ffrtmp.transport import DealerSocket
 
 TERMINAL = ("completed", "failed", "canceled")
 SUBMIT_CHUNK = 5000
 """Jobs per submit request for `submit_many` (keeps each frame far below the master's size limit)."""
+
+
+class LogStream:
+    """Lines of a followed job, in order; `job` is set once the master says the job has ended."""
+
+    def __init__(self, client: Client, rid: str) -> None:
+        self.client = client
+        self.rid = rid
+        self.job: dict[str, Any] | None = None
+        self.status: str | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while self.job is None:
+            message = self.client._next_message(self.rid, self.client.timeout)
+            if message.kind is Kind.REPLY:
+                if message.body["status"] != 200:
+                    raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+                self.job = message.body.get("body") or {}
+                return
+            body = message.body["body"]
+            if isinstance(body, dict):
+                self.status = body.get("status", self.status)
+                yield from body.get("lines", [])
 
 
 def resolve_master_key(value: str | None, tls: bool = True) -> bytes | None:
@@ -170,6 +193,37 @@ class Client:
             args["tail"] = tail
         result: dict[str, Any] = self.request("logs", args)
         return result
+
+    def follow_logs(self, job_id: str, attempt: int | str | None = None, tail: int | None = None) -> LogStream:
+        """Iterate over a job's log lines as they are written, until the job ends.
+
+        Yields line dicts (attempt, seq, at, stream, line); afterwards `.job` holds the job's final
+        id/status/error. `attempt`: one attempt, `"all"`, or None for the latest and any retries after it.
+        Raises `MasterUnreachable` when the master goes silent for longer than the timeout.
+        """
+        args: dict[str, Any] = {"id": job_id}
+        if attempt is not None:
+            args["attempt"] = attempt
+        if tail is not None:
+            args["tail"] = tail
+        return LogStream(self, self._send_request("logs.follow", args))
+
+    def _next_message(self, rid: str, timeout: float) -> Message:
+        """The next PARTIAL or REPLY for `rid`, or MasterUnreachable after `timeout` seconds of silence."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MasterUnreachable(self._socket.explain_silence(timeout))
+            frame = self._socket.recv(min(left, 0.05))
+            if frame is None:
+                continue
+            try:
+                message = decode(frame)
+            except ProtocolError:
+                continue
+            if message.kind in (Kind.PARTIAL, Kind.REPLY) and message.body.get("rid") == rid:
+                return message
 
     # ---- nodes and the cluster ----------------------------------------------------------------------
 

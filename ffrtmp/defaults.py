@@ -66,6 +66,12 @@ STALL_TIMEOUT = _env_float("FFRTMP_STALL_TIMEOUT", 600.0)
 LOG_RETENTION = _env_float("FFRTMP_LOG_RETENTION", 7 * 86400.0)
 """Stored job log lines older than this are deleted."""
 
+LOG_MAX_JOB_BYTES = _env_int("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
+"""A job's stored log is cut (with a marker line) past this size."""
+
+LOG_MAX_TOTAL_BYTES = _env_int("FFRTMP_LOG_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1024)
+"""Past this much stored log, the oldest finished jobs' logs are deleted first."""
+
 RESULT_RESEND_INTERVAL = _env_float("FFRTMP_RESULT_RESEND", 2.0)
 """A worker resends an unacknowledged RESULT this often."""
 

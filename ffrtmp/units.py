@@ -64,6 +64,20 @@ def parse_resolution(text: str, *, field: str = "resolution") -> tuple[int, int]
     return width, height
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
+
+
+def parse_size(text: str | int, *, field: str = "size") -> int:
+    """`512k`, `10M`, `2G` (powers of 1024; a trailing `B`/`iB` is allowed) or a plain number of bytes."""
+    match = _SIZE.match(str(text)) if len(str(text)) <= 32 else None
+    if match is None or isinstance(text, bool):
+        raise InvalidInput(field, f"{text!r} is not a size (use e.g. 512k, 10M, 2G)")
+    value = float(match.group(1)) * 1024 ** " kmgt".index(match.group(2).lower() or " ")
+    if not 1 <= value <= 2**60:
+        raise InvalidInput(field, f"{text!r} is out of range")
+    return int(value)
+
+
 def format_duration(seconds: float | None) -> str:
     """A short human form: 850ms, 12.3s, 4m05s, 2h03m."""
     if seconds is None:

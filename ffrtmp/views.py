@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from rich import box
+from rich.columns import Columns
 from rich.console import Group
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
@@ -88,7 +89,16 @@ def add_row(table: Table, keep: list[bool], cells: list[Any]) -> None:
 
 
 JOB_COLUMNS = [("ID", 0), ("STATUS", 0), ("SCENARIO", 0), ("QUEUE", 0), ("PRIO", 1), ("NODE", 0), ("TRY", 1),
-               ("PROGRESS", 0), ("FPS", 1), ("TIME", 0), ("ENGINE", 2), ("CREATED", 2), ("NOTE", 2)]
+               ("PROGRESS", 0), ("FPS", 1), ("SPEED", 2), ("ETA", 1), ("TIME", 0), ("ENGINE", 2), ("CREATED", 2),
+               ("NOTE", 2)]
+
+
+def eta(job: dict[str, Any]) -> float | None:
+    """Seconds left for a running job, from its progress so far."""
+    progress, spent = job.get("progress"), elapsed(job)
+    if job["status"] != "running" or not progress or spent is None or progress >= 1:
+        return None
+    return spent * (1 - progress) / progress
 
 
 def jobs_table(jobs: list[dict[str, Any]], title: str | None = None, width: int = 120) -> Table:
@@ -97,11 +107,14 @@ def jobs_table(jobs: list[dict[str, Any]], title: str | None = None, width: int 
     for job in jobs:
         metrics = job.get("metrics") or {}
         fps = metrics.get("fps") or metrics.get("avg_fps")
+        speed = metrics.get("speed")
         note = job.get("reason") or job.get("error") or ""
         add_row(table, keep, [
             job["id"][:8], status_text(job["status"]), job["scenario"], job["queue"], job["priority"],
             job.get("node") or "-", str(job["attempts"]), progress_cell(job, 10 if tier(width) else 5),
-            f"{fps:.0f}" if isinstance(fps, int | float) else "-", format_duration(elapsed(job)),
+            f"{fps:.0f}" if isinstance(fps, int | float) else "-",
+            f"{speed:.2f}x" if isinstance(speed, int | float) else "-", format_duration(eta(job)),
+            format_duration(elapsed(job)),
             metrics.get("engine") or job["engine"], ago(job["created_at"]), Text(str(note)[:100], style="dim")])
     return table
 
@@ -201,13 +214,14 @@ def node_detail(node: dict[str, Any]) -> Group:
 
 
 def encoders_table(encoders: dict[str, Any]) -> Table:
+    """FFmpeg encoders and GStreamer elements, one engine after the other, each best first."""
     table = Table(title="encoders", header_style="bold", box=box.SIMPLE_HEAD)
-    for column in ("ENCODER", "CODEC", "KIND", "USABLE", "WHY NOT"):
+    for column in ("ENGINE", "ENCODER", "CODEC", "KIND", "USABLE", "WHY NOT"):
         table.add_column(column)
-    for name, info in encoders.items():
-        if not isinstance(info, dict):
-            continue
-        table.add_row(name, str(info.get("codec")), "hardware" if info.get("hardware") else "software",
+    entries = [(str(info.get("engine") or "ffmpeg"), order, name, info)
+               for order, (name, info) in enumerate(encoders.items()) if isinstance(info, dict)]
+    for engine, _, name, info in sorted(entries, key=lambda entry: (entry[0], entry[1])):
+        table.add_row(engine, name, str(info.get("codec")), "hardware" if info.get("hardware") else "software",
                       Text("yes", style="green") if info.get("available") else Text("no", style="red"),
                       info.get("reason") or "")
     return table
@@ -216,3 +230,51 @@ def encoders_table(encoders: dict[str, Any]) -> Table:
 def job_progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                     TextColumn("{task.fields[detail]}"), TimeRemainingColumn())
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    top = max(values) if values else 0
+    if top == 0:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(len(SPARKS) - 1, round(v / top * (len(SPARKS) - 1)))] for v in values)
+
+
+def cluster_view(url: str, stats: dict[str, Any], nodes: list[dict[str, Any]], width: int) -> Group:
+    """`ffrtmp top`: the cluster on one screen."""
+    jobs, slots = stats["jobs"], stats["nodes"]
+    header = Text.assemble(
+        ("ffrtmp top", "bold"), f"  {url}  ", (dt.datetime.now().strftime("%H:%M:%S"), "dim"), "\n",
+        ("jobs ", "bold"), f"{jobs['pending']} pending · {jobs['assigned'] + jobs['running']} running · "
+        f"{jobs['completed']} completed · ", (f"{jobs['failed']} failed", "red" if jobs["failed"] else ""),
+        f" · {jobs['canceled']} canceled   ", ("nodes ", "bold"),
+        f"{slots['total']} online · {slots['busy_slots']}/{slots['slots']} slots busy")
+    table, keep = column_table(TOP_NODE_COLUMNS, width, "nodes")
+    for node in nodes:
+        resources = node.get("resources") or {}
+        busy = 100.0 * node.get("running", 0) / max(1, node["slots"])
+        add_row(table, keep, [node["name"], status_text(node["status"]),
+                              Text(f"{node.get('running', 0)}/{node['slots']} ").append(_bar(busy, 8)),
+                              _bar(resources.get("cpu_percent"), 8), _bar(resources.get("memory_percent"), 8),
+                              ", ".join(j[:8] for j in node.get("jobs", [])) or "-"])
+    queues = Table(title="queue depth (pending)", header_style="bold", box=box.SIMPLE_HEAD)
+    for column in ("QUEUE", "HIGH", "MEDIUM", "LOW"):
+        queues.add_column(column, justify="right" if column != "QUEUE" else "left")
+    for queue in ("live", "default", "batch"):
+        depth = stats.get("queues", {}).get(queue, {})
+        queues.add_row(queue, *(str(depth.get(p, 0)) for p in ("high", "medium", "low")))
+    activity = stats.get("activity", {"completed": [], "failed": []})
+    done, failed = activity["completed"], activity["failed"]
+    ended = sum(done) + sum(failed)
+    rate = Table.grid(padding=(0, 2))
+    rate.add_row(Text("completed/min", style="bold"), Text(sparkline(done), style="green"),
+                 f"{done[-1] if done else 0} now, {sum(done) / max(1, len(done)):.1f} avg")
+    rate.add_row(Text("failed/min", style="bold"), Text(sparkline(failed), style="red"),
+                 f"{failed[-1] if failed else 0} now, failure rate {100 * sum(failed) / max(1, ended):.1f}%")
+    activity_panel = Panel(rate, title=f"last {len(done)} minutes", expand=False)
+    return Group(header, table, Columns([queues, activity_panel], padding=(0, 4)))
+
+
+TOP_NODE_COLUMNS = [("NAME", 0), ("STATUS", 0), ("SLOTS", 0), ("CPU", 0), ("MEMORY", 0), ("JOBS", 1)]

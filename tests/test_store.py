@@ -518,7 +518,7 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
             assert status(again, job_id) == "pending"
             assert again.get_node("w1") is not None
             applied = again.conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
-            assert [row["name"] for row in applied] == ["m001_initial"]
+            assert [row["name"] for row in applied] == ["m001_initial", "m002_log_accounting"]
         finally:
             again.close()
 

@@ -9,7 +9,7 @@ from rich import box
 from rich.text import Text
 
 from ffrtmp import __version__
-from ffrtmp.cli import demo, jobs, keys, master, nodes, worker
+from ffrtmp.cli import demo, jobs, keys, master, nodes, top, worker
 from ffrtmp.cli.common import console, errors
 from ffrtmp.errors import FfrtmpError
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.command("master")(master.master)
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
+app.command("top")(top.top)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(keys.app, name="keys")

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.live import Live
 
-from ffrtmp.cli.common import Connection, console, print_json, with_connection
+from ffrtmp.cli.common import Connection, console, errors, print_json, with_connection
 from ffrtmp.client import TERMINAL, Client
 from ffrtmp.errors import InvalidInput, JobFailed
 from ffrtmp.jobspec import parse_labels, validate_submission
@@ -159,15 +159,20 @@ def show(
     conn: Connection,
     job_id: str = typer.Argument(..., help="A job id or a unique prefix."),
     json_output: bool = typer.Option(False, "--json"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="A progress bar until the job ends, then the job."),
 ) -> None:
     """Show one job: parameters, state history, metrics, and the last log lines when it failed."""
     with conn.client() as client:
         job = client.get(job_id)
+        if follow:
+            job = _wait_with_progress(client, job["id"], quiet=json_output)
         if json_output:
             print_json(job)
             return
         tail = client.logs(job["id"], tail=10)["lines"] if job["status"] == "failed" else None
     console.print(job_detail(job, tail))
+    if follow and job["status"] != "completed":
+        raise JobFailed(f"job {job['id']} {job['status']}: {job.get('error') or 'no error recorded'}")
 
 
 @app.command("logs")
@@ -186,30 +191,34 @@ def logs(
             raise InvalidInput("attempt", f"{attempt!r} must be a number or 'all'")
         attempt_arg = attempt if attempt == "all" else int(attempt)
     with conn.client() as client:
-        result = client.logs(job_id, attempt=attempt_arg, tail=tail)
-        printed = _print_lines(result["lines"], attempt_arg == "all", None)
-        while follow and not result["done"]:
-            time.sleep(0.2)
-            result = client.logs(result["id"], attempt=attempt_arg)
-            seen = {(line["attempt"], line["seq"]) for line in printed}
-            fresh = [line for line in result["lines"] if (line["attempt"], line["seq"]) not in seen]
-            printed += _print_lines(fresh, attempt_arg == "all", printed[-1]["attempt"] if printed else None)
-        if follow:
-            job = client.get(result["id"])
-            if job["status"] != "completed":
-                raise JobFailed(f"job {job['id']} {job['status']}: {job.get('error') or ''}")
+        if not follow:
+            result = client.logs(job_id, attempt=attempt_arg, tail=tail)
+            _print_lines(result["lines"], attempt_arg == "all", None)
+            if result.get("dropped"):
+                errors.print(f"({result['dropped']} lines were dropped: the job's log reached its size cap)")
+            return
+        stream = client.follow_logs(job_id, attempt=attempt_arg, tail=tail)
+        last: int | None = None
+        for line in stream:
+            # Following the latest attempt also shows the retries after it, each under a header.
+            headers = attempt_arg == "all" or (attempt_arg is None and last is not None)
+            last = _print_lines([line], headers, last)
+    job = stream.job or {}
+    if job.get("status") != "completed":
+        raise JobFailed(f"job {job.get('id', job_id)} {job.get('status')}: {job.get('error') or 'no error recorded'}")
 
 
-def _print_lines(lines: list[dict[str, Any]], headers: bool, last_attempt: int | None) -> list[dict[str, Any]]:
+def _print_lines(lines: list[dict[str, Any]], headers: bool, last_attempt: int | None) -> int | None:
+    """Write lines as they are; with `headers`, a `==> attempt N <==` line where the attempt changes."""
     import sys
 
     for line in lines:
         if headers and line["attempt"] != last_attempt:
             sys.stdout.write(f"==> attempt {line['attempt']} <==\n")
-            last_attempt = line["attempt"]
+        last_attempt = line["attempt"]
         sys.stdout.write(line["line"] + "\n")
     sys.stdout.flush()
-    return list(lines)
+    return last_attempt
 
 
 @app.command("cancel")

@@ -11,7 +11,9 @@ from ffrtmp.cli.common import duration_option, setup_logging
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import QUEUE_WEIGHTS
 from ffrtmp.master.coordinator import MasterConfig
+from ffrtmp.master.logbook import LogPolicy
 from ffrtmp.master.recovery import RetryPolicy
+from ffrtmp.units import parse_size
 
 
 def parse_stall_timeouts(values: list[str]) -> tuple[float, dict[str, float]]:
@@ -57,7 +59,10 @@ def master(
                                                  "queue's (repeatable, e.g. --stall-timeout live=30s)."),
     max_wait: str = typer.Option(None, "--max-wait", help="Aging: a job pending longer than this is dispatched "
                                  "before newer, heavier ones (off by default)."),
-    log_retention: str = typer.Option("7d", "--log-retention", help="Keep job log lines this long."),
+    log_retention: str = typer.Option("7d", "--log-retention", help="Delete a job's log this long after it ends."),
+    log_max_job: str = typer.Option("10M", "--log-max-job", help="Cut a job's stored log past this size."),
+    log_max_total: str = typer.Option("2G", "--log-max-total",
+                                      help="Past this much stored log, delete the oldest finished jobs' logs."),
     retry_backoff: str = typer.Option("5s", "--retry-backoff", help="First retry delay (doubles per attempt)."),
     retry_backoff_max: str = typer.Option("5m", "--retry-backoff-max", help="Cap of the retry delay."),
     output_root: list[str] = typer.Option([], "--output-root",
@@ -85,7 +90,9 @@ def master(
         retry=RetryPolicy(base=duration_option(retry_backoff, "retry-backoff") or 0.0,
                           cap=duration_option(retry_backoff_max, "retry-backoff-max") or 0.0),
     )
-    duration_option(log_retention, "log-retention")
+    config.logs = LogPolicy(retention=duration_option(log_retention, "log-retention") or defaults.LOG_RETENTION,
+                            max_job_bytes=parse_size(log_max_job, field="log-max-job"),
+                            max_total_bytes=parse_size(log_max_total, field="log-max-total"))
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
                             config=config)

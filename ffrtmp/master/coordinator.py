@@ -19,6 +19,8 @@ from ffrtmp.errors import FfrtmpError, ProtocolError
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import handlers, requests
+from ffrtmp.master.activity import Activity
+from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.scheduler import place
@@ -49,6 +51,7 @@ class MasterConfig:
     """Aging: a job pending longer than this is dispatched before newer, heavier ones. Off when None."""
     output_roots: tuple[str, ...] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    logs: LogPolicy = field(default_factory=LogPolicy)
     version: str = ""
 
 
@@ -73,12 +76,15 @@ class Coordinator:
         self.nodes: dict[str, NodeSession] = {}
         self.by_route: dict[bytes, str] = {}
         self.counters = Counters()
-        self.outbox: list[tuple[bytes, bytes, str | None]] = []
+        self.outbox: list[tuple[bytes, bytes, Callable[[], None] | None]] = []
         self.dirty = False
         self.next_retry_due: float | None = None
         self.last_maintenance = 0.0
         self.started_at = time.time()
         self._pending_cache: dict[str, int] | None = None
+        self.logbook = Logbook(store, config.logs, self.queue)
+        self.activity = Activity()
+        self.purge_due = 0.0
         self.on_finished: Callable[[dict[str, Any]], None] | None = None
         self._handlers: dict[Kind, Callable[[Coordinator, bytes, Message, float], None]] = {
             Kind.HELLO: handlers.on_hello,
@@ -129,6 +135,9 @@ class Coordinator:
         with self.store.transaction():
             self.expire_nodes(now)
             self.check_attempts(now)
+            self.logbook.keepalive(now, self._status_of)
+            if now >= self.purge_due and not self.logbook.purge(now):
+                self.purge_due = now + self.config.scheduler_interval  # nothing left: look again later
             if self.next_retry_due is not None and now >= self.next_retry_due:
                 self.next_retry_due = None
                 self.dirty = True
@@ -186,29 +195,34 @@ class Coordinator:
 
     # ---- sending ----------------------------------------------------------------------------------
 
-    def queue(self, route: bytes, frame: bytes, job_id: str | None = None) -> None:
-        """Send after the current transaction commits. `job_id` marks a JOB whose loss must be recovered."""
-        self.outbox.append((route, frame, job_id))
+    def queue(self, route: bytes, frame: bytes, on_fail: Callable[[], None] | None = None) -> None:
+        """Send after the current transaction commits; `on_fail` runs (in a new transaction) if it cannot go."""
+        self.outbox.append((route, frame, on_fail))
 
     def flush(self) -> None:
         outbox, self.outbox = self.outbox, []
-        lost: list[tuple[bytes, str]] = []
-        for route, frame, job_id in outbox:
+        failed: list[Callable[[], None]] = []
+        for route, frame, on_fail in outbox:
             if not self._send(route, frame):
                 self.counters.unroutable += 1
-                if job_id is not None:
-                    lost.append((route, job_id))
-        if lost:
-            now = time.time()
+                if on_fail is not None:
+                    failed.append(on_fail)
+        if failed:
             with self.store.transaction():
-                for route, job_id in lost:
-                    session = self.session_of(route)
-                    state = session.attempts.get(job_id) if session is not None else None
-                    if session is not None and state is not None:
-                        self.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
-                                             "the worker could not be reached", now)
-                self.dispatch(now)
+                for on_fail in failed:
+                    on_fail()
+                self.dispatch(time.time())
             self.flush()
+
+    def _job_undeliverable(self, route: bytes, job_id: str) -> Callable[[], None]:
+        def recover() -> None:
+            session = self.session_of(route)
+            state = session.attempts.get(job_id) if session is not None else None
+            if session is not None and state is not None:
+                self.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
+                                    "the worker could not be reached", time.time())
+
+        return recover
 
     def probe(self, route: bytes) -> bool:
         """True while the connection behind `route` is up (ROUTER_MANDATORY fails a send to a gone peer)."""
@@ -251,10 +265,14 @@ class Coordinator:
             self.next_retry_due = when
 
     def job_finished(self, job_id: str) -> None:
+        """A job reached completed, failed or canceled: tell its log followers and the metrics."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            return
+        self.logbook.job_ended(job)
+        self.activity.record(job["status"], job["finished_at"] or time.time())
         if self.on_finished is not None:
-            job = self.store.get_job(job_id)
-            if job is not None:
-                self.on_finished(job)
+            self.on_finished(job)
 
     def node_gone(self, session: NodeSession, now: float, reason: str) -> None:
         for job_id, attempt in session.running.items():
@@ -278,6 +296,10 @@ class Coordinator:
                     log.warning("worker %s silent for %.1fs: offline, %d attempt(s) move on", session.name,
                                 now - session.last_seen, len(session.running))
                 self.node_gone(session, now, f"{session.name} went silent")
+
+    def _status_of(self, job_id: str) -> str | None:
+        job = self.store.get_job(job_id)
+        return job["status"] if job else None
 
     def check_attempts(self, now: float) -> None:
         """Stop attempts that stalled (no new frames or output time) or ran past their job's timeout."""
@@ -341,7 +363,8 @@ class Coordinator:
             attempt = spec.pop("attempt")
             session.add(job_id, attempt, now, spec["queue"], self.timeout_of(spec["timeout"], spec["params"]))
             assert session.route is not None
-            self.queue(session.route, encode(Kind.JOB, {"job": job_id, "attempt": attempt, "spec": spec}), job_id)
+            self.queue(session.route, encode(Kind.JOB, {"job": job_id, "attempt": attempt, "spec": spec}),
+                       self._job_undeliverable(session.route, job_id))
 
     # ---- client requests --------------------------------------------------------------------------
 
@@ -353,6 +376,9 @@ class Coordinator:
                      "error": "the API key is missing or wrong (check --api-key / FFRTMP_API_KEY)"}
         else:
             try:
+                if body["op"] in requests.STREAMS:
+                    requests.STREAMS[body["op"]](self, route, rid, body.get("args", {}), now)
+                    return  # the stream sends its own PARTIALs and final REPLY
                 result = requests.handle(self, body["op"], body.get("args", {}), now)
                 reply = {"rid": rid, "status": 200, "body": result}
             except FfrtmpError as exc:

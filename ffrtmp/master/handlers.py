@@ -182,7 +182,7 @@ def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float)
                 and isinstance(item[1], int | float) and isinstance(item[2], str) and isinstance(item[3], str)):
             lines.append((item[0], float(item[1]), item[2][:16], item[3][:MAX_LOG_LINE]))
     if lines:
-        coordinator.store.append_logs(body["job"], body["attempt"], lines)
+        coordinator.logbook.append(body["job"], body["attempt"], lines)
 
 
 def on_result(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
@@ -214,8 +214,9 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
             coordinator.job_finished(job_id)
     elif status == "canceled" and coordinator.store.get_job(job_id) is not None:
         session.remove(job_id)
-        coordinator.store.finish_job(job_id, attempt, "canceled", now, error=body.get("error") or "canceled",
-                              failure=Failure.CANCELED, metrics=metrics)
+        if coordinator.store.finish_job(job_id, attempt, "canceled", now, error=body.get("error") or "canceled",
+                                        failure=Failure.CANCELED, metrics=metrics):
+            coordinator.job_finished(job_id)
     else:
         coordinator.attempt_failed(session, job_id, attempt, classify(body.get("failure")),
                              str(body.get("error") or "the attempt failed")[:2000], now, metrics)

@@ -89,6 +89,8 @@ def list_jobs(coordinator: Coordinator, args: Args, now: float) -> Any:
 def cancel(coordinator: Coordinator, args: Args, now: float) -> Any:
     job_id = _job_id(coordinator, args)
     before = coordinator.store.cancel_job(job_id, now)
+    if before is not None:
+        coordinator.job_finished(job_id)
     if before is None:
         job = coordinator.store.get_job(job_id)
         return {"id": job_id, "status": job["status"] if job else "unknown", "changed": False}
@@ -109,23 +111,32 @@ def retry(coordinator: Coordinator, args: Args, now: float) -> Any:
     return {"id": job_id, "status": "pending"}
 
 
-def logs(coordinator: Coordinator, args: Args, now: float) -> Any:
+def _log_args(coordinator: Coordinator, args: Args) -> tuple[dict[str, Any], int | None, bool, int | None]:
+    """The job, the one attempt asked for (None: latest or all), whether all were asked for, and the tail."""
     job_id = _job_id(coordinator, args)
     job = coordinator.store.get_job(job_id)
     assert job is not None
     attempt_arg = args.get("attempt")
-    if attempt_arg == "all":
-        attempt = None
-    elif attempt_arg is None:
+    every = attempt_arg == "all"
+    attempt = None if every or attempt_arg is None else _int_arg(args, "attempt", 0, 1, 1_000_000)
+    tail = None if args.get("tail") is None else _int_arg(args, "tail", 0, 0, 1_000_000)
+    return job, attempt, every, tail
+
+
+def logs(coordinator: Coordinator, args: Args, now: float) -> Any:
+    job, attempt, every, tail = _log_args(coordinator, args)
+    if attempt is None and not every:
         attempt = job["attempts"] or None
-    else:
-        attempt = _int_arg(args, "attempt", 0, 1, 1_000_000)
-    tail = args.get("tail")
-    if tail is not None:
-        tail = _int_arg(args, "tail", 0, 0, 1_000_000)
-    lines = coordinator.store.job_logs(job_id, attempt, tail)
-    return {"id": job_id, "status": job["status"], "attempts": job["attempts"], "lines": lines,
-            "done": job["status"] in TERMINAL}
+    lines = coordinator.store.job_logs(job["id"], attempt, tail)
+    dropped = coordinator.store.log_size(job["id"])[1]
+    return {"id": job["id"], "status": job["status"], "attempts": job["attempts"], "lines": lines,
+            "done": job["status"] in TERMINAL, "dropped": dropped}
+
+
+def follow_logs(coordinator: Coordinator, route: bytes, rid: str, args: Args, now: float) -> None:
+    """Stream a job's log: stored lines, then new ones as they come, then a final reply when the job ends."""
+    job, attempt, every, tail = _log_args(coordinator, args)
+    coordinator.logbook.follow(route, rid, job, attempt, tail, every)
 
 
 def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:
@@ -163,6 +174,8 @@ def stats(coordinator: Coordinator, args: Args, now: float) -> Any:
         "jobs": {status: counts.get(status, 0) for status in STATUSES},
         "nodes": {"total": len(nodes), "slots": sum(s.slots for s in nodes),
                   "busy_slots": sum(len(s.attempts) for s in nodes)},
+        "queues": coordinator.store.pending_by_queue(),
+        "activity": coordinator.activity.series(now),
         "version": __version__,
         "uptime": now - coordinator.started_at,
     }
@@ -185,6 +198,12 @@ OPS: dict[str, Op] = {
     "stats": stats,
     "ping": ping,
 }
+
+
+STREAMS: dict[str, Callable[[Coordinator, bytes, str, Args, float], None]] = {
+    "logs.follow": follow_logs,
+}
+"""Operations that answer with PARTIALs before their final REPLY."""
 
 
 def handle(coordinator: Coordinator, op: str, args: Args, now: float) -> Any:

@@ -110,6 +110,17 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@MIGRATIONS()
+def m002_log_accounting(db: sqlite_utils.Database) -> None:
+    """Per-job log size for the cap and for retention by total size."""
+    for statement in (
+        "ALTER TABLE jobs ADD COLUMN log_bytes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN log_dropped INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX jobs_with_logs ON jobs(finished_at) WHERE log_bytes > 0 AND finished_at IS NOT NULL",
+    ):
+        db.execute(statement)
+
+
 def _loads(text: str | None, default: Any) -> Any:
     return json.loads(text) if text else default
 
@@ -273,6 +284,14 @@ class Store:
         rows = self.conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
         return {row["status"]: row["n"] for row in rows}
 
+    def pending_by_queue(self) -> dict[str, dict[str, int]]:
+        """Pending jobs per queue and priority (queue depth)."""
+        depth: dict[str, dict[str, int]] = {}
+        for row in self.conn.execute("SELECT queue, priority, count(*) FROM jobs WHERE status = 'pending'"
+                                     " GROUP BY queue, priority"):
+            depth.setdefault(row[0], {})[row[1]] = row[2]
+        return depth
+
     def assign_job(self, job_id: str, node: str, now: float) -> dict[str, Any]:
         """pending → assigned. Returns what the worker needs, with `attempt`: the new fencing token."""
         row = self.conn.execute(
@@ -405,16 +424,50 @@ class Store:
 
     # ---- logs -----------------------------------------------------------------------------------------
 
-    def append_logs(self, job_id: str, attempt: int, lines: list[tuple[int, float, str, str]]) -> None:
+    def append_logs(self, job_id: str, attempt: int, lines: list[tuple[int, float, str, str]],
+                    dropped: int = 0) -> None:
+        """Store lines (seq, at, stream, text) and account for their size; `dropped` counts lines cut by the cap."""
         self.conn.executemany("INSERT INTO logs (job_id, attempt, seq, at, stream, line) VALUES (?,?,?,?,?,?)",
                               [(job_id, attempt, *line) for line in lines])
+        size = sum(len(line[3]) + 1 for line in lines)
+        self.conn.execute("UPDATE jobs SET log_bytes = log_bytes + ?, log_dropped = log_dropped + ? WHERE id = ?",
+                          (size, dropped, job_id))
 
-    def job_logs(self, job_id: str, attempt: int | None = None, tail: int | None = None) -> list[dict[str, Any]]:
+    def log_size(self, job_id: str) -> tuple[int, int]:
+        """(bytes stored, lines dropped by the cap) for one job."""
+        row = self.conn.execute("SELECT log_bytes, log_dropped FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def total_log_bytes(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(sum(log_bytes), 0) FROM jobs").fetchone()[0])
+
+    def jobs_with_old_logs(self, finished_before: float | None, limit: int) -> list[tuple[str, int]]:
+        """(job id, log bytes) of finished jobs that still hold logs, oldest first; before a time when given."""
+        sql = ("SELECT id, log_bytes FROM jobs INDEXED BY jobs_with_logs WHERE log_bytes > 0"
+               " AND finished_at IS NOT NULL")
+        args: tuple[Any, ...] = (limit,)
+        if finished_before is not None:
+            sql += " AND finished_at < ?"
+            args = (finished_before, limit)
+        rows = self.conn.execute(sql + " ORDER BY finished_at LIMIT ?", args)
+        return [(row[0], int(row[1])) for row in rows]
+
+    def delete_logs(self, job_ids: list[str]) -> None:
+        marks = ",".join("?" * len(job_ids))
+        self.conn.execute(f"DELETE FROM logs WHERE job_id IN ({marks})", job_ids)
+        self.conn.execute(f"UPDATE jobs SET log_bytes = 0 WHERE id IN ({marks})", job_ids)
+
+    def job_logs(self, job_id: str, attempt: int | None = None, tail: int | None = None,
+                 min_attempt: int | None = None) -> list[dict[str, Any]]:
+        """Lines of one attempt, or of all (`attempt` None), or of `min_attempt` onward; the last `tail` only."""
         where = "job_id = ?"
         args: list[Any] = [job_id]
         if attempt is not None:
             where += " AND attempt = ?"
             args.append(attempt)
+        if min_attempt is not None:
+            where += " AND attempt >= ?"
+            args.append(min_attempt)
         if tail is not None:
             sql = (f"SELECT * FROM (SELECT attempt, seq, at, stream, line FROM logs WHERE {where}"
                    " ORDER BY attempt DESC, seq DESC LIMIT ?) ORDER BY attempt, seq")
