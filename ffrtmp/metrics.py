@@ -18,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ffrtmp.master.observer import Observer
+
 if TYPE_CHECKING:
     from ffrtmp.master.coordinator import Coordinator
 
@@ -72,7 +74,7 @@ class MasterCollector(Collector):
         yield by_kind
 
 
-class MasterMetrics:
+class MasterMetrics(Observer):
     def __init__(self, coordinator: Coordinator, db_path: str) -> None:
         self.registry = CollectorRegistry()
         self.collector = MasterCollector(coordinator, db_path)
@@ -80,9 +82,9 @@ class MasterMetrics:
         self.duration = Histogram("ffrtmp_job_duration_seconds", "Run time of finished jobs (start to end)",
                                   ["queue", "engine", "status"], buckets=DURATION_BUCKETS, registry=self.registry)
         self.last_loop = time.monotonic()
-        coordinator.on_finished = self.observe_finished
+        coordinator.observer.add(self)
 
-    def observe_finished(self, job: dict[str, Any]) -> None:
+    def job_finished(self, job: dict[str, Any], now: float) -> None:
         start, end = job.get("started_at"), job.get("finished_at")
         if start is not None and end is not None:
             self.duration.labels(job["queue"], job["engine"], job["status"]).observe(max(0.0, end - start))

@@ -22,6 +22,7 @@ from ffrtmp.master import handlers, requests
 from ffrtmp.master.activity import Activity
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import NodeSession
+from ffrtmp.master.observer import Observers
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.scheduler import place
 from ffrtmp.master.store import Store
@@ -65,6 +66,10 @@ class Counters:
     dead_nodes: int = 0
     retries: int = 0
     unroutable: int = 0
+    stalled: int = 0
+    """Attempts stopped because their progress stopped moving."""
+    timed_out: int = 0
+    """Attempts stopped past their job's timeout by the master."""
 
 
 class Coordinator:
@@ -85,7 +90,8 @@ class Coordinator:
         self.logbook = Logbook(store, config.logs, self.queue)
         self.activity = Activity()
         self.purge_due = 0.0
-        self.on_finished: Callable[[dict[str, Any]], None] | None = None
+        self.observer = Observers()
+        store.on_commit = self.observer.committed
         self._handlers: dict[Kind, Callable[[Coordinator, bytes, Message, float], None]] = {
             Kind.HELLO: handlers.on_hello,
             Kind.HEARTBEAT: handlers.on_heartbeat,
@@ -245,6 +251,7 @@ class Coordinator:
         if job is None or job["attempts"] != attempt or job["status"] not in ("assigned", "running"):
             return
         not_before = self.config.retry.next_try(failure, attempt, job["max_retries"], now, self.rng)
+        self.observer.attempt_failed(job_id, attempt, session.name, failure, error, not_before, now)
         if not_before is None:
             if self.store.finish_job(job_id, attempt, "failed", now, error=error, failure=failure, metrics=metrics):
                 self.job_finished(job_id)
@@ -264,6 +271,13 @@ class Coordinator:
         if self.next_retry_due is None or when < self.next_retry_due:
             self.next_retry_due = when
 
+    def job_started(self, job_id: str, attempt: int, at: float) -> None:
+        """The attempt runs: record it (once) and tell the observers."""
+        if self.store.mark_running(job_id, attempt, at):
+            job = self.store.get_job(job_id)
+            if job is not None:
+                self.observer.job_running(job, at)
+
     def job_finished(self, job_id: str) -> None:
         """A job reached completed, failed or canceled: tell its log followers and the metrics."""
         job = self.store.get_job(job_id)
@@ -271,8 +285,7 @@ class Coordinator:
             return
         self.logbook.job_ended(job)
         self.activity.record(job["status"], job["finished_at"] or time.time())
-        if self.on_finished is not None:
-            self.on_finished(job)
+        self.observer.job_finished(job, time.time())
 
     def node_gone(self, session: NodeSession, now: float, reason: str) -> None:
         for job_id, attempt in session.running.items():
@@ -311,8 +324,10 @@ class Coordinator:
                     continue
                 stall = self.config.stall_timeouts.get(state.queue, self.config.stall_timeout)
                 if now - state.progress_at > stall:
+                    self.counters.stalled += 1
                     self.stop_attempt(session, job_id, Failure.STALLED, f"no progress for {stall:g}s", now)
                 elif state.deadline is not None and now > state.deadline + TIMEOUT_GRACE:
+                    self.counters.timed_out += 1
                     self.stop_attempt(session, job_id, Failure.TIMEOUT,
                                        f"still running {now - state.assigned_at:.0f}s after dispatch, past its timeout",
                                        now)
@@ -361,6 +376,7 @@ class Coordinator:
             session = self.nodes[node_name]
             spec = self.store.assign_job(job_id, node_name, now)
             attempt = spec.pop("attempt")
+            self.observer.job_assigned(job_id, attempt, node_name, now)
             session.add(job_id, attempt, now, spec["queue"], self.timeout_of(spec["timeout"], spec["params"]))
             assert session.route is not None
             self.queue(session.route, encode(Kind.JOB, {"job": job_id, "attempt": attempt, "spec": spec}),

@@ -147,7 +147,7 @@ def _record_progress(coordinator: Coordinator, session: NodeSession, job_id: str
     first = not state.progress
     if state.advance({"progress": progress, **metrics}, now):
         if first:  # a lost STARTED must not leave the job 'assigned' while it runs
-            coordinator.store.mark_running(job_id, attempt, now)
+            coordinator.job_started(job_id, attempt, now)
         coordinator.store.record_progress(job_id, attempt, progress, metrics)
 
 
@@ -168,7 +168,7 @@ def on_started(coordinator: Coordinator, route: bytes, message: Message, now: fl
         return
     # The worker's clock: trusted only within the attempt's lifetime, never in the future.
     started = min(max(float(body["at"]), session.attempts[body["job"]].assigned_at), now)
-    coordinator.store.mark_running(body["job"], body["attempt"], started)
+    coordinator.job_started(body["job"], body["attempt"], started)
 
 
 def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:

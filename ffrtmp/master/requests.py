@@ -62,6 +62,9 @@ def submit(coordinator: Coordinator, args: Args, now: float) -> Any:
             field = exc.field if len(jobs) == 1 else f"jobs[{index}].{exc.field}"
             raise InvalidInput(field, exc.problem) from None
     ids = coordinator.store.insert_jobs(specs, now, coordinator.config.max_retries)
+    coordinator.observer.jobs_submitted(
+        [{"id": job_id, "queue": spec.queue, "priority": spec.priority, "engine": spec.engine,
+          "trace": args.get("trace")} for job_id, spec in zip(ids, specs, strict=True)], now)
     coordinator.dirty = True
     return {"ids": ids}
 

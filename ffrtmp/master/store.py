@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,8 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=10000")
         self._depth = 0
+        self.on_commit: Callable[[float], None] | None = None
+        """Told how long each COMMIT took (metrics)."""
         MIGRATIONS.apply(sqlite_utils.Database(self.conn))
 
     def close(self) -> None:
@@ -173,7 +176,10 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
+        began = time.perf_counter()
         self.conn.execute("COMMIT")
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - began)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
