@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from rich.console import Console
 
 from ffrtmp import defaults
 from ffrtmp.client import Client
-from ffrtmp.errors import InvalidInput
+from ffrtmp.logsetup import setup_logging
 from ffrtmp.units import parse_duration
 
 console = Console()
@@ -106,13 +105,8 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+__all__ = ["Connection", "console", "errors", "print_json", "duration_option", "setup_logging", "with_connection"]
+
+
 def duration_option(value: str | None, field: str) -> float | None:
     return None if value is None else parse_duration(value, field=field)
-
-
-def setup_logging(level: str = "info") -> None:
-    names = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-    if level.lower() not in names:
-        raise InvalidInput("log-level", f"{level!r} is not one of {', '.join(names)}")
-    logging.basicConfig(level=names[level.lower()], stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")

@@ -67,12 +67,13 @@ def master(
     retry_backoff_max: str = typer.Option("5m", "--retry-backoff-max", help="Cap of the retry delay."),
     output_root: list[str] = typer.Option([], "--output-root",
                                           help="Absolute output paths under this root are accepted (repeatable)."),
-    log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL"),
+    log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL", help="debug, info, warning, error"),
+    log_format: str = typer.Option("text", "--log-format", envvar="FFRTMP_LOG_FORMAT", help="text or json (lines)."),
 ) -> None:
     """Run the coordinator: ZeroMQ ROUTER + SQLite store + scheduler + metrics."""
     from ffrtmp.master.server import MasterOptions, MasterServer
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     heartbeat = duration_option(heartbeat_interval, "heartbeat-interval") or defaults.HEARTBEAT_INTERVAL
     timeout = duration_option(node_timeout, "node-timeout") or defaults.NODE_TIMEOUT
     if timeout <= heartbeat:

@@ -72,6 +72,11 @@ class Counters:
     """Attempts stopped past their job's timeout by the master."""
 
 
+def _context(job: str, attempt: int, node: str) -> dict[str, Any]:
+    """The `extra` of a log line about one attempt (see ffrtmp.logsetup)."""
+    return {"job": job, "attempt": attempt, "node": node}
+
+
 class Coordinator:
     def __init__(self, store: Store, config: MasterConfig, send: Send, *, rng: random.Random | None = None) -> None:
         self.store = store
@@ -256,14 +261,15 @@ class Coordinator:
             if self.store.finish_job(job_id, attempt, "failed", now, error=error, failure=failure, metrics=metrics):
                 self.job_finished(job_id)
             log.info("job %s attempt %d failed for good on %s: %s: %s", job_id, attempt, session.name, failure,
-                     error)
+                     error, extra=_context(job_id, attempt, session.name))
             return
         self.store.requeue_job(job_id, attempt, now, failure=failure, error=error, not_before=not_before,
                                avoid=session.name)
         self.counters.retries += 1
         self.retry_due(not_before)
         log.info("job %s attempt %d on %s: %s (%s); retry %s", job_id, attempt, session.name, failure, error,
-                 "now" if not_before <= now else f"in {not_before - now:.1f}s")
+                 "now" if not_before <= now else f"in {not_before - now:.1f}s",
+                 extra=_context(job_id, attempt, session.name))
         self.dirty = True
 
     def retry_due(self, when: float) -> None:
@@ -336,7 +342,7 @@ class Coordinator:
         """Fail the attempt now and tell its worker to kill it; its slot stays taken until the worker confirms."""
         state = session.attempts[job_id]
         log.warning("job %s attempt %d on %s: %s (%s): stopping it", job_id, state.attempt, session.name, failure,
-                    error)
+                    error, extra=_context(job_id, state.attempt, session.name))
         if session.route is not None:
             self.queue(session.route, encode(Kind.CANCEL, {"job": job_id, "attempt": state.attempt}))
         self.attempt_failed(session, job_id, state.attempt, failure, error, now)

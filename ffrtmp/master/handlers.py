@@ -48,7 +48,8 @@ def on_hello(coordinator: Coordinator, route: bytes, message: Message, now: floa
     config = coordinator.config
     coordinator.queue(route, encode(Kind.WELCOME, {"node": name, "heartbeat_interval": config.heartbeat_interval,
                                                    "node_timeout": config.node_timeout}))
-    log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)))
+    log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)),
+             extra={"node": name})
     coordinator.dirty = True
 
 
@@ -94,7 +95,8 @@ def _reconcile_running(coordinator: Coordinator, session: NodeSession, running: 
                 and coordinator.store.readopt_job(job_id, attempt, session.name, now):
             # Given up on while its node was out of reach, but not dispatched again yet: take it back.
             session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]))
-            log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name)
+            log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name,
+                     extra={"job": job_id, "attempt": attempt, "node": session.name})
         else:
             # Not ours to finish: stop it, and count its slot as taken until the worker confirms.
             coordinator.counters.stale += 1
@@ -228,4 +230,4 @@ def on_bye(coordinator: Coordinator, route: bytes, message: Message, now: float)
     if session is None:
         return
     coordinator.node_gone(session, now, f"{session.name} left")
-    log.info("worker %s left", session.name)
+    log.info("worker %s left", session.name, extra={"node": session.name})

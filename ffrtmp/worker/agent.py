@@ -263,6 +263,8 @@ class Agent:
                                           "refused": True})
             return
         attempt = Attempt(job=job_id, attempt=number, spec=spec, received_at=now)
+        log.info("job %s attempt %d: %s %s", job_id, number, spec.get("engine"), spec.get("scenario"),
+                 extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.attempts[job_id] = attempt
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.capabilities.encoder_map(),
                                self.emit, cpu_count=self.capabilities.cpu_count)
@@ -299,6 +301,9 @@ class Agent:
             self.completed += 1
         else:
             self.failed += 1
+        log.info("job %s attempt %d %s%s", job_id, number, result["status"],
+                 f": {result.get('error')}" if result.get("error") else "",
+                 extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.logs.flush_job(job_id, number)
         body = {"job": job_id, "attempt": number, "at": time.time(), "status": result["status"],
                 "error": result.get("error"), "failure": result.get("failure"),
