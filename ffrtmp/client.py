@@ -25,11 +25,18 @@ from ffrtmp.errors import MasterUnreachable, ProtocolError, error_from_status
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
+from ffrtmp.tracing import client_carrier
 from ffrtmp.transport import DealerSocket
 
 TERMINAL = ("completed", "failed", "canceled")
 SUBMIT_CHUNK = 5000
 """Jobs per submit request for `submit_many` (keeps each frame far below the master's size limit)."""
+
+
+def _with_trace(args: dict[str, Any]) -> dict[str, Any]:
+    """Send the caller's trace context along, so the job's spans join the caller's trace."""
+    carrier = client_carrier()
+    return {**args, "trace": carrier} if carrier else args
 
 
 class LogStream:
@@ -136,7 +143,7 @@ class Client:
         """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
         raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
         validate_submission(raw)  # fail fast, before the network; the master checks again
-        ids: list[str] = self.request("submit", {"jobs": [raw]})["ids"]
+        ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]
         return ids[0]
 
     def submit_many(self, jobs: Iterable[dict[str, Any]]) -> list[str]:
@@ -145,7 +152,7 @@ class Client:
         Each chunk is all-or-nothing on the master: an invalid job rejects its chunk with an error naming it.
         """
         jobs = list(jobs)
-        rids = [self._send_request("submit", {"jobs": jobs[i:i + SUBMIT_CHUNK]})
+        rids = [self._send_request("submit", _with_trace({"jobs": jobs[i:i + SUBMIT_CHUNK]}))
                 for i in range(0, len(jobs), SUBMIT_CHUNK)]
         replies = self._await_replies(rids, self.timeout + len(rids) * 2.0)
         return [job_id for rid in rids for job_id in replies[rid]["ids"]]

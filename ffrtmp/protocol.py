@@ -63,7 +63,7 @@ SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
     Kind.REFUSED: {"status": (_INT, True), "error": (_STR, True)},
     Kind.HEARTBEAT: {"jobs": (_LIST, False), "resources": (_DICT, False), "pending": (_INT, False)},
     Kind.RESYNC: {},
-    Kind.JOB: {"job": (_STR, True), "attempt": (_INT, True), "spec": (_DICT, True)},
+    Kind.JOB: {"job": (_STR, True), "attempt": (_INT, True), "spec": (_DICT, True), "trace": (_DICT, False)},
     Kind.STARTED: {"job": (_STR, True), "attempt": (_INT, True), "at": (_NUM, True)},
     Kind.LOG: {"job": (_STR, True), "attempt": (_INT, True), "lines": (_LIST, True)},
     Kind.RESULT: {

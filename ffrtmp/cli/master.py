@@ -67,6 +67,10 @@ def master(
     retry_backoff_max: str = typer.Option("5m", "--retry-backoff-max", help="Cap of the retry delay."),
     output_root: list[str] = typer.Option([], "--output-root",
                                           help="Absolute output paths under this root are accepted (repeatable)."),
+    tracing: bool = typer.Option(False, "--tracing/--no-tracing", envvar="FFRTMP_TRACING",
+                                 help="Export OpenTelemetry traces (needs the extra ffrtmp[tracing])."),
+    tracing_endpoint: str = typer.Option(None, "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT",
+                                         help="OTLP/HTTP endpoint (default http://localhost:4318/v1/traces)."),
     log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL", help="debug, info, warning, error"),
     log_format: str = typer.Option("text", "--log-format", envvar="FFRTMP_LOG_FORMAT", help="text or json (lines)."),
 ) -> None:
@@ -101,6 +105,10 @@ def master(
         raise InvalidInput("key", "--cert needs --key (the secret half)")
     if allow_keys is not None and not allow_keys.is_dir():
         raise InvalidInput("allow-keys", f"{allow_keys} is not a directory")
+    if tracing:
+        from ffrtmp.tracing import Tracing
+
+        options.tracing = Tracing("ffrtmp-master", endpoint=tracing_endpoint)
     server = MasterServer(options)
     server.install_signal_handlers()
     server.run()

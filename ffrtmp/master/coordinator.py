@@ -385,8 +385,11 @@ class Coordinator:
             self.observer.job_assigned(job_id, attempt, node_name, now)
             session.add(job_id, attempt, now, spec["queue"], self.timeout_of(spec["timeout"], spec["params"]))
             assert session.route is not None
-            self.queue(session.route, encode(Kind.JOB, {"job": job_id, "attempt": attempt, "spec": spec}),
-                       self._job_undeliverable(session.route, job_id))
+            body: dict[str, Any] = {"job": job_id, "attempt": attempt, "spec": spec}
+            trace = self.observer.trace_carrier(job_id)
+            if trace:
+                body["trace"] = trace
+            self.queue(session.route, encode(Kind.JOB, body), self._job_undeliverable(session.route, job_id))
 
     # ---- client requests --------------------------------------------------------------------------
 

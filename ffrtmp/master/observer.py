@@ -29,6 +29,10 @@ class Observer:
     def committed(self, seconds: float) -> None:
         """A store transaction committed in `seconds`."""
 
+    def trace_carrier(self, job_id: str) -> dict[str, str] | None:
+        """The W3C trace context to send with the job's current attempt (tracing), if any."""
+        return None
+
 
 class Observers(Observer):
     def __init__(self, *observers: Observer) -> None:
@@ -61,3 +65,10 @@ class Observers(Observer):
     def committed(self, seconds: float) -> None:
         for observer in self.observers:
             observer.committed(seconds)
+
+    def trace_carrier(self, job_id: str) -> dict[str, str] | None:
+        for observer in self.observers:
+            carrier = observer.trace_carrier(job_id)
+            if carrier:
+                return carrier
+        return None

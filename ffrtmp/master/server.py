@@ -15,8 +15,10 @@ from types import FrameType
 from ffrtmp import __version__, defaults
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
 from ffrtmp.master.store import Store
+from ffrtmp.master.traces import MasterTracer
 from ffrtmp.metrics import MasterMetrics, serve
 from ffrtmp.security import master_keypair
+from ffrtmp.tracing import Tracing
 from ffrtmp.transport import RouterSocket
 
 log = logging.getLogger("ffrtmp.master")
@@ -41,6 +43,7 @@ class MasterOptions:
     metrics: bool = True
     metrics_port: int = defaults.METRICS_PORT
     config: MasterConfig = field(default_factory=MasterConfig)
+    tracing: Tracing | None = None
 
 
 class MasterServer:
@@ -61,6 +64,8 @@ class MasterServer:
             self.metrics = MasterMetrics(self.coordinator, str(self.db_path))
             self.http = serve(self.metrics, "0.0.0.0" if options.bind in ("0.0.0.0", "*") else options.bind,
                               options.metrics_port)
+        if options.tracing is not None:
+            self.coordinator.observer.add(MasterTracer(options.tracing))
         self.stop_event = threading.Event()
         self.port = int(self.socket.endpoint.rsplit(":", 1)[1])
         self._write_state()
@@ -110,4 +115,6 @@ class MasterServer:
             self.http.server_close()
         self.socket.close()
         self.store.close()
+        if self.options.tracing is not None:
+            self.options.tracing.shutdown()  # flushes the spans still buffered
         log.info("master stopped")

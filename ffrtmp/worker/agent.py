@@ -53,6 +53,8 @@ class WorkerOptions:
     drain_timeout: float = 60.0
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     node_timeout: float = defaults.NODE_TIMEOUT
+    tracing: Any = None
+    """A `ffrtmp.tracing.Tracing`, or None: each attempt's run becomes a span in its job's trace."""
 
 
 class WorkerExit(Exception):
@@ -93,6 +95,7 @@ class Agent:
         self.node_timeout = options.node_timeout
         self.completed = 0
         self.failed = 0
+        self.spans: dict[tuple[str, int], Any] = {}
 
     # ---- connection -------------------------------------------------------------------------------
 
@@ -263,6 +266,11 @@ class Agent:
                                           "refused": True})
             return
         attempt = Attempt(job=job_id, attempt=number, spec=spec, received_at=now)
+        if self.options.tracing is not None:
+            self.spans[(job_id, number)] = self.options.tracing.start(
+                "ffrtmp.run", carrier=message.body.get("trace"), attributes={
+                    "ffrtmp.job": job_id, "ffrtmp.attempt": number, "ffrtmp.node": self.options.name,
+                    "ffrtmp.engine": spec.get("engine"), "ffrtmp.scenario": spec.get("scenario")})
         log.info("job %s attempt %d: %s %s", job_id, number, spec.get("engine"), spec.get("scenario"),
                  extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.attempts[job_id] = attempt
@@ -305,6 +313,13 @@ class Agent:
                  f": {result.get('error')}" if result.get("error") else "",
                  extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.logs.flush_job(job_id, number)
+        span = self.spans.pop((job_id, number), None)
+        if span is not None:
+            metrics = result.get("metrics") or {}
+            self.options.tracing.end(span, error=None if result["status"] == "completed" else str(
+                result.get("error") or result["status"]), attributes={
+                "ffrtmp.status": result["status"], "ffrtmp.failure": result.get("failure") or "",
+                **{f"ffrtmp.metrics.{k}": v for k, v in metrics.items()}})
         body = {"job": job_id, "attempt": number, "at": time.time(), "status": result["status"],
                 "error": result.get("error"), "failure": result.get("failure"),
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
