@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from ffrtmp.worker.tools import find_ffmpeg
+from ffrtmp.worker.tools import find_ffmpeg, find_gst_inspect, find_gstreamer
+from tests.rtmp import find_nginx_rtmp, rtmp_server  # noqa: F401 (the fixture, for every test file)
 
 
 def _require(tool: str | None, name: str) -> str:
@@ -35,6 +36,26 @@ def ffmpeg() -> str:
 @pytest.fixture(scope="session")
 def ffprobe() -> str:
     return _require(shutil.which("ffprobe"), "ffprobe")
+
+
+@pytest.fixture(scope="session")
+def gst_launch() -> str:
+    """The path of a real gst-launch-1.0 (gstreamer1.0-tools)."""
+    return _require(find_gstreamer(), "gst-launch-1.0")
+
+
+@pytest.fixture(scope="session")
+def gst_inspect(gst_launch: str) -> str:
+    return _require(find_gst_inspect(gst_launch), "gst-inspect-1.0")
+
+
+@pytest.fixture(scope="session")
+def nginx_rtmp() -> tuple[str, str]:
+    """(nginx binary, path of its RTMP module): Debian's nginx with libnginx-mod-rtmp."""
+    found = find_nginx_rtmp()
+    _require(found[0] if found else None, "nginx with libnginx-mod-rtmp")
+    assert found is not None
+    return found
 
 
 @pytest.fixture(autouse=True)

@@ -197,6 +197,17 @@ def test_best_for_a_named_encoder_only_when_available() -> None:
     assert best_for("h264_vaapi", found) is None  # not listed at all
 
 
+def test_best_for_only_looks_at_the_engine_asked_for() -> None:
+    found = encoder_map("libx264")
+    found["x264enc"] = Encoder(name="x264enc", codec="h264", hardware=False, available=True,
+                               engine="gstreamer").to_dict()
+    assert best_for("h264", found, "ffmpeg") == "libx264"
+    assert best_for("h264", found, "gstreamer") == "x264enc"
+    legacy = {"libx264": {"codec": "h264", "available": True, "hardware": False}}  # no engine field: FFmpeg's
+    assert best_for("h264", legacy, "ffmpeg") == "libx264"
+    assert best_for("h264", legacy, "gstreamer") is None
+
+
 def test_best_for_ignores_extra_fields_in_the_map() -> None:
     found = encoder_map("libx264")
     found["libx264"]["fps_at_720p"] = 410.0  # fields a newer worker may add
@@ -217,15 +228,17 @@ def test_detect_validates_libx264(detected: dict[str, Encoder]) -> None:
     assert (x264.codec, x264.hardware) == ("h264", False)
 
 
-def test_detect_reports_a_listed_gpu_encoder_as_unavailable_with_a_reason(detected: dict[str, Encoder]) -> None:
-    if "h264_nvenc" not in detected:
-        pytest.skip("this ffmpeg build does not list h264_nvenc")
-    nvenc = detected["h264_nvenc"]
-    if nvenc.available:
-        pytest.skip("an NVIDIA GPU is usable here")
-    assert nvenc.validated is True
-    assert nvenc.reason
-    assert nvenc.hardware is True
+@pytest.mark.parametrize("name", ["h264_nvenc", "h264_qsv", "h264_vaapi"])
+def test_detect_reports_a_listed_gpu_encoder_as_unavailable_with_a_reason(detected: dict[str, Encoder],
+                                                                         name: str) -> None:
+    if name not in detected:
+        pytest.skip(f"this ffmpeg build does not list {name}")
+    found = detected[name]
+    if found.available:
+        pytest.skip(f"{name} is usable here")
+    assert found.validated is True
+    assert found.reason in ("driver library missing", "no device") or found.reason.startswith("test encode failed")
+    assert found.hardware is True
 
 
 def test_detect_sorts_best_first(detected: dict[str, Encoder]) -> None:

@@ -96,6 +96,12 @@ def test_rtmp_mode(tmp_path: Path) -> None:
     assert argv[-1] == url
     assert "-an" not in argv
     assert "0:a:0?" in argv  # audio when the source has it, no failure when it has none
+    assert value_of(argv, "-tune") == "zerolatency"  # the original's live x264 setting
+
+
+def test_files_get_no_low_latency_tuning(tmp_path: Path) -> None:
+    assert "-tune" not in build(context(tmp_path)).argv
+    assert encoder_options("h264_nvenc", None, 4, live=True) == ["-preset", "fast", "-rc", "vbr", "-zerolatency", "1"]
 
 
 def test_rtmps_is_streaming_too(tmp_path: Path) -> None:

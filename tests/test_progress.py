@@ -1,10 +1,10 @@
-"""FfmpegProgress: reading the key=value blocks FFmpeg writes with `-progress pipe:1`."""
+"""FfmpegProgress (`-progress pipe:1` blocks) and GstProgress (`progressreport` lines) into one snapshot."""
 
 from __future__ import annotations
 
 import pytest
 
-from ffrtmp.worker.progress import FfmpegProgress
+from ffrtmp.worker.progress import FfmpegProgress, GstProgress
 
 # Captured from `ffmpeg -nostats -progress pipe:1 ... -c:v libx264 -b:v 512k` (FFmpeg 5.1): a mid-run block.
 RUNNING_BLOCK = """\
@@ -173,3 +173,75 @@ def test_a_sequence_of_blocks_tracks_the_latest() -> None:
         seen.append(parser.snapshot.get("progress"))
     assert seen == [None, 0.5, 1.0]
     assert parser.ended is True
+
+
+# ---- GStreamer's progressreport --------------------------------------------------------------------------
+
+# gst-launch-1.0 -e videotestsrc is-live=true num-buffers=40 … ! progressreport update-freq=1 silent=false …
+# (GStreamer 1.22, captured here): stdout interleaves gst-launch's own lines with one report a second.
+GST_STDOUT = """\
+Setting pipeline to PAUSED ...
+Pipeline is live and does not need PREROLL ...
+Pipeline is PREROLLED ...
+Setting pipeline to PLAYING ...
+New clock: GstSystemClock
+Redistribute latency...
+progressreport0 (00:00:01): 0 / 4 seconds ( 0.0 %)
+progressreport0 (00:00:02): 1 / 4 seconds (25.0 %)
+progressreport0 (00:00:03): 2 / 4 seconds (50.0 %)
+progressreport0 (00:00:04): 3 / 4 seconds (75.0 %)
+progressreport0 (00:00:04): 4 / 4 seconds (100.0 %)
+Got EOS from element "pipeline0".
+EOS received - stopping pipeline...
+Execution ended after 0:00:04.134850682
+Setting pipeline to NULL ...
+Freeing pipeline ...
+"""
+
+
+def test_gst_reports_become_snapshots_in_our_metric_names() -> None:
+    parser = GstProgress(duration=4.0, fps=10)
+    changed = [line for line in GST_STDOUT.splitlines() if parser.feed(line)]
+    assert len(changed) == 5 and all(line.startswith("progressreport0 (") for line in changed)
+    assert parser.snapshot == {"out_time": 4.0, "frames": 40, "speed": 1.0, "fps": 10.0, "progress": 1.0}
+
+
+def test_gst_mid_run_snapshot() -> None:
+    parser = GstProgress(duration=4.0, fps=25)
+    assert parser.feed("progress (00:00:03): 2 / 4 seconds (50.0 %)")
+    assert parser.snapshot == {"out_time": 2.0, "frames": 50, "speed": 0.667, "fps": 16.67, "progress": 0.5}
+    assert parser.consumes_all_lines is False  # gst-launch's other lines are worth logging
+
+
+def test_gst_report_without_a_known_total() -> None:
+    # A live input has no duration: the report gives the position only; ours comes from the job.
+    parser = GstProgress(duration=10.0, fps=10)
+    assert parser.feed("progress (00:01:05): 65 seconds")
+    assert parser.snapshot["out_time"] == 65.0
+    assert parser.snapshot["progress"] == 1.0
+    assert parser.snapshot["speed"] == 1.0
+
+
+def test_gst_first_report_has_no_rate_yet() -> None:
+    parser = GstProgress(duration=4.0, fps=10)
+    assert parser.feed("progressreport0 (00:00:00): 0 / 4 seconds ( 0.0 %)")
+    assert parser.snapshot == {"out_time": 0.0, "frames": 0, "progress": 0.0}
+
+
+@pytest.mark.parametrize("line", ["progressreport0 (00:00:01): 12 / 40 buffers (30.0 %)",
+                                  "progressreport0 (00:00:01): 1024 / 4096 bytes (25.0 %)",
+                                  "Redistribute latency...", "", "progress (aa:bb:cc): 1 seconds"])
+def test_gst_lines_that_are_not_time_reports_change_nothing(line: str) -> None:
+    parser = GstProgress(duration=4.0, fps=10)
+    assert parser.feed(line) is False
+    assert parser.snapshot == {}
+
+
+def test_gst_without_duration_or_fps() -> None:
+    parser = GstProgress(duration=None, fps=None)
+    assert parser.feed("progress (00:00:02): 2 seconds")
+    assert parser.snapshot == {"out_time": 2.0, "speed": 1.0}
+
+
+def test_ffmpeg_parser_consumes_every_stdout_line() -> None:
+    assert FfmpegProgress(duration=1.0).consumes_all_lines is True

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ffrtmp.master.scheduler import NodeView, engine_fits, place, wait_reason, why_not
+from ffrtmp.master.scheduler import NodeView, encoder_fits, engine_fits, place, wait_reason, why_not
+
+X264 = ("h264", "libx264")
+GST_X264 = ("h264", "x264enc")
 
 
 def node(name: str, slots: int = 1, active: int = 0, engines: tuple[str, ...] = ("ffmpeg",),
-         codecs: tuple[str, ...] = ("h264", "libx264"), cpu: float = 0.0, accepting: bool = True,
-         **labels: str) -> NodeView:
+         codecs: tuple[str, ...] = X264, cpu: float = 0.0, accepting: bool = True,
+         gst_codecs: tuple[str, ...] | None = None, **labels: str) -> NodeView:
+    """`codecs` are the node's FFmpeg ones; GStreamer nodes get `gst_codecs` (x264enc by default)."""
+    if gst_codecs is None:
+        gst_codecs = GST_X264 if "gstreamer" in engines else ()
     return NodeView(name=name, slots=slots, active=active, engines=frozenset(engines), labels=labels,
-                    codecs=frozenset(codecs), cpu=cpu, accepting=accepting)
+                    codecs={"ffmpeg": frozenset(codecs), "gstreamer": frozenset(gst_codecs)}, cpu=cpu,
+                    accepting=accepting)
 
 
 def job(job_id: str, engine: str = "auto", codec: str | None = "h264", labels: dict[str, str] | None = None,
@@ -173,6 +180,9 @@ def test_why_not_names_what_is_missing() -> None:
     assert why_not(job("j", labels={"gpu": "yes"}), node("n", gpu="no")) == "label gpu=yes"
     assert why_not(job("j", labels={"gpu": "yes"}), node("n")) == "label gpu=yes"
     assert why_not(job("j", codec="av1"), node("n")) == "a usable av1 encoder"
+    assert why_not(job("j", engine="ffmpeg", codec="av1"), node("n")) == "a usable av1 encoder for ffmpeg"
+    gst = node("g", engines=("ffmpeg", "gstreamer"))
+    assert why_not(job("j", engine="gstreamer", codec="h265"), gst) == "a usable h265 encoder for gstreamer"
 
 
 def test_why_not_engine_checked_before_codec() -> None:
@@ -209,3 +219,88 @@ def test_unfit_job_behind_full_nodes_reports_slot_wait_when_a_busy_node_fits() -
     assignments, reasons = place([job("g", codec="h264_nvenc"), job("c")], nodes)
     assert assignments == [("c", "cpu")]
     assert reasons == {"g": "waiting for a free slot"}
+
+
+# ---- codecs per engine ------------------------------------------------------------------------------
+
+
+def test_a_named_gpu_encoder_goes_to_the_node_that_has_it() -> None:
+    nodes = [node("cpu", slots=4), node("gpu", codecs=(*X264, "h264_nvenc"))]
+    assignments, reasons = place([job("g", codec="h264_nvenc")], nodes)
+    assert assignments == [("g", "gpu")]
+    assert reasons == {}
+
+
+def test_gpu_jobs_wait_without_blocking_the_cpu_jobs_behind_them() -> None:
+    jobs = [job("nv1", codec="h264_nvenc"), job("c1"), job("nv2", engine="gstreamer", codec="nvh264enc"), job("c2"),
+            job("c3", engine="ffmpeg")]
+    nodes = [node("cpu-a", slots=2, engines=("ffmpeg", "gstreamer")), node("cpu-b", slots=2)]
+    assignments, reasons = place(jobs, nodes)
+    assert [job_id for job_id, _ in assignments] == ["c1", "c2", "c3"]
+    assert reasons == {"nv1": "no connected worker has a usable h264_nvenc encoder",
+                       "nv2": "no connected worker has a usable nvh264enc encoder for gstreamer / engine gstreamer"}
+
+
+def test_the_codec_must_be_usable_in_the_job_engine() -> None:
+    ff_only = node("ff", engines=("ffmpeg", "gstreamer"), codecs=(*X264, "h265", "libx265"))
+    assert why_not(job("j", engine="ffmpeg", codec="h265"), ff_only) is None
+    assert why_not(job("j", engine="gstreamer", codec="h265"), ff_only) == "a usable h265 encoder for gstreamer"
+    assert why_not(job("j", engine="auto", codec="h265"), ff_only) is None  # auto: FFmpeg can do it
+
+
+def test_auto_fits_a_codec_only_gstreamer_has() -> None:
+    gst = node("gst", engines=("ffmpeg", "gstreamer"), gst_codecs=(*GST_X264, "h265", "x265enc"))
+    assert why_not(job("j", engine="auto", codec="h265"), gst) is None
+    assert why_not(job("j", engine="ffmpeg", codec="h265"), gst) == "a usable h265 encoder for ffmpeg"
+
+
+def test_encoder_names_are_per_engine() -> None:
+    both = node("both", engines=("ffmpeg", "gstreamer"))
+    assert encoder_fits("x264enc", "gstreamer", both)
+    assert encoder_fits("x264enc", "auto", both)
+    assert not encoder_fits("x264enc", "ffmpeg", both)
+    assert encoder_fits("libx264", "ffmpeg", both)
+    assert not encoder_fits("libx264", "gstreamer", both)
+
+
+def test_codecs_of_an_engine_the_node_does_not_offer_do_not_count() -> None:
+    # A worker started with --engines ffmpeg may still report GStreamer elements: they must not attract jobs.
+    ff = node("ff", engines=("ffmpeg",), gst_codecs=GST_X264)
+    assert not encoder_fits("h264", "gstreamer", ff)
+    assert why_not(job("j", engine="gstreamer"), ff) == "engine gstreamer"
+
+
+def test_gstreamer_jobs_go_to_gstreamer_nodes_least_loaded_first() -> None:
+    nodes = [node("ff", slots=4), node("gst-busy", slots=2, active=1, engines=("ffmpeg", "gstreamer")),
+             node("gst-idle", slots=2, engines=("gstreamer",))]
+    assignments, _ = place([job("g1", engine="gstreamer"), job("g2", engine="gstreamer")], nodes)
+    assert assignments == [("g1", "gst-idle"), ("g2", "gst-busy")]
+
+
+def test_wait_reason_for_a_gstreamer_codec_nobody_has() -> None:
+    nodes = [node("a", engines=("ffmpeg", "gstreamer")), node("b", engines=("gstreamer",))]
+    reason = wait_reason(job("j", engine="gstreamer", codec="vp9"), nodes)
+    assert reason == "no connected worker has a usable vp9 encoder for gstreamer"
+
+
+# ---- what the master derives from a worker's HELLO --------------------------------------------------
+
+
+def test_node_session_codecs_are_grouped_by_engine() -> None:
+    from ffrtmp.master.nodes import NodeSession
+
+    session = NodeSession(name="n", fingerprint="f", route=b"r", slots=1, engines=frozenset({"ffmpeg", "gstreamer"}),
+                          encoders={
+                              "libx264": {"codec": "h264", "available": True, "engine": "ffmpeg"},
+                              "h264_nvenc": {"codec": "h264", "available": False, "engine": "ffmpeg"},
+                              "x264enc": {"codec": "h264", "available": True, "engine": "gstreamer"},
+                              "x265enc": {"codec": "h265", "available": True, "engine": "gstreamer"},
+                              "libvpx-vp9": {"codec": "vp9", "available": True},  # from a worker before GStreamer
+                              "junk": "not a map",
+                          })
+    assert session.codecs() == {"ffmpeg": frozenset({"libx264", "h264", "libvpx-vp9", "vp9"}),
+                                "gstreamer": frozenset({"x264enc", "h264", "x265enc", "h265"})}
+    view = session.view()
+    assert encoder_fits("h265", "gstreamer", view)
+    assert not encoder_fits("h265", "ffmpeg", view)
+    assert not encoder_fits("h264_nvenc", "auto", view)

@@ -47,7 +47,12 @@ def worker(
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
     drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
-    log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL"),
+    tracing: bool = typer.Option(False, "--tracing/--no-tracing", envvar="FFRTMP_TRACING",
+                                 help="Export OpenTelemetry traces (needs the extra ffrtmp[tracing])."),
+    tracing_endpoint: str = typer.Option(None, "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT",
+                                         help="OTLP/HTTP endpoint (default http://localhost:4318/v1/traces)."),
+    log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL", help="debug, info, warning, error"),
+    log_format: str = typer.Option("text", "--log-format", envvar="FFRTMP_LOG_FORMAT", help="text or json (lines)."),
 ) -> None:
     """Run a worker: join the master, run FFmpeg jobs, heartbeat, stream logs."""
     from ffrtmp.worker.capabilities import KNOWN_ENGINES, detect
@@ -62,7 +67,7 @@ def worker(
     if probe:
         _probe(detect(wanted, ffmpeg), directory, json_output)
         return
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     from ffrtmp.client import resolve_master_key
     from ffrtmp.security import client_keypair
     from ffrtmp.worker.agent import Agent, WorkerOptions
@@ -79,6 +84,10 @@ def worker(
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
                             burst=burst, drain_timeout=drain_timeout)
+    if tracing:
+        from ffrtmp.tracing import Tracing
+
+        options.tracing = Tracing("ffrtmp-worker", endpoint=tracing_endpoint)
     agent = Agent(options, capabilities)
     if metrics_port:
         from ffrtmp.worker.metrics import serve_worker_metrics
@@ -94,7 +103,10 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    raise typer.Exit(agent.run())
+    code = agent.run()
+    if options.tracing is not None:
+        options.tracing.shutdown()  # flushes the spans still buffered
+    raise typer.Exit(code)
 
 
 def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
@@ -105,9 +117,11 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     assert isinstance(capabilities, Capabilities)
     work_dir.mkdir(parents=True, exist_ok=True)
     resources = ResourceSampler(work_dir).sample()
+    # Every encoder found, also those of an engine this worker cannot offer: their reasons say why.
+    encoders = {e.name: e.to_dict() for e in capabilities.encoders}
     report = {"engines": capabilities.engines, "unavailable_engines": capabilities.missing,
               "ffmpeg": capabilities.ffmpeg, "gstreamer": capabilities.gstreamer,
-              "encoders": [e.to_dict() for e in capabilities.encoders], "resources": resources}
+              "encoders": list(encoders.values()), "resources": resources}
     if json_output:
         print_json(report)
         return
@@ -115,7 +129,8 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     for engine, reason in capabilities.missing.items():
         console.print(f"[yellow]unavailable:[/] {engine}: {reason}", highlight=False)
     console.print(f"[bold]ffmpeg:[/] {capabilities.ffmpeg or 'not found'}", highlight=False)
-    console.print(encoders_table(capabilities.encoder_map()))
+    console.print(f"[bold]gstreamer:[/] {capabilities.gstreamer or 'not usable'}", highlight=False)
+    console.print(encoders_table(encoders))
     gpus = ", ".join(g["name"] for g in resources["gpus"]) or "none found (no nvidia-smi)"
     console.print(f"[bold]resources:[/] {resources['cpu_count']} CPUs, load {resources['load1']}, "
                   f"memory {resources['memory_percent']}% used, disk free {resources['disk_free'] / 2**30:.1f} GiB "

@@ -28,6 +28,7 @@ class AttemptState:
     progress: dict[str, Any] = field(default_factory=dict)
     progress_at: float = 0.0
     """When frames or output time last advanced (stall detection); starts at assignment."""
+    tenant: str = ""
     stopping: bool = False
     """Failed by the master (stalled, timed out) but still holding a slot until the worker confirms."""
 
@@ -60,6 +61,8 @@ class NodeSession:
     last_seen: float = 0.0
     attempts: dict[str, AttemptState] = field(default_factory=dict)
     """job id → the attempt this node runs. Every entry holds a slot, `stopping` ones included."""
+    curve_key: str | None = None
+    """The CURVE public key this node connected with (its identity on the wire)."""
 
     @property
     def accepting(self) -> bool:
@@ -70,14 +73,17 @@ class NodeSession:
         """job id → attempt number, for the attempts the master still counts as live (not stopping)."""
         return {job: state.attempt for job, state in self.attempts.items() if not state.stopping}
 
-    def codecs(self) -> frozenset[str]:
-        usable: set[str] = set()
+    def codecs(self) -> dict[str, frozenset[str]]:
+        """engine → codecs and encoder names with a usable encoder (entries without an engine are FFmpeg's)."""
+        usable: dict[str, set[str]] = {}
         for name, info in self.encoders.items():
             if isinstance(info, dict) and info.get("available"):
-                usable.add(name)
+                engine = info.get("engine")
+                names = usable.setdefault(engine if isinstance(engine, str) else "ffmpeg", set())
+                names.add(name)
                 if isinstance(info.get("codec"), str):
-                    usable.add(info["codec"])
-        return frozenset(usable)
+                    names.add(info["codec"])
+        return {engine: frozenset(names) for engine, names in usable.items()}
 
     def view(self) -> NodeView:
         cpu = self.resources.get("cpu_percent", 0.0)
@@ -86,8 +92,8 @@ class NodeSession:
                         cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting)
 
     def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
-            timeout: float | None = None) -> AttemptState:
-        state = AttemptState(attempt=attempt, assigned_at=now, queue=queue,
+            timeout: float | None = None, tenant: str = "") -> AttemptState:
+        state = AttemptState(attempt=attempt, assigned_at=now, queue=queue, tenant=tenant,
                              deadline=now + timeout if timeout else None, progress_at=now)
         self.attempts[job_id] = state
         return state
@@ -104,7 +110,8 @@ class NodeSession:
         """The row the store keeps."""
         return {"name": self.name, "fingerprint": self.fingerprint, "status": self.status,
                 "version": self.version, "slots": self.slots, "engines": sorted(self.engines),
-                "encoders": self.encoders, "labels": self.labels, "resources": self.resources}
+                "encoders": self.encoders, "labels": self.labels, "resources": self.resources,
+                "curve_key": self.curve_key}
 
     def live(self) -> dict[str, Any]:
         """What `nodes list` adds to the stored row while the node is known in memory."""

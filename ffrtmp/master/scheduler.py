@@ -1,8 +1,10 @@
 """Pure placement: which pending job goes to which node with a free slot.
 
-Jobs come in dispatch order (weight, then FIFO). A job that no node can run never blocks the ones behind
-it: it is skipped with a reason the user sees in `jobs show`. Among the nodes that fit, a node that already
-failed this job is avoided while others are free, then the least loaded wins.
+Jobs come in dispatch order (weight, then FIFO). A node fits a job when it offers the job's engine, has a
+usable encoder for the job's codec in that engine (for `auto`, in FFmpeg or GStreamer) and carries the
+job's labels. A job that no node can run never blocks the ones behind it: it is skipped with a reason the
+user sees in `jobs show`. Among the nodes that fit, a node that already failed this job is avoided while
+others are free, then the least loaded wins.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ class NodeView:
     active: int
     engines: frozenset[str]
     labels: Mapping[str, str] = field(default_factory=dict)
-    codecs: frozenset[str] = frozenset()
-    """Codecs (h264, …) and encoder names (libx264, h264_nvenc, …) this node can encode with."""
+    codecs: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """engine → the codecs (h264, …) and encoder names (libx264, x264enc, …) it has a usable encoder for."""
     cpu: float = 0.0
     accepting: bool = True
 
@@ -37,6 +39,12 @@ def engine_fits(engine: str, node: NodeView) -> bool:
     return engine in node.engines
 
 
+def encoder_fits(codec: str, engine: str, node: NodeView) -> bool:
+    """True when one of the engines `engine` may run on has a usable encoder for `codec` on `node`."""
+    engines = ENCODING_ENGINES if engine == "auto" else (engine,)
+    return any(e in node.engines and codec in node.codecs.get(e, ()) for e in engines)
+
+
 def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
     """None when `node` could run `job` (free slots aside), else what is missing."""
     engine = job["engine"]
@@ -47,8 +55,8 @@ def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
             return f"label {key}={value}"
     if engine != "null":
         codec = job.get("params", {}).get("codec")
-        if codec and codec not in node.codecs:
-            return f"a usable {codec} encoder"
+        if codec and not encoder_fits(codec, engine, node):
+            return f"a usable {codec} encoder" + ("" if engine == "auto" else f" for {engine}")
     return None
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import zmq
 
 from ffrtmp import __version__, defaults
-from ffrtmp.errors import ProtocolError
+from ffrtmp.errors import InvalidInput, ProtocolError
 from ffrtmp.failures import Failure
+from ffrtmp.jobspec import FIELDS, validate_submission
 from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import KeyPair
 from ffrtmp.transport import DealerSocket
@@ -259,9 +260,13 @@ class Agent:
                 return  # a duplicate delivery
             current.cancel_reason = "superseded by a newer attempt"
             current.cancel.set()
-        if self.draining or len(self.attempts) >= self.options.slots or not _spec_ok(spec):
-            reason = "the worker is draining" if self.draining else (
-                "no free slot" if _spec_ok(spec) else "malformed job spec")
+        problem = spec_problem(spec)
+        if problem is not None:  # checked again here: a worker runs nothing it has not understood
+            self._finish(job_id, number, {"status": "failed", "failure": Failure.INVALID_INPUT.value,
+                                          "error": f"malformed job spec: {problem}"})
+            return
+        if self.draining or len(self.attempts) >= self.options.slots:
+            reason = "the worker is draining" if self.draining else "no free slot"
             self._finish(job_id, number, {"status": "failed", "failure": Failure.WORKER_LOST.value, "error": reason,
                                           "refused": True})
             return
@@ -275,7 +280,8 @@ class Agent:
                  extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.attempts[job_id] = attempt
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.capabilities.encoder_map(),
-                               self.emit, cpu_count=self.capabilities.cpu_count)
+                               self.emit, cpu_count=self.capabilities.cpu_count,
+                               gst_launch=self.capabilities.gstreamer)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return
@@ -370,7 +376,15 @@ class Agent:
                 os.close(fd)
 
 
-def _spec_ok(spec: dict[str, Any]) -> bool:
+def spec_problem(spec: dict[str, Any]) -> str | None:
+    """What is wrong with a JOB's spec (the submit checks, run again), or None."""
     params = spec.get("params")
-    return isinstance(spec.get("engine"), str) and isinstance(params, dict) and (
-        spec["engine"] == "null" or all(k in params for k in ("resolution", "fps", "duration", "codec", "bitrate")))
+    if not isinstance(params, dict):
+        return "params: must be an object"
+    raw = {key: spec.get(key) for key in ("scenario", "engine", "queue", "priority", "labels", "timeout")}
+    raw.update({key: value for key, value in params.items() if key in FIELDS and value is not None})
+    try:
+        validate_submission(raw, output_roots=("/",))  # absolute outputs: this worker's own roots decide
+    except InvalidInput as exc:
+        return str(exc)
+    return None

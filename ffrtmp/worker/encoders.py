@@ -3,6 +3,7 @@
 `ffmpeg -encoders` lists what FFmpeg was built with, not what works here: `h264_nvenc` is listed on
 machines without an NVIDIA GPU. So each encoder is checked with a tiny test encode under a timeout, and a
 failure is classified (no device, driver library missing, unknown encoder, timeout) so `--probe` can say why.
+The same `Encoder` records describe GStreamer elements (`engine="gstreamer"`, see gst_encoders.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ffrtmp.worker import gst_elements
 from ffrtmp.worker.tools import run_quiet
 
 VALIDATION_TIMEOUT = 5.0
@@ -73,18 +75,28 @@ def parse_encoders(text: str) -> list[Encoder]:
     return found
 
 
+DRIVER_MISSING = re.compile(
+    r"cannot load (libcuda|libnvidia|nvcuda)|libcuda\.so|libnvidia-encode|libmfx|libva\.so|driver does not support|"
+    r"cannot load .*\.so|could not dynamically load|failed to load (cuda|nvenc|libva)|cuinit failed|"
+    r"could not open library|va_opendriver\(\) returns -1|vagetdrivernamebyindex\(\) failed")
+"""Phrases (lower case) that mean the device may be there but its user-space driver library is not."""
+
+NO_DEVICE = re.compile(
+    r"no nvenc capable devices|no device available|no capable devices|device creation failed|"
+    r"failed to (initialise|initialize|open|create) .*(device|vaapi|session|context|display)|no such file or directory|"
+    r"cannot open .*dri|unsupported device|mfx session|no va display|could not find a valid device|"
+    r"no hw device|device not found|could not open (the )?device|no cuda.capable device")
+"""Phrases (lower case) that mean there is no usable device for this encoder here."""
+
+
 def classify_failure(stderr: str, returncode: int) -> str:
     """Why a test encode failed, in the words a user can act on."""
     text = stderr.lower()
     if "unknown encoder" in text or "encoder not found" in text:
         return "unknown encoder"
-    if re.search(r"cannot load (libcuda|libnvidia|nvcuda)|libcuda\.so|libnvidia-encode|libmfx|libva\.so|"
-                 r"driver does not support|cannot load .*\.so|could not dynamically load", text):
+    if DRIVER_MISSING.search(text):
         return "driver library missing"
-    if re.search(r"no nvenc capable devices|no device available|no capable devices|device creation failed|"
-                 r"failed to (initialise|initialize|open|create) .*(device|vaapi|session)|no such file or directory|"
-                 r"cannot open .*dri|unsupported device|mfx session|no va display|could not find a valid device|"
-                 r"no hw device|device not found", text):
+    if NO_DEVICE.search(text):
         return "no device"
     last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
     return f"test encode failed (exit {returncode}): {last[:200]}"
@@ -118,7 +130,9 @@ def validate(ffmpeg: str, encoder: Encoder, timeout: float = VALIDATION_TIMEOUT)
 
 
 def rank(encoder: Encoder) -> tuple[int, int]:
-    """Sort key: hardware before software, then the preferred order within each."""
+    """Sort key: hardware before software, then the preferred order within each (per engine)."""
+    if encoder.engine == "gstreamer":
+        return gst_elements.rank(encoder.name)
     if encoder.hardware:
         return (0, PRIORITY.get(encoder.name.partition("_")[2], 99))
     return (1, SOFTWARE_ORDER.index(encoder.name) if encoder.name in SOFTWARE_ORDER else 99)
@@ -138,11 +152,18 @@ def detect(ffmpeg: str | None, *, timeout: float = VALIDATION_TIMEOUT) -> list[E
     return sorted(checked, key=rank)
 
 
-def best_for(codec: str, encoders: dict[str, dict[str, Any]]) -> str | None:
-    """The encoder a job that asks for `codec` (or names an encoder) should use here."""
+def engine_of(info: dict[str, Any]) -> str:
+    """The engine an encoder map entry belongs to (entries from before GStreamer support carry none)."""
+    engine = info.get("engine")
+    return engine if isinstance(engine, str) else "ffmpeg"
+
+
+def best_for(codec: str, encoders: dict[str, dict[str, Any]], engine: str = "ffmpeg") -> str | None:
+    """The `engine` encoder a job that asks for `codec` (or names an encoder) should use here."""
     info = encoders.get(codec)
     if info is not None:
-        return codec if info.get("available") else None
-    usable = [Encoder(**{k: v for k, v in e.items() if k in Encoder.__dataclass_fields__})
-              for e in encoders.values() if e.get("available") and e.get("codec") == codec]
+        return codec if info.get("available") and engine_of(info) == engine else None
+    usable = [Encoder(**{**{k: v for k, v in e.items() if k in Encoder.__dataclass_fields__}, "name": name})
+              for name, e in encoders.items()
+              if e.get("available") and e.get("codec") == codec and engine_of(e) == engine]
     return min(usable, key=rank).name if usable else None

@@ -2,10 +2,13 @@
 
 Like the original: testsrc2 with noise at the job's resolution, fps and duration, encoded once with a
 fast encoder; later jobs with the same parameters reuse the file. A sine audio track is added for streams.
+A file is written under a temporary name and renamed when complete; temporary files left by a worker
+that died mid-write are removed by the next generation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -43,6 +46,28 @@ def generate_argv(ffmpeg: str, target: Path, resolution: str, fps: int, duration
     return argv + ["-f", "mp4", str(target)]
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(inputs_dir: Path) -> list[Path]:
+    """Delete `.NAME.PID.THREAD.mp4` files whose writing process is gone; returns what was removed."""
+    removed = []
+    for partial in inputs_dir.glob(".*.mp4"):
+        fields = partial.name.rsplit(".", 3)
+        if len(fields) == 4 and fields[1].isdigit() and not _pid_alive(int(fields[1])):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+                removed.append(partial)
+    return removed
+
+
 def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, duration: float,
                      audio: bool = False) -> Path:
     """The cached source for these parameters, generated (atomically, once per key) when missing."""
@@ -53,6 +78,7 @@ def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, d
         if target.exists() and target.stat().st_size > 0:
             return target
         inputs_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(inputs_dir)
         partial = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.mp4")
         argv = generate_argv(ffmpeg, partial, resolution, fps, duration, audio)
         timeout = 60 + GENERATE_TIMEOUT_FACTOR * min(duration, MAX_GENERATED_SECONDS)

@@ -1,8 +1,9 @@
-"""Runs one attempt in its own thread: prepare the input, start the process, read it, stop it.
+"""Runs one attempt in its own thread: check the disk, choose the engine, prepare the input, start the
+process, read it, stop it.
 
-The process gets its own process group (so a cancel kills FFmpeg and anything it spawned), a lower CPU
-priority, and an argv list (never a shell). Every line it writes becomes a LOG event; progress updates a
-snapshot the agent reads for heartbeats. The agent's loop never waits on any of this.
+The process (ffmpeg or gst-launch-1.0) gets its own process group (so a cancel kills it and anything it
+spawned), a lower CPU priority, and an argv list (never a shell). Every line it writes becomes a LOG event;
+progress updates a snapshot the agent reads for heartbeats. The agent's loop never waits on any of this.
 """
 
 from __future__ import annotations
@@ -22,15 +23,25 @@ from typing import Any
 
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
-from ffrtmp.worker.engines import Command, JobContext
+from ffrtmp.worker.disk import space_problem
+from ffrtmp.worker.encoders import best_for, engine_of
+from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob, is_stream
 from ffrtmp.worker.engines import ffmpeg as ffmpeg_engine
+from ffrtmp.worker.engines import gstreamer as gstreamer_engine
+from ffrtmp.worker.engines.choice import choose_engine
+from ffrtmp.worker.gst_encoders import audio_encoder
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, ensure_generated
-from ffrtmp.worker.progress import FfmpegProgress
+from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
+from ffrtmp.worker.tools import find_gstreamer
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
 
 NICE = 10
+
+BUILDERS: dict[str, Callable[[JobContext], Command]] = {"ffmpeg": ffmpeg_engine.build,
+                                                        "gstreamer": gstreamer_engine.build}
+PROGRAM = {"ffmpeg": "ffmpeg", "gstreamer": "gst-launch-1.0"}
 
 
 @dataclass
@@ -81,7 +92,7 @@ Emit = Callable[[Event], None]
 
 def resolve_output(paths: WorkerPaths, job_id: str, output: str | None, container: str) -> str:
     """Where this attempt writes: a stream URL, or a file inside the work dir or an allowed output root."""
-    if output and output.lower().startswith(("rtmp://", "rtmps://")):
+    if output and is_stream(output):
         return output
     if not output:
         target = paths.outputs / f"{job_id}{container}"
@@ -99,20 +110,23 @@ def resolve_output(paths: WorkerPaths, job_id: str, output: str | None, containe
 
 class AttemptRunner:
     def __init__(self, attempt: Attempt, paths: WorkerPaths, ffmpeg: str | None, encoders: dict[str, Any],
-                 emit: Emit, cpu_count: int = 1) -> None:
+                 emit: Emit, cpu_count: int = 1, gst_launch: str | None = None) -> None:
         self.attempt = attempt
         self.paths = paths
         self.ffmpeg = ffmpeg
         self.encoders = encoders
         self.emit = emit
         self.cpu_count = cpu_count
+        has_elements = any(engine_of(info) == "gstreamer" for info in encoders.values() if isinstance(info, dict))
+        self.gst_launch = gst_launch or (find_gstreamer() if has_elements else None)
+        """GStreamer runs only where detection found its elements (the worker offers the engine)."""
         self.seq = 0
-        self.last_lines: list[str] = []
+        self.last_errors: list[str] = []
 
     def log(self, stream: str, text: str) -> None:
         self.seq += 1
-        if stream != "worker":
-            self.last_lines = (self.last_lines + [text])[-5:]
+        if stream == "stderr":
+            self.last_errors = (self.last_errors + [text])[-5:]
         self.emit(Event("log", self.attempt.job, self.attempt.attempt, (self.seq, time.time(), stream, text)))
 
     def finish(self, status: str, **fields: Any) -> None:
@@ -137,14 +151,23 @@ class AttemptRunner:
             self.emit(Event("started", attempt.job, attempt.attempt, started))
             self.finish("completed", metrics={"wall_seconds": 0.0, "engine": "null"}, output=None)
             return
-        context, prepare_seconds = self._prepare()
-        command = ffmpeg_engine.build(context)
+        problem = space_problem(self.paths.work_dir)
+        if problem:
+            raise AttemptFailed(Failure.ENCODER_ERROR, problem)
+        engine = choose_engine(spec, self.encoders, ffmpeg=self.ffmpeg is not None,
+                               gstreamer=self.gst_launch is not None)
+        context, prepare_seconds = self._prepare(engine)
+        try:
+            command = BUILDERS[engine](context)
+        except UnsupportedJob as exc:
+            raise AttemptFailed(Failure.INVALID_INPUT, str(exc)) from None
         self.log("worker", "$ " + " ".join(command.argv))
         self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
-        timeout = spec.get("timeout") or default_timeout(float(spec["params"]["duration"]))
-        code, reason = self._execute(command, float(spec["params"]["duration"]), timeout)
+        duration = float(spec["params"]["duration"])
+        timeout = spec.get("timeout") or default_timeout(duration)
+        code, reason = self._execute(command, self._progress_parser(command), timeout)
         wall = time.time() - started
-        metrics = {**attempt.progress, "engine": "ffmpeg", "encoder": command.encoder,
+        metrics = {**attempt.progress, "engine": engine, "encoder": command.encoder,
                    "wall_seconds": round(wall, 3), "prepare_seconds": round(prepare_seconds, 3)}
         metrics.pop("progress", None)
         if "frames" in metrics and wall > 0:
@@ -164,24 +187,41 @@ class AttemptRunner:
             self.finish("failed", failure=Failure.TIMEOUT.value, metrics=metrics,
                         error=f"no result within the job's timeout of {timeout:g}s; the process was killed")
         else:
-            tail = " | ".join(line for line in self.last_lines[-3:] if line.strip())
+            tail = " | ".join(line for line in self.last_errors[-4:]
+                              if line.strip() and line.strip() != "Additional debug info:")
             self.finish("failed", failure=Failure.ENCODER_ERROR.value, metrics=metrics,
-                        error=f"ffmpeg exited with {code}: {tail}"[:2000])
+                        error=f"{PROGRAM[engine]} exited with {code}: {tail}"[:2000])
 
-    def _prepare(self) -> tuple[JobContext, float]:
+    def _progress_parser(self, command: Command) -> ProgressParser | None:
+        params = self.attempt.spec["params"]
+        if command.progress_format == "ffmpeg":
+            return FfmpegProgress(float(params["duration"]))
+        if command.progress_format == "gstreamer":
+            return GstProgress(float(params["duration"]), float(params["fps"]))
+        return None
+
+    def _prepare(self, engine: str) -> tuple[JobContext, float]:
         spec, params = self.attempt.spec, self.attempt.spec["params"]
-        if self.ffmpeg is None:
+        if engine == "ffmpeg" and self.ffmpeg is None:
             raise AttemptFailed(Failure.ENCODER_ERROR, "ffmpeg is not installed on this worker")
-        encoder = self._pick_encoder(params["codec"])
+        if engine == "gstreamer" and self.gst_launch is None:
+            raise AttemptFailed(Failure.ENCODER_ERROR, "GStreamer (gst-launch-1.0 with a usable encoder element) "
+                                "is not available on this worker")
+        if engine not in BUILDERS:
+            raise AttemptFailed(Failure.INVALID_INPUT, f"this worker has no engine {engine!r}")
+        encoder = self._pick_encoder(params["codec"], engine)
+        codec = self.encoders[encoder].get("codec", params["codec"])  # h264 also when the job names h264_nvenc
         begin = time.time()
         output = resolve_output(self.paths, self.attempt.job, params.get("output"),
-                                ffmpeg_engine.CONTAINER_FOR_CODEC.get(params["codec"], ".mkv"))
-        streaming = output.lower().startswith(("rtmp://", "rtmps://"))
+                                ffmpeg_engine.CONTAINER_FOR_CODEC.get(codec, ".mkv"))
+        streaming = is_stream(output)
+        source: str | None = None
         if params.get("input"):
             source = params["input"]
             if "://" not in source and not Path(source).exists():
                 raise AttemptFailed(Failure.INVALID_INPUT, f"input {source!r} does not exist on this worker")
-        else:
+        elif engine == "ffmpeg":
+            assert self.ffmpeg is not None
             self.log("worker", f"preparing test source {params['resolution']}@{params['fps']} "
                      f"for {params['duration']:g}s")
             try:
@@ -191,20 +231,20 @@ class AttemptRunner:
                 raise AttemptFailed(Failure.ENCODER_ERROR, str(exc)) from None
             if float(params["duration"]) > MAX_GENERATED_SECONDS:
                 spec = {**spec, "_loop_input": True}
+        audio = audio_encoder(self.gst_launch) if engine == "gstreamer" and streaming and not source else None
         context = JobContext(job_id=self.attempt.job, attempt=self.attempt.attempt, spec=spec,
                              work_dir=self.paths.work_dir, input_path=source, output=output, encoder=encoder,
-                             ffmpeg=self.ffmpeg, cpu_count=self.cpu_count)
+                             ffmpeg=self.ffmpeg, cpu_count=self.cpu_count, gst_launch=self.gst_launch,
+                             audio_encoder=audio)
         return context, time.time() - begin
 
-    def _pick_encoder(self, codec: str) -> str:
-        from ffrtmp.worker.encoders import best_for
-
-        encoder = best_for(codec, self.encoders)
+    def _pick_encoder(self, codec: str, engine: str) -> str:
+        encoder = best_for(codec, self.encoders, engine)
         if encoder is None:
-            raise AttemptFailed(Failure.ENCODER_ERROR, f"no usable {codec} encoder on this worker")
+            raise AttemptFailed(Failure.ENCODER_ERROR, f"no usable {codec} encoder for {engine} on this worker")
         return encoder
 
-    def _execute(self, command: Command, duration: float, timeout: float) -> tuple[int, str | None]:
+    def _execute(self, command: Command, parser: ProgressParser | None, timeout: float) -> tuple[int, str | None]:
         """Run to the end, a cancel or the deadline. Returns (exit code, None | 'canceled' | 'timeout')."""
         argv = command.argv
         nice = shutil.which("nice")
@@ -215,7 +255,6 @@ class AttemptRunner:
                                     stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **command.env})
         except OSError as exc:
             raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
-        parser = FfmpegProgress(duration) if command.progress_format == "ffmpeg" else None
         deadline = time.monotonic() + timeout
         reason: str | None = None
         with selectors.DefaultSelector() as selector:
@@ -247,7 +286,7 @@ class AttemptRunner:
         code = proc.wait()
         return code, reason
 
-    def _lines(self, stream: str, data: bytes, parser: FfmpegProgress | None, final: bool = False) -> bytes:
+    def _lines(self, stream: str, data: bytes, parser: ProgressParser | None, final: bool = False) -> bytes:
         """Emit complete lines (split on \\n or \\r); return the incomplete rest."""
         parts = data.replace(b"\r", b"\n").split(b"\n")
         rest = b"" if final else parts.pop()
@@ -256,9 +295,11 @@ class AttemptRunner:
             if not line:
                 continue
             if stream == "stdout" and parser is not None:
-                if parser.feed(line):
+                changed = parser.feed(line)
+                if changed:
                     self.attempt.progress = dict(parser.snapshot)
-                continue
+                if changed or parser.consumes_all_lines:
+                    continue
             self.log(stream, line)
         return rest
 

@@ -40,6 +40,15 @@ def find_gstreamer() -> str | None:
     return shutil.which("gst-launch-1.0")
 
 
+def find_gst_inspect(gst_launch: str | None) -> str | None:
+    """`gst-inspect-1.0` beside `gst-launch-1.0` (they ship together), else on PATH."""
+    if gst_launch:
+        sibling = os.path.join(os.path.dirname(gst_launch), "gst-inspect-1.0")
+        if os.access(sibling, os.X_OK):
+            return sibling
+    return shutil.which("gst-inspect-1.0")
+
+
 def run_quiet(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run a short probe command; never through a shell."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,

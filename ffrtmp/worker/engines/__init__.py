@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+STREAM_SCHEMES = ("rtmp://", "rtmps://")
+
+
+class UnsupportedJob(ValueError):
+    """The engine cannot do what the job asks (e.g. an FLV stream of a codec FLV cannot carry)."""
+
 
 @dataclass
 class Command:
@@ -13,7 +19,7 @@ class Command:
 
     argv: list[str]
     progress_format: str = "ffmpeg"
-    """`ffmpeg`: key=value blocks on stdout (`-progress pipe:1`); `none`: no progress."""
+    """`ffmpeg`: key=value blocks on stdout (`-progress pipe:1`); `gstreamer`: progressreport lines."""
     env: dict[str, str] = field(default_factory=dict)
     encoder: str | None = None
 
@@ -26,12 +32,16 @@ class JobContext:
     attempt: int
     spec: dict[str, Any]
     work_dir: Path
-    input_path: str
+    input_path: str | None
+    """A file or URL to read, or None for a test source the engine generates itself (GStreamer)."""
     output: str
     """A resolved file path or a stream URL."""
     encoder: str | None
     ffmpeg: str | None
     cpu_count: int = 1
+    gst_launch: str | None = None
+    audio_encoder: str | None = None
+    """The AAC element a GStreamer stream's sine track uses; None: a stream without audio."""
 
     @property
     def params(self) -> dict[str, Any]:
@@ -40,4 +50,8 @@ class JobContext:
 
     @property
     def streaming(self) -> bool:
-        return self.output.lower().startswith(("rtmp://", "rtmps://"))
+        return is_stream(self.output)
+
+
+def is_stream(output: str | None) -> bool:
+    return bool(output) and str(output).lower().startswith(STREAM_SCHEMES)

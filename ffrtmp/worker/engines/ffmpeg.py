@@ -1,7 +1,8 @@
 """The FFmpeg engine: file transcodes and live RTMP pushes, with the original's flags.
 
 File mode: `-i INPUT -c:v ENC -b:v BR -maxrate BR -bufsize 2*BR -g 2*FPS OUT`.
-RTMP mode adds `-re` (real time), AAC audio and `-f flv`. Progress comes from `-progress pipe:1`.
+RTMP mode adds `-re` (real time), AAC audio, `-tune zerolatency` (x264/x265) and `-f flv`. Progress comes
+from `-progress pipe:1`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ def software_preset(cpu_count: int) -> str:
     return "ultrafast"
 
 
-def encoder_options(encoder: str, preset: str | None, cpu_count: int) -> list[str]:
-    """Speed options that make sense for each encoder family."""
+def encoder_options(encoder: str, preset: str | None, cpu_count: int, live: bool = False) -> list[str]:
+    """Speed options that make sense for each encoder family; live streams add the original's low latency."""
     family = encoder.partition("_")[2] if "_" in encoder and not encoder.startswith("lib") else encoder
     if encoder in ("libx264", "libx265", "libx264rgb"):
-        return ["-preset", preset or software_preset(cpu_count)]
+        return ["-preset", preset or software_preset(cpu_count), *(["-tune", "zerolatency"] if live else [])]
     if family == "nvenc":
-        return ["-preset", preset or "fast", "-rc", "vbr"]
+        return ["-preset", preset or "fast", "-rc", "vbr", *(["-zerolatency", "1"] if live else [])]
     if family == "qsv":
         return ["-preset", preset or "veryfast"]
     if encoder == "libvpx-vp9":
@@ -48,7 +49,7 @@ def rate_control(encoder: str, kbps: int) -> list[str]:
 
 
 def build(ctx: JobContext) -> Command:
-    assert ctx.ffmpeg is not None and ctx.encoder is not None
+    assert ctx.ffmpeg is not None and ctx.encoder is not None and ctx.input_path is not None
     params = ctx.params
     kbps = int(str(params["bitrate"]).rstrip("k"))
     fps = int(params["fps"])
@@ -63,7 +64,7 @@ def build(ctx: JobContext) -> Command:
     argv += ["-i", ctx.input_path, "-t", f"{float(params['duration']):g}", "-map", "0:v:0"]
     if ctx.streaming:
         argv += ["-map", "0:a:0?"]
-    argv += ["-c:v", ctx.encoder, *encoder_options(ctx.encoder, params.get("preset"), ctx.cpu_count)]
+    argv += ["-c:v", ctx.encoder, *encoder_options(ctx.encoder, params.get("preset"), ctx.cpu_count, ctx.streaming)]
     argv += [*rate_control(ctx.encoder, kbps), "-g", str(2 * fps), "-r", str(fps)]
     if vaapi:
         argv += ["-vf", f"scale={params['resolution'].replace('x', ':')},format=nv12,hwupload"]

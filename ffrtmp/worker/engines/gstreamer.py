@@ -1,0 +1,110 @@
+"""The GStreamer engine: `gst-launch-1.0 -e` pipelines that push RTMP streams or write files.
+
+The generated test source is made in the pipeline itself (videotestsrc with a scrolling pattern, plus an
+audiotestsrc sine for streams), not decoded from FFmpeg's cached file: it needs only gst-plugins-base,
+has no 120 s cap, and `num-buffers` makes each source send end-of-stream after exactly the job's duration,
+so a live push of D seconds ends by itself and completes. For streams the sources are live (`is-live`),
+which paces them in real time like FFmpeg's `-re`.
+
+A given input is decoded (`filesrc ! decodebin`, `uridecodebin` for URLs), converted to the job's size and
+frame rate, and cut at the duration (see cut_after). Only its video is used: a branch for an audio pad that
+never appears (an input without audio) would hold the muxer forever. `rtmpsink` syncs to the clock, so a
+file pushed to RTMP goes out in real time too.
+
+`progressreport` after the source prints the stream position each second (see progress.GstProgress).
+Every token is its own argv entry and every path or URL is quoted, so spaces, `!` or quotes in a name stay
+part of the value and can never add elements to the pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import PurePath
+
+from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob
+from ffrtmp.worker.gst_elements import ELEMENTS, PARSER_FOR_CODEC, EncodeSettings
+
+STREAMABLE_CODECS = ("h264",)
+"""What `flvmux` (RTMP) carries in GStreamer 1.22."""
+
+MUXER_FOR_SUFFIX = {".mp4": "mp4mux", ".m4v": "mp4mux", ".mov": "qtmux", ".mkv": "matroskamux",
+                    ".webm": "webmmux", ".flv": "flvmux", ".ts": "mpegtsmux"}
+
+AUDIO_BUFFERS_PER_SECOND = 50
+"""audiotestsrc sends 20 ms buffers (960 samples at 48 kHz), so the track's length is exact."""
+
+PATTERN = ("pattern=smpte", "horizontal-speed=4")
+"""Colour bars that scroll 4 pixels a frame: every frame differs, so the encoder does real work."""
+
+
+def quoted(value: str) -> str:
+    """A property value as gst-launch reads it back verbatim: in double quotes, with \\ and " escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def video_caps(resolution: str, fps: int) -> str:
+    width, height = resolution.split("x")
+    return f"video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
+
+
+def video_source(ctx: JobContext, caps: str, frames: int) -> list[str]:
+    """Tokens up to raw video of the job's size and rate, ending after `frames` frames."""
+    if ctx.input_path is None:
+        live = "true" if ctx.streaming else "false"
+        return ["videotestsrc", f"is-live={live}", f"num-buffers={frames}", *PATTERN, "!", caps]
+    if "://" in ctx.input_path:
+        decode = ["uridecodebin", f"uri={quoted(ctx.input_path)}"]
+    else:
+        decode = ["filesrc", f"location={quoted(ctx.input_path)}", "!", "decodebin"]
+    return [*decode, "!", "videoconvert", "!", "videoscale", "!", "videorate", "!", caps, "!", *cut_after(frames)]
+
+
+def cut_after(frames: int) -> list[str]:
+    """Pass exactly `frames` frames, then end the stream.
+
+    `identity eos-after` refuses the frame after the last, but only that one. The queue before it then
+    refuses all that upstream sends (also the frames videorate adds at end of stream to fill out the
+    input's length), except one frame that may already be waiting for room in the queue: the second
+    identity refuses that one.
+    """
+    refuse = f"eos-after={frames + 1}"
+    return ["queue", "!", "identity", refuse, "!", "identity", refuse]
+
+
+def audio_branch(ctx: JobContext, duration: float) -> list[str]:
+    """A sine track for a generated stream (the original's `sine` input), when an AAC element is installed."""
+    if not ctx.streaming or ctx.input_path is not None or ctx.audio_encoder is None:
+        return []
+    buffers = max(1, math.ceil(duration * AUDIO_BUFFERS_PER_SECOND))
+    return ["audiotestsrc", "is-live=true", "wave=sine", "freq=440", "samplesperbuffer=960",
+            f"num-buffers={buffers}", "!", "audio/x-raw,rate=48000,channels=2", "!", "audioconvert", "!",
+            ctx.audio_encoder, "!", "aacparse", "!", "queue", "!", "mux."]
+
+
+def sink(ctx: JobContext) -> list[str]:
+    if ctx.streaming:
+        return ["flvmux", "name=mux", "streamable=true", "!", "rtmpsink", f"location={quoted(ctx.output)}"]
+    muxer = MUXER_FOR_SUFFIX.get(PurePath(ctx.output).suffix.lower(), "matroskamux")
+    return [muxer, "name=mux", "!", "filesink", f"location={quoted(ctx.output)}"]
+
+
+def build(ctx: JobContext) -> Command:
+    assert ctx.gst_launch is not None and ctx.encoder is not None
+    params = ctx.params
+    element = ELEMENTS[ctx.encoder]
+    if ctx.streaming and element.codec not in STREAMABLE_CODECS:
+        raise UnsupportedJob(f"an RTMP stream from GStreamer carries {', '.join(STREAMABLE_CODECS)} only, not "
+                             f"{element.codec} (use --engine ffmpeg or --codec h264)")
+    fps = int(params["fps"])
+    duration = float(params["duration"])
+    settings = EncodeSettings(kbps=int(str(params["bitrate"]).rstrip("k")), gop=2 * fps, preset=params.get("preset"),
+                              cpu_count=ctx.cpu_count, live=ctx.streaming)
+    argv = [ctx.gst_launch, "-e", *video_source(ctx, video_caps(params["resolution"], fps),
+                                                max(1, round(duration * fps)))]
+    argv += ["!", "progressreport", "name=progress", "update-freq=1", "silent=false", "format=time",
+             "!", "videoconvert", "!", element.name, *element.properties(settings)]
+    parser = PARSER_FOR_CODEC.get(element.codec)
+    if parser:
+        argv += ["!", parser]
+    argv += ["!", "queue", "!", "mux.", *audio_branch(ctx, duration), *sink(ctx)]
+    return Command(argv=argv, progress_format="gstreamer", encoder=element.name)
