@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from pathlib import Path
 
 import zmq
@@ -42,6 +43,49 @@ def _common_options(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
 
 
+class AllowedKeys:
+    """The ZAP check for `--allow-keys DIR`: the public certificates in DIR, reloaded when DIR changes.
+
+    Runs in the authenticator's thread; a refused key is logged once, not on every reconnect attempt.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.keys: frozenset[str] = frozenset()
+        self.signature: tuple[tuple[str, float], ...] = ()
+        self.refused: set[str] = set()
+        self.reload()
+
+    def reload(self) -> bool:
+        """Re-read DIR if its certificates changed; True when the allowed set changed."""
+        try:
+            signature = tuple(sorted((p.name, p.stat().st_mtime) for p in self.directory.glob("*.key")))
+        except OSError:
+            signature = ()
+        if signature == self.signature:
+            return False
+        self.signature = signature
+        try:
+            keys = frozenset(k.decode() for k in zmq.auth.load_certificates(self.directory))
+        except (OSError, ValueError) as exc:
+            log.error("cannot read --allow-keys %s: %s; admitting no one", self.directory, exc)
+            keys = frozenset()
+        changed, self.keys = keys != self.keys, keys
+        if changed:
+            log.info("--allow-keys %s: %d client keys admitted", self.directory, len(keys))
+        return changed
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        if text in self.keys:
+            return True
+        if text not in self.refused:
+            self.refused.add(text)
+            log.warning("refused a connection from an unknown CURVE key %s (not in --allow-keys %s)", text,
+                        self.directory)
+        return False
+
+
 class RouterSocket:
     """The master's one socket. `recv_batch` drains what is queued; `send` never blocks."""
 
@@ -49,11 +93,20 @@ class RouterSocket:
                  max_message: int = defaults.MAX_MESSAGE_BYTES) -> None:
         self.context = zmq.Context()
         self.authenticator: ThreadAuthenticator | None = None
+        self.allowed = AllowedKeys(allow_dir) if allow_dir is not None and keys is not None else None
+        self.curve = keys is not None
+        self.handshake_failures = 0
+        self._last_failure_log = -1e9
         try:
             if keys is not None:
                 self.authenticator = ThreadAuthenticator(self.context, log=logging.getLogger("ffrtmp.zap"))
                 self.authenticator.start()
-                self.configure_allowed(allow_dir)
+                if self.allowed is not None:
+                    self.authenticator.configure_curve_callback(domain=defaults.ZAP_DOMAIN.decode(),
+                                                                credentials_provider=self.allowed)
+                else:
+                    self.authenticator.configure_curve(domain=defaults.ZAP_DOMAIN.decode(),
+                                                       location=zmq.auth.CURVE_ALLOW_ANY)
             self.socket = self.context.socket(zmq.ROUTER)
             _common_options(self.socket)
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -68,32 +121,52 @@ class RouterSocket:
                 self.socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
             self.socket.bind(endpoint)
             self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                                          | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         except zmq.ZMQError as exc:
             self.close()
             raise TransportError(f"cannot bind {endpoint}: {exc} (is another master using that port?)") from None
 
-    def configure_allowed(self, allow_dir: Path | None) -> None:
-        """Admit any client key, or only those whose public certificates are in `allow_dir`."""
-        assert self.authenticator is not None
-        location = str(allow_dir) if allow_dir is not None else zmq.auth.CURVE_ALLOW_ANY
-        self.authenticator.configure_curve(domain=defaults.ZAP_DOMAIN.decode(), location=location)
-
     def poll(self, timeout: float) -> bool:
         return bool(self.socket.poll(int(timeout * 1000), zmq.POLLIN))
 
-    def recv_batch(self, limit: int) -> list[tuple[bytes, bytes]]:
-        """Up to `limit` queued (route, frame) pairs without waiting; malformed multipart shapes are dropped."""
-        batch: list[tuple[bytes, bytes]] = []
+    def recv_batch(self, limit: int) -> list[tuple[bytes, bytes, str | None]]:
+        """Up to `limit` queued (route, frame, sender's CURVE key) without waiting.
+
+        The key is the ZAP `User-Id` of the connection, the only identity the master trusts; frames of any
+        other multipart shape are dropped.
+        """
+        batch: list[tuple[bytes, bytes, str | None]] = []
         while len(batch) < limit:
             try:
-                parts = self.socket.recv_multipart(zmq.NOBLOCK)
+                parts = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            if len(parts) == 2:
-                batch.append((parts[0], parts[1]))
-            else:
+            if len(parts) != 2:
                 log.debug("dropped a message of %d frames", len(parts))
+                continue
+            sender = None
+            if self.curve:
+                with contextlib.suppress(zmq.ZMQError):
+                    sender = str(parts[1].get("User-Id"))
+            batch.append((parts[0].bytes, parts[1].bytes, sender))
         return batch
+
+    def watch(self) -> None:
+        """Housekeeping between batches: reload --allow-keys, note failed handshakes (logged once a minute)."""
+        if self.allowed is not None:
+            self.allowed.reload()
+        while self.monitor.poll(0):
+            try:
+                recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except (zmq.Again, ValueError):
+                break
+            self.handshake_failures += 1
+            now = time.monotonic()
+            if now - self._last_failure_log > 60:
+                self._last_failure_log = now
+                log.warning("a client failed the CURVE handshake (%d so far): it probably has the wrong master "
+                            "key, or no CURVE (--no-tls)", self.handshake_failures)
 
     def send(self, route: bytes, frame: bytes) -> bool:
         """False when the peer is gone (ROUTER_MANDATORY) or its queue is full."""
@@ -106,6 +179,11 @@ class RouterSocket:
             raise TransportError(f"send failed: {exc}") from None
 
     def close(self) -> None:
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self.socket.disable_monitor()
+            monitor.close(0)
         sock = getattr(self, "socket", None)
         if sock is not None:
             sock.close(0)

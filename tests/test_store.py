@@ -108,7 +108,7 @@ def test_pending_candidates_light_shape(store: Store) -> None:
     job_id = add(store, labels={"a": "b"})
     (job,) = store.pending_candidates(T0, 10)
     assert job == {"id": job_id, "engine": "auto", "queue": "default", "params": spec().params,
-                   "labels": {"a": "b"}, "avoid": [], "reason": None, "attempts": 0}
+                   "labels": {"a": "b"}, "avoid": [], "reason": None, "attempts": 0, "tenant": ""}
 
 
 def test_pending_candidates_skip_non_pending(store: Store) -> None:
@@ -139,7 +139,8 @@ def test_assign_job_returns_the_attempt_and_what_the_worker_needs(store: Store) 
     job_id = add(store, engine="ffmpeg", labels={"k": "v"}, timeout="30s")
     work = store.assign_job(job_id, "n1", T0 + 1)
     assert work == {"attempt": 1, "scenario": "test1", "engine": "ffmpeg", "queue": "default",
-                    "priority": "medium", "params": spec().params, "labels": {"k": "v"}, "timeout": 30.0}
+                    "priority": "medium", "params": spec().params, "labels": {"k": "v"}, "timeout": 30.0,
+                    "tenant": ""}
     job = store.get_job(job_id)
     assert job is not None
     assert (job["status"], job["attempts"], job["node"]) == ("assigned", 1, "n1")
@@ -518,7 +519,7 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
             assert status(again, job_id) == "pending"
             assert again.get_node("w1") is not None
             applied = again.conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
-            assert [row["name"] for row in applied] == ["m001_initial", "m002_log_accounting"]
+            assert [row["name"] for row in applied] == ["m001_initial", "m002_log_accounting", "m003_keys_and_tenants"]
         finally:
             again.close()
 

@@ -8,6 +8,7 @@ import typer
 
 from ffrtmp.cli.common import console, print_json
 from ffrtmp.jobspec import check_name
+from ffrtmp.master.store import Store
 
 app = typer.Typer(help="CURVE key pairs for masters, workers and clients.", no_args_is_help=True)
 
@@ -33,3 +34,124 @@ def generate(
         return
     console.print(f"public key  {public}\npublic      {public_path}\nsecret      {secret_path} (mode 0600)",
                   highlight=False)
+
+
+api = typer.Typer(help="API keys with roles and tenants, kept (hashed) in the master's database.",
+                  no_args_is_help=True)
+quota = typer.Typer(help="Per-tenant quotas: pending and running jobs.", no_args_is_help=True)
+app.add_typer(api, name="api")
+app.add_typer(quota, name="quota")
+
+DataDir = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_default=False,
+                       help="The master's data dir (default ~/.local/share/ffrtmp); run this on the master's machine.")
+DbPath = typer.Option(None, "--db", help="The master's database (default DATA_DIR/master.db).")
+
+
+def _store(data_dir: Path | None, db: Path | None) -> Store:
+    from ffrtmp import defaults
+    from ffrtmp.errors import InvalidInput
+
+    path = db or (data_dir or defaults.data_dir()) / "master.db"
+    if not path.exists():
+        raise InvalidInput("db", f"{path} does not exist: run this where the master keeps its data (--data-dir/--db)")
+    return Store(path)
+
+
+@api.command("create")
+def api_create(
+    role: str = typer.Option(..., "--role", help="admin, submit, read or worker."),
+    tenant: str = typer.Option("default", "--tenant", help="The tenant whose jobs this key sees and owns."),
+    note: str = typer.Option("", "--note", help="What the key is for."),
+    data_dir: Path = DataDir,
+    db: Path = DbPath,
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Issue a key; it is printed once and stored only as a hash. The master checks it on every request."""
+    from ffrtmp.master.auth import create_key
+
+    store = _store(data_dir, db)
+    try:
+        key_id, token = create_key(store, role, tenant, note)
+    finally:
+        store.close()
+    if json_output:
+        print_json({"id": key_id, "key": token, "role": role, "tenant": tenant})
+    else:
+        console.print(f"{token}\n(id {key_id}, role {role}, tenant {tenant}: keep the key, it is not shown again)",
+                      highlight=False)
+
+
+@api.command("list")
+def api_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
+    """The keys, without their secrets."""
+    from rich.table import Table
+
+    from ffrtmp.master.auth import list_keys
+    from ffrtmp.master.serialize import iso
+
+    store = _store(data_dir, db)
+    try:
+        keys = [{**k, "created_at": iso(k["created_at"]), "revoked_at": iso(k["revoked_at"])} for k in list_keys(store)]
+    finally:
+        store.close()
+    if json_output:
+        print_json(keys)
+        return
+    table = Table(header_style="bold")
+    for column in ("ID", "ROLE", "TENANT", "CREATED", "REVOKED", "NOTE"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(key["id"], key["role"], key["tenant"], key["created_at"], key["revoked_at"] or "-", key["note"])
+    console.print(table)
+
+
+@api.command("revoke")
+def api_revoke(key_id: str = typer.Argument(..., help="The key's id (see `keys api list`)."),
+               data_dir: Path = DataDir, db: Path = DbPath) -> None:
+    """Revoke a key; the master refuses it from its next request on."""
+    from ffrtmp.master.auth import revoke_key
+
+    store = _store(data_dir, db)
+    try:
+        revoke_key(store, key_id)
+    finally:
+        store.close()
+    console.print(f"revoked {key_id}", highlight=False)
+
+
+@quota.command("set")
+def quota_set(
+    tenant: str = typer.Argument(...),
+    max_pending: int = typer.Option(None, "--max-pending", help="Pending jobs at most (a submit past it: exit 5)."),
+    max_running: int = typer.Option(None, "--max-running", help="Jobs running at once at most (others wait)."),
+    data_dir: Path = DataDir,
+    db: Path = DbPath,
+) -> None:
+    """Set a tenant's quotas (leave one out for no limit); the master applies them at once."""
+    from ffrtmp.master.auth import set_quota
+
+    store = _store(data_dir, db)
+    try:
+        set_quota(store, tenant, max_pending, max_running)
+    finally:
+        store.close()
+    console.print(f"{tenant}: max pending {max_pending if max_pending is not None else 'unlimited'}, "
+                  f"max running {max_running if max_running is not None else 'unlimited'}", highlight=False)
+
+
+@quota.command("list")
+def quota_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
+    """Tenants with quotas."""
+    from ffrtmp.master.auth import quotas
+
+    store = _store(data_dir, db)
+    try:
+        found = quotas(store)
+    finally:
+        store.close()
+    if json_output:
+        print_json(found)
+        return
+    for name, limits in sorted(found.items()):
+        console.print(f"{name}: max pending {limits['max_pending']}, max running {limits['max_running']}",
+                      highlight=False)

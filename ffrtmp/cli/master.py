@@ -12,6 +12,7 @@ from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import QUEUE_WEIGHTS
 from ffrtmp.master.coordinator import MasterConfig
 from ffrtmp.master.logbook import LogPolicy
+from ffrtmp.master.ratelimit import parse_limits
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.units import parse_size
 
@@ -67,6 +68,8 @@ def master(
     retry_backoff_max: str = typer.Option("5m", "--retry-backoff-max", help="Cap of the retry delay."),
     output_root: list[str] = typer.Option([], "--output-root",
                                           help="Absolute output paths under this root are accepted (repeatable)."),
+    rate_limit: list[str] = typer.Option([], "--rate-limit", help="KIND=RATE[/BURST] per key: submit, read, logs "
+                                         "or node (worker messages); 0 = unlimited (repeatable)."),
     tracing: bool = typer.Option(False, "--tracing/--no-tracing", envvar="FFRTMP_TRACING",
                                  help="Export OpenTelemetry traces (needs the extra ffrtmp[tracing])."),
     tracing_endpoint: str = typer.Option(None, "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT",
@@ -92,6 +95,7 @@ def master(
         stall_timeout=stall_default, stall_timeouts=stall_by_queue,
         max_wait=duration_option(max_wait, "max-wait"),
         output_roots=tuple(root.rstrip("/") or "/" for root in output_root),
+        rate_limits=parse_limits(rate_limit),
         retry=RetryPolicy(base=duration_option(retry_backoff, "retry-backoff") or 0.0,
                           cap=duration_option(retry_backoff_max, "retry-backoff-max") or 0.0),
     )

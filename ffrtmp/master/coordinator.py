@@ -15,19 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import FfrtmpError, ProtocolError
+from ffrtmp.errors import FfrtmpError, ProtocolError, RateLimited
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import handlers, requests
 from ffrtmp.master.activity import Activity
+from ffrtmp.master.auth import Authority, quotas
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.observer import Observers
+from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.scheduler import place
 from ffrtmp.master.store import Store
 from ffrtmp.protocol import Kind, Message, decode, encode
-from ffrtmp.security import api_key_matches
 
 log = logging.getLogger("ffrtmp.master")
 
@@ -53,6 +54,8 @@ class MasterConfig:
     output_roots: tuple[str, ...] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     logs: LogPolicy = field(default_factory=LogPolicy)
+    rate_limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
     version: str = ""
 
 
@@ -66,6 +69,10 @@ class Counters:
     dead_nodes: int = 0
     retries: int = 0
     unroutable: int = 0
+    rate_limited: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(kind, tenant) → requests or worker messages refused by the rate limiter."""
+    refused_keys: int = 0
+    """Messages dropped because the sender's CURVE key is no longer allowed."""
     stalled: int = 0
     """Attempts stopped because their progress stopped moving."""
     timed_out: int = 0
@@ -93,6 +100,12 @@ class Coordinator:
         self.started_at = time.time()
         self._pending_cache: dict[str, int] | None = None
         self.logbook = Logbook(store, config.logs, self.queue)
+        self.authority = Authority(store, config.api_key)
+        self.limiter = RateLimiter(config.rate_limits)
+        self.allowed_keys: set[str] | None = None
+        """With --allow-keys: the CURVE keys admitted now (checked on every message, so revocation is immediate)."""
+        self.sender: str | None = None
+        """The CURVE key of the message being handled (None without CURVE)."""
         self.activity = Activity()
         self.purge_due = 0.0
         self.observer = Observers()
@@ -125,18 +138,20 @@ class Coordinator:
                                       status="offline", last_seen=now)
                 self.nodes[name] = session
             session.add(attempt["job_id"], attempt["attempt"], now, attempt["queue"],
-                        self.timeout_of(attempt["timeout"], attempt["params"]))
+                        self.timeout_of(attempt["timeout"], attempt["params"]), tenant=attempt["tenant"])
         with self.store.transaction():
             for name, row in stored.items():
                 if row["status"] != "offline" and name not in self.nodes:
                     self.store.update_node(name, status="offline")
         self.dirty = True
 
-    def handle_batch(self, frames: list[tuple[bytes, bytes]], now: float) -> None:
+    def handle_batch(self, frames: list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, str | None]],
+                     now: float) -> None:
+        """Frames as (route, frame) or (route, frame, the sender's CURVE key from ZAP)."""
         self._pending_cache = None
         with self.store.transaction():
-            for route, frame in frames:
-                self.handle_frame(route, frame, now)
+            for route, frame, *sender in frames:
+                self.handle_frame(route, frame, now, sender[0] if sender else None)
             if self.dirty:
                 self.dispatch(now)
         self.flush()
@@ -159,7 +174,7 @@ class Coordinator:
                 self.dispatch(now)
         self.flush()
 
-    def handle_frame(self, route: bytes, frame: bytes, now: float) -> None:
+    def handle_frame(self, route: bytes, frame: bytes, now: float, sender: str | None = None) -> None:
         try:
             message = decode(frame)
         except ProtocolError as exc:
@@ -173,9 +188,15 @@ class Coordinator:
         if handler is None:
             self.counters.malformed += 1
             return
+        if self.allowed_keys is not None and sender not in self.allowed_keys:
+            self._refuse_revoked(route, message)
+            return
         session = self.session_of(route)
         if session is not None:
             session.last_seen = now
+            if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", now):
+                return  # a worker flooding the master: dropped (results are resent, heartbeats come again)
+        self.sender = sender
         queued = len(self.outbox)
         try:
             with self.store.savepoint():
@@ -191,6 +212,18 @@ class Coordinator:
             if message.kind is Kind.REQUEST:
                 self.queue(route, encode(Kind.REPLY, {"rid": message.body["rid"][:64], "status": 500,
                                                       "error": "internal error in the master (see its log)"}))
+
+    def _refuse_revoked(self, route: bytes, message: Message) -> None:
+        self.counters.refused_keys += 1
+        if message.kind is Kind.REQUEST:
+            self.queue(route, encode(Kind.REPLY, {"rid": message.body["rid"][:64], "status": 401,
+                                                  "error": "this client's CURVE key is not (or no longer) allowed"}))
+
+    def _limited(self, key: str, kind: str, tenant: str, now: float) -> float | None:
+        wait = self.limiter.check(key, kind, now)
+        if wait is not None:
+            self.counters.rate_limited[(kind, tenant)] = self.counters.rate_limited.get((kind, tenant), 0) + 1
+        return wait
 
     def _answer_malformed(self, route: bytes, frame: bytes, exc: ProtocolError) -> None:
         """A malformed client request still gets an answer when its request id can be read."""
@@ -356,6 +389,18 @@ class Coordinator:
         duration = params.get("duration") if isinstance(params, dict) else None
         return default_timeout(float(duration) if isinstance(duration, int | float) else defaults.DEFAULT_DURATION)
 
+    def _tenant_room(self) -> dict[str, int]:
+        """Running slots each tenant with a running quota may still fill."""
+        limits = {name: quota["max_running"] for name, quota in quotas(self.store).items()
+                  if quota["max_running"] is not None}
+        if not limits:
+            return {}
+        for session in self.nodes.values():
+            for state in session.attempts.values():
+                if state.tenant in limits and not state.stopping:
+                    limits[state.tenant] -= 1
+        return limits
+
     def dispatch(self, now: float) -> None:
         """Place pending jobs on free slots (one claim per job, inside the caller's transaction)."""
         self.dirty = False
@@ -366,14 +411,23 @@ class Coordinator:
         candidates = self.store.pending_candidates(now, limit=DISPATCH_SCAN_LIMIT, aged_before=(
             now - self.config.max_wait if self.config.max_wait is not None else None))
         examined: list[dict[str, Any]] = []
+        room = self._tenant_room()
+        held: dict[str, str] = {}
 
         def tracked() -> Iterator[dict[str, Any]]:
             for job in candidates:
                 examined.append(job)
+                tenant = job["tenant"]
+                if tenant in room:
+                    if room[tenant] <= 0:  # the tenant runs as many jobs as its quota allows
+                        held[job["id"]] = f"tenant {tenant!r} is at its running quota"
+                        continue
+                    room[tenant] -= 1  # counted as soon as offered: at worst one pass under-fills
                 yield job
 
         assignments, reasons = place(tracked(), nodes)
         candidates.close()
+        reasons.update(held)
         for job in examined:
             reason = reasons.get(job["id"])
             if reason is not None and reason != job["reason"]:
@@ -383,7 +437,8 @@ class Coordinator:
             spec = self.store.assign_job(job_id, node_name, now)
             attempt = spec.pop("attempt")
             self.observer.job_assigned(job_id, attempt, node_name, now)
-            session.add(job_id, attempt, now, spec["queue"], self.timeout_of(spec["timeout"], spec["params"]))
+            session.add(job_id, attempt, now, spec["queue"], self.timeout_of(spec["timeout"], spec["params"]),
+                        tenant=spec.pop("tenant"))
             assert session.route is not None
             body: dict[str, Any] = {"job": job_id, "attempt": attempt, "spec": spec}
             trace = self.observer.trace_carrier(job_id)
@@ -395,17 +450,19 @@ class Coordinator:
 
     def on_request(self, route: bytes, message: Message, now: float) -> None:
         body = message.body
-        rid = body["rid"][:64]
-        if not api_key_matches(self.config.api_key, body.get("key")):
-            reply = {"rid": rid, "status": 401,
-                     "error": "the API key is missing or wrong (check --api-key / FFRTMP_API_KEY)"}
-        else:
-            try:
-                if body["op"] in requests.STREAMS:
-                    requests.STREAMS[body["op"]](self, route, rid, body.get("args", {}), now)
-                    return  # the stream sends its own PARTIALs and final REPLY
-                result = requests.handle(self, body["op"], body.get("args", {}), now)
-                reply = {"rid": rid, "status": 200, "body": result}
-            except FfrtmpError as exc:
-                reply = {"rid": rid, "status": exc.status, "error": str(exc)}
+        rid, op, args = body["rid"][:64], body["op"], body.get("args", {})
+        try:
+            caller = self.authority.authenticate(body.get("key"))
+            self.authority.authorize(caller, op)
+            kind = KIND_OF.get(op, "read")
+            wait = self._limited(caller.key if caller.key != "-" else (self.sender or route.hex()), kind,
+                                 caller.tenant, now)
+            if wait is not None:
+                raise RateLimited(f"rate limited: too many {kind} requests; retry after {max(wait, 0.01):.2f}s")
+            if op in requests.STREAMS:
+                requests.STREAMS[op](self, caller, route, rid, args, now)
+                return  # the stream sends its own PARTIALs and final REPLY
+            reply = {"rid": rid, "status": 200, "body": requests.handle(self, caller, op, args, now)}
+        except FfrtmpError as exc:
+            reply = {"rid": rid, "status": exc.status, "error": str(exc)}
         self.queue(route, encode(Kind.REPLY, reply))

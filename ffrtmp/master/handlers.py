@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ffrtmp.errors import InvalidInput
+from ffrtmp.errors import InvalidInput, NotAuthorized
 from ffrtmp.failures import Failure, classify
 from ffrtmp.master.nodes import NodeSession, check_hello
 from ffrtmp.protocol import Kind, Message, encode
-from ffrtmp.security import api_key_matches
 
 if TYPE_CHECKING:
     from ffrtmp.master.coordinator import Coordinator
@@ -27,8 +26,12 @@ REFUSAL_DELAY = 1.0
 
 def on_hello(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
     body = message.body
-    if not api_key_matches(coordinator.config.api_key, body.get("key")):
-        coordinator.refuse(route, 401, "the API key is missing or wrong (check --api-key / FFRTMP_API_KEY)")
+    try:
+        caller = coordinator.authority.authenticate(body.get("key"))
+        if not caller.may("worker"):
+            raise NotAuthorized(f"a {caller.role} key cannot run a worker (it needs the worker or admin role)")
+    except NotAuthorized as exc:
+        coordinator.refuse(route, 401, str(exc))
         return
     try:
         check_hello(body)
@@ -62,7 +65,7 @@ def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old:
         engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
         encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
         resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
-        last_seen=now)
+        last_seen=now, curve_key=coordinator.sender)
     if old is not None:
         session.attempts = old.attempts
     coordinator.nodes[session.name] = session
@@ -90,11 +93,13 @@ def _reconcile_running(coordinator: Coordinator, session: NodeSession, running: 
         job = coordinator.store.get_job(job_id)
         ours = job is not None and job["attempts"] == attempt
         if ours and job is not None and job["status"] in ("assigned", "running") and job["node"] == session.name:
-            session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]))
+            session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
+                        tenant=job["tenant"])
         elif ours and job is not None and job["status"] == "pending" \
                 and coordinator.store.readopt_job(job_id, attempt, session.name, now):
             # Given up on while its node was out of reach, but not dispatched again yet: take it back.
-            session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]))
+            session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
+                        tenant=job["tenant"])
             log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name,
                      extra={"job": job_id, "attempt": attempt, "node": session.name})
         else:

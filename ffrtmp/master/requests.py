@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ffrtmp import __version__
-from ffrtmp.errors import InvalidInput, NotFound
+from ffrtmp.errors import InvalidInput, NotFound, RateLimited
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
+from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
 from ffrtmp.master.store import TERMINAL
 from ffrtmp.protocol import Kind, encode
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ffrtmp.master.coordinator import Coordinator
 
 Args = dict[str, Any]
-Op = Callable[["Coordinator", Args, float], Any]
+Op = Callable[["Coordinator", Principal, Args, float], Any]
 
 MAX_SUBMIT = 50_000
 STATUSES = ("pending", "assigned", "running", "completed", "failed", "canceled")
@@ -44,11 +45,12 @@ def _int_arg(args: Args, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _job_id(coordinator: Coordinator, args: Args) -> str:
-    return coordinator.store.resolve_job_id(_str_arg(args, "id") or "")
+def _job_id(coordinator: Coordinator, caller: Principal, args: Args) -> str:
+    """The job the request names; another tenant's job does not exist for the caller."""
+    return coordinator.store.resolve_job_id(_str_arg(args, "id") or "", tenant=caller.scope)
 
 
-def submit(coordinator: Coordinator, args: Args, now: float) -> Any:
+def submit(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
     jobs = args.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise InvalidInput("jobs", "must be a non-empty list of jobs")
@@ -61,7 +63,8 @@ def submit(coordinator: Coordinator, args: Args, now: float) -> Any:
         except InvalidInput as exc:
             field = exc.field if len(jobs) == 1 else f"jobs[{index}].{exc.field}"
             raise InvalidInput(field, exc.problem) from None
-    ids = coordinator.store.insert_jobs(specs, now, coordinator.config.max_retries)
+    _check_pending_quota(coordinator, caller.tenant, len(specs))
+    ids = coordinator.store.insert_jobs(specs, now, coordinator.config.max_retries, tenant=caller.tenant)
     coordinator.observer.jobs_submitted(
         [{"id": job_id, "queue": spec.queue, "priority": spec.priority, "engine": spec.engine,
           "trace": args.get("trace")} for job_id, spec in zip(ids, specs, strict=True)], now)
@@ -69,15 +72,25 @@ def submit(coordinator: Coordinator, args: Args, now: float) -> Any:
     return {"ids": ids}
 
 
-def get(coordinator: Coordinator, args: Args, now: float) -> Any:
-    job_id = _job_id(coordinator, args)
+def _check_pending_quota(coordinator: Coordinator, tenant: str, adding: int) -> None:
+    quota = quotas(coordinator.store).get(tenant, {}).get("max_pending")
+    if quota is None:
+        return
+    pending = coordinator.store.tenant_pending(tenant)
+    if pending + adding > quota:
+        raise RateLimited(f"tenant {tenant!r} may have {quota} pending jobs and has {pending}; "
+                          f"retry after some have started (quota: ffrtmp keys quota)")
+
+
+def get(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+    job_id = _job_id(coordinator, caller, args)
     job = coordinator.store.get_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job_json(job, coordinator.store.job_history(job_id), coordinator.store.job_attempts(job_id))
 
 
-def list_jobs(coordinator: Coordinator, args: Args, now: float) -> Any:
+def list_jobs(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
     status = _str_arg(args, "status", required=False)
     queue = _str_arg(args, "queue", required=False)
     if status is not None and status not in STATUSES:
@@ -85,12 +98,12 @@ def list_jobs(coordinator: Coordinator, args: Args, now: float) -> Any:
     if queue is not None and queue not in QUEUE_WEIGHTS:
         raise InvalidInput("queue", f"{queue!r} is not one of {', '.join(QUEUE_WEIGHTS)}")
     rows = coordinator.store.list_jobs(status=status, queue=queue, node=_str_arg(args, "node", required=False),
-                                       limit=_int_arg(args, "limit", 50, 1, 100_000))
+                                       limit=_int_arg(args, "limit", 50, 1, 100_000), tenant=caller.scope)
     return {"jobs": [job_json(row) for row in rows]}
 
 
-def cancel(coordinator: Coordinator, args: Args, now: float) -> Any:
-    job_id = _job_id(coordinator, args)
+def cancel(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+    job_id = _job_id(coordinator, caller, args)
     before = coordinator.store.cancel_job(job_id, now)
     if before is not None:
         coordinator.job_finished(job_id)
@@ -104,8 +117,8 @@ def cancel(coordinator: Coordinator, args: Args, now: float) -> Any:
     return {"id": job_id, "status": "canceled", "changed": True}
 
 
-def retry(coordinator: Coordinator, args: Args, now: float) -> Any:
-    job_id = _job_id(coordinator, args)
+def retry(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+    job_id = _job_id(coordinator, caller, args)
     if not coordinator.store.retry_job(job_id, now):
         job = coordinator.store.get_job(job_id)
         status = job["status"] if job else "unknown"
@@ -114,9 +127,10 @@ def retry(coordinator: Coordinator, args: Args, now: float) -> Any:
     return {"id": job_id, "status": "pending"}
 
 
-def _log_args(coordinator: Coordinator, args: Args) -> tuple[dict[str, Any], int | None, bool, int | None]:
+def _log_args(coordinator: Coordinator, caller: Principal,
+              args: Args) -> tuple[dict[str, Any], int | None, bool, int | None]:
     """The job, the one attempt asked for (None: latest or all), whether all were asked for, and the tail."""
-    job_id = _job_id(coordinator, args)
+    job_id = _job_id(coordinator, caller, args)
     job = coordinator.store.get_job(job_id)
     assert job is not None
     attempt_arg = args.get("attempt")
@@ -126,8 +140,8 @@ def _log_args(coordinator: Coordinator, args: Args) -> tuple[dict[str, Any], int
     return job, attempt, every, tail
 
 
-def logs(coordinator: Coordinator, args: Args, now: float) -> Any:
-    job, attempt, every, tail = _log_args(coordinator, args)
+def logs(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+    job, attempt, every, tail = _log_args(coordinator, caller, args)
     if attempt is None and not every:
         attempt = job["attempts"] or None
     lines = coordinator.store.job_logs(job["id"], attempt, tail)
@@ -136,9 +150,9 @@ def logs(coordinator: Coordinator, args: Args, now: float) -> Any:
             "done": job["status"] in TERMINAL, "dropped": dropped}
 
 
-def follow_logs(coordinator: Coordinator, route: bytes, rid: str, args: Args, now: float) -> None:
+def follow_logs(coordinator: Coordinator, caller: Principal, route: bytes, rid: str, args: Args, now: float) -> None:
     """Stream a job's log: stored lines, then new ones as they come, then a final reply when the job ends."""
-    job, attempt, every, tail = _log_args(coordinator, args)
+    job, attempt, every, tail = _log_args(coordinator, caller, args)
     coordinator.logbook.follow(route, rid, job, attempt, tail, every)
 
 
@@ -147,11 +161,11 @@ def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:
     return session.live() if session is not None else None
 
 
-def nodes_list(coordinator: Coordinator, args: Args, now: float) -> Any:
+def nodes_list(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
     return {"nodes": [node_json(row, _node_live(coordinator, row["name"])) for row in coordinator.store.list_nodes()]}
 
 
-def nodes_get(coordinator: Coordinator, args: Args, now: float) -> Any:
+def nodes_get(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
     name = _str_arg(args, "name") or ""
     row = coordinator.store.get_node(name)
     if row is None:
@@ -159,7 +173,7 @@ def nodes_get(coordinator: Coordinator, args: Args, now: float) -> Any:
     return node_json(row, _node_live(coordinator, name))
 
 
-def nodes_drain(coordinator: Coordinator, args: Args, now: float) -> Any:
+def nodes_drain(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
     name = _str_arg(args, "name") or ""
     session = coordinator.nodes.get(name)
     if session is None or session.route is None:
@@ -170,21 +184,21 @@ def nodes_drain(coordinator: Coordinator, args: Args, now: float) -> Any:
     return {"name": name, "status": "draining", "running": len(session.attempts)}
 
 
-def stats(coordinator: Coordinator, args: Args, now: float) -> Any:
-    counts = coordinator.store.status_counts()
+def stats(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+    counts = coordinator.store.status_counts(caller.scope)
     nodes = [s for s in coordinator.nodes.values() if s.status != "offline"]
     return {
         "jobs": {status: counts.get(status, 0) for status in STATUSES},
         "nodes": {"total": len(nodes), "slots": sum(s.slots for s in nodes),
                   "busy_slots": sum(len(s.attempts) for s in nodes)},
-        "queues": coordinator.store.pending_by_queue(),
+        "queues": coordinator.store.pending_by_queue(caller.scope),
         "activity": coordinator.activity.series(now),
         "version": __version__,
         "uptime": now - coordinator.started_at,
     }
 
 
-def ping(coordinator: Coordinator, args: Args, now: float) -> Any:
+def ping(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
     return {"version": __version__, "priorities": list(PRIORITY_WEIGHTS)}
 
 
@@ -203,14 +217,14 @@ OPS: dict[str, Op] = {
 }
 
 
-STREAMS: dict[str, Callable[[Coordinator, bytes, str, Args, float], None]] = {
+STREAMS: dict[str, Callable[[Coordinator, Principal, bytes, str, Args, float], None]] = {
     "logs.follow": follow_logs,
 }
 """Operations that answer with PARTIALs before their final REPLY."""
 
 
-def handle(coordinator: Coordinator, op: str, args: Args, now: float) -> Any:
+def handle(coordinator: Coordinator, caller: Principal, op: str, args: Args, now: float) -> Any:
     handler = OPS.get(op)
     if handler is None:
         raise InvalidInput("op", f"unknown operation {op[:40]!r}")
-    return handler(coordinator, args, now)
+    return handler(coordinator, caller, args, now)

@@ -103,6 +103,9 @@ class MasterServer:
                 now = time.time()
                 if now - last_tick >= TICK_EVERY:
                     last_tick = now
+                    self.socket.watch()
+                    if self.socket.allowed is not None:
+                        coordinator.allowed_keys = set(self.socket.allowed.keys)
                     coordinator.tick(now)
                     if self.metrics is not None:
                         self.metrics.last_loop = time.monotonic()

@@ -122,6 +122,30 @@ def m002_log_accounting(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@MIGRATIONS()
+def m003_keys_and_tenants(db: sqlite_utils.Database) -> None:
+    """API keys with roles and tenants (stored hashed), per-tenant quotas, and each node's CURVE key."""
+    for statement in (
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        )""",
+        """CREATE TABLE tenants (
+            name TEXT PRIMARY KEY,
+            max_pending INTEGER,
+            max_running INTEGER
+        )""",
+        "ALTER TABLE nodes ADD COLUMN curve_key TEXT",
+        "CREATE INDEX jobs_by_tenant ON jobs(tenant, status)",
+    ):
+        db.execute(statement)
+
+
 def _loads(text: str | None, default: Any) -> Any:
     return json.loads(text) if text else default
 
@@ -217,13 +241,13 @@ class Store:
                               [(job_id, now) for job_id in ids])
         return ids
 
-    def resolve_job_id(self, prefix: str) -> str:
-        """A full id or any unique prefix of one."""
+    def resolve_job_id(self, prefix: str, tenant: str | None = None) -> str:
+        """A full id or any unique prefix of one; with `tenant`, only that tenant's jobs exist."""
         text = prefix.strip().lower()
         if not text or len(text) > 32 or any(c not in "0123456789abcdef" for c in text):
             raise NotFound(f"no job {prefix!r}")
-        rows = self.conn.execute("SELECT id FROM jobs WHERE id >= ? AND id < ? LIMIT 2",
-                                 (text, text + "g")).fetchall()
+        rows = self.conn.execute("SELECT id FROM jobs WHERE id >= ? AND id < ? AND (? IS NULL OR tenant = ?)"
+                                 " LIMIT 2", (text, text + "g", tenant, tenant)).fetchall()
         if not rows:
             raise NotFound(f"no job {prefix!r}")
         if len(rows) > 1:
@@ -244,9 +268,9 @@ class Store:
         return [dict(row) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-                  limit: int = 50) -> list[dict[str, Any]]:
+                  limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
         where, args = [], []
-        for column, value in (("status", status), ("queue", queue), ("node", node)):
+        for column, value in (("status", status), ("queue", queue), ("node", node), ("tenant", tenant)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
@@ -265,10 +289,10 @@ class Store:
         """
         queries: list[tuple[str, tuple[float, ...]]] = []
         if aged_before is not None:
-            queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts FROM jobs"
+            queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts, tenant FROM jobs"
                             " INDEXED BY jobs_by_status WHERE status = 'pending' AND not_before <= ?"
                             " AND created_at < ? ORDER BY seq LIMIT ?", (now, aged_before, limit)))
-        queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts FROM jobs"
+        queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts, tenant FROM jobs"
                         " INDEXED BY jobs_dispatch WHERE status = 'pending' AND not_before <= ?"
                         " ORDER BY weight DESC, seq LIMIT ?", (now, limit)))
         seen: set[str] = set()
@@ -286,15 +310,23 @@ class Store:
         rows = self.conn.execute("SELECT engine, count(*) AS n FROM jobs WHERE status = 'pending' GROUP BY engine")
         return {row["engine"]: row["n"] for row in rows}
 
-    def status_counts(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+    def status_counts(self, tenant: str | None = None) -> dict[str, int]:
+        if tenant is None:
+            rows = self.conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+        else:
+            rows = self.conn.execute("SELECT status, count(*) AS n FROM jobs WHERE tenant = ? GROUP BY status",
+                                     (tenant,))
         return {row["status"]: row["n"] for row in rows}
 
-    def pending_by_queue(self) -> dict[str, dict[str, int]]:
-        """Pending jobs per queue and priority (queue depth)."""
+    def tenant_pending(self, tenant: str) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM jobs WHERE tenant = ? AND status = 'pending'",
+                                     (tenant,)).fetchone()[0])
+
+    def pending_by_queue(self, tenant: str | None = None) -> dict[str, dict[str, int]]:
+        """Pending jobs per queue and priority (queue depth), of one tenant or all."""
         depth: dict[str, dict[str, int]] = {}
         for row in self.conn.execute("SELECT queue, priority, count(*) FROM jobs WHERE status = 'pending'"
-                                     " GROUP BY queue, priority"):
+                                     " AND (? IS NULL OR tenant = ?) GROUP BY queue, priority", (tenant, tenant)):
             depth.setdefault(row[0], {})[row[1]] = row[2]
         return depth
 
@@ -303,7 +335,7 @@ class Store:
         row = self.conn.execute(
             "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, node = ?, reason = NULL, progress = NULL"
             " WHERE id = ? AND status = 'pending'"
-            " RETURNING attempts, scenario, engine, queue, priority, params, labels, timeout",
+            " RETURNING attempts, scenario, engine, queue, priority, params, labels, timeout, tenant",
             (node, job_id)).fetchone()
         if row is None:
             raise NotFound(f"job {job_id} is not pending")
@@ -313,7 +345,7 @@ class Store:
         self._history(job_id, now, "assigned", f"assigned to {node}", attempt, node)
         return {"attempt": attempt, "scenario": row["scenario"], "engine": row["engine"], "queue": row["queue"],
                 "priority": row["priority"], "params": _loads(row["params"], {}),
-                "labels": _loads(row["labels"], {}), "timeout": row["timeout"]}
+                "labels": _loads(row["labels"], {}), "timeout": row["timeout"], "tenant": row["tenant"]}
 
     def mark_running(self, job_id: str, attempt: int, started_at: float) -> bool:
         cur = self.conn.execute(
@@ -422,7 +454,7 @@ class Store:
 
     def active_attempts(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
-            "SELECT a.job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params"
+            "SELECT a.job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params, j.tenant"
             " FROM attempts a JOIN jobs j"
             " ON j.id = a.job_id AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
             " AND j.status IN ('assigned','running')")
@@ -487,12 +519,13 @@ class Store:
     def upsert_node(self, node: dict[str, Any], now: float) -> None:
         self.conn.execute(
             "INSERT INTO nodes (name, fingerprint, status, version, slots, engines, encoders, labels, resources,"
-            " first_seen, last_seen) VALUES (:name, :fingerprint, :status, :version, :slots, :engines, :encoders,"
-            " :labels, :resources, :now, :now) ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint,"
+            " first_seen, last_seen, curve_key) VALUES (:name, :fingerprint, :status, :version, :slots, :engines,"
+            " :encoders, :labels, :resources, :now, :now, :curve_key)"
+            " ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint,"
             " status = excluded.status, version = excluded.version, slots = excluded.slots,"
             " engines = excluded.engines, encoders = excluded.encoders, labels = excluded.labels,"
-            " resources = excluded.resources, last_seen = excluded.last_seen",
-            {**{k: node.get(k) for k in ("name", "fingerprint", "status", "version", "slots")},
+            " resources = excluded.resources, last_seen = excluded.last_seen, curve_key = excluded.curve_key",
+            {**{k: node.get(k) for k in ("name", "fingerprint", "status", "version", "slots", "curve_key")},
              "engines": _dumps(node.get("engines", [])), "encoders": _dumps(node.get("encoders", {})),
              "labels": _dumps(node.get("labels", {})), "resources": _dumps(node.get("resources", {})), "now": now})
 
@@ -514,7 +547,7 @@ class Store:
 def _job_light(row: sqlite3.Row) -> dict[str, Any]:
     return {"id": row["id"], "engine": row["engine"], "queue": row["queue"], "params": _loads(row["params"], {}),
             "labels": _loads(row["labels"], {}), "avoid": _loads(row["avoid"], []), "reason": row["reason"],
-            "attempts": row["attempts"]}
+            "attempts": row["attempts"], "tenant": row["tenant"]}
 
 
 def _node(row: sqlite3.Row) -> dict[str, Any]:

@@ -1,0 +1,153 @@
+"""Who may do what: API keys with roles and tenants, checked on every request, and tenant quotas.
+
+Keys look like `ffk_<id>_<secret>`; the master's database keeps only the id, a SHA-256 of the whole key
+(the secret is 256 random bits, so a fast hash is enough) and the key's role and tenant, and compares hashes
+in constant time. The seed system's single `--api-key` still works and is an admin key. A master with no key
+at all is open: everyone is an admin of the default tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ffrtmp.errors import InvalidInput, NotAuthorized, NotFound
+from ffrtmp.jobspec import check_name
+from ffrtmp.master.store import Store
+
+ROLES = ("admin", "submit", "read", "worker")
+GRANTS = {
+    "admin": frozenset({"admin", "submit", "read", "worker"}),
+    "submit": frozenset({"submit", "read"}),
+    "read": frozenset({"read"}),
+    "worker": frozenset({"worker"}),
+}
+"""What each role may do."""
+
+NEEDS = {
+    "submit": "submit", "cancel": "submit", "retry": "submit",
+    "get": "read", "list": "read", "logs": "read", "logs.follow": "read", "stats": "read", "ping": "read",
+    "nodes.list": "read", "nodes.get": "read", "nodes.drain": "admin",
+}
+"""The permission each client operation needs; anything not listed needs admin."""
+
+_KEY = re.compile(r"^ffk_([0-9a-f]{12})_([A-Za-z0-9_\-]{43})$")
+KEYS_CHECK_EVERY = 1.0
+"""How often the master looks whether any API key exists (so the first key takes effect in a second)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who sent a request: the key's id (or '-'), its role and tenant; admins see every tenant."""
+
+    key: str
+    role: str
+    tenant: str
+
+    def may(self, permission: str) -> bool:
+        return permission in GRANTS.get(self.role, frozenset())
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant whose jobs this principal sees, or None for all (admins)."""
+        return None if self.role == "admin" else self.tenant
+
+
+OPEN = Principal("-", "admin", "")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Authority:
+    def __init__(self, store: Store, legacy_key: str | None) -> None:
+        self.store = store
+        self.legacy_key = legacy_key
+        self._keys_exist = False
+        self._checked = 0.0
+
+    def keys_exist(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked >= KEYS_CHECK_EVERY:
+            self._checked = now
+            self._keys_exist = self.store.conn.execute(
+                "SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
+        return self._keys_exist
+
+    def authenticate(self, token: object) -> Principal:
+        """The principal behind `token`, or NotAuthorized (the same message whatever was wrong)."""
+        if not isinstance(token, str) or not token:
+            if self.legacy_key is None and not self.keys_exist():
+                return OPEN
+            raise NotAuthorized("an API key is required (--api-key / FFRTMP_API_KEY)")
+        if self.legacy_key is not None and hmac.compare_digest(self.legacy_key.encode(), token.encode()):
+            return Principal("legacy", "admin", "")
+        match = _KEY.match(token)
+        row = self.store.conn.execute("SELECT hash, role, tenant, revoked_at FROM api_keys WHERE id = ?",
+                                      (match.group(1),)).fetchone() if match else None
+        expected = row["hash"] if row is not None else _hash("no such key")
+        if not hmac.compare_digest(expected, _hash(token)) or row is None or row["revoked_at"] is not None:
+            if self.legacy_key is None and not self.keys_exist():
+                return OPEN  # an open master ignores keys it does not know
+            raise NotAuthorized("the API key is missing, wrong or revoked (check --api-key / FFRTMP_API_KEY)")
+        return Principal(match.group(1) if match else "?", row["role"], row["tenant"])
+
+    def authorize(self, principal: Principal, op: str) -> None:
+        need = NEEDS.get(op, "admin")
+        if not principal.may(need):
+            raise NotAuthorized(f"a {principal.role} key may not {op} (it needs a role with '{need}')")
+
+
+# ---- administration, on the master's database ----------------------------------------------------------
+
+
+def create_key(store: Store, role: str, tenant: str, note: str = "") -> tuple[str, str]:
+    """A new key; returns (id, the full key). The key itself is shown once and never stored."""
+    if role not in ROLES:
+        raise InvalidInput("role", f"{role!r} is not one of {', '.join(ROLES)}")
+    check_name("tenant", tenant)
+    key_id = secrets.token_hex(6)
+    token = f"ffk_{key_id}_{secrets.token_urlsafe(32)}"
+    with store.transaction():
+        store.conn.execute("INSERT INTO api_keys (id, hash, role, tenant, note, created_at) VALUES (?,?,?,?,?,?)",
+                           (key_id, _hash(token), role, tenant, note[:200], time.time()))
+    return key_id, token
+
+
+def list_keys(store: Store) -> list[dict[str, Any]]:
+    rows = store.conn.execute("SELECT id, role, tenant, note, created_at, revoked_at FROM api_keys ORDER BY created_at")
+    return [dict(row) for row in rows]
+
+
+def revoke_key(store: Store, key_id: str) -> None:
+    with store.transaction():
+        cur = store.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                 (time.time(), key_id))
+    if cur.rowcount != 1:
+        raise NotFound(f"no active API key {key_id!r}")
+
+
+def set_quota(store: Store, tenant: str, max_pending: int | None, max_running: int | None) -> None:
+    check_name("tenant", tenant)
+    for name, value in (("max-pending", max_pending), ("max-running", max_running)):
+        if value is not None and value < 0:
+            raise InvalidInput(name, "must be 0 or more (leave it out for no limit)")
+    with store.transaction():
+        store.conn.execute("INSERT INTO tenants (name, max_pending, max_running) VALUES (?,?,?) ON CONFLICT(name)"
+                           " DO UPDATE SET max_pending = excluded.max_pending, max_running = excluded.max_running",
+                           (tenant, max_pending, max_running))
+
+
+def quotas(store: Store) -> dict[str, dict[str, int | None]]:
+    try:
+        rows = store.conn.execute("SELECT name, max_pending, max_running FROM tenants").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {row["name"]: {"max_pending": row["max_pending"], "max_running": row["max_running"]} for row in rows}
