@@ -70,13 +70,17 @@ class LocalCluster:
         finally:
             log.close()
 
-    def start_master(self, extra: list[str] | None = None, port: int = 0) -> str:
-        """Start (or restart, with `port` = the old one) the master; returns its URL once it listens."""
+    def start_master(self, extra: list[str] | None = None, port: int = 0, metrics_port: int | None = None) -> str:
+        """Start (or restart, with `port` = the old one) the master; returns its URL once it listens.
+
+        Metrics are off unless `metrics_port` is given (0 picks a free one, written to `master.json`).
+        """
         state = self.master_dir / STATE_FILE
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
+        metrics = ["--no-metrics"] if metrics_port is None else ["--metrics", "--metrics-port", str(metrics_port)]
         args = ["master", "--port", str(port), "--bind", "127.0.0.1", "--data-dir", str(self.master_dir),
-                "--no-metrics", *self.master_args, *(extra or [])]
+                *metrics, *self.master_args, *(extra or [])]
         if not self.tls:
             args.append("--no-tls")
         self.master = self._spawn("master", args)
