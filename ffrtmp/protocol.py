@@ -75,6 +75,7 @@ SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
         "metrics": (_DICT, False),
         "output": ((str, type(None)), False),
         "at": (_NUM, True),
+        "started_at": (_NUM, False),
     },
     Kind.ACK: {"job": (_STR, True), "attempt": (_INT, True)},
     Kind.CANCEL: {"job": (_STR, True), "attempt": (_INT, True)},

@@ -108,7 +108,8 @@ def test_pending_candidates_light_shape(store: Store) -> None:
     job_id = add(store, labels={"a": "b"})
     (job,) = store.pending_candidates(T0, 10)
     assert job == {"id": job_id, "engine": "auto", "queue": "default", "params": spec().params,
-                   "labels": {"a": "b"}, "avoid": [], "reason": None, "attempts": 0, "tenant": ""}
+                   "labels": {"a": "b"}, "avoid": [], "reason": None, "attempts": 0, "tenant": "",
+                   "scenario": "test1", "priority": "medium", "timeout": None}
 
 
 def test_pending_candidates_skip_non_pending(store: Store) -> None:
@@ -573,3 +574,14 @@ def test_many_jobs_keep_unique_ids(store: Store) -> None:
     ids = store.insert_jobs(itertools.repeat(spec(), 200), T0, 3)
     assert len(set(ids)) == 200
     assert store.status_counts() == {"pending": 200}
+
+
+def test_assign_jobs_assigns_many_at_once_and_fences_on_the_attempt_count(store: Store) -> None:
+    ids = [add(store) for _ in range(3)]
+    picks = [(job, f"n{i}") for i, job in enumerate(store.pending_candidates(T0, 10))]
+    assert store.assign_jobs(picks, T0) == [1, 1, 1]
+    assert [store.get_job(i)["node"] for i in ids] == ["n0", "n1", "n2"]
+    assert [a["attempt"] for i in ids for a in store.job_attempts(i)] == [1, 1, 1]
+    assert [h["status"] for h in store.job_history(ids[0])] == ["pending", "assigned"]
+    with pytest.raises(NotFound):
+        store.assign_jobs(picks, T0)  # the same (stale) rows again: nothing is pending with those counts

@@ -33,6 +33,8 @@ from ffrtmp.protocol import Kind, Message, decode, encode
 log = logging.getLogger("ffrtmp.master")
 
 Send = Callable[[bytes, bytes], bool]
+SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout")
+"""What a JOB message tells the worker about the job."""
 TIMEOUT_GRACE = 30.0
 """The master stops an attempt this long after its timeout; the worker's own timeout should fire first."""
 DISPATCH_SCAN_LIMIT = 5000
@@ -402,8 +404,21 @@ class Coordinator:
         return limits
 
     def dispatch(self, now: float) -> None:
-        """Place pending jobs on free slots (one claim per job, inside the caller's transaction)."""
+        """Place pending jobs on free slots (claims in bulk, inside the caller's transaction).
+
+        A failure here undoes this pass only and is logged: the batch's other writes and replies stand.
+        """
         self.dirty = False
+        queued = len(self.outbox)
+        try:
+            with self.store.savepoint():
+                self._dispatch(now)
+        except Exception:
+            del self.outbox[queued:]
+            log.exception("dispatch pass failed; it is retried at the next tick")
+            self.retry_due(now + 1.0)
+
+    def _dispatch(self, now: float) -> None:
         nodes = [s.view() for s in self.nodes.values() if s.status != "offline"]
         free = sum(n.free for n in nodes)
         if free <= 0:
@@ -432,13 +447,16 @@ class Coordinator:
             reason = reasons.get(job["id"])
             if reason is not None and reason != job["reason"]:
                 self.store.set_wait_reason(job["id"], reason)
-        for job_id, node_name in assignments:
-            session = self.nodes[node_name]
-            spec = self.store.assign_job(job_id, node_name, now)
-            attempt = spec.pop("attempt")
+        if not assignments:
+            return
+        rows = {job["id"]: job for job in examined}
+        picks = [(rows[job_id], node_name) for job_id, node_name in assignments]
+        for (job, node_name), attempt in zip(picks, self.store.assign_jobs(picks, now), strict=True):
+            job_id, session = job["id"], self.nodes[node_name]
+            spec = {key: job[key] for key in SPEC_FIELDS}
             self.observer.job_assigned(job_id, attempt, node_name, now)
-            session.add(job_id, attempt, now, spec["queue"], self.timeout_of(spec["timeout"], spec["params"]),
-                        tenant=spec.pop("tenant"))
+            session.add(job_id, attempt, now, job["queue"], self.timeout_of(job["timeout"], job["params"]),
+                        tenant=job["tenant"])
             assert session.route is not None
             body: dict[str, Any] = {"job": job_id, "attempt": attempt, "spec": spec}
             trace = self.observer.trace_carrier(job_id)

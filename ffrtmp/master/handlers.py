@@ -207,6 +207,9 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         return
     status = body["status"]
     metrics = body.get("metrics") or {}
+    if isinstance(body.get("started_at"), int | float):  # STARTED was folded into this RESULT
+        coordinator.job_started(job_id, attempt, min(max(float(body["started_at"]),
+                                                         session.attempts[job_id].assigned_at), now))
     if body.get("refused") is True and status == "failed":
         # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
         session.remove(job_id)

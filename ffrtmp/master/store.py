@@ -24,6 +24,8 @@ from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 
 ACTIVE = ("assigned", "running")
+CANDIDATE_COLUMNS = "id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority, timeout"
+"""What dispatch reads of a pending job: enough to place it and to tell the worker about it."""
 TERMINAL = ("completed", "failed", "canceled")
 
 MIGRATIONS = Migrations("ffrtmp")
@@ -289,11 +291,11 @@ class Store:
         """
         queries: list[tuple[str, tuple[float, ...]]] = []
         if aged_before is not None:
-            queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts, tenant FROM jobs"
-                            " INDEXED BY jobs_by_status WHERE status = 'pending' AND not_before <= ?"
+            queries.append((f"SELECT {CANDIDATE_COLUMNS} FROM jobs INDEXED BY jobs_by_status"
+                            " WHERE status = 'pending' AND not_before <= ?"
                             " AND created_at < ? ORDER BY seq LIMIT ?", (now, aged_before, limit)))
-        queries.append(("SELECT id, engine, queue, params, labels, avoid, reason, attempts, tenant FROM jobs"
-                        " INDEXED BY jobs_dispatch WHERE status = 'pending' AND not_before <= ?"
+        queries.append((f"SELECT {CANDIDATE_COLUMNS} FROM jobs INDEXED BY jobs_dispatch"
+                        " WHERE status = 'pending' AND not_before <= ?"
                         " ORDER BY weight DESC, seq LIMIT ?", (now, limit)))
         seen: set[str] = set()
         for sql, args in queries:
@@ -346,6 +348,27 @@ class Store:
         return {"attempt": attempt, "scenario": row["scenario"], "engine": row["engine"], "queue": row["queue"],
                 "priority": row["priority"], "params": _loads(row["params"], {}),
                 "labels": _loads(row["labels"], {}), "timeout": row["timeout"], "tenant": row["tenant"]}
+
+    def assign_jobs(self, picks: list[tuple[dict[str, Any], str]], now: float) -> list[int]:
+        """Many pending → assigned at once (dispatch): `picks` are candidate rows with their node.
+
+        Returns each job's new attempt number. The rows come from this connection inside the same
+        transaction, so their attempt counts are current; the WHERE clause checks it anyway.
+        """
+        attempts = [job["attempts"] + 1 for job, _ in picks]
+        cur = self.conn.executemany(
+            "UPDATE jobs SET status = 'assigned', attempts = ?, node = ?, reason = NULL, progress = NULL"
+            " WHERE id = ? AND attempts = ? AND status = 'pending'",
+            [(attempt, node, job["id"], job["attempts"]) for (job, node), attempt in zip(picks, attempts, strict=True)])
+        if cur.rowcount != len(picks):
+            raise NotFound("a job to dispatch was no longer pending")
+        self.conn.executemany("INSERT INTO attempts (job_id, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
+                              [(job["id"], attempt, node, "assigned", now)
+                               for (job, node), attempt in zip(picks, attempts, strict=True)])
+        self.conn.executemany("INSERT INTO history (job_id, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
+                              [(job["id"], now, "assigned", attempt, node, f"assigned to {node}")
+                               for (job, node), attempt in zip(picks, attempts, strict=True)])
+        return attempts
 
     def mark_running(self, job_id: str, attempt: int, started_at: float) -> bool:
         cur = self.conn.execute(
@@ -547,7 +570,8 @@ class Store:
 def _job_light(row: sqlite3.Row) -> dict[str, Any]:
     return {"id": row["id"], "engine": row["engine"], "queue": row["queue"], "params": _loads(row["params"], {}),
             "labels": _loads(row["labels"], {}), "avoid": _loads(row["avoid"], []), "reason": row["reason"],
-            "attempts": row["attempts"], "tenant": row["tenant"]}
+            "attempts": row["attempts"], "tenant": row["tenant"], "scenario": row["scenario"],
+            "priority": row["priority"], "timeout": row["timeout"]}
 
 
 def _node(row: sqlite3.Row) -> dict[str, Any]:

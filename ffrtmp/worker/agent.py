@@ -35,6 +35,8 @@ log = logging.getLogger("ffrtmp.worker")
 
 HELLO_RETRY = 2.0
 """Until the master welcomes us, HELLO is resent this often."""
+JOIN_POLL = 0.05
+"""How often a worker that has not joined yet checks its connection."""
 
 
 @dataclass
@@ -145,7 +147,9 @@ class Agent:
 
     def tick(self, now: float) -> None:
         assert self.sock is not None
-        timeout = max(0.0, min(self.next_heartbeat - now, self.logs.due_in(now), 0.5))
+        # Not welcomed yet: look again soon (the connection may come up any moment), without spinning.
+        until_beat = self.next_heartbeat - now if self.welcomed else JOIN_POLL
+        timeout = max(0.0, min(until_beat, self.logs.due_in(now), 0.5))
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.sock.socket in ready:
             while (frame := self.sock.recv_nowait()) is not None:
@@ -176,9 +180,9 @@ class Agent:
             if self.sock.handshake_error and not self.ever_welcomed:
                 raise WorkerExit(3, f"cannot join {self.options.master}: {self.sock.handshake_error} "
                                     "(check --master-key / FFRTMP_MASTER_KEY)")
-            if now - self.last_hello >= HELLO_RETRY:
+            # A HELLO that could not even be queued (no connection yet) is retried at once when it comes up.
+            if now - self.last_hello >= HELLO_RETRY and self._send(encode(Kind.HELLO, self.hello_body())):
                 self.last_hello = now
-                self._send(encode(Kind.HELLO, self.hello_body()))
             return
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + self.heartbeat_interval
@@ -293,17 +297,29 @@ class Agent:
     # ---- events from runners ----------------------------------------------------------------------
 
     def drain_events(self) -> None:
+        events: list[Event] = []
         while True:
             try:
-                event = self.events.get_nowait()
+                events.append(self.events.get_nowait())
             except queue.Empty:
-                return
+                break
+        # An attempt that started and ended within one pass (a null job) needs no STARTED message:
+        # its RESULT carries the start time, which halves the messages per short job.
+        ended = {(e.job, e.attempt) for e in events if e.kind == "finished"}
+        started: dict[tuple[str, int], float] = {}
+        for event in events:
             if event.kind == "log":
                 self.logs.add(event.job, event.attempt, event.data)
             elif event.kind == "started":
-                self._send(encode(Kind.STARTED, {"job": event.job, "attempt": event.attempt, "at": time.time()}))
+                if (event.job, event.attempt) in ended:
+                    started[(event.job, event.attempt)] = float(event.data)
+                else:
+                    self._send(encode(Kind.STARTED, {"job": event.job, "attempt": event.attempt, "at": time.time()}))
             elif event.kind == "finished":
-                self._finish(event.job, event.attempt, event.data)
+                result = event.data
+                if (event.job, event.attempt) in started:
+                    result = {**result, "started_at": started[(event.job, event.attempt)]}
+                self._finish(event.job, event.attempt, result)
 
     def _finish(self, job_id: str, number: int, result: dict[str, Any]) -> None:
         current = self.attempts.get(job_id)
@@ -331,6 +347,8 @@ class Agent:
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
         if result.get("refused"):
             body["refused"] = True
+        if "started_at" in result:
+            body["started_at"] = result["started_at"]
         frame = encode(Kind.RESULT, body)
         self.unacked[(job_id, number)] = (frame, time.monotonic())
         self._send(frame)
