@@ -85,7 +85,7 @@ def ffrtmp_argv(cluster: LocalCluster, *args: str) -> list[str]:
 def test_jobs_list_watch_shows_a_live_table_with_progress(cluster: LocalCluster, tmux: str) -> None:
     pane = Pane(tmux, ffrtmp_argv(cluster, "jobs", "list", "--watch"), cluster.env)
     try:
-        screen = pane.wait_for("watch-me", "%", timeout=20)
+        screen = pane.wait_for("watch-me", "%", "viewer-", "completed", "ETA", timeout=20)
         assert "STATUS" in screen and "PROGRESS" in screen and "ETA" in screen
         assert "running" in screen and "completed" in screen
         assert "█" in screen, "a progress bar is drawn"
@@ -97,10 +97,10 @@ def test_jobs_list_watch_shows_a_live_table_with_progress(cluster: LocalCluster,
 def test_top_shows_nodes_queues_and_throughput(cluster: LocalCluster, tmux: str) -> None:
     pane = Pane(tmux, ffrtmp_argv(cluster, "top"), cluster.env)
     try:
-        screen = pane.wait_for("viewer-2", "queue depth", timeout=20)
-        assert "viewer-1" in screen and "slots busy" in screen
-        assert "completed/min" in screen and "failure rate" in screen
-        assert "live" in screen and "batch" in screen
+        # A live view redraws in place: wait for one whole frame, not the first lines of one.
+        screen = pane.wait_for("viewer-1", "viewer-2", "slots busy", "completed/min", "failure rate", "live",
+                               "default", "batch", timeout=20)
+        assert "queue depth" in screen
     finally:
         pane.close()
 
