@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import MasterUnreachable, ProtocolError, error_from_status
+from ffrtmp.errors import MasterUnreachable, ProtocolError, RateLimited, error_from_status
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
@@ -31,6 +31,15 @@ from ffrtmp.transport import DealerSocket
 TERMINAL = ("completed", "failed", "canceled")
 SUBMIT_CHUNK = 5000
 """Jobs per submit request for `submit_many` (keeps each frame far below the master's size limit)."""
+
+
+def retry_after(message: str, default: float) -> float:
+    """The wait a rate-limited reply asks for ("retry after 0.25s")."""
+    _, _, rest = message.partition("retry after ")
+    try:
+        return float(rest.split("s")[0])
+    except ValueError:
+        return default
 
 
 def _with_trace(args: dict[str, Any]) -> dict[str, Any]:
@@ -170,19 +179,40 @@ class Client:
 
     def wait(self, job_id: str, timeout: float | None = None,
              on_update: Callable[[dict[str, Any]], None] | None = None, poll: float = 0.25) -> dict[str, Any]:
-        """Block until the job ends; returns it. `on_update` sees each state polled along the way."""
+        """Block until the job ends; returns it. `on_update` sees the job every `poll` seconds meanwhile.
+
+        Without `on_update` nothing is polled: the master says when the job ends (a `logs.follow` without
+        lines), so the answer comes the moment it is recorded.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        interval = min(poll, 0.005)
+        if on_update is None:
+            rid = self._send_request("logs.follow", {"id": job_id, "lines": False})
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"job {job_id} did not end within {timeout}s")
+                try:
+                    message = self._next_message(rid, self.timeout if left is None else min(self.timeout, left))
+                except MasterUnreachable:
+                    if left is not None and left <= self.timeout:
+                        raise TimeoutError(f"job {job_id} did not end within {timeout}s") from None
+                    raise
+                if message.kind is Kind.REPLY:
+                    if message.body["status"] != 200:
+                        raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+                    return self.get(job_id)
         while True:
-            job = self.get(job_id)
-            if on_update is not None:
-                on_update(job)
+            try:
+                job = self.get(job_id)
+            except RateLimited as exc:
+                time.sleep(retry_after(str(exc), poll))
+                continue
+            on_update(job)
             if job["status"] in TERMINAL:
                 return job
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
-            time.sleep(interval)
-            interval = min(poll, interval * 2)
+            time.sleep(poll)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("cancel", {"id": job_id})

@@ -472,7 +472,7 @@ class Coordinator:
         try:
             caller = self.authority.authenticate(body.get("key"))
             self.authority.authorize(caller, op)
-            kind = KIND_OF.get(op, "read")
+            kind = KIND_OF.get(op, "read") if args.get("lines", True) is not False else "read"  # a wait reads
             wait = self._limited(caller.key if caller.key != "-" else (self.sender or route.hex()), kind,
                                  caller.tenant, now)
             if wait is not None:

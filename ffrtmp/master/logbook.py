@@ -44,9 +44,13 @@ class Follower:
     attempt: int | None
     """Only this attempt's lines; None: every attempt from `min_attempt` on."""
     min_attempt: int = 0
+    lines: bool = True
+    """False: the follower only waits for the end (keep-alives and the final reply, no lines)."""
     sent: set[tuple[int, int]] = field(default_factory=set)
 
     def wants(self, attempt: int) -> bool:
+        if not self.lines:
+            return False
         return attempt == self.attempt if self.attempt is not None else attempt >= self.min_attempt
 
 
@@ -89,11 +93,16 @@ class Logbook:
     # ---- following --------------------------------------------------------------------------------
 
     def follow(self, route: bytes, rid: str, job: dict[str, Any], attempt: int | None, tail: int | None,
-               every_attempt: bool) -> None:
-        """Send what is stored, then either end (a finished job) or stream what comes."""
+               every_attempt: bool, lines: bool = True) -> None:
+        """Send what is stored, then either end (a finished job) or stream what comes.
+
+        With `lines` False this is a wait: no lines, just keep-alives and the final reply (`Client.wait`).
+        """
         latest = job["attempts"]
-        follower = Follower(route, rid, attempt, min_attempt=0 if every_attempt else latest)
-        if attempt is not None:
+        follower = Follower(route, rid, attempt, min_attempt=0 if every_attempt else latest, lines=lines)
+        if not lines:
+            stored = []
+        elif attempt is not None:
             stored = self.store.job_logs(job["id"], attempt=attempt, tail=tail)
         else:
             stored = self.store.job_logs(job["id"], tail=tail, min_attempt=follower.min_attempt)

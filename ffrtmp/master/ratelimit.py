@@ -17,8 +17,10 @@ KIND_OF = {
 }
 """Client operations by kind; anything else is a read. Worker messages are kind `node`."""
 
-DEFAULT_LIMITS = {"submit": (200.0, 400.0), "read": (100.0, 200.0), "logs": (20.0, 40.0), "node": (500.0, 1000.0)}
-"""(rate per second, burst) for each kind, per key."""
+DEFAULT_LIMITS = {"submit": (500.0, 1000.0), "read": (500.0, 1000.0), "logs": (50.0, 100.0),
+                  "node": (20_000.0, 40_000.0)}
+"""(rate per second, burst) for each kind, per key. A worker sends about two messages per job it runs, so
+its limit only stops a runaway: a busy worker of short jobs must never see its results dropped."""
 
 MAX_BUCKETS = 100_000
 """Beyond this many keys seen, idle full buckets are forgotten (they would refill anyway)."""

@@ -153,7 +153,7 @@ def logs(coordinator: Coordinator, caller: Principal, args: Args, now: float) ->
 def follow_logs(coordinator: Coordinator, caller: Principal, route: bytes, rid: str, args: Args, now: float) -> None:
     """Stream a job's log: stored lines, then new ones as they come, then a final reply when the job ends."""
     job, attempt, every, tail = _log_args(coordinator, caller, args)
-    coordinator.logbook.follow(route, rid, job, attempt, tail, every)
+    coordinator.logbook.follow(route, rid, job, attempt, tail, every, lines=args.get("lines", True) is not False)
 
 
 def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:
