@@ -118,24 +118,13 @@ class Client:
         return rid
 
     def _await_replies(self, rids: list[str], timeout: float) -> dict[str, Any]:
+        """The bodies of the final replies to `rids`; an error reply raises its error."""
         waiting, results = set(rids), {}
         deadline = time.monotonic() + timeout
         while waiting:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise MasterUnreachable(self._socket.explain_silence(timeout))
-            frame = self._socket.recv(min(left, 0.05))
-            if frame is None:
-                self._socket.poll_events()
-                if self._socket.handshake_error:
-                    raise MasterUnreachable(self._socket.explain_silence(timeout))
+            message = self._next_message(waiting, max(0.0, deadline - time.monotonic()), timeout)
+            if message.kind is not Kind.REPLY:
                 continue
-            try:
-                message = decode(frame)
-            except ProtocolError:
-                continue
-            if message.kind is not Kind.REPLY or message.body["rid"] not in waiting:
-                continue  # a late reply to an earlier, timed-out request
             waiting.discard(message.body["rid"])
             if message.body["status"] != 200:
                 raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
@@ -245,21 +234,29 @@ class Client:
             args["tail"] = tail
         return LogStream(self, self._send_request("logs.follow", args))
 
-    def _next_message(self, rid: str, timeout: float) -> Message:
-        """The next PARTIAL or REPLY for `rid`, or MasterUnreachable after `timeout` seconds of silence."""
-        deadline = time.monotonic() + timeout
+    def _next_message(self, rids: set[str] | str, left: float, timeout: float | None = None) -> Message:
+        """The next PARTIAL or REPLY to one of `rids` (late replies to earlier requests are skipped).
+
+        MasterUnreachable after `left` seconds without one, or at once when the CURVE handshake failed;
+        the message names the address, the `timeout` waited and what to check.
+        """
+        wanted = {rids} if isinstance(rids, str) else rids
+        deadline = time.monotonic() + left
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise MasterUnreachable(self._socket.explain_silence(timeout))
-            frame = self._socket.recv(min(left, 0.05))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MasterUnreachable(self._socket.explain_silence(timeout or left))
+            frame = self._socket.recv(min(remaining, 0.05))
             if frame is None:
+                self._socket.poll_events()
+                if self._socket.handshake_error:
+                    raise MasterUnreachable(self._socket.explain_silence(timeout or left))
                 continue
             try:
                 message = decode(frame)
             except ProtocolError:
                 continue
-            if message.kind in (Kind.PARTIAL, Kind.REPLY) and message.body.get("rid") == rid:
+            if message.kind in (Kind.PARTIAL, Kind.REPLY) and message.body.get("rid") in wanted:
                 return message
 
     # ---- nodes and the cluster ----------------------------------------------------------------------

@@ -111,6 +111,17 @@ class LocalCluster:
         self.workers[name] = proc
         return proc
 
+    def api_key(self, role: str, tenant: str) -> str:
+        """Issue an API key on this cluster's master database (as `ffrtmp keys api create` does)."""
+        from ffrtmp.master.auth import create_key
+        from ffrtmp.master.store import Store
+
+        store = Store(self.master_dir / "master.db")
+        try:
+            return create_key(store, role, tenant)[1]
+        finally:
+            store.close()
+
     def client(self, timeout: float = 10.0) -> Client:
         if not self.tls:
             return Client(self.url, timeout=timeout, tls=False)

@@ -8,7 +8,6 @@ sockets: they are not sent, printed or logged.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -118,12 +117,3 @@ def client_keypair(secret_path: Path | None = None) -> KeyPair:
     if not path.exists():
         write_certificates(path.parent, CLIENT_CERT_NAME)
     return load_keypair(path)
-
-
-def api_key_matches(expected: str | None, given: object) -> bool:
-    """Constant-time comparison; an open master (no key set) accepts everyone."""
-    if expected is None:
-        return True
-    if not isinstance(given, str):
-        return False
-    return hmac.compare_digest(expected.encode(), given.encode())

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ffrtmp.local import ClusterError, wait_for
 from ffrtmp.worker.tools import find_ffmpeg, find_gst_inspect, find_gstreamer
 from tests.rtmp import find_nginx_rtmp, rtmp_server  # noqa: F401 (the fixture, for every test file)
 
@@ -73,11 +73,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def eventually(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
                message: str = "condition") -> Any:
     """Wait for `condition()` to be truthy, with a deadline (never a bare sleep in a test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    try:
+        return wait_for(condition, timeout, message, interval)
+    except ClusterError as exc:
+        raise AssertionError(str(exc)) from None

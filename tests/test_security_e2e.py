@@ -24,14 +24,6 @@ def cli(cluster: LocalCluster, *args: str, key: str | None = None, extra: list[s
     return subprocess.run(argv, capture_output=True, text=True, env=cluster.env, timeout=timeout, check=False)
 
 
-def api_key(cluster: LocalCluster, role: str, tenant: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "ffrtmp", "keys", "api", "create", "--role", role, "--tenant",
-                           tenant, "--data-dir", str(cluster.master_dir), "--json"], capture_output=True, text=True,
-                          env=cluster.env, check=True)
-    token: str = json.loads(done.stdout)["key"]
-    return token
-
-
 def test_allow_keys_refuses_strangers_and_a_revoked_key_is_cut_off_without_restart(tmp_path: Path) -> None:
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -58,8 +50,8 @@ def test_allow_keys_refuses_strangers_and_a_revoked_key_is_cut_off_without_resta
 def test_tenants_see_only_their_own_jobs_over_the_cli(tmp_path: Path) -> None:
     with LocalCluster(tmp_path) as cluster:
         cluster.start_master()
-        acme, globex = api_key(cluster, "submit", "acme"), api_key(cluster, "submit", "globex")
-        worker = api_key(cluster, "worker", "ops")
+        acme, globex = cluster.api_key("submit", "acme"), cluster.api_key("submit", "globex")
+        worker = cluster.api_key("worker", "ops")
         cluster.start_worker("secure", "--api-key", worker)
         done = cli(cluster, "jobs", "submit", "--scenario", "mine", "--engine", "null", "--wait", key=acme)
         assert done.returncode == 0, done.stderr
@@ -79,7 +71,7 @@ def test_tenants_see_only_their_own_jobs_over_the_cli(tmp_path: Path) -> None:
 def test_a_rate_limited_client_gets_exit_5_while_another_is_served(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, master_args=["--rate-limit", "read=0.2/2"]) as cluster:
         cluster.start_master()
-        flood, calm = api_key(cluster, "read", "acme"), api_key(cluster, "read", "globex")
+        flood, calm = cluster.api_key("read", "acme"), cluster.api_key("read", "globex")
         results = [cli(cluster, "jobs", "list", key=flood) for _ in range(3)]
         assert [r.returncode for r in results[:2]] == [0, 0]
         assert results[2].returncode == 5 and "retry after" in results[2].stderr

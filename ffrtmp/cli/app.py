@@ -18,6 +18,7 @@ app = typer.Typer(
     help="A distributed FFmpeg/GStreamer job system: master, workers and clients over CURVE-encrypted ZeroMQ.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "KIND=RATE[/BURST]" must not read as markup
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -25,6 +25,16 @@ errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+TracingOption = Annotated[bool, typer.Option(
+    "--tracing/--no-tracing", envvar="FFRTMP_TRACING", help="Export OpenTelemetry traces (extra ffrtmp[tracing]).")]
+TracingEndpointOption = Annotated[str | None, typer.Option(
+    "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT", help="OTLP/HTTP endpoint (default localhost:4318).")]
+LogLevelOption = Annotated[str, typer.Option("--log-level", envvar="FFRTMP_LOG_LEVEL",
+                                             help="debug, info, warning, error")]
+LogFormatOption = Annotated[str, typer.Option("--log-format", envvar="FFRTMP_LOG_FORMAT", help="text or json (lines)")]
+"""Options the master and the worker share."""
+
+
 @dataclass
 class Connection:
     """How to reach the master, from the options every client command and `worker` take."""
@@ -105,7 +115,8 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["Connection", "console", "errors", "print_json", "duration_option", "setup_logging", "with_connection"]
+__all__ = ["Connection", "LogFormatOption", "LogLevelOption", "TracingEndpointOption", "TracingOption", "console",
+           "errors", "print_json", "duration_option", "setup_logging", "with_connection"]
 
 
 def duration_option(value: str | None, field: str) -> float | None:

@@ -16,7 +16,7 @@ from ffrtmp.errors import InvalidInput, JobFailed
 from ffrtmp.jobspec import parse_labels, validate_submission
 from ffrtmp.views import job_detail, job_progress, jobs_table
 
-app = typer.Typer(help="Submit and inspect jobs.", no_args_is_help=True)
+app = typer.Typer(help="Submit and inspect jobs.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _read_jobs_file(path: Path, defaults_: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ from ffrtmp.cli.common import console, print_json
 from ffrtmp.jobspec import check_name
 from ffrtmp.master.store import Store
 
-app = typer.Typer(help="CURVE key pairs for masters, workers and clients.", no_args_is_help=True)
+app = typer.Typer(help="CURVE key pairs for masters, workers and clients.", no_args_is_help=True,
+                  rich_markup_mode=None)
 
 
 @app.command("generate")
@@ -37,8 +38,9 @@ def generate(
 
 
 api = typer.Typer(help="API keys with roles and tenants, kept (hashed) in the master's database.",
-                  no_args_is_help=True)
-quota = typer.Typer(help="Per-tenant quotas: pending and running jobs.", no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
+quota = typer.Typer(help="Per-tenant quotas: pending and running jobs.", no_args_is_help=True,
+                    rich_markup_mode=None)
 app.add_typer(api, name="api")
 app.add_typer(quota, name="quota")
 

@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 
 from ffrtmp import defaults
-from ffrtmp.cli.common import duration_option, setup_logging
+from ffrtmp.cli.common import (
+    LogFormatOption,
+    LogLevelOption,
+    TracingEndpointOption,
+    TracingOption,
+    duration_option,
+    setup_logging,
+)
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import QUEUE_WEIGHTS
 from ffrtmp.master.coordinator import MasterConfig
@@ -70,12 +77,10 @@ def master(
                                           help="Absolute output paths under this root are accepted (repeatable)."),
     rate_limit: list[str] = typer.Option([], "--rate-limit", help="KIND=RATE[/BURST] per key: submit, read, logs "
                                          "or node (worker messages); 0 = unlimited (repeatable)."),
-    tracing: bool = typer.Option(False, "--tracing/--no-tracing", envvar="FFRTMP_TRACING",
-                                 help="Export OpenTelemetry traces (needs the extra ffrtmp[tracing])."),
-    tracing_endpoint: str = typer.Option(None, "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT",
-                                         help="OTLP/HTTP endpoint (default http://localhost:4318/v1/traces)."),
-    log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL", help="debug, info, warning, error"),
-    log_format: str = typer.Option("text", "--log-format", envvar="FFRTMP_LOG_FORMAT", help="text or json (lines)."),
+    tracing: TracingOption = False,
+    tracing_endpoint: TracingEndpointOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run the coordinator: ZeroMQ ROUTER + SQLite store + scheduler + metrics."""
     from ffrtmp.master.server import MasterOptions, MasterServer

@@ -7,7 +7,7 @@ import typer
 from ffrtmp.cli.common import Connection, console, print_json, with_connection
 from ffrtmp.views import node_detail, nodes_table
 
-app = typer.Typer(help="Inspect and drain worker nodes.", no_args_is_help=True)
+app = typer.Typer(help="Inspect and drain worker nodes.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("list")

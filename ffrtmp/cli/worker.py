@@ -12,7 +12,17 @@ from types import FrameType
 import typer
 
 from ffrtmp import defaults
-from ffrtmp.cli.common import Connection, console, print_json, setup_logging, with_connection
+from ffrtmp.cli.common import (
+    Connection,
+    LogFormatOption,
+    LogLevelOption,
+    TracingEndpointOption,
+    TracingOption,
+    console,
+    print_json,
+    setup_logging,
+    with_connection,
+)
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name, parse_labels
 
@@ -47,12 +57,10 @@ def worker(
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
     drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
-    tracing: bool = typer.Option(False, "--tracing/--no-tracing", envvar="FFRTMP_TRACING",
-                                 help="Export OpenTelemetry traces (needs the extra ffrtmp[tracing])."),
-    tracing_endpoint: str = typer.Option(None, "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT",
-                                         help="OTLP/HTTP endpoint (default http://localhost:4318/v1/traces)."),
-    log_level: str = typer.Option("info", "--log-level", envvar="FFRTMP_LOG_LEVEL", help="debug, info, warning, error"),
-    log_format: str = typer.Option("text", "--log-format", envvar="FFRTMP_LOG_FORMAT", help="text or json (lines)."),
+    tracing: TracingOption = False,
+    tracing_endpoint: TracingEndpointOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run a worker: join the master, run FFmpeg jobs, heartbeat, stream logs."""
     from ffrtmp.worker.capabilities import KNOWN_ENGINES, detect

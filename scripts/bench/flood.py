@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,14 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from ffrtmp.client import Client  # noqa: E402
 from ffrtmp.local import LocalCluster  # noqa: E402
 from ffrtmp.protocol import Kind, decode  # noqa: E402
-
-
-def api_key(cluster: LocalCluster, role: str, tenant: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "ffrtmp", "keys", "api", "create", "--role", role, "--tenant",
-                           tenant, "--data-dir", str(cluster.master_dir), "--json"], capture_output=True, text=True,
-                          env=cluster.env, check=True)
-    token: str = json.loads(done.stdout)["key"]
-    return token
 
 
 def flood(url: str, master_key: str, client_key: str, key: str, rate: float, seconds: float,
@@ -87,8 +78,8 @@ def main() -> None:
         cluster = LocalCluster(Path(root), master_args=["--rate-limit", f"read={args.limit}/{args.limit}"])
         with cluster:
             cluster.start_master()
-            flood_key, calm_key = api_key(cluster, "read", "noisy"), api_key(cluster, "submit", "calm")
-            cluster.start_worker("flood-worker", "--engines", "null", "--api-key", api_key(cluster, "worker", "ops"),
+            flood_key, calm_key = cluster.api_key("read", "noisy"), cluster.api_key("submit", "calm")
+            cluster.start_worker("flood-worker", "--engines", "null", "--api-key", cluster.api_key("worker", "ops"),
                                  slots=4)
             master_key, client_key = str(cluster.master_dir / "master.key"), str(cluster.root / "config" /
                                                                                  "client.key_secret")

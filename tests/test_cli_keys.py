@@ -1,0 +1,58 @@
+"""`ffrtmp keys api …` and `ffrtmp keys quota …` on a master's database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ffrtmp.cli.app import app
+from ffrtmp.errors import FfrtmpError
+from ffrtmp.master.auth import Authority
+from ffrtmp.master.store import Store
+
+
+def run(*args: str) -> tuple[int, str]:
+    """Exit code and output, as `ffrtmp` (whose main() maps errors to exit codes) would give them."""
+    result = CliRunner().invoke(app, list(args))
+    if isinstance(result.exception, FfrtmpError):
+        return result.exception.exit_code, result.output + str(result.exception)
+    return result.exit_code, result.output
+
+
+def test_create_list_and_revoke_an_api_key(tmp_path: Path) -> None:
+    Store(tmp_path / "master.db").close()
+    code, out = run("keys", "api", "create", "--role", "submit", "--tenant", "acme", "--data-dir", str(tmp_path),
+                    "--json")
+    assert code == 0
+    created = json.loads(out)
+    store = Store(tmp_path / "master.db")
+    try:
+        assert Authority(store, None).authenticate(created["key"]).tenant == "acme"
+    finally:
+        store.close()
+    code, out = run("keys", "api", "list", "--data-dir", str(tmp_path), "--json")
+    listed = json.loads(out)
+    assert [(k["id"], k["role"], k["tenant"], k["revoked_at"]) for k in listed] == [
+        (created["id"], "submit", "acme", None)]
+    assert created["key"] not in out, "a key is shown once, at creation"
+    assert run("keys", "api", "revoke", created["id"], "--data-dir", str(tmp_path))[0] == 0
+    assert json.loads(run("keys", "api", "list", "--data-dir", str(tmp_path), "--json")[1])[0]["revoked_at"]
+    assert run("keys", "api", "revoke", created["id"], "--data-dir", str(tmp_path))[0] == 6
+
+
+def test_bad_role_tenant_or_missing_database_name_the_problem(tmp_path: Path) -> None:
+    code, _ = run("keys", "api", "create", "--role", "root", "--data-dir", str(tmp_path))
+    assert code == 2, "no database there"
+    Store(tmp_path / "master.db").close()
+    assert run("keys", "api", "create", "--role", "root", "--data-dir", str(tmp_path))[0] == 2
+    assert run("keys", "api", "create", "--role", "read", "--tenant", "a b", "--data-dir", str(tmp_path))[0] == 2
+
+
+def test_quotas_are_set_and_listed(tmp_path: Path) -> None:
+    Store(tmp_path / "master.db").close()
+    assert run("keys", "quota", "set", "acme", "--max-pending", "10", "--data-dir", str(tmp_path))[0] == 0
+    code, out = run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")
+    assert json.loads(out) == {"acme": {"max_pending": 10, "max_running": None}}
+    assert run("keys", "quota", "set", "acme", "--max-running", "-1", "--data-dir", str(tmp_path))[0] == 2
