@@ -148,6 +148,17 @@ def m003_keys_and_tenants(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@MIGRATIONS()
+def m004_tenant_listing(db: sqlite_utils.Database) -> None:
+    """A tenant's listing newest first, with or without a status, without sorting the tenant's jobs."""
+    for statement in (
+        "DROP INDEX jobs_by_tenant",
+        "CREATE INDEX jobs_by_tenant ON jobs(tenant, status, seq)",
+        "CREATE INDEX jobs_by_tenant_seq ON jobs(tenant, seq)",
+    ):
+        db.execute(statement)
+
+
 def _loads(text: str | None, default: Any) -> Any:
     return json.loads(text) if text else default
 
