@@ -6,6 +6,8 @@ requires and turns anything malformed into one `ProtocolError`, so handlers only
 Worker → master: HELLO, HEARTBEAT, STARTED, LOG, RESULT, BYE.
 Master → worker: WELCOME, REFUSED, JOB, CANCEL, ACK, HEARTBEAT, RESYNC, DRAIN.
 Client ↔ master: REQUEST → zero or more PARTIAL, then one REPLY (the MDP/0.2 shape).
+Either way: BATCH, several messages of the kinds above in one frame (short jobs come by the thousand, and
+one frame for many costs far less than one each).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Kind(StrEnum):
     REQUEST = "request"
     PARTIAL = "partial"
     REPLY = "reply"
+    BATCH = "batch"
 
 
 _STR = (str,)
@@ -85,7 +88,11 @@ SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
     Kind.PARTIAL: {"rid": (_STR, True), "body": ((dict, list), True)},
     Kind.REPLY: {"rid": (_STR, True), "status": (_INT, True), "body": ((dict, list, type(None)), False),
                  "error": (_STR, False)},
+    Kind.BATCH: {"items": (_LIST, True)},
 }
+
+MAX_BATCH_ITEMS = 1000
+"""Messages one BATCH may carry (jobs for a worker, results and acknowledgements, …)."""
 
 MAX_STRING = 64 * 1024
 """No single string field of a message may be longer (log lines are cut well below this)."""
@@ -127,6 +134,36 @@ def decode(frame: bytes | str) -> Message:
         raise ProtocolError(f"{kind.value}: the body must be an object")
     _check_fields(kind, body)
     return Message(kind, body)
+
+
+def encode_batch(items: list[tuple[Kind, dict[str, Any]]]) -> bytes:
+    """One frame for several messages; a single message is sent as itself."""
+    if len(items) == 1:
+        return encode(*items[0])
+    return encode(Kind.BATCH, {"items": [{"k": kind.value, "b": body} for kind, body in items]})
+
+
+def unbatch(message: Message) -> list[Message]:
+    """The messages inside a BATCH, each checked like a frame of its own; a BATCH never holds a BATCH."""
+    items = message.body["items"]
+    if len(items) > MAX_BATCH_ITEMS:
+        raise ProtocolError(f"batch: more than {MAX_BATCH_ITEMS} items")
+    messages = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("b"), dict):
+            raise ProtocolError("batch: each item must be an object with a body")
+        try:
+            kind = Kind(str(item.get("k")))
+        except ValueError:
+            raise ProtocolError(f"batch: unknown message kind {item.get('k')!r}") from None
+        if kind is Kind.BATCH:
+            raise ProtocolError("batch: a batch cannot hold a batch")
+        try:
+            _check_fields(kind, item["b"])
+        except ProtocolError as exc:
+            raise ProtocolError(f"batch: {exc}") from None
+        messages.append(Message(kind, item["b"]))
+    return messages
 
 
 def _finite_float(text: str) -> float:

@@ -10,7 +10,7 @@ import pytest
 
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
 from ffrtmp.master.store import Store
-from ffrtmp.protocol import Kind, Message, decode, encode
+from ffrtmp.protocol import Kind, Message, decode, encode, unbatch
 
 T0 = 1_700_000_000.0
 
@@ -25,7 +25,9 @@ class Net:
     def send(self, route: bytes, frame: bytes) -> bool:
         if route in self.gone:
             return False
-        self.sent.append((route, decode(frame)))
+        message = decode(frame)
+        for one in unbatch(message) if message.kind is Kind.BATCH else [message]:
+            self.sent.append((route, one))
         return True
 
     def take(self, route: bytes, kind: Kind | None = None) -> list[Message]:

@@ -31,6 +31,7 @@ MINIMAL: dict[Kind, dict[str, Any]] = {
     Kind.REQUEST: {"rid": "r1", "op": "jobs.list"},
     Kind.PARTIAL: {"rid": "r1", "body": []},
     Kind.REPLY: {"rid": "r1", "status": 200},
+    Kind.BATCH: {"items": []},
 }
 
 REQUIRED = [(kind, name) for kind, schema in SCHEMAS.items() for name, (_, required) in schema.items() if required]
@@ -328,3 +329,30 @@ def mutated_messages(draw: st.DrawFn) -> dict[str, Any]:
 @given(mutated_messages())
 def test_mutated_valid_messages_decode_or_raise_protocol_error(message: dict[str, Any]) -> None:
     decode_or_protocol_error(json.dumps(message).encode())
+
+
+# ---- batches ------------------------------------------------------------------------------------------
+
+
+def test_a_batch_carries_checked_messages_and_a_single_one_goes_alone() -> None:
+    from ffrtmp.protocol import encode_batch, unbatch
+
+    assert decode(encode_batch([(Kind.ACK, {"job": "j", "attempt": 1})])).kind is Kind.ACK
+    batch = decode(encode_batch([(Kind.ACK, {"job": "j", "attempt": 1}), (Kind.BYE, {})]))
+    assert batch.kind is Kind.BATCH
+    assert unbatch(batch) == [Message(Kind.ACK, {"job": "j", "attempt": 1}), Message(Kind.BYE, {})]
+
+
+@pytest.mark.parametrize("items", [
+    [{"k": "ack", "b": {"job": "j"}}],                         # an item missing a field
+    [{"k": "nope", "b": {}}],                                  # an unknown kind
+    [{"k": "batch", "b": {"items": []}}],                      # a batch in a batch
+    [["ack"]],                                                 # not an object
+    [{"k": "ack", "b": {"job": "j", "attempt": 1}}] * 1001,    # too many
+])
+def test_a_bad_batch_item_rejects_the_batch(items: list[Any]) -> None:
+    from ffrtmp.errors import ProtocolError
+    from ffrtmp.protocol import unbatch
+
+    with pytest.raises(ProtocolError, match="batch"):
+        unbatch(decode(encode(Kind.BATCH, {"items": items})))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ import pytest
 
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec, validate_submission
-from ffrtmp.master import store as store_module
 from ffrtmp.master.store import Store
 
 T0 = 1_700_000_000.0
@@ -358,11 +356,10 @@ def test_retried_job_gets_a_new_attempt_number(store: Store) -> None:
 
 
 @pytest.fixture
-def fixed_ids(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def fixed_ids(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ids = ["abc" + "0" * 29, "abc" + "1" * 29, "def" + "2" * 29]
     values = iter(ids)
-    fake_uuid = types.SimpleNamespace(uuid4=lambda: types.SimpleNamespace(hex=next(values)))
-    monkeypatch.setattr(store_module, "uuid", fake_uuid)
+    monkeypatch.setattr(store, "new_job_id", lambda: next(values))
     return ids
 
 
@@ -601,3 +598,56 @@ def test_listings_walk_an_index_in_order_without_sorting(store: Store) -> None:
         query = statements[-1]
         plan = " | ".join(row["detail"] for row in store.conn.execute("EXPLAIN QUERY PLAN " + query))
         assert "TEMP B-TREE" not in plan, (status, tenant, plan)
+
+
+def test_status_counts_follow_every_transition_without_recounting(store: Store) -> None:
+    import random
+
+    rng = random.Random(3)
+    ids = store.insert_jobs([spec(queue=rng.choice(["live", "batch"]), priority=rng.choice(["high", "low"]))
+                             for _ in range(40)], T0, 3)
+    store.status_counts()  # counted once here; from now on kept up to date
+    store.pending_by_queue()
+    for _ in range(300):
+        job_id = rng.choice(ids)
+        job = store.get_job(job_id)
+        assert job is not None
+        attempt, status = job["attempts"], job["status"]
+        with store.transaction():
+            if status == "pending" and rng.random() < 0.5:
+                store.assign_job(job_id, "n1", T0)
+            elif status == "assigned":
+                choice = rng.randrange(3)
+                if choice == 0:
+                    store.mark_running(job_id, attempt, T0)
+                elif choice == 1:
+                    store.finish_job(job_id, attempt, "completed", T0, started_at=T0)
+                else:
+                    store.requeue_job(job_id, attempt, T0, failure="worker_lost", error=None, not_before=T0)
+            elif status == "running":
+                if rng.random() < 0.5:
+                    store.finish_job(job_id, attempt, "failed", T0, error="x")
+                else:
+                    store.cancel_job(job_id, T0)
+            elif status in ("failed", "canceled"):
+                store.retry_job(job_id, T0)
+            elif status == "pending":
+                store.cancel_job(job_id, T0)
+    kept = store.status_counts()
+    recounted = {row["status"]: row["n"] for row in
+                 store.conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")}
+    assert kept == recounted
+    depth: dict[str, dict[str, int]] = {}
+    for row in store.conn.execute("SELECT queue, priority, count(*) FROM jobs WHERE status = 'pending'"
+                                  " GROUP BY queue, priority"):
+        depth.setdefault(row[0], {})[row[1]] = row[2]
+    assert store.pending_by_queue() == depth
+
+
+def test_a_rolled_back_transition_is_recounted(store: Store) -> None:
+    job_id = add(store)
+    assert store.status_counts() == {"pending": 1}
+    with pytest.raises(RuntimeError), store.transaction():
+        store.assign_job(job_id, "n1", T0)
+        raise RuntimeError("boom")
+    assert store.status_counts() == {"pending": 1}

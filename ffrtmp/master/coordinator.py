@@ -28,7 +28,7 @@ from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.scheduler import place
 from ffrtmp.master.store import Store
-from ffrtmp.protocol import Kind, Message, decode, encode
+from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, Message, decode, encode, encode_batch, unbatch
 
 log = logging.getLogger("ffrtmp.master")
 
@@ -96,6 +96,7 @@ class Coordinator:
         self.by_route: dict[bytes, str] = {}
         self.counters = Counters()
         self.outbox: list[tuple[bytes, bytes, Callable[[], None] | None]] = []
+        self.acks: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
         self.dirty = False
         self.next_retry_due: float | None = None
         self.last_maintenance = 0.0
@@ -179,11 +180,16 @@ class Coordinator:
     def handle_frame(self, route: bytes, frame: bytes, now: float, sender: str | None = None) -> None:
         try:
             message = decode(frame)
+            messages = unbatch(message) if message.kind is Kind.BATCH else [message]
         except ProtocolError as exc:
             self.counters.malformed += 1
             log.debug("dropped a malformed message: %s", exc)
             self._answer_malformed(route, frame, exc)
             return
+        for one in messages:
+            self.handle_message(route, one, now, sender)
+
+    def handle_message(self, route: bytes, message: Message, now: float, sender: str | None) -> None:
         kind = message.kind.value
         self.counters.messages[kind] = self.counters.messages.get(kind, 0) + 1
         handler = self._handlers.get(message.kind)
@@ -199,7 +205,7 @@ class Coordinator:
             if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", now):
                 return  # a worker flooding the master: dropped (results are resent, heartbeats come again)
         self.sender = sender
-        queued = len(self.outbox)
+        queued, acked = len(self.outbox), len(self.acks.get(route, []))
         try:
             with self.store.savepoint():
                 handler(self, route, message, now)
@@ -209,6 +215,7 @@ class Coordinator:
         except Exception:
             # A bug must cost one message, never the master: undo its writes and replies, say so, go on.
             del self.outbox[queued:]
+            del self.acks.get(route, [])[acked:]  # unacknowledged, the worker sends its result again
             self.counters.malformed += 1
             log.exception("internal error while handling %s; the message was dropped", kind)
             if message.kind is Kind.REQUEST:
@@ -245,7 +252,14 @@ class Coordinator:
         """Send after the current transaction commits; `on_fail` runs (in a new transaction) if it cannot go."""
         self.outbox.append((route, frame, on_fail))
 
+    def ack(self, route: bytes, job_id: str, attempt: int) -> None:
+        """Acknowledge a RESULT; a batch's acknowledgements to one worker leave as one frame."""
+        self.acks.setdefault(route, []).append((Kind.ACK, {"job": job_id, "attempt": attempt}))
+
     def flush(self) -> None:
+        for route, acks in self.acks.items():
+            self.outbox.append((route, encode_batch(acks), None))
+        self.acks = {}
         outbox, self.outbox = self.outbox, []
         failed: list[Callable[[], None]] = []
         for route, frame, on_fail in outbox:
@@ -260,13 +274,14 @@ class Coordinator:
                 self.dispatch(time.time())
             self.flush()
 
-    def _job_undeliverable(self, route: bytes, job_id: str) -> Callable[[], None]:
+    def _jobs_undeliverable(self, route: bytes, job_ids: list[str]) -> Callable[[], None]:
         def recover() -> None:
             session = self.session_of(route)
-            state = session.attempts.get(job_id) if session is not None else None
-            if session is not None and state is not None:
-                self.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
-                                    "the worker could not be reached", time.time())
+            for job_id in job_ids:
+                state = session.attempts.get(job_id) if session is not None else None
+                if session is not None and state is not None:
+                    self.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
+                                        "the worker could not be reached", time.time())
 
         return recover
 
@@ -293,8 +308,10 @@ class Coordinator:
         not_before = self.config.retry.next_try(failure, attempt, job["max_retries"], now, self.rng)
         self.observer.attempt_failed(job_id, attempt, session.name, failure, error, not_before, now)
         if not_before is None:
-            if self.store.finish_job(job_id, attempt, "failed", now, error=error, failure=failure, metrics=metrics):
-                self.job_finished(job_id)
+            finished = self.store.finish_job(job_id, attempt, "failed", now, error=error, failure=failure,
+                                             metrics=metrics)
+            if finished is not None:
+                self.job_finished(finished)
             log.info("job %s attempt %d failed for good on %s: %s: %s", job_id, attempt, session.name, failure,
                      error, extra=_context(job_id, attempt, session.name))
             return
@@ -314,16 +331,17 @@ class Coordinator:
 
     def job_started(self, job_id: str, attempt: int, at: float) -> None:
         """The attempt runs: record it (once) and tell the observers."""
-        if self.store.mark_running(job_id, attempt, at):
-            job = self.store.get_job(job_id)
-            if job is not None:
-                self.observer.job_running(job, at)
+        job = self.store.mark_running(job_id, attempt, at)
+        if job is not None:
+            self.observer.job_running(job, at)
 
-    def job_finished(self, job_id: str) -> None:
-        """A job reached completed, failed or canceled: tell its log followers and the metrics."""
-        job = self.store.get_job(job_id)
-        if job is None:
-            return
+    def job_finished(self, job: dict[str, Any] | str) -> None:
+        """A job reached completed, failed or canceled (its row, or its id): tell its followers and observers."""
+        if isinstance(job, str):
+            found = self.store.get_job(job)
+            if found is None:
+                return
+            job = found
         self.logbook.job_ended(job)
         self.activity.record(job["status"], job["finished_at"] or time.time())
         self.observer.job_finished(job, time.time())
@@ -451,6 +469,7 @@ class Coordinator:
             return
         rows = {job["id"]: job for job in examined}
         picks = [(rows[job_id], node_name) for job_id, node_name in assignments]
+        outgoing: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
         for (job, node_name), attempt in zip(picks, self.store.assign_jobs(picks, now), strict=True):
             job_id, session = job["id"], self.nodes[node_name]
             spec = {key: job[key] for key in SPEC_FIELDS}
@@ -462,7 +481,11 @@ class Coordinator:
             trace = self.observer.trace_carrier(job_id)
             if trace:
                 body["trace"] = trace
-            self.queue(session.route, encode(Kind.JOB, body), self._job_undeliverable(session.route, job_id))
+            outgoing.setdefault(session.route, []).append((Kind.JOB, body))
+        for route, jobs in outgoing.items():  # one frame per worker per pass
+            for start in range(0, len(jobs), MAX_BATCH_ITEMS):
+                chunk = jobs[start:start + MAX_BATCH_ITEMS]
+                self.queue(route, encode_batch(chunk), self._jobs_undeliverable(route, [b["job"] for _, b in chunk]))
 
     # ---- client requests --------------------------------------------------------------------------
 

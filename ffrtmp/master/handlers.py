@@ -196,7 +196,7 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
     body = message.body
     job_id, attempt = body["job"], body["attempt"]
     # Always acknowledge, even a stale or repeated result, so the worker stops resending it.
-    coordinator.queue(route, encode(Kind.ACK, {"job": job_id, "attempt": attempt}))
+    coordinator.ack(route, job_id, attempt)
     session = coordinator.session_of(route)
     if session is None or not session.runs(job_id, attempt):
         coordinator.counters.stale += 1
@@ -207,29 +207,33 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         return
     status = body["status"]
     metrics = body.get("metrics") or {}
-    if isinstance(body.get("started_at"), int | float):  # STARTED was folded into this RESULT
-        coordinator.job_started(job_id, attempt, min(max(float(body["started_at"]),
-                                                         session.attempts[job_id].assigned_at), now))
+    # A short attempt folds its STARTED into the RESULT: its start time, trusted within the attempt's life.
+    folded = body.get("started_at")
+    started = min(max(float(folded), session.attempts[job_id].assigned_at), now) \
+        if isinstance(folded, int | float) else None
     if body.get("refused") is True and status == "failed":
         # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
         session.remove(job_id)
         coordinator.store.requeue_job(job_id, attempt, now, failure=Failure.WORKER_LOST, error=str(body.get("error")),
-                               not_before=now + REFUSAL_DELAY, avoid=session.name, free=True)
+                                      not_before=now + REFUSAL_DELAY, avoid=session.name, free=True)
         coordinator.retry_due(now + REFUSAL_DELAY)
         coordinator.dirty = True
         return
-    if status == "completed":
+    if status in ("completed", "canceled"):
         session.remove(job_id)
-        if coordinator.store.finish_job(job_id, attempt, "completed", now, metrics=metrics, output=body.get("output")):
-            coordinator.job_finished(job_id)
-    elif status == "canceled" and coordinator.store.get_job(job_id) is not None:
-        session.remove(job_id)
-        if coordinator.store.finish_job(job_id, attempt, "canceled", now, error=body.get("error") or "canceled",
-                                        failure=Failure.CANCELED, metrics=metrics):
-            coordinator.job_finished(job_id)
+        finished = coordinator.store.finish_job(
+            job_id, attempt, status, now, metrics=metrics, started_at=started,
+            **({"output": body.get("output")} if status == "completed" else
+               {"error": body.get("error") or "canceled", "failure": Failure.CANCELED}))
+        if finished is not None:
+            if started is not None:
+                coordinator.observer.job_running(finished, started)
+            coordinator.job_finished(finished)
     else:
+        if started is not None:
+            coordinator.job_started(job_id, attempt, started)
         coordinator.attempt_failed(session, job_id, attempt, classify(body.get("failure")),
-                             str(body.get("error") or "the attempt failed")[:2000], now, metrics)
+                                   str(body.get("error") or "the attempt failed")[:2000], now, metrics)
     coordinator.dirty = True
 
 

@@ -9,9 +9,10 @@ job's current attempt number, so a late message from an older attempt changes no
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-import uuid
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,11 +151,15 @@ def m003_keys_and_tenants(db: sqlite_utils.Database) -> None:
 
 @MIGRATIONS()
 def m004_tenant_listing(db: sqlite_utils.Database) -> None:
-    """A tenant's listing newest first, with or without a status, without sorting the tenant's jobs."""
+    """A tenant's listing newest first without sorting its jobs, and its pending count for quotas.
+
+    Neither index holds the status of every job: a job changes status four times in its life, and an
+    index on it would be rewritten each time (these are what the hot path pays for).
+    """
     for statement in (
         "DROP INDEX jobs_by_tenant",
-        "CREATE INDEX jobs_by_tenant ON jobs(tenant, status, seq)",
         "CREATE INDEX jobs_by_tenant_seq ON jobs(tenant, seq)",
+        "CREATE INDEX jobs_pending_by_tenant ON jobs(tenant) WHERE status = 'pending'",
     ):
         db.execute(statement)
 
@@ -186,7 +191,14 @@ class Store:
         # last commits. Measured: 4x the commit rate of FULL (research/zmq-perf.md §6).
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=10000")
+        self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: the hot pages of a big store stay in memory
+        self.conn.execute("PRAGMA temp_store=MEMORY")
         self._depth = 0
+        self._counts: Counter[str] | None = None
+        """Jobs per status, kept up to date by every transition (so `stats` costs nothing on a big store);
+        None after a rollback, and recounted when next asked."""
+        self._queue_depth: Counter[tuple[str, str]] | None = None
+        """Pending jobs per (queue, priority), kept the same way (queue depth for `stats` and `top`)."""
         self.on_commit: Callable[[float], None] | None = None
         """Told how long each COMMIT took (metrics)."""
         MIGRATIONS.apply(sqlite_utils.Database(self.conn))
@@ -210,6 +222,7 @@ class Store:
             yield
         except BaseException:
             self._depth = 0
+            self._counts = self._queue_depth = None
             self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
@@ -225,10 +238,21 @@ class Store:
         try:
             yield
         except BaseException:
+            self._counts = self._queue_depth = None
             self.conn.execute("ROLLBACK TO message")
             self.conn.execute("RELEASE message")
             raise
         self.conn.execute("RELEASE message")
+
+    def _moved(self, old: str | None, new: str | None, count: int = 1, lane: tuple[str, str] | None = None) -> None:
+        """`count` jobs went from status `old` to `new`; `lane` (queue, priority) when one side is pending."""
+        if self._counts is not None:
+            if old is not None:
+                self._counts[old] -= count
+            if new is not None:
+                self._counts[new] += count
+        if self._queue_depth is not None and lane is not None and (old == "pending") != (new == "pending"):
+            self._queue_depth[lane] += count if new == "pending" else -count
 
     def _history(self, job_id: str, now: float, status: str, reason: str,
                  attempt: int | None = None, node: str | None = None) -> None:
@@ -237,12 +261,17 @@ class Store:
 
     # ---- jobs -----------------------------------------------------------------------------------------
 
+    @staticmethod
+    def new_job_id() -> str:
+        """128 random bits in hex, as a uuid4 but without building a UUID object (it shows in profiles)."""
+        return os.urandom(16).hex()
+
     def insert_jobs(self, specs: Iterable[JobSpec], now: float, default_max_retries: int,
                     tenant: str = "") -> list[str]:
         ids: list[str] = []
         rows = []
         for spec in specs:
-            job_id = uuid.uuid4().hex
+            job_id = self.new_job_id()
             ids.append(job_id)
             retries = default_max_retries if spec.max_retries is None else spec.max_retries
             rows.append((job_id, spec.scenario, spec.queue, spec.priority, spec.weight, spec.engine,
@@ -252,6 +281,9 @@ class Store:
             " max_retries, timeout, created_at) VALUES (?, 'pending', ?,?,?,?,?,?,?,?,?,?,?)", rows)
         self.conn.executemany("INSERT INTO history (job_id, at, status, reason) VALUES (?,?,'pending','submitted')",
                               [(job_id, now) for job_id in ids])
+        self._moved(None, "pending", len(ids))
+        if self._queue_depth is not None:
+            self._queue_depth.update((row[2], row[3]) for row in rows)  # (queue, priority) of each new job
         return ids
 
     def resolve_job_id(self, prefix: str, tenant: str | None = None) -> str:
@@ -325,7 +357,10 @@ class Store:
 
     def status_counts(self, tenant: str | None = None) -> dict[str, int]:
         if tenant is None:
-            rows = self.conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+            if self._counts is None:
+                rows = self.conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+                self._counts = Counter({row["status"]: row["n"] for row in rows})
+            return {status: n for status, n in self._counts.items() if n}
         else:
             rows = self.conn.execute("SELECT status, count(*) AS n FROM jobs WHERE tenant = ? GROUP BY status",
                                      (tenant,))
@@ -338,6 +373,16 @@ class Store:
     def pending_by_queue(self, tenant: str | None = None) -> dict[str, dict[str, int]]:
         """Pending jobs per queue and priority (queue depth), of one tenant or all."""
         depth: dict[str, dict[str, int]] = {}
+        if tenant is None and self._queue_depth is not None:
+            for (queue, priority), count in self._queue_depth.items():
+                if count:
+                    depth.setdefault(queue, {})[priority] = count
+            return depth
+        if tenant is None:
+            rows = self.conn.execute("SELECT queue, priority, count(*) FROM jobs WHERE status = 'pending'"
+                                     " GROUP BY queue, priority")
+            self._queue_depth = Counter({(row[0], row[1]): row[2] for row in rows})
+            return self.pending_by_queue()
         for row in self.conn.execute("SELECT queue, priority, count(*) FROM jobs WHERE status = 'pending'"
                                      " AND (? IS NULL OR tenant = ?) GROUP BY queue, priority", (tenant, tenant)):
             depth.setdefault(row[0], {})[row[1]] = row[2]
@@ -353,6 +398,7 @@ class Store:
         if row is None:
             raise NotFound(f"job {job_id} is not pending")
         attempt = int(row["attempts"])
+        self._moved("pending", "assigned", lane=(row["queue"], row["priority"]))
         self.conn.execute("INSERT INTO attempts (job_id, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
                           (job_id, attempt, node, "assigned", now))
         self._history(job_id, now, "assigned", f"assigned to {node}", attempt, node)
@@ -373,6 +419,8 @@ class Store:
             [(attempt, node, job["id"], job["attempts"]) for (job, node), attempt in zip(picks, attempts, strict=True)])
         if cur.rowcount != len(picks):
             raise NotFound("a job to dispatch was no longer pending")
+        for job, _ in picks:
+            self._moved("pending", "assigned", lane=(job["queue"], job["priority"]))
         self.conn.executemany("INSERT INTO attempts (job_id, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
                               [(job["id"], attempt, node, "assigned", now)
                                for (job, node), attempt in zip(picks, attempts, strict=True)])
@@ -381,17 +429,19 @@ class Store:
                                for (job, node), attempt in zip(picks, attempts, strict=True)])
         return attempts
 
-    def mark_running(self, job_id: str, attempt: int, started_at: float) -> bool:
-        cur = self.conn.execute(
+    def mark_running(self, job_id: str, attempt: int, started_at: float) -> dict[str, Any] | None:
+        """assigned → running; returns the job as stored, or None when the attempt is stale or not assigned."""
+        row = self.conn.execute(
             "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?)"
-            " WHERE id = ? AND attempts = ? AND status = 'assigned' RETURNING node", (started_at, job_id, attempt))
-        row = cur.fetchone()
+            " WHERE id = ? AND attempts = ? AND status = 'assigned' RETURNING *", (started_at, job_id, attempt)
+        ).fetchone()
         if row is None:
-            return False
+            return None
+        self._moved("assigned", "running")
         self.conn.execute("UPDATE attempts SET status = 'running', started_at = ? WHERE job_id = ? AND attempt = ?",
                           (started_at, job_id, attempt))
-        self._history(job_id, started_at, "running", f"running on {row[0]}", attempt, row[0])
-        return True
+        self._history(job_id, started_at, "running", f"running on {row['node']}", attempt, row["node"])
+        return _job(row)
 
     def record_progress(self, job_id: str, attempt: int, progress: float | None, metrics: dict[str, Any]) -> bool:
         cur = self.conn.execute(
@@ -402,24 +452,35 @@ class Store:
 
     def finish_job(self, job_id: str, attempt: int, status: str, now: float, *, error: str | None = None,
                    failure: str | None = None, metrics: dict[str, Any] | None = None,
-                   output: str | None = None) -> bool:
-        """Record the end of the current attempt as the end of the job, exactly once.
+                   output: str | None = None, started_at: float | None = None) -> dict[str, Any] | None:
+        """Record the end of the current attempt as the end of the job, exactly once; returns the job.
 
-        False when the attempt is stale or the job already ended (a late or repeated result changes nothing).
+        None when the attempt is stale or the job already ended (a late or repeated result changes nothing).
+        `started_at`: the attempt's start, when no STARTED came before this result (recorded as well).
         """
+        before = self.conn.execute("SELECT status FROM jobs WHERE id = ? AND attempts = ?", (job_id, attempt)
+                                   ).fetchone()
+        if before is None or before[0] not in ACTIVE:
+            return None
         progress = 1.0 if status == "completed" else None
-        cur = self.conn.execute(
+        began = now if started_at is None else min(started_at, now)
+        row = self.conn.execute(
             "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failure = ?, metrics = ?, output = ?,"
             " progress = coalesce(?, progress), started_at = coalesce(started_at, ?)"
-            " WHERE id = ? AND attempts = ? AND status IN ('assigned','running') RETURNING node",
-            (status, now, error, failure, _dumps(metrics or {}), output, progress, now, job_id, attempt))
-        row = cur.fetchone()
-        if row is None:
-            return False
-        self._end_attempt(job_id, attempt, status, now, error, failure)
-        reason = "completed" if status == "completed" else (error or status)
-        self._history(job_id, now, status, reason, attempt, row[0])
-        return True
+            " WHERE id = ? AND attempts = ? AND status = ? RETURNING *",
+            (status, now, error, failure, _dumps(metrics or {}), output, progress, began, job_id, attempt, before[0])
+        ).fetchone()
+        self._moved(before[0], status)
+        self.conn.execute("UPDATE attempts SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
+                          " error = ?, failure = ? WHERE job_id = ? AND attempt = ?",
+                          (status, began, now, error, failure, job_id, attempt))
+        node = row["node"]
+        events = [(job_id, now, status, attempt, node, "completed" if status == "completed" else (error or status))]
+        if started_at is not None and before[0] == "assigned":
+            events.insert(0, (job_id, began, "running", attempt, node, f"running on {node}"))
+        self.conn.executemany("INSERT INTO history (job_id, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
+                              events)
+        return _job(row)
 
     def requeue_job(self, job_id: str, attempt: int, now: float, *, failure: str, error: str | None,
                     not_before: float, avoid: str | None = None, free: bool = False) -> bool:
@@ -427,10 +488,11 @@ class Store:
 
         `free`: the attempt does not count against the job's retries (the worker turned it down).
         """
-        row = self.conn.execute("SELECT avoid FROM jobs WHERE id = ? AND attempts = ? AND status IN "
-                                "('assigned','running')", (job_id, attempt)).fetchone()
+        row = self.conn.execute("SELECT avoid, status, queue, priority FROM jobs WHERE id = ? AND attempts = ?"
+                                " AND status IN ('assigned','running')", (job_id, attempt)).fetchone()
         if row is None:
             return False
+        self._moved(row["status"], "pending", lane=(row["queue"], row["priority"]))
         nodes = _loads(row[0], [])
         if avoid and avoid not in nodes:
             nodes.append(avoid)
@@ -447,9 +509,11 @@ class Store:
         """A requeued job whose attempt turns out to be still running on `node` → running again, same attempt."""
         cur = self.conn.execute(
             "UPDATE jobs SET status = 'running', node = ?, not_before = 0, error = NULL, failure = NULL"
-            " WHERE id = ? AND attempts = ? AND status = 'pending'", (node, job_id, attempt))
-        if cur.rowcount != 1:
+            " WHERE id = ? AND attempts = ? AND status = 'pending' RETURNING queue, priority", (node, job_id, attempt))
+        adopted = cur.fetchone()
+        if adopted is None:
             return False
+        self._moved("pending", "running", lane=(adopted[0], adopted[1]))
         self.conn.execute("UPDATE attempts SET status = 'running', finished_at = NULL, error = NULL, failure = NULL"
                           " WHERE job_id = ? AND attempt = ?", (job_id, attempt))
         self._history(job_id, now, "running", f"adopted back: {node} still runs it", attempt, node)
@@ -467,6 +531,7 @@ class Store:
             return None
         self.conn.execute("UPDATE jobs SET status = 'canceled', finished_at = ?, error = ?, failure = 'canceled'"
                           " WHERE id = ?", (now, reason, job_id))
+        self._moved(job["status"], "canceled", lane=(job["queue"], job["priority"]))
         if job["status"] in ACTIVE:
             self._end_attempt(job_id, job["attempts"], "canceled", now, reason, "canceled")
         self._history(job_id, now, "canceled", reason, job["attempts"] or None, job["node"])
@@ -474,12 +539,14 @@ class Store:
 
     def retry_job(self, job_id: str, now: float) -> bool:
         """A failed or canceled job → pending again, with its retry budget renewed."""
+        before = self.conn.execute("SELECT status, queue, priority FROM jobs WHERE id = ?", (job_id,)).fetchone()
         cur = self.conn.execute(
             "UPDATE jobs SET status = 'pending', not_before = 0, finished_at = NULL, error = NULL, failure = NULL,"
             " node = NULL, progress = NULL, max_retries = max_retries + attempts WHERE id = ?"
             " AND status IN ('failed','canceled')", (job_id,))
         if cur.rowcount != 1:
             return False
+        self._moved(before[0], "pending", lane=(before[1], before[2]))
         self._history(job_id, now, "pending", "retried by hand")
         return True
 

@@ -23,7 +23,7 @@ from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput, ProtocolError
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import FIELDS, validate_submission
-from ffrtmp.protocol import Kind, Message, decode, encode
+from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, Message, decode, encode, encode_batch, unbatch
 from ffrtmp.security import KeyPair
 from ffrtmp.transport import DealerSocket
 from ffrtmp.worker.capabilities import Capabilities
@@ -79,7 +79,10 @@ class Agent:
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_write, False)
         self.attempts: dict[str, Attempt] = {}
-        self.unacked: dict[tuple[str, int], tuple[bytes, float]] = {}
+        self.unacked: dict[tuple[str, int], tuple[dict[str, Any], float]] = {}
+        """RESULT bodies sent and not yet acknowledged, with when they were last sent."""
+        self.results_due: list[dict[str, Any]] = []
+        """RESULT bodies to send at the end of this pass, together."""
         self.logs = LogShipper(self._send)
         self.sock: DealerSocket | None = None
         self.poller = zmq.Poller()
@@ -160,6 +163,7 @@ class Agent:
         now = time.monotonic()
         self.drain_events()
         self.logs.flush(now)
+        self.send_results()
         self.keep_alive(now)
         self.check_stop(now)
 
@@ -187,10 +191,11 @@ class Agent:
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + self.heartbeat_interval
             self._send(encode(Kind.HEARTBEAT, self.heartbeat_body()))
-        for key, (frame, sent_at) in list(self.unacked.items()):
+        for key, (body, sent_at) in list(self.unacked.items()):
             if now - sent_at >= defaults.RESULT_RESEND_INTERVAL:
-                self.unacked[key] = (frame, now)
-                self._send(frame)
+                self.unacked[key] = (body, now)
+                self.results_due.append(body)
+        self.send_results()
         if now - self.last_heard > self.node_timeout:
             delay = self.reconnect_delay * self.rng.uniform(0.5, 1.0)
             log.warning("master %s silent for %.0fs: reconnecting", self.options.master, now - self.last_heard)
@@ -207,15 +212,17 @@ class Agent:
     def on_frame(self, frame: bytes, now: float) -> None:
         try:
             message = decode(frame)
+            messages = unbatch(message) if message.kind is Kind.BATCH else [message]
         except ProtocolError as exc:
             log.warning("dropped a malformed message from the master: %s", exc)
             return
         self.last_heard = now
-        handler = getattr(self, f"on_{message.kind.value}", None)
-        if handler is None:
-            log.debug("ignored %s from the master", message.kind.value)
-            return
-        handler(message, now)
+        for one in messages:
+            handler = getattr(self, f"on_{one.kind.value}", None)
+            if handler is None:
+                log.debug("ignored %s from the master", one.kind.value)
+                continue
+            handler(one, now)
 
     def on_welcome(self, message: Message, now: float) -> None:
         self.welcomed = self.ever_welcomed = True
@@ -223,8 +230,8 @@ class Agent:
         self.heartbeat_interval = float(message.body["heartbeat_interval"]) or self.heartbeat_interval
         self.node_timeout = float(message.body["node_timeout"]) or self.node_timeout
         self.next_heartbeat = now
-        for frame, _ in self.unacked.values():
-            self._send(frame)
+        self.results_due.extend(body for body, _ in self.unacked.values())
+        self.send_results()
         log.info("joined %s as %s (%d slots)", self.options.master, self.options.name, self.options.slots)
 
     def on_refused(self, message: Message, now: float) -> None:
@@ -280,8 +287,10 @@ class Agent:
                 "ffrtmp.run", carrier=message.body.get("trace"), attributes={
                     "ffrtmp.job": job_id, "ffrtmp.attempt": number, "ffrtmp.node": self.options.name,
                     "ffrtmp.engine": spec.get("engine"), "ffrtmp.scenario": spec.get("scenario")})
-        log.info("job %s attempt %d: %s %s", job_id, number, spec.get("engine"), spec.get("scenario"),
-                 extra={"job": job_id, "attempt": number, "node": self.options.name})
+        # null jobs come by the thousand: they are logged at debug level only
+        log.log(logging.DEBUG if spec.get("engine") == "null" else logging.INFO, "job %s attempt %d: %s %s",
+                job_id, number, spec.get("engine"), spec.get("scenario"),
+                extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.attempts[job_id] = attempt
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.capabilities.encoder_map(),
                                self.emit, cpu_count=self.capabilities.cpu_count,
@@ -331,9 +340,10 @@ class Agent:
             self.completed += 1
         else:
             self.failed += 1
-        log.info("job %s attempt %d %s%s", job_id, number, result["status"],
-                 f": {result.get('error')}" if result.get("error") else "",
-                 extra={"job": job_id, "attempt": number, "node": self.options.name})
+        null = current is not None and current.spec.get("engine") == "null"
+        log.log(logging.DEBUG if null else logging.INFO, "job %s attempt %d %s%s", job_id, number, result["status"],
+                f": {result.get('error')}" if result.get("error") else "",
+                extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.logs.flush_job(job_id, number)
         span = self.spans.pop((job_id, number), None)
         if span is not None:
@@ -349,9 +359,14 @@ class Agent:
             body["refused"] = True
         if "started_at" in result:
             body["started_at"] = result["started_at"]
-        frame = encode(Kind.RESULT, body)
-        self.unacked[(job_id, number)] = (frame, time.monotonic())
-        self._send(frame)
+        self.unacked[(job_id, number)] = (body, time.monotonic())
+        self.results_due.append(body)
+
+    def send_results(self) -> None:
+        """Send the results due, many in one frame: with short jobs a worker finishes hundreds a pass."""
+        due, self.results_due = self.results_due, []
+        for start in range(0, len(due), MAX_BATCH_ITEMS):
+            self._send(encode_batch([(Kind.RESULT, body) for body in due[start:start + MAX_BATCH_ITEMS]]))
 
     # ---- stopping ---------------------------------------------------------------------------------
 
