@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,25 +20,21 @@ from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import handlers, requests
 from ffrtmp.master.activity import Activity
-from ffrtmp.master.auth import Authority, quotas
+from ffrtmp.master.auth import Authority
+from ffrtmp.master.dispatch import dispatch_pass
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
-from ffrtmp.master.scheduler import place
 from ffrtmp.master.store import Store
-from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, Message, decode, encode, encode_batch, unbatch
+from ffrtmp.protocol import Kind, Message, decode, encode, encode_batch, unbatch
 
 log = logging.getLogger("ffrtmp.master")
 
 Send = Callable[[bytes, bytes], bool]
-SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout")
-"""What a JOB message tells the worker about the job."""
 TIMEOUT_GRACE = 30.0
 """The master stops an attempt this long after its timeout; the worker's own timeout should fire first."""
-DISPATCH_SCAN_LIMIT = 5000
-"""Pending jobs one dispatch pass looks at, at most, past jobs that no free node can run."""
 
 
 @dataclass
@@ -274,7 +270,7 @@ class Coordinator:
                 self.dispatch(time.time())
             self.flush()
 
-    def _jobs_undeliverable(self, route: bytes, job_ids: list[str]) -> Callable[[], None]:
+    def jobs_undeliverable(self, route: bytes, job_ids: list[str]) -> Callable[[], None]:
         def recover() -> None:
             session = self.session_of(route)
             for job_id in job_ids:
@@ -409,18 +405,6 @@ class Coordinator:
         duration = params.get("duration") if isinstance(params, dict) else None
         return default_timeout(float(duration) if isinstance(duration, int | float) else defaults.DEFAULT_DURATION)
 
-    def _tenant_room(self) -> dict[str, int]:
-        """Running slots each tenant with a running quota may still fill."""
-        limits = {name: quota["max_running"] for name, quota in quotas(self.store).items()
-                  if quota["max_running"] is not None}
-        if not limits:
-            return {}
-        for session in self.nodes.values():
-            for state in session.attempts.values():
-                if state.tenant in limits and not state.stopping:
-                    limits[state.tenant] -= 1
-        return limits
-
     def dispatch(self, now: float) -> None:
         """Place pending jobs on free slots (claims in bulk, inside the caller's transaction).
 
@@ -430,62 +414,11 @@ class Coordinator:
         queued = len(self.outbox)
         try:
             with self.store.savepoint():
-                self._dispatch(now)
+                dispatch_pass(self, now)
         except Exception:
             del self.outbox[queued:]
             log.exception("dispatch pass failed; it is retried at the next tick")
             self.retry_due(now + 1.0)
-
-    def _dispatch(self, now: float) -> None:
-        nodes = [s.view() for s in self.nodes.values() if s.status != "offline"]
-        free = sum(n.free for n in nodes)
-        if free <= 0:
-            return
-        candidates = self.store.pending_candidates(now, limit=DISPATCH_SCAN_LIMIT, aged_before=(
-            now - self.config.max_wait if self.config.max_wait is not None else None))
-        examined: list[dict[str, Any]] = []
-        room = self._tenant_room()
-        held: dict[str, str] = {}
-
-        def tracked() -> Iterator[dict[str, Any]]:
-            for job in candidates:
-                examined.append(job)
-                tenant = job["tenant"]
-                if tenant in room:
-                    if room[tenant] <= 0:  # the tenant runs as many jobs as its quota allows
-                        held[job["id"]] = f"tenant {tenant!r} is at its running quota"
-                        continue
-                    room[tenant] -= 1  # counted as soon as offered: at worst one pass under-fills
-                yield job
-
-        assignments, reasons = place(tracked(), nodes)
-        candidates.close()
-        reasons.update(held)
-        for job in examined:
-            reason = reasons.get(job["id"])
-            if reason is not None and reason != job["reason"]:
-                self.store.set_wait_reason(job["id"], reason)
-        if not assignments:
-            return
-        rows = {job["id"]: job for job in examined}
-        picks = [(rows[job_id], node_name) for job_id, node_name in assignments]
-        outgoing: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
-        for (job, node_name), attempt in zip(picks, self.store.assign_jobs(picks, now), strict=True):
-            job_id, session = job["id"], self.nodes[node_name]
-            spec = {key: job[key] for key in SPEC_FIELDS}
-            self.observer.job_assigned(job_id, attempt, node_name, now)
-            session.add(job_id, attempt, now, job["queue"], self.timeout_of(job["timeout"], job["params"]),
-                        tenant=job["tenant"])
-            assert session.route is not None
-            body: dict[str, Any] = {"job": job_id, "attempt": attempt, "spec": spec}
-            trace = self.observer.trace_carrier(job_id)
-            if trace:
-                body["trace"] = trace
-            outgoing.setdefault(session.route, []).append((Kind.JOB, body))
-        for route, jobs in outgoing.items():  # one frame per worker per pass
-            for start in range(0, len(jobs), MAX_BATCH_ITEMS):
-                chunk = jobs[start:start + MAX_BATCH_ITEMS]
-                self.queue(route, encode_batch(chunk), self._jobs_undeliverable(route, [b["job"] for _, b in chunk]))
 
     # ---- client requests --------------------------------------------------------------------------
 

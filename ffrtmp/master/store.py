@@ -8,7 +8,6 @@ job's current attempt number, so a late message from an older attempt changes no
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -19,167 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
+from ffrtmp.master.columns import from_json, to_json
+from ffrtmp.master.schema import MIGRATIONS
+from ffrtmp.master.store_logs import LogRows
+from ffrtmp.master.store_nodes import NodeRows
 
 ACTIVE = ("assigned", "running")
 CANDIDATE_COLUMNS = "id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority, timeout"
 """What dispatch reads of a pending job: enough to place it and to tell the worker about it."""
 TERMINAL = ("completed", "failed", "canceled")
 
-MIGRATIONS = Migrations("ffrtmp")
-
-
-@MIGRATIONS()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    for statement in (
-        """CREATE TABLE jobs (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            id TEXT NOT NULL UNIQUE,
-            status TEXT NOT NULL,
-            scenario TEXT NOT NULL,
-            queue TEXT NOT NULL,
-            priority TEXT NOT NULL,
-            weight INTEGER NOT NULL,
-            engine TEXT NOT NULL,
-            params TEXT NOT NULL,
-            labels TEXT NOT NULL DEFAULT '{}',
-            tenant TEXT NOT NULL DEFAULT '',
-            max_retries INTEGER NOT NULL,
-            timeout REAL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            node TEXT,
-            progress REAL,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            not_before REAL NOT NULL DEFAULT 0,
-            error TEXT,
-            failure TEXT,
-            output TEXT,
-            metrics TEXT NOT NULL DEFAULT '{}',
-            avoid TEXT NOT NULL DEFAULT '[]',
-            reason TEXT
-        )""",
-        # The dispatch order (SPEC §3): weight, then FIFO. The index matches the ORDER BY exactly.
-        "CREATE INDEX jobs_dispatch ON jobs(weight DESC, seq) WHERE status = 'pending'",
-        "CREATE INDEX jobs_by_status ON jobs(status, seq)",
-        """CREATE TABLE attempts (
-            job_id TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            node TEXT NOT NULL,
-            status TEXT NOT NULL,
-            assigned_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            error TEXT,
-            failure TEXT,
-            PRIMARY KEY (job_id, attempt)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX attempts_active ON attempts(node) WHERE status IN ('assigned', 'running')",
-        """CREATE TABLE history (
-            job_id TEXT NOT NULL,
-            at REAL NOT NULL,
-            status TEXT NOT NULL,
-            attempt INTEGER,
-            node TEXT,
-            reason TEXT
-        )""",
-        "CREATE INDEX history_by_job ON history(job_id)",
-        """CREATE TABLE nodes (
-            name TEXT PRIMARY KEY,
-            fingerprint TEXT NOT NULL,
-            status TEXT NOT NULL,
-            version TEXT NOT NULL,
-            slots INTEGER NOT NULL,
-            engines TEXT NOT NULL,
-            encoders TEXT NOT NULL DEFAULT '{}',
-            labels TEXT NOT NULL DEFAULT '{}',
-            resources TEXT NOT NULL DEFAULT '{}',
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL
-        )""",
-        """CREATE TABLE logs (
-            job_id TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            seq INTEGER NOT NULL,
-            at REAL NOT NULL,
-            stream TEXT NOT NULL,
-            line TEXT NOT NULL
-        )""",
-        "CREATE INDEX logs_by_job ON logs(job_id, attempt, seq)",
-    ):
-        db.execute(statement)
-
-
-@MIGRATIONS()
-def m002_log_accounting(db: sqlite_utils.Database) -> None:
-    """Per-job log size for the cap and for retention by total size."""
-    for statement in (
-        "ALTER TABLE jobs ADD COLUMN log_bytes INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE jobs ADD COLUMN log_dropped INTEGER NOT NULL DEFAULT 0",
-        "CREATE INDEX jobs_with_logs ON jobs(finished_at) WHERE log_bytes > 0 AND finished_at IS NOT NULL",
-    ):
-        db.execute(statement)
-
-
-@MIGRATIONS()
-def m003_keys_and_tenants(db: sqlite_utils.Database) -> None:
-    """API keys with roles and tenants (stored hashed), per-tenant quotas, and each node's CURVE key."""
-    for statement in (
-        """CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            hash TEXT NOT NULL,
-            role TEXT NOT NULL,
-            tenant TEXT NOT NULL,
-            note TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL,
-            revoked_at REAL
-        )""",
-        """CREATE TABLE tenants (
-            name TEXT PRIMARY KEY,
-            max_pending INTEGER,
-            max_running INTEGER
-        )""",
-        "ALTER TABLE nodes ADD COLUMN curve_key TEXT",
-        "CREATE INDEX jobs_by_tenant ON jobs(tenant, status)",
-    ):
-        db.execute(statement)
-
-
-@MIGRATIONS()
-def m004_tenant_listing(db: sqlite_utils.Database) -> None:
-    """A tenant's listing newest first without sorting its jobs, and its pending count for quotas.
-
-    Neither index holds the status of every job: a job changes status four times in its life, and an
-    index on it would be rewritten each time (these are what the hot path pays for).
-    """
-    for statement in (
-        "DROP INDEX jobs_by_tenant",
-        "CREATE INDEX jobs_by_tenant_seq ON jobs(tenant, seq)",
-        "CREATE INDEX jobs_pending_by_tenant ON jobs(tenant) WHERE status = 'pending'",
-    ):
-        db.execute(statement)
-
-
-def _loads(text: str | None, default: Any) -> Any:
-    return json.loads(text) if text else default
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _job(row: sqlite3.Row) -> dict[str, Any]:
     job = dict(row)
     for key, default in (("params", {}), ("labels", {}), ("metrics", {}), ("avoid", [])):
-        job[key] = _loads(job[key], default)
+        job[key] = from_json(job[key], default)
     return job
 
 
-class Store:
+class Store(LogRows, NodeRows):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -275,7 +136,7 @@ class Store:
             ids.append(job_id)
             retries = default_max_retries if spec.max_retries is None else spec.max_retries
             rows.append((job_id, spec.scenario, spec.queue, spec.priority, spec.weight, spec.engine,
-                         _dumps(spec.params), _dumps(spec.labels), tenant, retries, spec.timeout, now))
+                         to_json(spec.params), to_json(spec.labels), tenant, retries, spec.timeout, now))
         self.conn.executemany(
             "INSERT INTO jobs (id, status, scenario, queue, priority, weight, engine, params, labels, tenant,"
             " max_retries, timeout, created_at) VALUES (?, 'pending', ?,?,?,?,?,?,?,?,?,?,?)", rows)
@@ -403,8 +264,8 @@ class Store:
                           (job_id, attempt, node, "assigned", now))
         self._history(job_id, now, "assigned", f"assigned to {node}", attempt, node)
         return {"attempt": attempt, "scenario": row["scenario"], "engine": row["engine"], "queue": row["queue"],
-                "priority": row["priority"], "params": _loads(row["params"], {}),
-                "labels": _loads(row["labels"], {}), "timeout": row["timeout"], "tenant": row["tenant"]}
+                "priority": row["priority"], "params": from_json(row["params"], {}),
+                "labels": from_json(row["labels"], {}), "timeout": row["timeout"], "tenant": row["tenant"]}
 
     def assign_jobs(self, picks: list[tuple[dict[str, Any], str]], now: float) -> list[int]:
         """Many pending → assigned at once (dispatch): `picks` are candidate rows with their node.
@@ -447,7 +308,7 @@ class Store:
         cur = self.conn.execute(
             "UPDATE jobs SET progress = ?, metrics = ? WHERE id = ? AND attempts = ?"
             " AND status IN ('assigned','running')",
-            (progress, _dumps(metrics), job_id, attempt))
+            (progress, to_json(metrics), job_id, attempt))
         return cur.rowcount == 1
 
     def finish_job(self, job_id: str, attempt: int, status: str, now: float, *, error: str | None = None,
@@ -468,7 +329,7 @@ class Store:
             "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failure = ?, metrics = ?, output = ?,"
             " progress = coalesce(?, progress), started_at = coalesce(started_at, ?)"
             " WHERE id = ? AND attempts = ? AND status = ? RETURNING *",
-            (status, now, error, failure, _dumps(metrics or {}), output, progress, began, job_id, attempt, before[0])
+            (status, now, error, failure, to_json(metrics or {}), output, progress, began, job_id, attempt, before[0])
         ).fetchone()
         self._moved(before[0], status)
         self.conn.execute("UPDATE attempts SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
@@ -493,13 +354,13 @@ class Store:
         if row is None:
             return False
         self._moved(row["status"], "pending", lane=(row["queue"], row["priority"]))
-        nodes = _loads(row[0], [])
+        nodes = from_json(row[0], [])
         if avoid and avoid not in nodes:
             nodes.append(avoid)
         self.conn.execute(
             "UPDATE jobs SET status = 'pending', node = NULL, progress = NULL, not_before = ?, error = ?,"
             " failure = ?, avoid = ?, max_retries = max_retries + ? WHERE id = ?",
-            (not_before, error, failure, _dumps(nodes), int(free), job_id))
+            (not_before, error, failure, to_json(nodes), int(free), job_id))
         self._end_attempt(job_id, attempt, "failed", now, error, failure)
         wait = f", retry in {not_before - now:.0f}s" if not_before > now + 0.5 else ""
         self._history(job_id, now, "pending", f"{failure}: {error or 'attempt ended'}{wait}", attempt, avoid)
@@ -559,101 +420,10 @@ class Store:
             " FROM attempts a JOIN jobs j"
             " ON j.id = a.job_id AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
             " AND j.status IN ('assigned','running')")
-        return [{**dict(row), "params": _loads(row["params"], {})} for row in rows]
-
-    # ---- logs -----------------------------------------------------------------------------------------
-
-    def append_logs(self, job_id: str, attempt: int, lines: list[tuple[int, float, str, str]],
-                    dropped: int = 0) -> None:
-        """Store lines (seq, at, stream, text) and account for their size; `dropped` counts lines cut by the cap."""
-        self.conn.executemany("INSERT INTO logs (job_id, attempt, seq, at, stream, line) VALUES (?,?,?,?,?,?)",
-                              [(job_id, attempt, *line) for line in lines])
-        size = sum(len(line[3]) + 1 for line in lines)
-        self.conn.execute("UPDATE jobs SET log_bytes = log_bytes + ?, log_dropped = log_dropped + ? WHERE id = ?",
-                          (size, dropped, job_id))
-
-    def log_size(self, job_id: str) -> tuple[int, int]:
-        """(bytes stored, lines dropped by the cap) for one job."""
-        row = self.conn.execute("SELECT log_bytes, log_dropped FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return (int(row[0]), int(row[1])) if row else (0, 0)
-
-    def total_log_bytes(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(sum(log_bytes), 0) FROM jobs").fetchone()[0])
-
-    def jobs_with_old_logs(self, finished_before: float | None, limit: int) -> list[tuple[str, int]]:
-        """(job id, log bytes) of finished jobs that still hold logs, oldest first; before a time when given."""
-        sql = ("SELECT id, log_bytes FROM jobs INDEXED BY jobs_with_logs WHERE log_bytes > 0"
-               " AND finished_at IS NOT NULL")
-        args: tuple[Any, ...] = (limit,)
-        if finished_before is not None:
-            sql += " AND finished_at < ?"
-            args = (finished_before, limit)
-        rows = self.conn.execute(sql + " ORDER BY finished_at LIMIT ?", args)
-        return [(row[0], int(row[1])) for row in rows]
-
-    def delete_logs(self, job_ids: list[str]) -> None:
-        marks = ",".join("?" * len(job_ids))
-        self.conn.execute(f"DELETE FROM logs WHERE job_id IN ({marks})", job_ids)
-        self.conn.execute(f"UPDATE jobs SET log_bytes = 0 WHERE id IN ({marks})", job_ids)
-
-    def job_logs(self, job_id: str, attempt: int | None = None, tail: int | None = None,
-                 min_attempt: int | None = None) -> list[dict[str, Any]]:
-        """Lines of one attempt, or of all (`attempt` None), or of `min_attempt` onward; the last `tail` only."""
-        where = "job_id = ?"
-        args: list[Any] = [job_id]
-        if attempt is not None:
-            where += " AND attempt = ?"
-            args.append(attempt)
-        if min_attempt is not None:
-            where += " AND attempt >= ?"
-            args.append(min_attempt)
-        if tail is not None:
-            sql = (f"SELECT * FROM (SELECT attempt, seq, at, stream, line FROM logs WHERE {where}"
-                   " ORDER BY attempt DESC, seq DESC LIMIT ?) ORDER BY attempt, seq")
-            args.append(tail)
-        else:
-            sql = f"SELECT attempt, seq, at, stream, line FROM logs WHERE {where} ORDER BY attempt, seq"
-        return [dict(row) for row in self.conn.execute(sql, args)]
-
-    # ---- nodes ----------------------------------------------------------------------------------------
-
-    def upsert_node(self, node: dict[str, Any], now: float) -> None:
-        self.conn.execute(
-            "INSERT INTO nodes (name, fingerprint, status, version, slots, engines, encoders, labels, resources,"
-            " first_seen, last_seen, curve_key) VALUES (:name, :fingerprint, :status, :version, :slots, :engines,"
-            " :encoders, :labels, :resources, :now, :now, :curve_key)"
-            " ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint,"
-            " status = excluded.status, version = excluded.version, slots = excluded.slots,"
-            " engines = excluded.engines, encoders = excluded.encoders, labels = excluded.labels,"
-            " resources = excluded.resources, last_seen = excluded.last_seen, curve_key = excluded.curve_key",
-            {**{k: node.get(k) for k in ("name", "fingerprint", "status", "version", "slots", "curve_key")},
-             "engines": _dumps(node.get("engines", [])), "encoders": _dumps(node.get("encoders", {})),
-             "labels": _dumps(node.get("labels", {})), "resources": _dumps(node.get("resources", {})), "now": now})
-
-    def update_node(self, name: str, *, status: str | None = None, last_seen: float | None = None,
-                    resources: dict[str, Any] | None = None) -> None:
-        self.conn.execute(
-            "UPDATE nodes SET status = coalesce(?, status), last_seen = coalesce(?, last_seen),"
-            " resources = coalesce(?, resources) WHERE name = ?",
-            (status, last_seen, _dumps(resources) if resources is not None else None, name))
-
-    def list_nodes(self) -> list[dict[str, Any]]:
-        return [_node(row) for row in self.conn.execute("SELECT * FROM nodes ORDER BY name")]
-
-    def get_node(self, name: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM nodes WHERE name = ?", (name,)).fetchone()
-        return _node(row) if row else None
-
+        return [{**dict(row), "params": from_json(row["params"], {})} for row in rows]
 
 def _job_light(row: sqlite3.Row) -> dict[str, Any]:
-    return {"id": row["id"], "engine": row["engine"], "queue": row["queue"], "params": _loads(row["params"], {}),
-            "labels": _loads(row["labels"], {}), "avoid": _loads(row["avoid"], []), "reason": row["reason"],
+    return {"id": row["id"], "engine": row["engine"], "queue": row["queue"], "params": from_json(row["params"], {}),
+            "labels": from_json(row["labels"], {}), "avoid": from_json(row["avoid"], []), "reason": row["reason"],
             "attempts": row["attempts"], "tenant": row["tenant"], "scenario": row["scenario"],
             "priority": row["priority"], "timeout": row["timeout"]}
-
-
-def _node(row: sqlite3.Row) -> dict[str, Any]:
-    node = dict(row)
-    for key, default in (("engines", []), ("encoders", {}), ("labels", {}), ("resources", {})):
-        node[key] = _loads(node[key], default)
-    return node

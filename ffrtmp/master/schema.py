@@ -1,0 +1,140 @@
+"""The master database's schema, as sqlite-utils migrations applied in order when a store opens."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("ffrtmp")
+
+
+@MIGRATIONS()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    for statement in (
+        """CREATE TABLE jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL,
+            scenario TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            priority TEXT NOT NULL,
+            weight INTEGER NOT NULL,
+            engine TEXT NOT NULL,
+            params TEXT NOT NULL,
+            labels TEXT NOT NULL DEFAULT '{}',
+            tenant TEXT NOT NULL DEFAULT '',
+            max_retries INTEGER NOT NULL,
+            timeout REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            node TEXT,
+            progress REAL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            not_before REAL NOT NULL DEFAULT 0,
+            error TEXT,
+            failure TEXT,
+            output TEXT,
+            metrics TEXT NOT NULL DEFAULT '{}',
+            avoid TEXT NOT NULL DEFAULT '[]',
+            reason TEXT
+        )""",
+        # The dispatch order (SPEC §3): weight, then FIFO. The index matches the ORDER BY exactly.
+        "CREATE INDEX jobs_dispatch ON jobs(weight DESC, seq) WHERE status = 'pending'",
+        "CREATE INDEX jobs_by_status ON jobs(status, seq)",
+        """CREATE TABLE attempts (
+            job_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            node TEXT NOT NULL,
+            status TEXT NOT NULL,
+            assigned_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            error TEXT,
+            failure TEXT,
+            PRIMARY KEY (job_id, attempt)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX attempts_active ON attempts(node) WHERE status IN ('assigned', 'running')",
+        """CREATE TABLE history (
+            job_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            status TEXT NOT NULL,
+            attempt INTEGER,
+            node TEXT,
+            reason TEXT
+        )""",
+        "CREATE INDEX history_by_job ON history(job_id)",
+        """CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            version TEXT NOT NULL,
+            slots INTEGER NOT NULL,
+            engines TEXT NOT NULL,
+            encoders TEXT NOT NULL DEFAULT '{}',
+            labels TEXT NOT NULL DEFAULT '{}',
+            resources TEXT NOT NULL DEFAULT '{}',
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL
+        )""",
+        """CREATE TABLE logs (
+            job_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            stream TEXT NOT NULL,
+            line TEXT NOT NULL
+        )""",
+        "CREATE INDEX logs_by_job ON logs(job_id, attempt, seq)",
+    ):
+        db.execute(statement)
+
+
+@MIGRATIONS()
+def m002_log_accounting(db: sqlite_utils.Database) -> None:
+    """Per-job log size for the cap and for retention by total size."""
+    for statement in (
+        "ALTER TABLE jobs ADD COLUMN log_bytes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN log_dropped INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX jobs_with_logs ON jobs(finished_at) WHERE log_bytes > 0 AND finished_at IS NOT NULL",
+    ):
+        db.execute(statement)
+
+
+@MIGRATIONS()
+def m003_keys_and_tenants(db: sqlite_utils.Database) -> None:
+    """API keys with roles and tenants (stored hashed), per-tenant quotas, and each node's CURVE key."""
+    for statement in (
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        )""",
+        """CREATE TABLE tenants (
+            name TEXT PRIMARY KEY,
+            max_pending INTEGER,
+            max_running INTEGER
+        )""",
+        "ALTER TABLE nodes ADD COLUMN curve_key TEXT",
+        "CREATE INDEX jobs_by_tenant ON jobs(tenant, status)",
+    ):
+        db.execute(statement)
+
+
+@MIGRATIONS()
+def m004_tenant_listing(db: sqlite_utils.Database) -> None:
+    """A tenant's listing newest first without sorting its jobs, and its pending count for quotas.
+
+    Neither index holds the status of every job: a job changes status four times in its life, and an
+    index on it would be rewritten each time (these are what the hot path pays for).
+    """
+    for statement in (
+        "DROP INDEX jobs_by_tenant",
+        "CREATE INDEX jobs_by_tenant_seq ON jobs(tenant, seq)",
+        "CREATE INDEX jobs_pending_by_tenant ON jobs(tenant) WHERE status = 'pending'",
+    ):
+        db.execute(statement)

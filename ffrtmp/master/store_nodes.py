@@ -1,0 +1,50 @@
+"""Worker nodes in the master database: one row per name (a unique key: no duplicates by construction)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from ffrtmp.master.columns import from_json, to_json
+
+
+class NodeRows:
+    """The node part of `Store` (a mixin: it uses the store's connection)."""
+
+    conn: sqlite3.Connection
+
+    def upsert_node(self, node: dict[str, Any], now: float) -> None:
+        self.conn.execute(
+            "INSERT INTO nodes (name, fingerprint, status, version, slots, engines, encoders, labels, resources,"
+            " first_seen, last_seen, curve_key) VALUES (:name, :fingerprint, :status, :version, :slots, :engines,"
+            " :encoders, :labels, :resources, :now, :now, :curve_key)"
+            " ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint,"
+            " status = excluded.status, version = excluded.version, slots = excluded.slots,"
+            " engines = excluded.engines, encoders = excluded.encoders, labels = excluded.labels,"
+            " resources = excluded.resources, last_seen = excluded.last_seen, curve_key = excluded.curve_key",
+            {**{k: node.get(k) for k in ("name", "fingerprint", "status", "version", "slots", "curve_key")},
+             "engines": to_json(node.get("engines", [])), "encoders": to_json(node.get("encoders", {})),
+             "labels": to_json(node.get("labels", {})), "resources": to_json(node.get("resources", {})), "now": now})
+
+    def update_node(self, name: str, *, status: str | None = None, last_seen: float | None = None,
+                    resources: dict[str, Any] | None = None) -> None:
+        self.conn.execute(
+            "UPDATE nodes SET status = coalesce(?, status), last_seen = coalesce(?, last_seen),"
+            " resources = coalesce(?, resources) WHERE name = ?",
+            (status, last_seen, to_json(resources) if resources is not None else None, name))
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return [_node(row) for row in self.conn.execute("SELECT * FROM nodes ORDER BY name")]
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM nodes WHERE name = ?", (name,)).fetchone()
+        return _node(row) if row else None
+
+
+def _node(row: sqlite3.Row) -> dict[str, Any]:
+    node = dict(row)
+    for key, default in (("engines", []), ("encoders", {}), ("labels", {}), ("resources", {})):
+        node[key] = from_json(node[key], default)
+    return node
+
+
