@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Overhead on real work: the same short FFmpeg transcodes through ffrtmp and through `xargs -P 2`.
+
+N identical transcodes (default 40; 640x360, 3 s, 30 fps, libx264 veryfast at 1000k, from one input
+generated beforehand and not timed) through a real master and 2 workers × 1 slot, from `submit_many` to the
+last completion; then the very argv the workers ran (each job's log starts with `$ ARGV`), outputs moved to a
+scratch dir, run with `xargs -P 2`. Rounds alternate (ffrtmp, xargs, ffrtmp, xargs, …) so that neither
+side always gets the warmer machine; the ratio is the sum of ffrtmp's wall times over the sum of xargs'.
+ffrtmp runs FFmpeg under `nice -n 10` (by design, so the master and workers stay responsive); xargs runs
+the argv as logged, without nice.
+
+    python scripts/bench/overhead.py [--transcodes 40] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import emit
+
+from ffrtmp.local import LocalCluster, wait_for
+
+WORKERS = ["real-1", "real-2"]
+SIZE, FPS, SECONDS = "640x360", 30, 3
+
+
+def make_input(ffmpeg: str, path: Path) -> None:
+    subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", f"testsrc2=size={SIZE}:rate={FPS}", "-vf", "noise=alls=10:allf=u,format=yuv420p",
+                    "-t", str(SECONDS), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", str(path)],
+                   check=True)
+
+
+def job_spec(source: Path) -> dict[str, object]:
+    return {"scenario": "bench-real", "engine": "ffmpeg", "input": str(source), "resolution": SIZE, "fps": FPS,
+            "duration": SECONDS, "codec": "h264", "preset": "veryfast", "bitrate": "1000k"}
+
+
+def through_ffrtmp(cluster: LocalCluster, source: Path, count: int) -> tuple[float, list[str]]:
+    """Wall seconds from submit to the last completion, and the job ids."""
+    with cluster.client(timeout=60) as client:
+        base = client.stats()["jobs"]
+        started = time.perf_counter()
+        ids = client.submit_many([job_spec(source)] * count)
+
+        def ended() -> bool:
+            jobs = client.stats()["jobs"]
+            return sum(jobs[s] - base[s] for s in ("completed", "failed", "canceled")) >= count
+
+        wait_for(ended, 600, f"{count} transcodes to end", 0.02)
+        wall = time.perf_counter() - started
+        failed = [j for j in (client.get(i) for i in ids) if j["status"] != "completed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} transcodes did not complete: {failed[0].get('error')}")
+    return wall, ids
+
+
+def logged_argv(cluster: LocalCluster, ids: list[str], out_dir: Path) -> list[list[str]]:
+    """The argv each job ran (its log's `$ …` line), with the output moved to `out_dir`."""
+    commands = []
+    with cluster.client() as client:
+        for job_id in ids:
+            job = client.get(job_id)
+            line = next(item["line"] for item in client.logs(job_id)["lines"] if item["line"].startswith("$ "))
+            argv = line[2:].split(" ")
+            if " ".join(argv) != line[2:] or argv[-1] != job["output"]:
+                raise RuntimeError(f"cannot take the argv back from {line!r}")
+            commands.append([*argv[:-1], str(out_dir / Path(argv[-1]).name)])
+    return commands
+
+
+def through_xargs(commands: list[list[str]], scratch: Path) -> float:
+    listing = scratch / "commands.txt"
+    listing.write_text("".join(shlex.join(argv) + "\n" for argv in commands))
+    started = time.perf_counter()
+    subprocess.run(["xargs", "-P", "2", "-L", "1", "-a", str(listing), "env"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transcodes", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise SystemExit("ffmpeg is not installed")
+    with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-real-") as tmp:
+        root = Path(tmp)
+        source = root / "input.mp4"
+        make_input(ffmpeg, source)
+        ours, theirs = [], []
+        with LocalCluster(root / "cluster") as cluster:
+            cluster.start_master()
+            for name in WORKERS:
+                cluster.start_worker(name, "--engines", "ffmpeg", slots=1)
+            cluster.wait_for_nodes(WORKERS)
+            for round_ in range(1, args.rounds + 1):
+                wall, ids = through_ffrtmp(cluster, source, args.transcodes)
+                ours.append(wall)
+                out_dir = root / f"xargs-{round_}"
+                out_dir.mkdir()
+                commands = logged_argv(cluster, ids, out_dir)
+                theirs.append(through_xargs(commands, root))
+                emit({"bench": "overhead_round", "round": round_, "transcodes": args.transcodes,
+                      "ffrtmp_seconds": round(ours[-1], 3), "xargs_seconds": round(theirs[-1], 3),
+                      "ratio": round(ours[-1] / theirs[-1], 4)})
+        ratio = sum(ours) / sum(theirs)
+        emit({"bench": "overhead", "system": "ffrtmp", "transcodes": args.transcodes, "rounds": args.rounds,
+              "ffrtmp_seconds": round(sum(ours) / len(ours), 3), "xargs_seconds": round(sum(theirs) / len(theirs), 3),
+              "ratio": round(ratio, 4), "overhead_percent": round((ratio - 1) * 100, 2),
+              "work": f"{SIZE} {SECONDS}s {FPS}fps libx264 veryfast 1000k, 2 workers x 1 slot vs xargs -P 2",
+              "command": " ".join(commands[0])})
+
+
+if __name__ == "__main__":
+    main()
