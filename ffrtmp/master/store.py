@@ -52,7 +52,7 @@ class Store(LogRows, NodeRows):
         # last commits. Measured: 4x the commit rate of FULL (research/zmq-perf.md §6).
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=10000")
-        self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: the hot pages of a big store stay in memory
+        self.conn.execute("PRAGMA cache_size=-16384")  # 16 MiB: the hot pages stay in memory, RSS stays low
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self._depth = 0
         self._counts: Counter[str] | None = None
