@@ -53,6 +53,14 @@ def encoders_of(job_id: str) -> list[psutil.Process]:
     return found
 
 
+def start_slow_job(client: Any, source: str) -> tuple[str, dict[str, Any]]:
+    """Submit a slow job and wait until it runs; returns its id and the job as it runs."""
+    job_id = client.submit_many([slow_job(source)])[0]
+    job = eventually(lambda: (j := client.get(job_id))["status"] == "running" and j, timeout=30,
+                     message="the job to run")
+    return job_id, job
+
+
 def gone(processes: list[psutil.Process]) -> bool:
     return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
 
@@ -63,9 +71,7 @@ def test_killed_worker_mid_job_the_job_completes_on_another_with_two_attempts(cl
     cluster.start_worker("w2")
     cluster.wait_for_nodes(["w1", "w2"])
     with cluster.client() as client:
-        job_id = client.submit_many([slow_job(source)])[0]
-        job = eventually(lambda: (j := client.get(job_id))["status"] == "running" and j, timeout=30,
-                         message="the job to run")
+        job_id, job = start_slow_job(client, source)
         first = job["node"]
         orphans = eventually(lambda: encoders_of(job_id), message="its ffmpeg process")
         cluster.kill(cluster.workers[first], signal.SIGKILL)
@@ -103,9 +109,7 @@ def test_a_worker_stopped_past_the_node_timeout_has_its_late_result_ignored(clus
     cluster.start_worker("w2")
     cluster.wait_for_nodes(["w1", "w2"])
     with cluster.client() as client:
-        job_id = client.submit_many([slow_job(source)])[0]
-        job = eventually(lambda: (j := client.get(job_id))["status"] == "running" and j, timeout=30,
-                         message="the job to run")
+        job_id, job = start_slow_job(client, source)
         frozen = cluster.workers[job["node"]]
         os.kill(frozen.pid, signal.SIGSTOP)
         try:
