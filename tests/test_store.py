@@ -105,7 +105,7 @@ def test_pending_candidates_limit(store: Store) -> None:
 def test_pending_candidates_light_shape(store: Store) -> None:
     job_id = add(store, labels={"a": "b"})
     (job,) = store.pending_candidates(T0, 10)
-    assert job == {"id": job_id, "engine": "auto", "queue": "default", "params": spec().params,
+    assert job == {"seq": 1, "id": job_id, "engine": "auto", "queue": "default", "params": spec().params,
                    "labels": {"a": "b"}, "avoid": [], "reason": None, "attempts": 0, "tenant": "",
                    "scenario": "test1", "priority": "medium", "timeout": None}
 
@@ -518,9 +518,42 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
             assert again.get_node("w1") is not None
             applied = again.conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
             assert [row["name"] for row in applied] == ["m001_initial", "m002_log_accounting", "m003_keys_and_tenants",
-                                                             "m004_tenant_listing"]
+                                                             "m004_tenant_listing",
+                                                             "m005_attempts_and_history_by_seq"]
         finally:
             again.close()
+
+
+def test_m005_rekeys_an_existing_stores_attempts_and_history(tmp_path: Path) -> None:
+    """A store written before m005 (attempts and history keyed by job id) keeps all of both after it."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from ffrtmp.master.schema import MIGRATIONS
+
+    path = tmp_path / "master.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m005_attempts_and_history_by_seq")
+    for seq, job_id in ((1, "a" * 32), (2, "b" * 32)):
+        conn.execute("INSERT INTO jobs (seq, id, status, scenario, queue, priority, weight, engine, params,"
+                     " max_retries, created_at, attempts, node) VALUES (?, ?, 'running', 's', 'default', 'medium',"
+                     " 2, 'null', '{}', 3, ?, 1, 'w1')", (seq, job_id, T0))
+        conn.execute("INSERT INTO attempts (job_id, attempt, node, status, assigned_at) VALUES (?, 1, 'w1',"
+                     " 'running', ?)", (job_id, T0 + seq))
+        for status in ("pending", "assigned", "running"):
+            conn.execute("INSERT INTO history (job_id, at, status, reason) VALUES (?, ?, ?, 'r')",
+                         (job_id, T0 + seq, status))
+    conn.close()
+    store = Store(path)
+    try:
+        for seq, job_id in ((1, "a" * 32), (2, "b" * 32)):
+            assert [h["status"] for h in store.job_history(job_id)] == ["pending", "assigned", "running"]
+            (attempt,) = store.job_attempts(job_id)
+            assert (attempt["job_id"], attempt["assigned_at"], attempt["status"]) == (job_id, T0 + seq, "running")
+        assert sorted(a["job_id"] for a in store.active_attempts()) == ["a" * 32, "b" * 32]
+    finally:
+        store.close()
 
 
 def test_transaction_commits(store: Store, tmp_path: Path) -> None:

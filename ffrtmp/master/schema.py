@@ -138,3 +138,46 @@ def m004_tenant_listing(db: sqlite_utils.Database) -> None:
         "CREATE INDEX jobs_pending_by_tenant ON jobs(tenant) WHERE status = 'pending'",
     ):
         db.execute(statement)
+
+
+@MIGRATIONS()
+def m005_attempts_and_history_by_seq(db: sqlite_utils.Database) -> None:
+    """Attempts and history keyed by the job's `seq`, not its random id.
+
+    A random key scatters every write over the whole index: finishing 200 jobs touched about 200 pages of
+    each, and each page went to the WAL at commit. Jobs in flight have neighbouring seqs, so keyed by seq a
+    batch of them shares a few pages (measured: the commits of the job lifecycle took 5x less time).
+    """
+    for statement in (
+        """CREATE TABLE attempts_by_seq (
+            job_seq INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            node TEXT NOT NULL,
+            status TEXT NOT NULL,
+            assigned_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            error TEXT,
+            failure TEXT,
+            PRIMARY KEY (job_seq, attempt)
+        ) WITHOUT ROWID""",
+        """INSERT INTO attempts_by_seq SELECT j.seq, a.attempt, a.node, a.status, a.assigned_at, a.started_at,
+            a.finished_at, a.error, a.failure FROM attempts a JOIN jobs j ON j.id = a.job_id""",
+        "DROP TABLE attempts",
+        "ALTER TABLE attempts_by_seq RENAME TO attempts",
+        "CREATE INDEX attempts_active ON attempts(node) WHERE status IN ('assigned', 'running')",
+        """CREATE TABLE history_by_seq (
+            job_seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            status TEXT NOT NULL,
+            attempt INTEGER,
+            node TEXT,
+            reason TEXT
+        )""",
+        """INSERT INTO history_by_seq SELECT j.seq, h.at, h.status, h.attempt, h.node, h.reason
+            FROM history h JOIN jobs j ON j.id = h.job_id ORDER BY h.rowid""",
+        "DROP TABLE history",
+        "ALTER TABLE history_by_seq RENAME TO history",
+        "CREATE INDEX history_by_job ON history(job_seq)",
+    ):
+        db.execute(statement)

@@ -27,7 +27,8 @@ from ffrtmp.master.store_logs import LogRows
 from ffrtmp.master.store_nodes import NodeRows
 
 ACTIVE = ("assigned", "running")
-CANDIDATE_COLUMNS = "id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority, timeout"
+CANDIDATE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority,"
+                     " timeout")
 """What dispatch reads of a pending job: enough to place it and to tell the worker about it."""
 TERMINAL = ("completed", "failed", "canceled")
 
@@ -115,10 +116,11 @@ class Store(LogRows, NodeRows):
         if self._queue_depth is not None and lane is not None and (old == "pending") != (new == "pending"):
             self._queue_depth[lane] += count if new == "pending" else -count
 
-    def _history(self, job_id: str, now: float, status: str, reason: str,
+    def _history(self, seq: int, now: float, status: str, reason: str,
                  attempt: int | None = None, node: str | None = None) -> None:
-        self.conn.execute("INSERT INTO history (job_id, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
-                          (job_id, now, status, attempt, node, reason))
+        """One event of the job whose `seq` is given (history and attempts are keyed by seq: see m005)."""
+        self.conn.execute("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
+                          (seq, now, status, attempt, node, reason))
 
     # ---- jobs -----------------------------------------------------------------------------------------
 
@@ -140,8 +142,12 @@ class Store(LogRows, NodeRows):
         self.conn.executemany(
             "INSERT INTO jobs (id, status, scenario, queue, priority, weight, engine, params, labels, tenant,"
             " max_retries, timeout, created_at) VALUES (?, 'pending', ?,?,?,?,?,?,?,?,?,?,?)", rows)
-        self.conn.executemany("INSERT INTO history (job_id, at, status, reason) VALUES (?,?,'pending','submitted')",
-                              [(job_id, now) for job_id in ids])
+        if not ids:
+            return ids
+        # One writer, one statement: the new rows took the seqs right below the last one, in order.
+        last = self.conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        self.conn.execute("INSERT INTO history (job_seq, at, status, reason) SELECT seq, ?, 'pending', 'submitted'"
+                          " FROM jobs WHERE seq BETWEEN ? AND ? ORDER BY seq", (now, last - len(ids) + 1, last))
         self._moved(None, "pending", len(ids))
         if self._queue_depth is not None:
             self._queue_depth.update((row[2], row[3]) for row in rows)  # (queue, priority) of each new job
@@ -165,12 +171,14 @@ class Store(LogRows, NodeRows):
         return _job(row) if row else None
 
     def job_history(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT at, status, attempt, node, reason FROM history WHERE job_id = ?"
-                                 " ORDER BY rowid", (job_id,))
+        rows = self.conn.execute("SELECT at, status, attempt, node, reason FROM history"
+                                 " WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?) ORDER BY rowid", (job_id,))
         return [dict(row) for row in rows]
 
     def job_attempts(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))
+        rows = self.conn.execute("SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, a.started_at,"
+                                 " a.finished_at, a.error, a.failure FROM jobs j JOIN attempts a ON a.job_seq = j.seq"
+                                 " WHERE j.id = ? ORDER BY a.attempt", (job_id,))
         return [dict(row) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
@@ -254,15 +262,15 @@ class Store(LogRows, NodeRows):
         row = self.conn.execute(
             "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, node = ?, reason = NULL, progress = NULL"
             " WHERE id = ? AND status = 'pending'"
-            " RETURNING attempts, scenario, engine, queue, priority, params, labels, timeout, tenant",
+            " RETURNING seq, attempts, scenario, engine, queue, priority, params, labels, timeout, tenant",
             (node, job_id)).fetchone()
         if row is None:
             raise NotFound(f"job {job_id} is not pending")
         attempt = int(row["attempts"])
         self._moved("pending", "assigned", lane=(row["queue"], row["priority"]))
-        self.conn.execute("INSERT INTO attempts (job_id, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
-                          (job_id, attempt, node, "assigned", now))
-        self._history(job_id, now, "assigned", f"assigned to {node}", attempt, node)
+        self.conn.execute("INSERT INTO attempts (job_seq, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
+                          (row["seq"], attempt, node, "assigned", now))
+        self._history(row["seq"], now, "assigned", f"assigned to {node}", attempt, node)
         return {"attempt": attempt, "scenario": row["scenario"], "engine": row["engine"], "queue": row["queue"],
                 "priority": row["priority"], "params": from_json(row["params"], {}),
                 "labels": from_json(row["labels"], {}), "timeout": row["timeout"], "tenant": row["tenant"]}
@@ -282,11 +290,11 @@ class Store(LogRows, NodeRows):
             raise NotFound("a job to dispatch was no longer pending")
         for job, _ in picks:
             self._moved("pending", "assigned", lane=(job["queue"], job["priority"]))
-        self.conn.executemany("INSERT INTO attempts (job_id, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
-                              [(job["id"], attempt, node, "assigned", now)
+        self.conn.executemany("INSERT INTO attempts (job_seq, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
+                              [(job["seq"], attempt, node, "assigned", now)
                                for (job, node), attempt in zip(picks, attempts, strict=True)])
-        self.conn.executemany("INSERT INTO history (job_id, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
-                              [(job["id"], now, "assigned", attempt, node, f"assigned to {node}")
+        self.conn.executemany("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
+                              [(job["seq"], now, "assigned", attempt, node, f"assigned to {node}")
                                for (job, node), attempt in zip(picks, attempts, strict=True)])
         return attempts
 
@@ -299,9 +307,9 @@ class Store(LogRows, NodeRows):
         if row is None:
             return None
         self._moved("assigned", "running")
-        self.conn.execute("UPDATE attempts SET status = 'running', started_at = ? WHERE job_id = ? AND attempt = ?",
-                          (started_at, job_id, attempt))
-        self._history(job_id, started_at, "running", f"running on {row['node']}", attempt, row["node"])
+        self.conn.execute("UPDATE attempts SET status = 'running', started_at = ? WHERE job_seq = ? AND attempt = ?",
+                          (started_at, row["seq"], attempt))
+        self._history(row["seq"], started_at, "running", f"running on {row['node']}", attempt, row["node"])
         return _job(row)
 
     def record_progress(self, job_id: str, attempt: int, progress: float | None, metrics: dict[str, Any]) -> bool:
@@ -332,14 +340,14 @@ class Store(LogRows, NodeRows):
             (status, now, error, failure, to_json(metrics or {}), output, progress, began, job_id, attempt, before[0])
         ).fetchone()
         self._moved(before[0], status)
+        seq, node = row["seq"], row["node"]
         self.conn.execute("UPDATE attempts SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
-                          " error = ?, failure = ? WHERE job_id = ? AND attempt = ?",
-                          (status, began, now, error, failure, job_id, attempt))
-        node = row["node"]
-        events = [(job_id, now, status, attempt, node, "completed" if status == "completed" else (error or status))]
+                          " error = ?, failure = ? WHERE job_seq = ? AND attempt = ?",
+                          (status, began, now, error, failure, seq, attempt))
+        events = [(seq, now, status, attempt, node, "completed" if status == "completed" else (error or status))]
         if started_at is not None and before[0] == "assigned":
-            events.insert(0, (job_id, began, "running", attempt, node, f"running on {node}"))
-        self.conn.executemany("INSERT INTO history (job_id, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
+            events.insert(0, (seq, began, "running", attempt, node, f"running on {node}"))
+        self.conn.executemany("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
                               events)
         return _job(row)
 
@@ -349,7 +357,7 @@ class Store(LogRows, NodeRows):
 
         `free`: the attempt does not count against the job's retries (the worker turned it down).
         """
-        row = self.conn.execute("SELECT avoid, status, queue, priority FROM jobs WHERE id = ? AND attempts = ?"
+        row = self.conn.execute("SELECT avoid, status, queue, priority, seq FROM jobs WHERE id = ? AND attempts = ?"
                                 " AND status IN ('assigned','running')", (job_id, attempt)).fetchone()
         if row is None:
             return False
@@ -361,29 +369,30 @@ class Store(LogRows, NodeRows):
             "UPDATE jobs SET status = 'pending', node = NULL, progress = NULL, not_before = ?, error = ?,"
             " failure = ?, avoid = ?, max_retries = max_retries + ? WHERE id = ?",
             (not_before, error, failure, to_json(nodes), int(free), job_id))
-        self._end_attempt(job_id, attempt, "failed", now, error, failure)
+        self._end_attempt(row["seq"], attempt, "failed", now, error, failure)
         wait = f", retry in {not_before - now:.0f}s" if not_before > now + 0.5 else ""
-        self._history(job_id, now, "pending", f"{failure}: {error or 'attempt ended'}{wait}", attempt, avoid)
+        self._history(row["seq"], now, "pending", f"{failure}: {error or 'attempt ended'}{wait}", attempt, avoid)
         return True
 
     def readopt_job(self, job_id: str, attempt: int, node: str, now: float) -> bool:
         """A requeued job whose attempt turns out to be still running on `node` → running again, same attempt."""
         cur = self.conn.execute(
             "UPDATE jobs SET status = 'running', node = ?, not_before = 0, error = NULL, failure = NULL"
-            " WHERE id = ? AND attempts = ? AND status = 'pending' RETURNING queue, priority", (node, job_id, attempt))
+            " WHERE id = ? AND attempts = ? AND status = 'pending' RETURNING queue, priority, seq",
+            (node, job_id, attempt))
         adopted = cur.fetchone()
         if adopted is None:
             return False
         self._moved("pending", "running", lane=(adopted[0], adopted[1]))
         self.conn.execute("UPDATE attempts SET status = 'running', finished_at = NULL, error = NULL, failure = NULL"
-                          " WHERE job_id = ? AND attempt = ?", (job_id, attempt))
-        self._history(job_id, now, "running", f"adopted back: {node} still runs it", attempt, node)
+                          " WHERE job_seq = ? AND attempt = ?", (adopted[2], attempt))
+        self._history(adopted[2], now, "running", f"adopted back: {node} still runs it", attempt, node)
         return True
 
-    def _end_attempt(self, job_id: str, attempt: int, status: str, now: float, error: str | None,
+    def _end_attempt(self, seq: int, attempt: int, status: str, now: float, error: str | None,
                      failure: str | None) -> None:
         self.conn.execute("UPDATE attempts SET status = ?, finished_at = ?, error = ?, failure = ?"
-                          " WHERE job_id = ? AND attempt = ?", (status, now, error, failure, job_id, attempt))
+                          " WHERE job_seq = ? AND attempt = ?", (status, now, error, failure, seq, attempt))
 
     def cancel_job(self, job_id: str, now: float, reason: str = "canceled by user") -> dict[str, Any] | None:
         """Any unfinished job → canceled. Returns the job as it was, or None when it had already ended."""
@@ -394,13 +403,13 @@ class Store(LogRows, NodeRows):
                           " WHERE id = ?", (now, reason, job_id))
         self._moved(job["status"], "canceled", lane=(job["queue"], job["priority"]))
         if job["status"] in ACTIVE:
-            self._end_attempt(job_id, job["attempts"], "canceled", now, reason, "canceled")
-        self._history(job_id, now, "canceled", reason, job["attempts"] or None, job["node"])
+            self._end_attempt(job["seq"], job["attempts"], "canceled", now, reason, "canceled")
+        self._history(job["seq"], now, "canceled", reason, job["attempts"] or None, job["node"])
         return job
 
     def retry_job(self, job_id: str, now: float) -> bool:
         """A failed or canceled job → pending again, with its retry budget renewed."""
-        before = self.conn.execute("SELECT status, queue, priority FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        before = self.conn.execute("SELECT status, queue, priority, seq FROM jobs WHERE id = ?", (job_id,)).fetchone()
         cur = self.conn.execute(
             "UPDATE jobs SET status = 'pending', not_before = 0, finished_at = NULL, error = NULL, failure = NULL,"
             " node = NULL, progress = NULL, max_retries = max_retries + attempts WHERE id = ?"
@@ -408,7 +417,7 @@ class Store(LogRows, NodeRows):
         if cur.rowcount != 1:
             return False
         self._moved(before[0], "pending", lane=(before[1], before[2]))
-        self._history(job_id, now, "pending", "retried by hand")
+        self._history(before[3], now, "pending", "retried by hand")
         return True
 
     def set_wait_reason(self, job_id: str, reason: str | None) -> None:
@@ -416,14 +425,15 @@ class Store(LogRows, NodeRows):
 
     def active_attempts(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
-            "SELECT a.job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params, j.tenant"
+            "SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params, j.tenant"
             " FROM attempts a JOIN jobs j"
-            " ON j.id = a.job_id AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
+            " ON j.seq = a.job_seq AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
             " AND j.status IN ('assigned','running')")
         return [{**dict(row), "params": from_json(row["params"], {})} for row in rows]
 
 def _job_light(row: sqlite3.Row) -> dict[str, Any]:
-    return {"id": row["id"], "engine": row["engine"], "queue": row["queue"], "params": from_json(row["params"], {}),
+    return {"seq": row["seq"], "id": row["id"], "engine": row["engine"], "queue": row["queue"],
+            "params": from_json(row["params"], {}),
             "labels": from_json(row["labels"], {}), "avoid": from_json(row["avoid"], []), "reason": row["reason"],
             "attempts": row["attempts"], "tenant": row["tenant"], "scenario": row["scenario"],
             "priority": row["priority"], "timeout": row["timeout"]}
