@@ -467,3 +467,52 @@ def test_a_worker_that_says_it_drains_gets_no_new_jobs(cluster: Cluster) -> None
     cluster.submit()
     assert not cluster.net.take(b"w1", Kind.JOB)
     assert cluster.store.get_node("alpha")["status"] == "draining"
+
+
+def _results_frame(cluster: Cluster, results: list[tuple[str, int]], **extra: Any) -> bytes:
+    from ffrtmp.protocol import encode_batch
+
+    return encode_batch([(Kind.RESULT, {"job": job_id, "attempt": attempt, "status": "completed",
+                                        "at": cluster.now, **extra}) for job_id, attempt in results])
+
+
+def test_a_batch_of_results_completes_each_job_once_and_acknowledges_all(cluster: Cluster) -> None:
+    cluster.hello(b"w1", "alpha", slots=4)
+    ids = [cluster.submit() for _ in range(3)]
+    cluster.net.take(b"w1")
+    cluster.now += 1
+    # The worker folds each start into its result; the first job's result comes twice in the frame.
+    frame = _results_frame(cluster, [(ids[0], 1), (ids[1], 1), (ids[0], 1), (ids[2], 1)], started_at=cluster.now)
+    cluster.coordinator.handle_batch([(b"w1", frame)], cluster.now)
+    acks = cluster.net.take(b"w1", Kind.ACK)
+    assert sorted(m.body["job"] for m in acks) == sorted([ids[0], ids[1], ids[0], ids[2]])
+    for job_id in ids:
+        job = cluster.job(job_id)
+        assert (job["status"], job["progress"]) == ("completed", 1.0)
+        assert [h["status"] for h in job["history"]] == ["pending", "assigned", "running", "completed"]
+    assert cluster.coordinator.counters.stale == 1
+    assert cluster.store.status_counts() == {"completed": 3}
+
+
+def test_a_batch_that_cannot_be_recorded_together_is_recorded_one_by_one(cluster: Cluster,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the bulk write fails (a bug, a full disk); each ending is then tried alone."""
+    cluster.hello(b"w1", "alpha", slots=4)
+    ids = [cluster.submit() for _ in range(3)]
+    cluster.net.take(b"w1")
+    real = cluster.store.finish_jobs
+
+    def fails_in_bulk(endings: list[Any]) -> list[dict[str, Any] | None]:
+        if len(endings) > 1:
+            real(endings)  # writes, then fails: the savepoint must undo these writes
+            raise RuntimeError("injected")
+        if endings[0].job_id == ids[1]:
+            raise RuntimeError("injected for one job")
+        return real(endings)
+
+    monkeypatch.setattr(cluster.store, "finish_jobs", fails_in_bulk)
+    cluster.coordinator.handle_batch([(b"w1", _results_frame(cluster, [(j, 1) for j in ids]))], cluster.now)
+    monkeypatch.undo()
+    assert [cluster.job(j)["status"] for j in ids] == ["completed", "assigned", "completed"]
+    assert [h["status"] for h in cluster.job(ids[0])["history"]].count("completed") == 1
+    assert cluster.store.status_counts() == {"completed": 2, "assigned": 1}

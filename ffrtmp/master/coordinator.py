@@ -27,7 +27,7 @@ from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import Ending, Store
 from ffrtmp.protocol import Kind, Message, decode, encode, encode_batch, unbatch
 
 log = logging.getLogger("ffrtmp.master")
@@ -93,6 +93,8 @@ class Coordinator:
         self.counters = Counters()
         self.outbox: list[tuple[bytes, bytes, Callable[[], None] | None]] = []
         self.acks: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
+        self.endings: list[Ending] = []
+        """Jobs that ended in the frame being handled, recorded together when it is done (`finish_pending`)."""
         self.dirty = False
         self.next_retry_due: float | None = None
         self.last_maintenance = 0.0
@@ -184,6 +186,7 @@ class Coordinator:
             return
         for one in messages:
             self.handle_message(route, one, now, sender)
+        self.finish_pending()
 
     def handle_message(self, route: bytes, message: Message, now: float, sender: str | None) -> None:
         kind = message.kind.value
@@ -330,6 +333,41 @@ class Coordinator:
         job = self.store.mark_running(job_id, attempt, at)
         if job is not None:
             self.observer.job_running(job, at)
+
+    def finish_later(self, ending: Ending) -> None:
+        """A job ended (completed or canceled on its worker): recorded with the rest of its frame's endings."""
+        self.endings.append(ending)
+
+    def finish_pending(self) -> None:
+        """Record the endings gathered from one frame, in one go (a worker reports hundreds of short jobs at once).
+
+        Should that fail, each is tried on its own, so a bad one costs itself only; its result stays
+        acknowledged, as it would had it failed alone.
+        """
+        endings, self.endings = self.endings, []
+        if not endings:
+            return
+        try:
+            with self.store.savepoint():
+                finished = self.store.finish_jobs(endings)
+        except Exception:
+            log.exception("recording %d job endings together failed; recording them one by one", len(endings))
+            finished = [self._finish_alone(ending) for ending in endings]
+        for ending, job in zip(endings, finished, strict=True):
+            if job is None:
+                continue
+            if ending.started_at is not None:
+                self.observer.job_running(job, ending.started_at)
+            self.job_finished(job)
+
+    def _finish_alone(self, ending: Ending) -> dict[str, Any] | None:
+        try:
+            with self.store.savepoint():
+                return self.store.finish_jobs([ending])[0]
+        except Exception:
+            log.exception("job %s attempt %d: its end could not be recorded", ending.job_id, ending.attempt,
+                          extra=_context(ending.job_id, ending.attempt, ""))
+            return None
 
     def job_finished(self, job: dict[str, Any] | str) -> None:
         """A job reached completed, failed or canceled (its row, or its id): tell its followers and observers."""

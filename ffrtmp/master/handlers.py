@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ffrtmp.errors import InvalidInput, NotAuthorized
 from ffrtmp.failures import Failure, classify
 from ffrtmp.master.nodes import NodeSession, check_hello
+from ffrtmp.master.store import Ending
 from ffrtmp.protocol import Kind, Message, encode
 
 if TYPE_CHECKING:
@@ -221,14 +222,10 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         return
     if status in ("completed", "canceled"):
         session.remove(job_id)
-        finished = coordinator.store.finish_job(
+        coordinator.finish_later(Ending(
             job_id, attempt, status, now, metrics=metrics, started_at=started,
             **({"output": body.get("output")} if status == "completed" else
-               {"error": body.get("error") or "canceled", "failure": Failure.CANCELED}))
-        if finished is not None:
-            if started is not None:
-                coordinator.observer.job_running(finished, started)
-            coordinator.job_finished(finished)
+               {"error": body.get("error") or "canceled", "failure": Failure.CANCELED})))
     else:
         if started is not None:
             coordinator.job_started(job_id, attempt, started)

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,26 @@ CANDIDATE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, att
                      " timeout")
 """What dispatch reads of a pending job: enough to place it and to tell the worker about it."""
 TERMINAL = ("completed", "failed", "canceled")
+ENDING_COLUMNS = ("seq, id, status, attempts, node, queue, priority, engine, scenario, tenant, weight, max_retries,"
+                  " timeout, progress, created_at, started_at, not_before, reason, log_bytes, log_dropped")
+"""What `finish_jobs` reads of a job, and returns with the ending applied (all but the spec's JSON columns)."""
+IN_CHUNK = 500
+"""Ids per `IN (...)` list (SQLite allows 32,766 parameters; smaller lists keep statements cheap to prepare)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How one attempt ended, as its worker reported it or the master decided."""
+
+    job_id: str
+    attempt: int
+    status: str
+    at: float
+    error: str | None = None
+    failure: str | None = None
+    metrics: dict[str, Any] | None = None
+    output: str | None = None
+    started_at: float | None = None
 
 
 
@@ -284,8 +305,9 @@ class Store(LogRows, NodeRows):
         attempts = [job["attempts"] + 1 for job, _ in picks]
         cur = self.conn.executemany(
             "UPDATE jobs SET status = 'assigned', attempts = ?, node = ?, reason = NULL, progress = NULL"
-            " WHERE id = ? AND attempts = ? AND status = 'pending'",
-            [(attempt, node, job["id"], job["attempts"]) for (job, node), attempt in zip(picks, attempts, strict=True)])
+            " WHERE seq = ? AND attempts = ? AND status = 'pending'",
+            [(attempt, node, job["seq"], job["attempts"])
+             for (job, node), attempt in zip(picks, attempts, strict=True)])
         if cur.rowcount != len(picks):
             raise NotFound("a job to dispatch was no longer pending")
         for job, _ in picks:
@@ -322,34 +344,62 @@ class Store(LogRows, NodeRows):
     def finish_job(self, job_id: str, attempt: int, status: str, now: float, *, error: str | None = None,
                    failure: str | None = None, metrics: dict[str, Any] | None = None,
                    output: str | None = None, started_at: float | None = None) -> dict[str, Any] | None:
-        """Record the end of the current attempt as the end of the job, exactly once; returns the job.
+        """Record the end of the current attempt as the end of the job, exactly once (see `finish_jobs`)."""
+        return self.finish_jobs([Ending(job_id, attempt, status, now, error=error, failure=failure,
+                                        metrics=metrics, output=output, started_at=started_at)])[0]
 
+    def finish_jobs(self, endings: list[Ending]) -> list[dict[str, Any] | None]:
+        """Record many attempts' ends as their jobs' ends (a worker's batch of results), each exactly once.
+
+        For each ending: the job as stored after it (every column but the spec: params, labels, avoid), or
         None when the attempt is stale or the job already ended (a late or repeated result changes nothing).
-        `started_at`: the attempt's start, when no STARTED came before this result (recorded as well).
+        `started_at`: the attempt's start, when no STARTED came before the result (recorded as well).
+        A few statements for the whole batch, not four per job: this is the hot path of short jobs.
         """
-        before = self.conn.execute("SELECT status FROM jobs WHERE id = ? AND attempts = ?", (job_id, attempt)
-                                   ).fetchone()
-        if before is None or before[0] not in ACTIVE:
-            return None
-        progress = 1.0 if status == "completed" else None
-        began = now if started_at is None else min(started_at, now)
-        row = self.conn.execute(
+        current: dict[str, dict[str, Any]] = {}
+        ids = list({ending.job_id for ending in endings})
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start:start + IN_CHUNK]
+            rows = self.conn.execute(f"SELECT {ENDING_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
+                                     chunk)
+            current.update((row["id"], dict(row)) for row in rows)
+        results: list[dict[str, Any] | None] = []
+        jobs, attempts, events = [], [], []
+        for ending in endings:
+            row = current.get(ending.job_id)
+            if row is None or row["attempts"] != ending.attempt or row["status"] not in ACTIVE:
+                results.append(None)
+                continue
+            before, status, now = row["status"], ending.status, ending.at
+            began = now if ending.started_at is None else min(ending.started_at, now)
+            metrics = ending.metrics or {}
+            job = {**row, "status": status, "finished_at": now, "error": ending.error, "failure": ending.failure,
+                   "metrics": metrics, "output": ending.output,
+                   "progress": 1.0 if status == "completed" else row["progress"],
+                   "started_at": began if row["started_at"] is None else row["started_at"]}
+            jobs.append((status, now, ending.error, ending.failure, to_json(metrics), ending.output, job["progress"],
+                         job["started_at"], row["seq"], ending.attempt, before))
+            attempts.append((status, began, now, ending.error, ending.failure, row["seq"], ending.attempt))
+            node = row["node"]
+            if ending.started_at is not None and before == "assigned":
+                events.append((row["seq"], began, "running", ending.attempt, node, f"running on {node}"))
+            events.append((row["seq"], now, status, ending.attempt, node,
+                           "completed" if status == "completed" else (ending.error or status)))
+            self._moved(before, status)
+            row["status"] = status  # the same attempt ending twice in one batch: the second is stale
+            results.append(job)
+        if not jobs:
+            return results
+        cur = self.conn.executemany(
             "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failure = ?, metrics = ?, output = ?,"
-            " progress = coalesce(?, progress), started_at = coalesce(started_at, ?)"
-            " WHERE id = ? AND attempts = ? AND status = ? RETURNING *",
-            (status, now, error, failure, to_json(metrics or {}), output, progress, began, job_id, attempt, before[0])
-        ).fetchone()
-        self._moved(before[0], status)
-        seq, node = row["seq"], row["node"]
-        self.conn.execute("UPDATE attempts SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
-                          " error = ?, failure = ? WHERE job_seq = ? AND attempt = ?",
-                          (status, began, now, error, failure, seq, attempt))
-        events = [(seq, now, status, attempt, node, "completed" if status == "completed" else (error or status))]
-        if started_at is not None and before[0] == "assigned":
-            events.insert(0, (seq, began, "running", attempt, node, f"running on {node}"))
+            " progress = ?, started_at = ? WHERE seq = ? AND attempts = ? AND status = ?", jobs)
+        if cur.rowcount != len(jobs):
+            raise RuntimeError(f"finishing {len(jobs)} jobs changed {cur.rowcount} rows")
+        self.conn.executemany("UPDATE attempts SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
+                              " error = ?, failure = ? WHERE job_seq = ? AND attempt = ?", attempts)
         self.conn.executemany("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
                               events)
-        return _job(row)
+        return results
 
     def requeue_job(self, job_id: str, attempt: int, now: float, *, failure: str, error: str | None,
                     not_before: float, avoid: str | None = None, free: bool = False) -> bool:
