@@ -106,15 +106,14 @@ class Message:
 
 def encode(kind: Kind, body: dict[str, Any] | None = None) -> bytes:
     """One frame for `kind`; bodies are plain JSON values."""
-    return json.dumps({"v": PROTOCOL_VERSION, "k": kind.value, "b": body or {}},
-                      separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode({"v": PROTOCOL_VERSION, "k": kind.value, "b": body or {}}).encode()
 
 
 def decode(frame: bytes | str) -> Message:
     """Parse and check one frame, raising `ProtocolError` for anything that is not a valid message."""
     try:
         text = frame.decode("utf-8") if isinstance(frame, bytes) else frame  # strict: no invalid UTF-8
-        raw = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        raw = _DECODER.decode(text)
         if "\\ud" in text.lower():
             # A \udXXX escape may encode a lone surrogate, which no UTF-8 consumer (SQLite, a terminal) accepts.
             json.dumps(raw, ensure_ascii=False).encode("utf-8")
@@ -175,6 +174,11 @@ def _finite_float(text: str) -> float:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+"""Made once: `json.dumps`/`json.loads` with options build a new coder per call, which shows per frame."""
 
 
 def _check_fields(kind: Kind, body: dict[str, Any]) -> None:
