@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ffrtmp.local import LocalCluster, wait_for  # noqa: E402
-from ffrtmp.protocol import Kind, decode, encode  # noqa: E402
+from ffrtmp.protocol import Kind, decode, encode, unbatch  # noqa: E402
 from ffrtmp.security import load_keypair, load_public_key  # noqa: E402
 from ffrtmp.transport import DealerSocket  # noqa: E402
 from ffrtmp.worker.logship import LogShipper  # noqa: E402
@@ -49,10 +49,11 @@ def chatty_worker(url: str, master_key: str, client_key: str, name: str, slots: 
         frame = sock.recv(0.002)
         while frame is not None:
             message = decode(frame)
-            if message.kind is Kind.JOB:
-                jobs[message.body["job"]] = [message.body["attempt"], time.monotonic(), 0]
-                sock.send(encode(Kind.STARTED, {"job": message.body["job"], "attempt": message.body["attempt"],
-                                                "at": time.time()}))
+            for one in unbatch(message) if message.kind is Kind.BATCH else [message]:  # JOBs come several a frame
+                if one.kind is Kind.JOB:
+                    jobs[one.body["job"]] = [one.body["attempt"], time.monotonic(), 0]
+                    sock.send(encode(Kind.STARTED, {"job": one.body["job"], "attempt": one.body["attempt"],
+                                                    "at": time.time()}))
             frame = sock.recv_nowait()
         now = time.monotonic()
         for job_id, state in list(jobs.items()):
