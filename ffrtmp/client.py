@@ -273,6 +273,11 @@ class Client:
         result: dict[str, Any] = self.request("nodes.drain", {"name": name})
         return result
 
+    def forget(self, name: str) -> dict[str, Any]:
+        """Drop an offline node from the master's lists (Conflict while it is connected or owns attempts)."""
+        result: dict[str, Any] = self.request("nodes.forget", {"name": name})
+        return result
+
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("stats")
         return result

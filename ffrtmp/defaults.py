@@ -66,6 +66,9 @@ STALL_TIMEOUT = _env_float("FFRTMP_STALL_TIMEOUT", 600.0)
 LOG_RETENTION = _env_float("FFRTMP_LOG_RETENTION", 7 * 86400.0)
 """Stored job log lines older than this are deleted."""
 
+FORGET_OFFLINE = 86400.0
+"""A node offline (with nothing left running) this long is forgotten: it leaves `nodes list` and the metrics."""
+
 LOG_MAX_JOB_BYTES = _env_int("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
 """A job's stored log is cut (with a marker line) past this size."""
 

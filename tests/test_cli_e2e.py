@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ffrtmp.local import LocalCluster
+from ffrtmp.local import LocalCluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +109,26 @@ def test_exit_codes_for_not_found_and_failed_jobs(cluster: LocalCluster) -> None
                   "--resolution", "160x120", "--duration", "1", "--wait")
     assert done.returncode == 1
     assert "does not exist" in done.stderr
+
+
+def test_nodes_forget_drops_an_offline_node_and_refuses_a_connected_one(cluster: LocalCluster) -> None:
+    refused = ffrtmp(cluster, "nodes", "forget", "e2e-worker")
+    assert refused.returncode == 2 and "drain" in refused.stderr
+    assert ffrtmp(cluster, "nodes", "forget", "nobody").returncode == 6
+    leaver = cluster.start_worker("e2e-leaver", "--engines", "null")
+    cluster.wait_for_nodes(["e2e-worker", "e2e-leaver"])
+    leaver.send_signal(signal.SIGTERM)  # drains, says BYE: offline at once
+    assert leaver.wait(30) == 0
+
+    def offline() -> bool:
+        nodes = json.loads(ffrtmp(cluster, "nodes", "list", "--json").stdout)
+        return any(n["name"] == "e2e-leaver" and n["status"] == "offline" for n in nodes)
+
+    wait_for(offline, 30, "the leaver to be offline")
+    done = ffrtmp(cluster, "nodes", "forget", "e2e-leaver")
+    assert done.returncode == 0 and "e2e-leaver forgotten" in done.stdout
+    names = [n["name"] for n in json.loads(ffrtmp(cluster, "nodes", "list", "--json").stdout)]
+    assert names == ["e2e-worker"]
 
 
 def test_wrong_master_key_exits_3_within_the_timeout(cluster: LocalCluster) -> None:

@@ -516,3 +516,52 @@ def test_a_batch_that_cannot_be_recorded_together_is_recorded_one_by_one(cluster
     assert [cluster.job(j)["status"] for j in ids] == ["completed", "assigned", "completed"]
     assert [h["status"] for h in cluster.job(ids[0])["history"]].count("completed") == 1
     assert cluster.store.status_counts() == {"completed": 2, "assigned": 1}
+
+
+def test_only_an_offline_node_can_be_forgotten(cluster: Cluster) -> None:
+    cluster.hello(b"w1", "alpha")
+    refused = cluster.request("nodes.forget", {"name": "alpha"})
+    assert refused["status"] == 409 and "nodes drain" in refused["error"]
+    cluster.deliver(b"w1", Kind.BYE)
+    assert cluster.request("nodes.forget", {"name": "alpha"}) == {"rid": str(cluster.rids), "status": 200,
+                                                                  "body": {"name": "alpha", "forgotten": True}}
+    assert cluster.request("nodes.list")["body"]["nodes"] == []
+    assert "alpha" not in cluster.coordinator.nodes and cluster.store.get_node("alpha") is None
+    assert cluster.request("nodes.forget", {"name": "alpha"})["status"] == 404
+    assert cluster.hello(b"w1", "alpha")[0].kind is Kind.WELCOME, "a forgotten node may join again"
+
+
+def test_forgetting_needs_the_admin_role(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    from ffrtmp.master.auth import create_key
+
+    reader = create_key(cluster.store, "read", "acme")[1]
+    cluster.coordinator.authority._checked = -1e9  # look for keys now, not at the next check
+    assert cluster.request("nodes.forget", {"name": "alpha"}, key=reader)["status"] == 401
+
+
+def test_nodes_offline_longer_than_forget_offline_are_forgotten(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, forget_offline=3600.0, scheduler_interval=5.0)
+    cluster.hello(b"w1", "alpha")
+    cluster.hello(b"w2", "beta")
+    cluster.deliver(b"w1", Kind.BYE)
+    cluster.now += 3000
+    cluster.deliver(b"w2", Kind.HEARTBEAT, {"jobs": []})
+    cluster.coordinator.tick(cluster.now)
+    assert "alpha" in cluster.coordinator.nodes and cluster.store.get_node("alpha") is not None
+    cluster.now += 601
+    cluster.deliver(b"w2", Kind.HEARTBEAT, {"jobs": []})
+    cluster.coordinator.tick(cluster.now)
+    assert "alpha" not in cluster.coordinator.nodes and cluster.store.get_node("alpha") is None
+    assert cluster.store.get_node("beta")["status"] == "online", "a node that heartbeats stays"
+
+
+def test_a_node_whose_attempts_wait_for_it_after_a_restart_is_not_forgotten(tmp_path: Path) -> None:
+    first = Cluster(tmp_path)
+    first.hello(b"w1", "alpha")
+    first.submit()
+    first.store.close()
+    second = Cluster(tmp_path)  # a new master process: alpha's attempt waits for it to come back
+    second.coordinator.restore(second.now)
+    refused = second.request("nodes.forget", {"name": "alpha"})
+    assert refused["status"] == 409 and "1 attempt(s)" in refused["error"]

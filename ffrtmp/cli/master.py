@@ -67,6 +67,8 @@ def master(
                                                  "queue's (repeatable, e.g. --stall-timeout live=30s)."),
     max_wait: str = typer.Option(None, "--max-wait", help="Aging: a job pending longer than this is dispatched "
                                  "before newer, heavier ones (off by default)."),
+    forget_offline: str = typer.Option("24h", "--forget-offline", help="Forget a node offline this long (it "
+                                       "leaves `nodes list` and the metrics; its jobs keep its name); 0: never."),
     log_retention: str = typer.Option("7d", "--log-retention", help="Delete a job's log this long after it ends."),
     log_max_job: str = typer.Option("10M", "--log-max-job", help="Cut a job's stored log past this size."),
     log_max_total: str = typer.Option("2G", "--log-max-total",
@@ -99,6 +101,7 @@ def master(
         scheduler_interval=duration_option(scheduler_interval, "scheduler-interval") or defaults.SCHEDULER_INTERVAL,
         stall_timeout=stall_default, stall_timeouts=stall_by_queue,
         max_wait=duration_option(max_wait, "max-wait"),
+        forget_offline=duration_option(forget_offline, "forget-offline") or None,
         output_roots=tuple(root.rstrip("/") or "/" for root in output_root),
         rate_limits=parse_limits(rate_limit),
         retry=RetryPolicy(base=duration_option(retry_backoff, "retry-backoff") or 0.0,

@@ -1,4 +1,4 @@
-"""`ffrtmp nodes …`: list, show, drain."""
+"""`ffrtmp nodes …`: list, show, drain, forget."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import typer
 from ffrtmp.cli.common import Connection, console, print_json, with_connection
 from ffrtmp.views import node_detail, nodes_table
 
-app = typer.Typer(help="Inspect and drain worker nodes.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Inspect, drain and forget worker nodes.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("list")
@@ -41,3 +41,13 @@ def drain(conn: Connection, name: str = typer.Argument(...)) -> None:
     with conn.client() as client:
         result = client.drain(name)
     console.print(f"{result['name']} draining ({result['running']} running)", highlight=False)
+
+
+@app.command("forget")
+@with_connection
+def forget(conn: Connection, name: str = typer.Argument(...)) -> None:
+    """Drop an offline node from `nodes list` and the metrics now (the master does so itself after
+    --forget-offline); its jobs keep its name. A connected node is refused (exit 2): drain it first."""
+    with conn.client() as client:
+        client.forget(name)
+    console.print(f"{name} forgotten", highlight=False)

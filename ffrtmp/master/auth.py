@@ -33,7 +33,7 @@ GRANTS = {
 NEEDS = {
     "submit": "submit", "cancel": "submit", "retry": "submit",
     "get": "read", "list": "read", "logs": "read", "logs.follow": "read", "stats": "read", "ping": "read",
-    "nodes.list": "read", "nodes.get": "read", "nodes.drain": "admin",
+    "nodes.list": "read", "nodes.get": "read", "nodes.drain": "admin", "nodes.forget": "admin",
 }
 """The permission each client operation needs; anything not listed needs admin."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import FfrtmpError, ProtocolError, RateLimited
+from ffrtmp.errors import Conflict, FfrtmpError, NotFound, ProtocolError, RateLimited
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import handlers, requests
@@ -49,6 +49,8 @@ class MasterConfig:
     """Per-queue stall timeouts (e.g. shorter for `live`); queues not named use `stall_timeout`."""
     max_wait: float | None = None
     """Aging: a job pending longer than this is dispatched before newer, heavier ones. Off when None."""
+    forget_offline: float | None = defaults.FORGET_OFFLINE
+    """Nodes offline this long, with nothing left running, are forgotten. Never when None."""
     output_roots: tuple[str, ...] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     logs: LogPolicy = field(default_factory=LogPolicy)
@@ -170,6 +172,7 @@ class Coordinator:
                 self.dirty = True
             if now - self.last_maintenance >= self.config.scheduler_interval:
                 self.last_maintenance = now
+                self.forget_offline(now)
                 self.dirty = True
             if self.dirty:
                 self.dispatch(now)
@@ -402,6 +405,27 @@ class Coordinator:
                     log.warning("worker %s silent for %.1fs: offline, %d attempt(s) move on", session.name,
                                 now - session.last_seen, len(session.running))
                 self.node_gone(session, now, f"{session.name} went silent")
+
+    def forget_node(self, name: str) -> None:
+        """Drop an offline node from memory and the store (`nodes forget`); its jobs keep its name."""
+        session = self.nodes.get(name)
+        if session is not None and (session.status != "offline" or session.attempts):
+            raise Conflict(f"node {name!r} is {session.status}" + (f" with {len(session.attempts)} attempt(s) "
+                           "still its own" if session.attempts else "") + "; only an offline node can be forgotten"
+                           + ("" if session.status == "offline" else " (`nodes drain` it first)"))
+        if not self.store.forget_node(name) and session is None:
+            raise NotFound(f"no offline node {name!r}")
+        self.nodes.pop(name, None)
+        log.info("worker %s forgotten", name, extra={"node": name})
+
+    def forget_offline(self, now: float) -> None:
+        """Forget the nodes offline longer than --forget-offline (workers that come and go leave no trail)."""
+        if self.config.forget_offline is None:
+            return
+        for name in self.store.offline_nodes(before=now - self.config.forget_offline):
+            session = self.nodes.get(name)
+            if session is None or (session.status == "offline" and not session.attempts):
+                self.forget_node(name)
 
     def _status_of(self, job_id: str) -> str | None:
         job = self.store.get_job(job_id)

@@ -184,6 +184,12 @@ def nodes_drain(coordinator: Coordinator, caller: Principal, args: Args, now: fl
     return {"name": name, "status": "draining", "running": len(session.attempts)}
 
 
+def nodes_forget(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+    name = _str_arg(args, "name") or ""
+    coordinator.forget_node(name)
+    return {"name": name, "forgotten": True}
+
+
 def stats(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
     counts = coordinator.store.status_counts(caller.scope)
     nodes = [s for s in coordinator.nodes.values() if s.status != "offline"]
@@ -212,6 +218,7 @@ OPS: dict[str, Op] = {
     "nodes.list": nodes_list,
     "nodes.get": nodes_get,
     "nodes.drain": nodes_drain,
+    "nodes.forget": nodes_forget,
     "stats": stats,
     "ping": ping,
 }

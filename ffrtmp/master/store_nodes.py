@@ -33,6 +33,15 @@ class NodeRows:
             " resources = coalesce(?, resources) WHERE name = ?",
             (status, last_seen, to_json(resources) if resources is not None else None, name))
 
+    def offline_nodes(self, before: float) -> list[str]:
+        """Names of the nodes offline since before `before` (last seen then)."""
+        rows = self.conn.execute("SELECT name FROM nodes WHERE status = 'offline' AND last_seen < ?", (before,))
+        return [row[0] for row in rows]
+
+    def forget_node(self, name: str) -> bool:
+        """Delete an offline node's row (its jobs keep its name); False when there is no such offline node."""
+        return self.conn.execute("DELETE FROM nodes WHERE name = ? AND status = 'offline'", (name,)).rowcount == 1
+
     def list_nodes(self) -> list[dict[str, Any]]:
         return [_node(row) for row in self.conn.execute("SELECT * FROM nodes ORDER BY name")]
 
