@@ -516,6 +516,12 @@ def test_a_batch_that_cannot_be_recorded_together_is_recorded_one_by_one(cluster
     assert [cluster.job(j)["status"] for j in ids] == ["completed", "assigned", "completed"]
     assert [h["status"] for h in cluster.job(ids[0])["history"]].count("completed") == 1
     assert cluster.store.status_counts() == {"completed": 2, "assigned": 1}
+    # The one whose end was lost is not left 'assigned' forever: the worker no longer runs it, so it is retried.
+    cluster.net.take(b"w1")
+    cluster.now += 10
+    cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": []})
+    (retry,) = cluster.net.take(b"w1", Kind.JOB)
+    assert (retry.body["job"], retry.body["attempt"]) == (ids[1], 2)
 
 
 def test_only_an_offline_node_can_be_forgotten(cluster: Cluster) -> None:

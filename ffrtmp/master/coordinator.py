@@ -23,7 +23,7 @@ from ffrtmp.master.activity import Activity
 from ffrtmp.master.auth import Authority
 from ffrtmp.master.dispatch import dispatch_pass
 from ffrtmp.master.logbook import Logbook, LogPolicy
-from ffrtmp.master.nodes import NodeSession
+from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
@@ -95,8 +95,9 @@ class Coordinator:
         self.counters = Counters()
         self.outbox: list[tuple[bytes, bytes, Callable[[], None] | None]] = []
         self.acks: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
-        self.endings: list[Ending] = []
-        """Jobs that ended in the frame being handled, recorded together when it is done (`finish_pending`)."""
+        self.endings: list[tuple[Ending, NodeSession, AttemptState]] = []
+        """Jobs that ended in the frame being handled, recorded together when it is done (`finish_pending`),
+        with the node and attempt state they were taken from."""
         self.dirty = False
         self.next_retry_due: float | None = None
         self.last_maintenance = 0.0
@@ -337,9 +338,11 @@ class Coordinator:
         if job is not None:
             self.observer.job_running(job, at)
 
-    def finish_later(self, ending: Ending) -> None:
-        """A job ended (completed or canceled on its worker): recorded with the rest of its frame's endings."""
-        self.endings.append(ending)
+    def finish_later(self, ending: Ending, session: NodeSession) -> None:
+        """A job ended (completed or canceled on its worker): its slot is free now, and its end is recorded
+        with the rest of its frame's endings."""
+        state = session.attempts.pop(ending.job_id)
+        self.endings.append((ending, session, state))
 
     def finish_pending(self) -> None:
         """Record the endings gathered from one frame, in one go (a worker reports hundreds of short jobs at once).
@@ -347,15 +350,16 @@ class Coordinator:
         Should that fail, each is tried on its own, so a bad one costs itself only; its result stays
         acknowledged, as it would had it failed alone.
         """
-        endings, self.endings = self.endings, []
-        if not endings:
+        pending, self.endings = self.endings, []
+        if not pending:
             return
+        endings = [ending for ending, _, _ in pending]
         try:
             with self.store.savepoint():
                 finished = self.store.finish_jobs(endings)
         except Exception:
             log.exception("recording %d job endings together failed; recording them one by one", len(endings))
-            finished = [self._finish_alone(ending) for ending in endings]
+            finished = [self._finish_alone(*one) for one in pending]
         for ending, job in zip(endings, finished, strict=True):
             if job is None:
                 continue
@@ -363,13 +367,16 @@ class Coordinator:
                 self.observer.job_running(job, ending.started_at)
             self.job_finished(job)
 
-    def _finish_alone(self, ending: Ending) -> dict[str, Any] | None:
+    def _finish_alone(self, ending: Ending, session: NodeSession, state: AttemptState) -> dict[str, Any] | None:
         try:
             with self.store.savepoint():
                 return self.store.finish_jobs([ending])[0]
         except Exception:
-            log.exception("job %s attempt %d: its end could not be recorded", ending.job_id, ending.attempt,
-                          extra=_context(ending.job_id, ending.attempt, ""))
+            # Its node holds the attempt again: since the worker no longer runs it, the next heartbeats
+            # find it gone and it is retried like any lost attempt, rather than left running forever.
+            log.exception("job %s attempt %d: its end could not be recorded; it will be retried", ending.job_id,
+                          ending.attempt, extra=_context(ending.job_id, ending.attempt, session.name))
+            session.attempts.setdefault(ending.job_id, state)
             return None
 
     def job_finished(self, job: dict[str, Any] | str) -> None:

@@ -221,11 +221,10 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         coordinator.dirty = True
         return
     if status in ("completed", "canceled"):
-        session.remove(job_id)
         coordinator.finish_later(Ending(
             job_id, attempt, status, now, metrics=metrics, started_at=started,
             **({"output": body.get("output")} if status == "completed" else
-               {"error": body.get("error") or "canceled", "failure": Failure.CANCELED})))
+               {"error": body.get("error") or "canceled", "failure": Failure.CANCELED})), session)
     else:
         if started is not None:
             coordinator.job_started(job_id, attempt, started)
