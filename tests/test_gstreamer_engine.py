@@ -25,12 +25,12 @@ LONG: dict[str, Any] = {"duration": 86400}
 
 
 def context(tmp_path: Path, *, encoder: str = "x264enc", output: str | None = None, input_path: str | None = None,
-            audio: str | None = "avenc_aac", **submit: Any) -> JobContext:
+            audio: str | None = "avenc_aac", input_audio: bool = False, **submit: Any) -> JobContext:
     raw = {"scenario": "t", "resolution": "320x180", "fps": 10, "duration": 3, "codec": "h264", "bitrate": "300k",
            **submit}
     return JobContext(job_id="job-1", attempt=1, spec=validate_submission(raw).to_dict(), work_dir=tmp_path,
                       input_path=input_path, output=output or str(tmp_path / "outputs" / "job-1.mp4"),
-                      encoder=encoder, ffmpeg=None, gst_launch=GST, audio_encoder=audio)
+                      encoder=encoder, ffmpeg=None, gst_launch=GST, audio_encoder=audio, input_audio=input_audio)
 
 
 def after(argv: list[str], token: str, count: int = 1) -> list[str]:
@@ -86,6 +86,22 @@ def test_a_given_file_is_decoded_scaled_and_cut_at_the_duration(tmp_path: Path) 
             "identity eos-after=21 ! progressreport") in chain(argv)
     assert "videotestsrc" not in argv
     assert "audiotestsrc" not in argv  # the input's video only, never a made-up track
+
+
+def test_a_stream_from_an_input_with_audio_carries_it_cut_at_the_duration(tmp_path: Path) -> None:
+    source = str(tmp_path / "talk.mp4")
+    argv = build(context(tmp_path, input_path=source, input_audio=True, output="rtmp://h/app/k", duration=2)).argv
+    assert argv[2:7] == ["filesrc", f'location="{source}"', "!", "decodebin", "name=in"]
+    assert ("in. ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! audiobuffersplit "
+            "output-buffer-duration=1/50 ! queue ! identity eos-after=101 ! identity eos-after=101 ! audioconvert ! "
+            "avenc_aac ! aacparse ! queue ! mux.") in chain(argv)
+    assert "audiotestsrc" not in argv
+
+
+def test_an_input_with_audio_written_to_a_file_keeps_the_video_only(tmp_path: Path) -> None:
+    """As FFmpeg's file mode (`-an`): only streams carry audio."""
+    argv = build(context(tmp_path, input_path=str(tmp_path / "talk.mp4"), input_audio=True)).argv
+    assert "name=in" not in argv and "in." not in argv and "audioconvert" not in argv
 
 
 def test_a_url_input_uses_uridecodebin(tmp_path: Path) -> None:

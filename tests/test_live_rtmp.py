@@ -12,6 +12,7 @@ from ffrtmp.worker.capabilities import Capabilities
 from tests.conftest import eventually
 from tests.inprocess import inprocess_cluster, shared_capabilities, wait_for_workers
 from tests.rtmp import RtmpServer, read_stream, start_rtmp_server
+from tests.test_input_audio import make_input
 from tests.test_runner import Harness, finish, make_attempt
 
 pytestmark = pytest.mark.slow
@@ -76,6 +77,30 @@ def test_a_live_push_can_be_watched_while_it_runs(engine: str, tmp_path: Path, r
     assert metrics["out_time"] == pytest.approx(3.0, abs=0.2)
     assert metrics["wall_seconds"] >= 2.5  # real time: three seconds of stream take three seconds
     assert result["output"] == url
+
+
+@pytest.mark.parametrize("audio", [True, False], ids=["with-audio", "video-only"])
+def test_a_gstreamer_push_of_a_file_carries_its_audio_when_it_has_one(audio: bool, tmp_path: Path,
+                                                                     rtmp_server: RtmpServer, ffmpeg: str,
+                                                                     ffprobe: str, capabilities: Capabilities) -> None:
+    """An input without audio must not hold the muxer (the push ends on time); one with audio is heard."""
+    source = make_input(ffmpeg, tmp_path / "source.mp4", audio=audio, seconds=4)
+    url = rtmp_server.url(f"gst-input-{audio}-{tmp_path.name}")
+    attempt = make_attempt(f"input-{audio}", engine="gstreamer", queue="live", output=url, input=str(source), **LIVE)
+    harness = Harness(tmp_path / "work", capabilities.ffmpeg, capabilities.encoder_map())
+    recorder, thread = harness.start(attempt)
+    eventually(lambda: "started" in recorder.kinds() or not thread.is_alive(), timeout=60,
+               message="gstreamer to start pushing")
+    streams = kinds_of(read_stream(ffprobe, url))
+    finish(thread)
+    result = recorder.finished()
+    assert result["status"] == "completed", (result, recorder.texts()[-5:], rtmp_server.log_tail())
+    assert streams["video"]["codec_name"] == "h264"
+    if audio:
+        assert streams.get("audio", {}).get("codec_name") == "aac", (recorder.texts()[:3], streams)
+    else:
+        assert "audio" not in streams
+    assert result["metrics"]["out_time"] == pytest.approx(3.0, abs=0.2)
 
 
 def test_a_live_job_through_the_cluster_picks_gstreamer_and_completes(tmp_path: Path, rtmp_server: RtmpServer,

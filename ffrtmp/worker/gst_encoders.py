@@ -103,6 +103,13 @@ def audio_encoder(gst_launch: str | None) -> str | None:
     return next((name for name in AAC_ENCODERS if gst_inspect and plugin_installed(gst_inspect, name)), None)
 
 
+@lru_cache(maxsize=4)
+def audio_splitter(gst_launch: str | None) -> bool:
+    """Whether `audiobuffersplit` (gst-plugins-bad) is installed: it lets a given input's audio be cut."""
+    gst_inspect = find_gst_inspect(gst_launch)
+    return gst_inspect is not None and plugin_installed(gst_inspect, "audiobuffersplit")
+
+
 def plugin_installed(gst_inspect: str, plugin: str) -> bool:
     """True when `gst-inspect-1.0 NAME` knows the plugin (or element) NAME."""
     try:

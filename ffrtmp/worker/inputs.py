@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from ffrtmp.errors import FfrtmpError
+from ffrtmp.worker.tools import run_quiet
 
 GENERATE_TIMEOUT_FACTOR = 20.0
 MAX_GENERATED_SECONDS = 120.0
@@ -93,3 +94,22 @@ def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, d
             raise InputError(f"generating the test source failed: {done.stderr.strip()[-500:]}")
         os.replace(partial, target)
         return target
+
+
+PROBE_TIMEOUT = 15.0
+"""How long `ffprobe` may take to tell whether a given input has audio (a URL may be slow to open)."""
+
+
+def audio_track(ffprobe: str | None, source: str) -> tuple[bool, str | None]:
+    """Whether `source` has an audio stream, and when that cannot be told, why (then: taken as none)."""
+    if ffprobe is None:
+        return False, "ffprobe is not installed"
+    argv = [ffprobe, "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0",
+            "-i", source]
+    try:
+        done = run_quiet(argv, timeout=PROBE_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"ffprobe failed: {exc}"
+    if done.returncode != 0:
+        return False, f"ffprobe failed: {done.stderr.strip()[-300:] or f'exit {done.returncode}'}"
+    return bool(done.stdout.strip()), None

@@ -29,10 +29,10 @@ from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob, is_stream
 from ffrtmp.worker.engines import ffmpeg as ffmpeg_engine
 from ffrtmp.worker.engines import gstreamer as gstreamer_engine
 from ffrtmp.worker.engines.choice import choose_engine
-from ffrtmp.worker.gst_encoders import audio_encoder
-from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, ensure_generated
+from ffrtmp.worker.gst_encoders import audio_encoder, audio_splitter
+from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_track, ensure_generated
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
-from ffrtmp.worker.tools import find_gstreamer
+from ffrtmp.worker.tools import find_ffprobe, find_gstreamer
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
@@ -231,12 +231,24 @@ class AttemptRunner:
                 raise AttemptFailed(Failure.ENCODER_ERROR, str(exc)) from None
             if float(params["duration"]) > MAX_GENERATED_SECONDS:
                 spec = {**spec, "_loop_input": True}
-        audio = audio_encoder(self.gst_launch) if engine == "gstreamer" and streaming and not source else None
+        audio = audio_encoder(self.gst_launch) if engine == "gstreamer" and streaming else None
+        input_audio = bool(source) and audio is not None and self._input_audio(str(source))
         context = JobContext(job_id=self.attempt.job, attempt=self.attempt.attempt, spec=spec,
                              work_dir=self.paths.work_dir, input_path=source, output=output, encoder=encoder,
                              ffmpeg=self.ffmpeg, cpu_count=self.cpu_count, gst_launch=self.gst_launch,
-                             audio_encoder=audio)
+                             audio_encoder=audio, input_audio=input_audio)
         return context, time.time() - begin
+
+    def _input_audio(self, source: str) -> bool:
+        """Whether a GStreamer stream can carry the input's audio: it has a track, and it can be cut."""
+        found, why = audio_track(find_ffprobe(self.ffmpeg), source)
+        if why is not None:
+            self.log("worker", f"the stream leaves out the input's audio, if any: {why}")
+        elif found and not audio_splitter(self.gst_launch):
+            self.log("worker", "the stream leaves out the input's audio: audiobuffersplit (gst-plugins-bad) "
+                     "is not installed")
+            return False
+        return found
 
     def _pick_encoder(self, codec: str, engine: str) -> str:
         encoder = best_for(codec, self.encoders, engine)

@@ -41,7 +41,9 @@ class JobContext:
     cpu_count: int = 1
     gst_launch: str | None = None
     audio_encoder: str | None = None
-    """The AAC element a GStreamer stream's sine track uses; None: a stream without audio."""
+    """The AAC element a GStreamer stream's audio uses; None: a stream without audio."""
+    input_audio: bool = False
+    """The given input has an audio track, and a GStreamer stream carries it (probed by the runner)."""
 
     @property
     def params(self) -> dict[str, Any]:

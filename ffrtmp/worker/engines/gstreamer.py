@@ -7,9 +7,10 @@ so a live push of D seconds ends by itself and completes. For streams the source
 which paces them in real time like FFmpeg's `-re`.
 
 A given input is decoded (`filesrc ! decodebin`, `uridecodebin` for URLs), converted to the job's size and
-frame rate, and cut at the duration (see cut_after). Only its video is used: a branch for an audio pad that
-never appears (an input without audio) would hold the muxer forever. `rtmpsink` syncs to the clock, so a
-file pushed to RTMP goes out in real time too.
+frame rate, and cut at the duration (see cut_after). A stream also carries the input's audio, resampled to
+48 kHz stereo AAC and cut at the same duration, when the runner found an audio track: a branch for an audio
+pad that never appears would hold the muxer forever. Files keep the video only, as FFmpeg's file mode does.
+`rtmpsink` syncs to the clock, so a file pushed to RTMP goes out in real time too.
 
 `progressreport` after the source prints the stream position each second (see progress.GstProgress).
 Every token is its own argv entry and every path or URL is quoted, so spaces, `!` or quotes in a name stay
@@ -31,7 +32,10 @@ MUXER_FOR_SUFFIX = {".mp4": "mp4mux", ".m4v": "mp4mux", ".mov": "qtmux", ".mkv":
                     ".webm": "webmmux", ".flv": "flvmux", ".ts": "mpegtsmux"}
 
 AUDIO_BUFFERS_PER_SECOND = 50
-"""audiotestsrc sends 20 ms buffers (960 samples at 48 kHz), so the track's length is exact."""
+"""Audio goes in 20 ms buffers (960 samples at 48 kHz), so counting buffers cuts the track exactly."""
+AUDIO_CAPS = "audio/x-raw,rate=48000,channels=2"
+DECODER = "in"
+"""The name of a given input's decoder, whose audio pad the audio branch links from."""
 
 PATTERN = ("pattern=smpte", "horizontal-speed=4")
 """Colour bars that scroll 4 pixels a frame: every frame differs, so the encoder does real work."""
@@ -56,6 +60,8 @@ def video_source(ctx: JobContext, caps: str, frames: int) -> list[str]:
         decode = ["uridecodebin", f"uri={quoted(ctx.input_path)}"]
     else:
         decode = ["filesrc", f"location={quoted(ctx.input_path)}", "!", "decodebin"]
+    if carries_input_audio(ctx):
+        decode.append(f"name={DECODER}")  # the audio branch starts from its other pad
     return [*decode, "!", "videoconvert", "!", "videoscale", "!", "videorate", "!", caps, "!", *cut_after(frames)]
 
 
@@ -71,14 +77,24 @@ def cut_after(frames: int) -> list[str]:
     return ["queue", "!", "identity", refuse, "!", "identity", refuse]
 
 
+def carries_input_audio(ctx: JobContext) -> bool:
+    return ctx.streaming and ctx.input_path is not None and ctx.input_audio and ctx.audio_encoder is not None
+
+
 def audio_branch(ctx: JobContext, duration: float) -> list[str]:
-    """A sine track for a generated stream (the original's `sine` input), when an AAC element is installed."""
-    if not ctx.streaming or ctx.input_path is not None or ctx.audio_encoder is None:
+    """A stream's audio, when an AAC element is installed: a sine for a generated source (the original's `sine`
+    input), or the given input's own track, split into 20 ms buffers so that it ends at the duration too."""
+    if not ctx.streaming or ctx.audio_encoder is None:
         return []
     buffers = max(1, math.ceil(duration * AUDIO_BUFFERS_PER_SECOND))
-    return ["audiotestsrc", "is-live=true", "wave=sine", "freq=440", "samplesperbuffer=960",
-            f"num-buffers={buffers}", "!", "audio/x-raw,rate=48000,channels=2", "!", "audioconvert", "!",
-            ctx.audio_encoder, "!", "aacparse", "!", "queue", "!", "mux."]
+    encode = ["audioconvert", "!", ctx.audio_encoder, "!", "aacparse", "!", "queue", "!", "mux."]
+    if ctx.input_path is None:
+        return ["audiotestsrc", "is-live=true", "wave=sine", "freq=440", "samplesperbuffer=960",
+                f"num-buffers={buffers}", "!", AUDIO_CAPS, "!", *encode]
+    if not carries_input_audio(ctx):
+        return []
+    return [f"{DECODER}.", "!", "audioconvert", "!", "audioresample", "!", AUDIO_CAPS, "!", "audiobuffersplit",
+            f"output-buffer-duration=1/{AUDIO_BUFFERS_PER_SECOND}", "!", *cut_after(buffers), "!", *encode]
 
 
 def sink(ctx: JobContext) -> list[str]:
