@@ -101,6 +101,20 @@ def test_a_tenant_sees_and_controls_only_its_own_jobs(cluster: Cluster) -> None:
     assert cluster.store.get_job(mine)["tenant"] == "acme"
 
 
+def test_a_tenant_sees_the_activity_of_its_own_jobs_only(cluster: Cluster) -> None:
+    acme, globex, admin, worker = keys(cluster, ("submit", "acme"), ("submit", "globex"), ("admin", "ops"),
+                                       ("worker", "ops"))
+    cluster.hello(b"w1", "alpha", slots=2, key=worker)
+    for key in (acme, globex):
+        job_id = submit(cluster, key, engine="null")["body"]["ids"][0]  # type: ignore[index]
+        cluster.result(b"w1", job_id, 1)
+
+    def done(key: str) -> int:
+        return sum(cluster.request("stats", key=key)["body"]["activity"]["completed"])
+
+    assert (done(acme), done(globex), done(admin)) == (1, 1, 2)
+
+
 def test_a_pending_quota_refuses_the_submit_that_would_pass_it(cluster: Cluster) -> None:
     (acme,) = keys(cluster, ("submit", "acme"))
     set_quota(cluster.store, "acme", max_pending=2, max_running=None)

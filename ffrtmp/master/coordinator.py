@@ -147,6 +147,8 @@ class Coordinator:
             for name, row in stored.items():
                 if row["status"] != "offline" and name not in self.nodes:
                     self.store.update_node(name, status="offline")
+        for at, status, tenant in self.store.recent_endings(since=now - 60 * self.activity.minutes):
+            self.activity.record(status, at, tenant)
         self.dirty = True
 
     def handle_batch(self, frames: list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, str | None]],
@@ -387,7 +389,7 @@ class Coordinator:
                 return
             job = found
         self.logbook.job_ended(job)
-        self.activity.record(job["status"], job["finished_at"] or time.time())
+        self.activity.record(job["status"], job["finished_at"] or time.time(), job["tenant"])
         self.observer.job_finished(job, time.time())
 
     def node_gone(self, session: NodeSession, now: float, reason: str) -> None:

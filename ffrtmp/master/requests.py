@@ -198,7 +198,7 @@ def stats(coordinator: Coordinator, caller: Principal, args: Args, now: float) -
         "nodes": {"total": len(nodes), "slots": sum(s.slots for s in nodes),
                   "busy_slots": sum(len(s.attempts) for s in nodes)},
         "queues": coordinator.store.pending_by_queue(caller.scope),
-        "activity": coordinator.activity.series(now),
+        "activity": coordinator.activity.series(now, tenant=caller.scope),
         "version": __version__,
         "uptime": now - coordinator.started_at,
     }

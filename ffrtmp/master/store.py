@@ -35,6 +35,8 @@ TERMINAL = ("completed", "failed", "canceled")
 ENDING_COLUMNS = ("seq, id, status, attempts, node, queue, priority, engine, scenario, tenant, weight, max_retries,"
                   " timeout, progress, created_at, started_at, not_before, reason, log_bytes, log_dropped")
 """What `finish_jobs` reads of a job, and returns with the ending applied (all but the spec's JSON columns)."""
+RECENT_SCAN = 200_000
+"""History rows read back at start for the last hour's activity, at most (a bounded cost on a huge store)."""
 IN_CHUNK = 500
 """Ids per `IN (...)` list (SQLite allows 32,766 parameters; smaller lists keep statements cheap to prepare)."""
 
@@ -472,6 +474,15 @@ class Store(LogRows, NodeRows):
 
     def set_wait_reason(self, job_id: str, reason: str | None) -> None:
         self.conn.execute("UPDATE jobs SET reason = ? WHERE id = ? AND status = 'pending'", (reason, job_id))
+
+    def recent_endings(self, since: float, scan: int = RECENT_SCAN) -> list[tuple[float, str, str]]:
+        """(time, status, tenant) of jobs completed or failed since `since`, from the newest `scan` history rows
+        (history is appended in time order: this reads its tail, never the whole table)."""
+        rows = self.conn.execute(
+            "SELECT h.at, h.status, j.tenant FROM history h JOIN jobs j ON j.seq = h.job_seq"
+            " WHERE h.rowid > (SELECT coalesce(max(rowid), 0) FROM history) - ? AND h.at >= ?"
+            " AND h.status IN ('completed', 'failed')", (scan, since))
+        return [(row[0], row[1], row[2]) for row in rows]
 
     def active_attempts(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
