@@ -571,3 +571,39 @@ def test_a_node_whose_attempts_wait_for_it_after_a_restart_is_not_forgotten(tmp_
     second.coordinator.restore(second.now)
     refused = second.request("nodes.forget", {"name": "alpha"})
     assert refused["status"] == 409 and "1 attempt(s)" in refused["error"]
+
+
+def test_an_observer_failing_on_a_job_end_costs_neither_the_end_nor_the_batch(cluster: Cluster) -> None:
+    from ffrtmp.master.observer import Observer
+
+    class Broken(Observer):
+        def job_finished(self, job: dict[str, Any], now: float) -> None:
+            raise RuntimeError("injected")
+
+    cluster.coordinator.observer.add(Broken())
+    cluster.hello(b"w1", "alpha", slots=2)
+    done = cluster.submit()
+    cluster.net.take(b"w1")
+    submit = encode(Kind.REQUEST, {"rid": "late", "op": "submit", "args": {"jobs": [{"scenario": "t",
+                                                                                    "engine": "null"}]}})
+    result = encode(Kind.RESULT, {"job": done, "attempt": 1, "status": "completed", "at": cluster.now})
+    cluster.coordinator.handle_batch([(b"client", submit), (b"w1", result)], cluster.now)
+    (reply,) = cluster.net.take(b"client", Kind.REPLY)
+    assert reply.body["status"] == 200, "the submit in the same batch stands"
+    assert cluster.job(done)["status"] == "completed"
+    assert cluster.job(reply.body["body"]["ids"][0])["status"] == "assigned"
+
+
+def test_a_restart_counts_a_nodes_offline_time_from_the_restart(tmp_path: Path) -> None:
+    """A node connected for days before the master stopped is not forgotten before it can come back."""
+    first = Cluster(tmp_path, forget_offline=3600.0)
+    first.hello(b"w1", "alpha")
+    first.store.close()
+    second = Cluster(tmp_path, forget_offline=3600.0)
+    second.now = first.now + 5 * 86400
+    second.coordinator.restore(second.now)
+    second.coordinator.tick(second.now)
+    assert second.store.get_node("alpha")["status"] == "offline"
+    second.now += 3601
+    second.coordinator.tick(second.now)
+    assert second.store.get_node("alpha") is None

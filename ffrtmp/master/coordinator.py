@@ -146,7 +146,8 @@ class Coordinator:
         with self.store.transaction():
             for name, row in stored.items():
                 if row["status"] != "offline" and name not in self.nodes:
-                    self.store.update_node(name, status="offline")
+                    # Seen up to the master's stop, as far as we know: --forget-offline counts from now.
+                    self.store.update_node(name, status="offline", last_seen=now)
         for at, status, tenant in self.store.recent_endings(since=now - 60 * self.activity.minutes):
             self.activity.record(status, at, tenant)
         self.dirty = True
@@ -365,9 +366,13 @@ class Coordinator:
         for ending, job in zip(endings, finished, strict=True):
             if job is None:
                 continue
-            if ending.started_at is not None:
-                self.observer.job_running(job, ending.started_at)
-            self.job_finished(job)
+            try:  # recorded already: a bug in telling followers and observers must not undo it, or stop us
+                if ending.started_at is not None:
+                    self.observer.job_running(job, ending.started_at)
+                self.job_finished(job)
+            except Exception:
+                log.exception("job %s ended, but telling its followers and observers failed", ending.job_id,
+                              extra=_context(ending.job_id, ending.attempt, ""))
 
     def _finish_alone(self, ending: Ending, session: NodeSession, state: AttemptState) -> dict[str, Any] | None:
         try:
