@@ -103,11 +103,35 @@ def audio_encoder(gst_launch: str | None) -> str | None:
     return next((name for name in AAC_ENCODERS if gst_inspect and plugin_installed(gst_inspect, name)), None)
 
 
-@lru_cache(maxsize=4)
-def audio_splitter(gst_launch: str | None) -> bool:
-    """Whether `audiobuffersplit` (gst-plugins-bad) is installed: it lets a given input's audio be cut."""
+AUDIO_DECODERS = {
+    "aac": ("avdec_aac", "fdkaacdec", "faad"), "mp3": ("mpg123audiodec", "avdec_mp3"), "mp2": ("avdec_mp2float",),
+    "opus": ("opusdec", "avdec_opus"), "vorbis": ("vorbisdec",), "flac": ("flacdec", "avdec_flac"),
+    "ac3": ("avdec_ac3", "a52dec"), "eac3": ("avdec_eac3",), "dts": ("avdec_dca", "dtsdec"),
+    "alac": ("avdec_alac",), "amr_nb": ("amrnbdec", "avdec_amrnb"),
+}
+"""GStreamer elements that decode each audio codec (by ffprobe's name); PCM needs none."""
+
+
+@lru_cache(maxsize=64)
+def element_installed(gst_launch: str | None, name: str) -> bool:
+    """Whether GStreamer beside `gst_launch` has the element `name` (asked once per worker)."""
     gst_inspect = find_gst_inspect(gst_launch)
-    return gst_inspect is not None and plugin_installed(gst_inspect, "audiobuffersplit")
+    return gst_inspect is not None and plugin_installed(gst_inspect, name)
+
+
+def audio_problem(gst_launch: str | None, codec: str) -> str | None:
+    """Why a GStreamer stream cannot carry an input's `codec` track, or None when it can.
+
+    The decoder must be there: `decodebin` exposes no pad for a codec it cannot decode, and a branch waiting
+    for that pad would hold the muxer forever. `audiobuffersplit` (gst-plugins-bad) cuts the track.
+    """
+    if not codec.startswith("pcm_") and not any(element_installed(gst_launch, name)
+                                                for name in AUDIO_DECODERS.get(codec, ())):
+        wanted = " or ".join(AUDIO_DECODERS.get(codec, ())) or "a decoder ffrtmp knows"
+        return f"GStreamer cannot decode its {codec} audio here ({wanted} is not installed)"
+    if not element_installed(gst_launch, "audiobuffersplit"):
+        return "audiobuffersplit (gst-plugins-bad) is not installed"
+    return None
 
 
 def plugin_installed(gst_inspect: str, plugin: str) -> bool:

@@ -98,18 +98,21 @@ def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, d
 
 PROBE_TIMEOUT = 15.0
 """How long `ffprobe` may take to tell whether a given input has audio (a URL may be slow to open)."""
+URL_PROBE = ["-analyzeduration", "3000000", "-probesize", "2000000"]
+"""A live URL is read for at most ~3 s of media to find its streams."""
 
 
-def audio_track(ffprobe: str | None, source: str) -> tuple[bool, str | None]:
-    """Whether `source` has an audio stream, and when that cannot be told, why (then: taken as none)."""
+def audio_codec(ffprobe: str | None, source: str) -> tuple[str | None, str | None]:
+    """The codec of `source`'s first audio stream (None: it has none), and when that cannot be told, why."""
     if ffprobe is None:
-        return False, "ffprobe is not installed"
-    argv = [ffprobe, "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0",
-            "-i", source]
+        return None, "ffprobe is not installed"
+    argv = [ffprobe, "-v", "error", *(URL_PROBE if "://" in source else []), "-select_streams", "a:0",
+            "-show_entries", "stream=codec_name", "-of", "csv=p=0", "-i", source]
     try:
         done = run_quiet(argv, timeout=PROBE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"ffprobe failed: {exc}"
+        return None, f"ffprobe failed: {exc}"
     if done.returncode != 0:
-        return False, f"ffprobe failed: {done.stderr.strip()[-300:] or f'exit {done.returncode}'}"
-    return bool(done.stdout.strip()), None
+        return None, f"ffprobe failed: {done.stderr.strip()[-300:] or f'exit {done.returncode}'}"
+    lines = done.stdout.split()
+    return (lines[0] if lines else None), None

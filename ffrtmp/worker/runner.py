@@ -29,8 +29,8 @@ from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob, is_stream
 from ffrtmp.worker.engines import ffmpeg as ffmpeg_engine
 from ffrtmp.worker.engines import gstreamer as gstreamer_engine
 from ffrtmp.worker.engines.choice import choose_engine
-from ffrtmp.worker.gst_encoders import audio_encoder, audio_splitter
-from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_track, ensure_generated
+from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
+from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
 from ffrtmp.worker.tools import find_ffprobe, find_gstreamer
 
@@ -240,15 +240,17 @@ class AttemptRunner:
         return context, time.time() - begin
 
     def _input_audio(self, source: str) -> bool:
-        """Whether a GStreamer stream can carry the input's audio: it has a track, and it can be cut."""
-        found, why = audio_track(find_ffprobe(self.ffmpeg), source)
+        """Whether a GStreamer stream can carry the input's audio: it has a track GStreamer can decode and cut."""
+        codec, why = audio_codec(find_ffprobe(self.ffmpeg), source)
         if why is not None:
             self.log("worker", f"the stream leaves out the input's audio, if any: {why}")
-        elif found and not audio_splitter(self.gst_launch):
-            self.log("worker", "the stream leaves out the input's audio: audiobuffersplit (gst-plugins-bad) "
-                     "is not installed")
             return False
-        return found
+        if codec is None:
+            return False
+        problem = audio_problem(self.gst_launch, codec)
+        if problem is not None:
+            self.log("worker", f"the stream leaves out the input's audio: {problem}")
+        return problem is None
 
     def _pick_encoder(self, codec: str, engine: str) -> str:
         encoder = best_for(codec, self.encoders, engine)
