@@ -56,3 +56,25 @@ def test_quotas_are_set_and_listed(tmp_path: Path) -> None:
     code, out = run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")
     assert json.loads(out) == {"acme": {"max_pending": 10, "max_running": None}}
     assert run("keys", "quota", "set", "acme", "--max-running", "-1", "--data-dir", str(tmp_path))[0] == 2
+
+
+def test_a_store_from_an_older_version_is_not_migrated_under_its_running_master(tmp_path: Path) -> None:
+    """Only a master migrates: `keys` beside an older master that still runs must not change its schema."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from ffrtmp.master.schema import MIGRATIONS
+
+    path = tmp_path / "master.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m005_attempts_and_history_by_seq")
+    conn.close()
+    code, out = run("keys", "api", "list", "--data-dir", str(tmp_path))
+    assert code == 2 and "older ffrtmp" in out and "m005_attempts_and_history_by_seq" in out
+    conn = sqlite3.connect(path)
+    applied = {row[0] for row in conn.execute("SELECT name FROM _sqlite_migrations")}
+    conn.close()
+    assert "m005_attempts_and_history_by_seq" not in applied, "the store was left as it was"
+    Store(path).close()  # the new master migrates it
+    assert run("keys", "api", "list", "--data-dir", str(tmp_path))[0] == 0

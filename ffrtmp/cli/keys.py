@@ -56,7 +56,7 @@ def _store(data_dir: Path | None, db: Path | None) -> Store:
     path = db or (data_dir or defaults.data_dir()) / "master.db"
     if not path.exists():
         raise InvalidInput("db", f"{path} does not exist: run this where the master keeps its data (--data-dir/--db)")
-    return Store(path)
+    return Store(path, migrate=False)  # the master may be running: never change the schema under it
 
 
 @api.command("create")

@@ -65,7 +65,9 @@ def _job(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class Store(LogRows, NodeRows):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
+        """`migrate=False` (tools beside a running master): a store that needs migrating is refused, since
+        only the master that will use the new schema may change it under itself."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +88,13 @@ class Store(LogRows, NodeRows):
         """Pending jobs per (queue, priority), kept the same way (queue depth for `stats` and `top`)."""
         self.on_commit: Callable[[float], None] | None = None
         """Told how long each COMMIT took (metrics)."""
-        MIGRATIONS.apply(sqlite_utils.Database(self.conn))
+        database = sqlite_utils.Database(self.conn)
+        if not migrate and (pending := MIGRATIONS.pending(database)):
+            self.conn.close()
+            raise InvalidInput("db", f"{self.path} was written by an older ffrtmp (its schema lacks "
+                               f"{', '.join(m.name for m in pending)}): stop the old master, then start this "
+                               "version's `ffrtmp master` once to upgrade the store")
+        MIGRATIONS.apply(database)
 
     def close(self) -> None:
         self.conn.close()
