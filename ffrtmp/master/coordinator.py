@@ -350,8 +350,8 @@ class Coordinator:
     def finish_pending(self) -> None:
         """Record the endings gathered from one frame, in one go (a worker reports hundreds of short jobs at once).
 
-        Should that fail, each is tried on its own, so a bad one costs itself only; its result stays
-        acknowledged, as it would had it failed alone.
+        Should that fail, each is tried on its own, so a bad one costs itself only (and is retried: see
+        `_finish_alone`).
         """
         pending, self.endings = self.endings, []
         if not pending:

@@ -98,9 +98,8 @@ def missing_reason(element: GstElement, plugin_installed: bool) -> str:
 
 @lru_cache(maxsize=4)
 def audio_encoder(gst_launch: str | None) -> str | None:
-    """The first installed AAC element (for a stream's sine track), looked up once per worker."""
-    gst_inspect = find_gst_inspect(gst_launch)
-    return next((name for name in AAC_ENCODERS if gst_inspect and plugin_installed(gst_inspect, name)), None)
+    """The first installed AAC element (for a stream's audio), looked up once per worker."""
+    return next((name for name in AAC_ENCODERS if element_installed(gst_launch, name)), None)
 
 
 AUDIO_DECODERS = {
