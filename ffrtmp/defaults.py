@@ -84,6 +84,9 @@ RETRY_BACKOFF_BASE = _env_float("FFRTMP_RETRY_BACKOFF", 5.0)
 RETRY_BACKOFF_MAX = _env_float("FFRTMP_RETRY_BACKOFF_MAX", 300.0)
 """Cap of the retry delay."""
 
+DELIVER_TIMEOUT = _env_float("FFRTMP_DELIVER_TIMEOUT", 10.0)
+"""A stopping worker offers its unacknowledged results this long once nothing runs, then exits keeping them."""
+
 RECONNECT_MIN = 1.0
 """First reconnect delay of a worker that lost the master (doubles, with jitter)."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import signal
 import socket
-import time
 from pathlib import Path
 from types import FrameType
 
@@ -57,6 +56,10 @@ def worker(
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
     drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
+    deliver_timeout: float = typer.Option(defaults.DELIVER_TIMEOUT, "--deliver-timeout",
+                                          envvar="FFRTMP_DELIVER_TIMEOUT", help="When stopping: seconds results "
+                                          "get to reach the master once nothing runs; then the worker exits anyway, "
+                                          "keeping them in the work dir for its next start."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -91,7 +94,7 @@ def worker(
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
-                            burst=burst, drain_timeout=drain_timeout)
+                            burst=burst, drain_timeout=drain_timeout, deliver_timeout=deliver_timeout)
     if tracing:
         from ffrtmp.tracing import Tracing
 
@@ -103,11 +106,7 @@ def worker(
         serve_worker_metrics(agent, metrics_port)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if agent.draining:
-            agent.stop_now = True
-        else:
-            agent.start_drain(time.monotonic())
-        agent.wake()
+        agent.request_stop()  # the first drains, a second stops at once
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -1,0 +1,32 @@
+"""The worker's side of the node timeout: a lease on its attempts that only the master's messages renew.
+
+The master gives a node's attempts away once it has not heard from the node for `node_timeout`. The worker
+cannot know that moment exactly, but it can see the mirror of it: the same stretch of silence from the master
+(the master answers every heartbeat). When that has passed, its attempts are no longer its own, and it stops
+them instead of encoding (or publishing to a stream key) alongside their new attempt. Monotonic time only:
+a step of the wall clock must neither end a lease early nor stretch it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class MasterLease:
+    node_timeout: float
+    heard_at: float = 0.0
+    """Monotonic time of the last message from the master (or of the start: a fresh lease)."""
+
+    def heard(self, now: float) -> None:
+        self.heard_at = now
+
+    def silent_for(self, now: float) -> float:
+        return max(0.0, now - self.heard_at)
+
+    def expired(self, now: float) -> bool:
+        return self.silent_for(now) > self.node_timeout
+
+    def due_in(self, now: float) -> float:
+        """Seconds until it expires (0 once it has)."""
+        return max(0.0, self.heard_at + self.node_timeout - now)
