@@ -15,7 +15,6 @@ import math
 import os
 import queue
 import random
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 from ffrtmp.worker.spool import ResultSpool
-from ffrtmp.worker.stopping import FORCE_WAIT, StopPlan, Verdict
+from ffrtmp.worker.stopping import FORCE_WAIT, StopPlan, Verdict, end_attempts, exit_line
 
 log = logging.getLogger("ffrtmp.worker")
 
@@ -466,36 +465,16 @@ class Agent:
             raise WorkerExit(0, f"burst done: {self.completed} completed, {self.failed} failed")
 
     def undelivered_line(self, now: float) -> str:
-        """The exit line of a stop that could not hand everything over: what was left, and where it is kept."""
-        def listing(keys: list[tuple[str, int, str]]) -> str:
-            named = "; ".join(f"job {job} attempt {number} {status}" for job, number, status in keys[:10])
-            return named + (f"; and {len(keys) - 10} more" if len(keys) > 10 else "")
-
-        parts = [f"stopped: {self.completed} completed, {self.failed} failed"]
-        if self.unacked:
-            results = [(job, number, str(body["status"])) for (job, number), (body, _) in self.unacked.items()]
-            parts.append(f"{len(results)} results not acknowledged by the master {self.options.master} (silent for "
-                         f"{self.lease.silent_for(now):.0f}s): {listing(results)}; kept in {self.spool.directory}: "
-                         f"the next `ffrtmp worker --name {self.options.name}` with this --work-dir reports them")
-        if self.attempts:
-            running = [(a.job, a.attempt, "still stopping") for a in self.attempts.values()]
-            parts.append(f"{len(running)} attempts killed before they reported: {listing(running)}")
-        return "; ".join(parts)
+        results = [(job, number, str(body["status"])) for (job, number), (body, _) in self.unacked.items()]
+        return exit_line(f"stopped: {self.completed} completed, {self.failed} failed", results,
+                         [(a.job, a.attempt) for a in self.attempts.values()],
+                         f"the master {self.options.master} (silent for {self.lease.silent_for(now):.0f}s)",
+                         f"kept in {self.spool.directory}: the next `ffrtmp worker --name {self.options.name}` "
+                         "with this --work-dir reports them")
 
     def shutdown(self) -> None:
         """Stop what still runs (a forced stop: SIGKILL after FORCE_WAIT), keep undelivered results on disk."""
-        for attempt in self.attempts.values():
-            attempt.cancel_reason = "worker shutting down"
-            attempt.cancel.set()
-        wait = FORCE_WAIT if self.stop_now else 10.0
-        deadline = self.mono() + wait
-        for attempt in list(self.attempts.values()):
-            if attempt.thread is not None:
-                attempt.thread.join(timeout=max(0.0, deadline - self.mono()))
-            if attempt.pid is not None and attempt.thread is not None and attempt.thread.is_alive():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(attempt.pid, signal.SIGKILL)  # its own session: it would outlive the worker
-                attempt.thread.join(timeout=1.0)
+        end_attempts(list(self.attempts.values()), FORCE_WAIT if self.stop_now else 10.0, self.mono)
         self.drain_events()
         try:
             self.spool.save([body for body, _ in self.unacked.values()])

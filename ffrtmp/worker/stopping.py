@@ -9,9 +9,15 @@ Without this bound a worker whose master had gone waited for an acknowledgement 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+
+from ffrtmp.worker.runner import Attempt
 
 FORCE_WAIT = 1.0
 """After a second stop request: how long stopped attempts get to report before the worker exits anyway."""
@@ -80,3 +86,38 @@ class StopPlan:
             due.append(self.idle_since + self.deliver_timeout)
         ahead = [at for at in due if at > now]
         return min(ahead) - now if ahead else math.inf
+
+
+def exit_line(head: str, results: list[tuple[str, int, str]], running: list[tuple[str, int]], master: str,
+              kept: str) -> str:
+    """The exit line of a stop that could not hand everything over: what was left, and where it is kept."""
+    def listing(items: list[str]) -> str:
+        return "; ".join(items[:10]) + (f"; and {len(items) - 10} more" if len(items) > 10 else "")
+
+    parts = [head]
+    if results:
+        named = listing([f"job {job} attempt {number} {status}" for job, number, status in results])
+        parts.append(f"{len(results)} results not acknowledged by {master}: {named}; {kept}")
+    if running:
+        named = listing([f"job {job} attempt {number}" for job, number in running])
+        parts.append(f"{len(running)} attempts killed before they reported: {named}")
+    return "; ".join(parts)
+
+
+def end_attempts(attempts: list[Attempt], wait: float, mono: Callable[[], float]) -> None:
+    """Stop every attempt, give them `wait` seconds in all, then SIGKILL the process groups still there.
+
+    An engine runs in its own session, so a worker that exits without this would leave it running.
+    """
+    for attempt in attempts:
+        attempt.cancel_reason = "worker shutting down"
+        attempt.cancel.set()
+    deadline = mono() + wait
+    for attempt in attempts:
+        if attempt.thread is None:
+            continue
+        attempt.thread.join(timeout=max(0.0, deadline - mono()))
+        if attempt.pid is not None and attempt.thread.is_alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(attempt.pid, signal.SIGKILL)
+            attempt.thread.join(timeout=1.0)
