@@ -5,6 +5,8 @@ agent's loop decisions on pinned clocks (a monotonic one that drives every inter
 from __future__ import annotations
 
 import math
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from ffrtmp.protocol import Kind, encode
 from ffrtmp.worker.agent import Agent, WorkerExit, WorkerOptions
 from ffrtmp.worker.capabilities import Capabilities
-from ffrtmp.worker.lease import MasterLease
+from ffrtmp.worker.lease import MasterLease, master_down
 from ffrtmp.worker.runner import Attempt
 from ffrtmp.worker.spool import ResultSpool
 from ffrtmp.worker.stopping import FORCE_WAIT, StopPlan, Verdict
@@ -112,9 +114,32 @@ def clocks() -> tuple[Clock, Clock]:
     return Clock(1_000.0), Clock(1.7e9)  # (monotonic, wall)
 
 
-def make_agent(tmp_path: Path, clocks: tuple[Clock, Clock], **options: Any) -> Agent:
+@pytest.fixture
+def frozen_master() -> Iterator[str]:
+    """An address where something accepts TCP connections and never answers: a live master, frozen."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def refused_address() -> str:
+    """An address where nothing listens: no master process there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_master_down_means_refused_not_silent(frozen_master: str) -> None:
+    assert master_down(refused_address())
+    assert not master_down(frozen_master), "a frozen (or partitioned) master is not down: it may give work away"
+    assert not master_down("ipc:///tmp/nothing")
+
+
+def make_agent(tmp_path: Path, clocks: tuple[Clock, Clock], master: str = "tcp://127.0.0.1:1",
+               **options: Any) -> Agent:
     mono, wall = clocks
-    agent = Agent(WorkerOptions(master="tcp://127.0.0.1:1", name="w1", work_dir=tmp_path / "work", **options),
+    agent = Agent(WorkerOptions(master=master, name="w1", work_dir=tmp_path / "work", **options),
                   Capabilities(engines=["null"], ffmpeg=None, gstreamer=None), wall=wall, mono=mono)
     agent.connect(mono())
     return agent
@@ -168,10 +193,10 @@ def test_a_wall_clock_step_neither_ends_the_lease_nor_the_drain(tmp_path: Path, 
         agent.shutdown()
 
 
-def test_the_lease_stops_running_attempts_after_node_timeout_of_master_silence(tmp_path: Path,
-                                                                             clocks: tuple[Clock, Clock]) -> None:
+def test_the_lease_stops_running_attempts_after_node_timeout_of_master_silence(
+        tmp_path: Path, clocks: tuple[Clock, Clock], frozen_master: str) -> None:
     mono, _ = clocks
-    agent = make_agent(tmp_path, clocks)
+    agent = make_agent(tmp_path, clocks, master=frozen_master)
     try:
         welcome(agent, mono(), node_timeout=4.0)
         attempt = Attempt(job="j1", attempt=1, spec={"engine": "ffmpeg"}, received_at=mono())
@@ -250,3 +275,19 @@ def test_a_second_stop_request_exits_within_force_wait(tmp_path: Path, clocks: t
     agent.attempts.clear()
     agent.shutdown()
     assert "killed before they reported: job j1 attempt 1" in str(done.value)
+
+
+def test_a_master_that_is_down_keeps_the_lease_for_its_restart(tmp_path: Path, clocks: tuple[Clock, Clock]) -> None:
+    mono, _ = clocks
+    agent = make_agent(tmp_path, clocks, master=refused_address())
+    try:
+        welcome(agent, mono(), node_timeout=4.0)
+        attempt = Attempt(job="j1", attempt=1, spec={"engine": "ffmpeg"}, received_at=mono())
+        agent.attempts["j1"] = attempt
+        mono.now += 4.1
+        agent.keep_alive(mono.now)
+        assert not attempt.cancel.is_set(), "nothing gives it away while no master runs"
+        assert agent.lease.silent_for(mono.now) == 0.0
+    finally:
+        agent.attempts.clear()
+        agent.shutdown()

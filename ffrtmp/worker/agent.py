@@ -31,7 +31,7 @@ from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, Message, decode, encode, enco
 from ffrtmp.security import KeyPair
 from ffrtmp.transport import DealerSocket
 from ffrtmp.worker.capabilities import Capabilities
-from ffrtmp.worker.lease import MasterLease
+from ffrtmp.worker.lease import MasterLease, master_down
 from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
@@ -220,6 +220,10 @@ class Agent:
 
     def keep_alive(self, now: float) -> None:
         assert self.sock is not None
+        if self.attempts and self.lease.expired(now) and master_down(self.options.master):
+            log.warning("master %s is down (connection refused): keeping %d attempts for it to adopt",
+                        self.options.master, len(self.attempts))
+            self.lease.heard(now)  # a master that is down gives nothing away; restarted, it grants a fresh timeout
         if self.lease.expired(now):
             self.lease_expired(now)
         if not self.welcomed:

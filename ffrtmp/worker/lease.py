@@ -5,11 +5,20 @@ cannot know that moment exactly, but it can see the mirror of it: the same stret
 (the master answers every heartbeat). When that has passed, its attempts are no longer its own, and it stops
 them instead of encoding (or publishing to a stream key) alongside their new attempt. Monotonic time only:
 a step of the wall clock must neither end a lease early nor stretch it.
+
+A master that is down gives nothing away, and one that restarts grants every node a fresh node timeout. So
+when the lease runs out while the master's port refuses connections (no master process there, as opposed to
+a partition or a frozen master, which time out or accept), the lease is renewed: a short master restart must
+keep its running attempts to adopt.
 """
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+REFUSAL_PROBE_TIMEOUT = 0.5
 
 
 @dataclass
@@ -30,3 +39,17 @@ class MasterLease:
     def due_in(self, now: float) -> float:
         """Seconds until it expires (0 once it has)."""
         return max(0.0, self.heard_at + self.node_timeout - now)
+
+
+def master_down(url: str, timeout: float = REFUSAL_PROBE_TIMEOUT) -> bool:
+    """True only when a TCP connection to the master's address is refused: nothing listens there."""
+    parts = urlsplit(url)
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+            return False  # something accepts: a live (maybe frozen) master
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        return False  # unreachable or silent: a partition, which is exactly when the lease must end
