@@ -15,6 +15,7 @@ import math
 import os
 import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class Agent:
         self.completed = 0
         self.failed = 0
         self.spans: dict[tuple[str, int], Any] = {}
+        self.loop_thread: int | None = None
 
     # ---- connection -------------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ class Agent:
     # ---- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> int:
+        self.loop_thread = threading.get_ident()
         self.connect(self.mono())
         try:
             while True:
@@ -209,9 +212,10 @@ class Agent:
         self.check_stop(now)
 
     def emit(self, event: Event) -> None:
-        """Called from runner threads."""
+        """Called from runner threads, and from the loop itself for null jobs (which need no wake-up call)."""
         self.events.put(event)
-        self.wake()
+        if threading.get_ident() != self.loop_thread:
+            self.wake()
 
     def wake(self) -> None:
         """Make the loop's poll return now (safe from threads and signal handlers)."""
@@ -363,8 +367,6 @@ class Agent:
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return
-        import threading
-
         attempt.thread = threading.Thread(target=runner.run, name=f"job-{job_id[:8]}", daemon=True)
         attempt.thread.start()
 
