@@ -121,14 +121,18 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     from ffrtmp.views import encoders_table
     from ffrtmp.worker.capabilities import Capabilities
     from ffrtmp.worker.resources import ResourceSampler
+    from ffrtmp.worker.tools import BUNDLED, ffmpeg_version
 
     assert isinstance(capabilities, Capabilities)
     work_dir.mkdir(parents=True, exist_ok=True)
     resources = ResourceSampler(work_dir).sample()
     # Every encoder found, also those of an engine this worker cannot offer: their reasons say why.
     encoders = {e.name: e.to_dict() for e in capabilities.encoders}
+    version = ffmpeg_version(capabilities.ffmpeg) if capabilities.ffmpeg else None
+    bundled = capabilities.ffmpeg_source == BUNDLED
     report = {"engines": capabilities.engines, "unavailable_engines": capabilities.missing,
-              "ffmpeg": capabilities.ffmpeg, "gstreamer": capabilities.gstreamer,
+              "ffmpeg": capabilities.ffmpeg, "ffmpeg_version": version, "ffmpeg_found_by": capabilities.ffmpeg_source,
+              "ffmpeg_bundled": bundled, "gstreamer": capabilities.gstreamer,
               "encoders": list(encoders.values()), "resources": resources}
     if json_output:
         print_json(report)
@@ -136,7 +140,11 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     console.print(f"[bold]engines:[/] {', '.join(capabilities.engines)}")
     for engine, reason in capabilities.missing.items():
         console.print(f"[yellow]unavailable:[/] {engine}: {reason}", highlight=False)
-    console.print(f"[bold]ffmpeg:[/] {capabilities.ffmpeg or 'not found'}", highlight=False)
+    if capabilities.ffmpeg:
+        console.print(f"[bold]ffmpeg:[/] {capabilities.ffmpeg} (version {version or 'unknown'}, "
+                      f"{'bundled' if bundled else 'system'}, found by {capabilities.ffmpeg_source})", highlight=False)
+    else:
+        console.print("[bold]ffmpeg:[/] not found", highlight=False)
     console.print(f"[bold]gstreamer:[/] {capabilities.gstreamer or 'not usable'}", highlight=False)
     console.print(encoders_table(encoders))
     gpus = ", ".join(g["name"] for g in resources["gpus"]) or "none found (no nvidia-smi)"

@@ -32,7 +32,7 @@ from ffrtmp.worker.engines.choice import choose_engine
 from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
-from ffrtmp.worker.tools import find_ffprobe, find_gstreamer
+from ffrtmp.worker.tools import find_gstreamer
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
@@ -241,7 +241,7 @@ class AttemptRunner:
 
     def _input_audio(self, source: str) -> bool:
         """Whether a GStreamer stream can carry the input's audio: it has a track GStreamer can decode and cut."""
-        codec, why = audio_codec(find_ffprobe(self.ffmpeg), source)
+        codec, why = audio_codec(self.ffmpeg, source)
         if why is not None:
             self.log("worker", f"the stream leaves out the input's audio, if any: {why}")
             return False
