@@ -83,7 +83,10 @@ def with_connection(func: F | None = None, *, timeout_flag: str = "--timeout") -
         return lambda f: with_connection(f, timeout_flag=timeout_flag)
     signature = inspect.signature(func)
     hints = typer_hints(func)
-    params = [p for p in signature.parameters.values() if p.name != "conn"]
+    # Typer reads a __signature__ as is: its annotations must be the evaluated ones, or an Annotated option
+    # (TracingOption, LogLevelOption) would lose its envvar and help.
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+              if p.name != "conn"]
     for name, (annotation, default) in _CONNECTION_OPTIONS.items():
         if name == "timeout" and timeout_flag != "--timeout":
             annotation = Annotated[float, typer.Option(timeout_flag, envvar="FFRTMP_TIMEOUT",

@@ -43,7 +43,8 @@ def machine_fingerprint(name: str) -> str:
 def worker(
     conn: Connection,
     name: str = typer.Option(None, "--name", envvar="FFRTMP_WORKER_NAME", help="Node name. Default: hostname."),
-    slots: int = typer.Option(1, "--slots", min=1, max=256, help="Concurrent jobs."),
+    slots: int = typer.Option(defaults.WORKER_SLOTS, "--slots", min=1, max=256, envvar="FFRTMP_SLOTS",
+                              help="Concurrent jobs."),
     engines: str = typer.Option(None, "--engines", help="Comma list of engines to offer (default: all found)."),
     work_dir: Path = typer.Option(None, "--work-dir", envvar="FFRTMP_WORK_DIR",
                                   help="Scratch dir for inputs and outputs. Default: ~/.cache/ffrtmp/work."),
@@ -55,7 +56,8 @@ def worker(
     probe: bool = typer.Option(False, "--probe", help="Print engines, encoders and resources, then exit."),
     json_output: bool = typer.Option(False, "--json", help="With --probe: print JSON."),
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
-    drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
+    drain_timeout: float = typer.Option(defaults.DRAIN_TIMEOUT, "--drain-timeout", envvar="FFRTMP_DRAIN_TIMEOUT",
+                                        help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
