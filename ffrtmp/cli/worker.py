@@ -90,6 +90,8 @@ def worker(
     capabilities = detect(wanted, ffmpeg)
     for engine, reason in capabilities.missing.items():
         console.print(f"[yellow]engine {engine} unavailable:[/] {reason}", highlight=False)
+    if capabilities.ffmpeg:
+        console.print(f"ffmpeg: {capabilities.ffmpeg} ({capabilities.ffmpeg_source})", highlight=False)
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
