@@ -26,7 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 TracingOption = Annotated[bool, typer.Option(
-    "--tracing/--no-tracing", envvar="FFRTMP_TRACING", help="Export OpenTelemetry traces (extra ffrtmp[tracing]).")]
+    "--tracing/--no-tracing", envvar="FFRTMP_TRACING",
+    help="Export OpenTelemetry traces (needs opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http).")]
 TracingEndpointOption = Annotated[str | None, typer.Option(
     "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT", help="OTLP/HTTP endpoint (default localhost:4318).")]
 LogLevelOption = Annotated[str, typer.Option("--log-level", envvar="FFRTMP_LOG_LEVEL",
