@@ -57,6 +57,9 @@ def worker(
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
     drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
+    metrics_bind: str = typer.Option(defaults.WORKER_METRICS_BIND, "--metrics-bind",
+                                     envvar="FFRTMP_WORKER_METRICS_BIND",
+                                     help="Interface of the Prometheus endpoint (unauthenticated; 0.0.0.0: all)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -100,7 +103,7 @@ def worker(
     if metrics_port:
         from ffrtmp.worker.metrics import serve_worker_metrics
 
-        serve_worker_metrics(agent, metrics_port)
+        serve_worker_metrics(agent, metrics_port, metrics_bind)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if agent.draining:

@@ -213,12 +213,17 @@ class Store(LogRows, NodeRows):
         return [dict(row) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-                  limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
+                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; with `before` (a cursor: the last page's smallest seq), the jobs older than it."""
+        where: list[str] = []
+        args: list[str | int] = []
         for column, value in (("status", status), ("queue", queue), ("node", node), ("tenant", tenant)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
         return [_job(row) for row in rows]
