@@ -49,13 +49,20 @@ DataDir = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_defaul
 DbPath = typer.Option(None, "--db", help="The master's database (default DATA_DIR/master.db).")
 
 
-def _store(data_dir: Path | None, db: Path | None) -> Store:
+def _store(data_dir: Path | None, db: Path | None, create: bool = False) -> Store:
+    """The master's store. With `create`, a missing one is made (no master runs on it yet), so the first
+    key can exist before the master's first start, which then listens beyond loopback (protected mode)."""
     from ffrtmp import defaults
     from ffrtmp.errors import InvalidInput
+    from ffrtmp.security import private_database
 
     path = db or (data_dir or defaults.data_dir()) / "master.db"
     if not path.exists():
-        raise InvalidInput("db", f"{path} does not exist: run this where the master keeps its data (--data-dir/--db)")
+        if not create:
+            raise InvalidInput("db", f"{path} does not exist: run this where the master keeps its data "
+                               "(--data-dir/--db)")
+        private_database(path)
+        return Store(path)
     return Store(path, migrate=False)  # the master may be running: never change the schema under it
 
 
@@ -75,7 +82,7 @@ def api_create(
     """Issue a key; it is printed once and stored only as a hash. The master checks it on every request."""
     from ffrtmp.master.auth import create_key, list_keys
 
-    store = _store(data_dir, db)
+    store = _store(data_dir, db, create=True)
     try:
         key_id, token = create_key(store, role, tenant, note, node)
         tenant = next(k["tenant"] for k in list_keys(store) if k["id"] == key_id)
