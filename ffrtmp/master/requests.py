@@ -6,6 +6,8 @@ client, the exit code of SPEC §4). Arguments come from the network: every one i
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,8 @@ Args = dict[str, Any]
 Op = Callable[["Coordinator", Principal, Args, float], Any]
 
 MAX_SUBMIT = 50_000
+LIST_BUDGET = 0.003
+"""Seconds of the master's loop one `list` page may take; past it the page ends early, with a cursor."""
 STATUSES = ("pending", "assigned", "running", "completed", "failed", "canceled")
 
 
@@ -102,14 +106,24 @@ def list_jobs(coordinator: Coordinator, caller: Principal, args: Args, now: floa
         raise InvalidInput("status", f"{status!r} is not one of {', '.join(STATUSES)}")
     if queue is not None and queue not in QUEUE_WEIGHTS:
         raise InvalidInput("queue", f"{queue!r} is not one of {', '.join(QUEUE_WEIGHTS)}")
-    # One page at most: a huge listing would hold the master's loop (and everyone else) for seconds.
+    # One page at most, and only as much as fits LIST_BUDGET: a huge listing would hold the master's loop
+    # (and everyone else) for seconds. `next` is the cursor of the rest; clients follow it.
     limit = min(_int_arg(args, "limit", 50, 1, 100_000), defaults.LIST_PAGE)
     before = _int_arg(args, "cursor", 0, 0, 2**62) or None
-    rows = coordinator.store.list_jobs(status=status, queue=queue, node=_str_arg(args, "node", required=False),
-                                       limit=limit + 1, tenant=caller.scope, before=before)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"jobs": [job_json(row) for row in rows], "next": rows[-1]["seq"] if more else None}
+    jobs: list[dict[str, Any]] = []
+    cursor = None
+    deadline = time.perf_counter() + LIST_BUDGET
+    with contextlib.closing(coordinator.store.iter_jobs(
+            status=status, queue=queue, node=_str_arg(args, "node", required=False), limit=limit + 1,
+            tenant=caller.scope, before=before)) as rows:
+        for row in rows:
+            if len(jobs) == limit or (len(jobs) % 64 == 63 and time.perf_counter() > deadline):
+                break
+            jobs.append(job_json(row))
+            cursor = row["seq"]
+        else:
+            cursor = None  # the end: nothing left past this page
+    return {"jobs": jobs, "next": cursor}
 
 
 def cancel(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
