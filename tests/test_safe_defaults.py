@@ -163,6 +163,18 @@ def test_a_revoked_worker_key_cuts_off_a_joined_worker_at_its_next_message(clust
     assert cluster.store.get_job(job_id)["status"] == "pending", "a result from the cut-off worker is not taken"
 
 
+def test_a_worker_that_joined_an_open_master_is_cut_off_by_the_first_key(cluster: Cluster) -> None:
+    assert cluster.hello(b"w1", "alpha")[0].kind is Kind.WELCOME, "open: no key needed"
+    cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": []})
+    assert not cluster.net.take(b"w1", Kind.REFUSED)
+    create_key(cluster.store, "submit", "acme")
+    reread_keys(cluster)
+    cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": []})
+    refused = cluster.net.take(b"w1", Kind.REFUSED)
+    assert [m.body["status"] for m in refused] == [401] and "requires an API key" in refused[0].body["error"]
+    assert cluster.store.get_node("alpha")["status"] == "offline"
+
+
 # ---- M3: pages ---------------------------------------------------------------------------------------
 
 

@@ -119,7 +119,7 @@ class Authority:
     def key_active(self, key_id: str) -> bool:
         """False once key `key_id` is revoked (checked on each message of a joined worker, cached for a second)."""
         if key_id == "-":
-            return True
+            return self.is_open()  # joined while the master was open: the first key closes that door too
         if key_id == "legacy":
             return self.legacy_key is not None
         self._refresh()

@@ -87,10 +87,11 @@ def revoked(coordinator: Coordinator, route: bytes, session: NodeSession, now: f
     """True (and the worker is cut off) when the key a joined worker used has been revoked since."""
     if session.key is None or coordinator.authority.key_active(session.key):
         return False
-    coordinator.refuse(route, 401, "this worker's API key was revoked")
-    coordinator.node_gone(session, now, f"{session.name}'s API key was revoked")
-    log.warning("worker %s cut off: its API key %s was revoked", session.name, session.key,
-                extra={"node": session.name})
+    why = "this master now requires an API key (--api-key / FFRTMP_API_KEY)" if session.key == "-" \
+        else "this worker's API key was revoked"
+    coordinator.refuse(route, 401, why)
+    coordinator.node_gone(session, now, f"{session.name} was cut off: {why}")
+    log.warning("worker %s cut off: %s", session.name, why, extra={"node": session.name})
     return True
 
 
