@@ -112,6 +112,9 @@ def test_quota_set_grants_queues_and_priorities(tmp_path: Path) -> None:
                     "--data-dir", str(tmp_path))
     assert code == 0 and "queues live,default" in out
     assert run("keys", "quota", "set", "acme", "--queues", "urgent", "--data-dir", str(tmp_path))[0] == 2
+    listed = json.loads(run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")[1])
+    assert listed == {"acme": {"max_pending": None, "max_running": None, "queues": ["live", "default"],
+                               "priorities": ["high", "medium"]}}
     store = Store(tmp_path / "master.db")
     try:
         lanes = allowed_lanes(store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -168,15 +169,20 @@ def quota_set(
 def quota_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
     """Tenants with quotas."""
     from ffrtmp.master.auth import quotas
+    from ffrtmp.master.tenants import granted_lanes
 
     store = _store(data_dir, db)
     try:
-        found = quotas(store)
+        found: dict[str, dict[str, Any]] = {name: dict(limits) for name, limits in quotas(store).items()}
+        for name, lanes in granted_lanes(store).items():
+            found.setdefault(name, {}).update(lanes)  # only tenants with lists get these fields
     finally:
         store.close()
     if json_output:
         print_json(found)
         return
     for name, limits in sorted(found.items()):
-        console.print(f"{name}: max pending {limits['max_pending']}, max running {limits['max_running']}",
-                      highlight=False)
+        granted = "".join(f", {field} {','.join(limits[field])}" for field in ("queues", "priorities")
+                          if field in limits)
+        console.print(f"{name}: max pending {limits.get('max_pending')}, max running {limits.get('max_running')}"
+                      f"{granted}", highlight=False)

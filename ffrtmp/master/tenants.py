@@ -43,6 +43,17 @@ def set_allowed(store: Store, tenant: str, queues: tuple[str, ...] | None,
                             json.dumps(priorities) if priorities else None))
 
 
+def granted_lanes(store: Store) -> dict[str, dict[str, list[str]]]:
+    """The lists set with `keys quota set --queues/--priorities`, per tenant that has one."""
+    try:
+        rows = store.conn.execute("SELECT name, queues, priorities FROM tenants"
+                                  " WHERE queues IS NOT NULL OR priorities IS NOT NULL").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {row["name"]: {field: json.loads(row[field]) for field in ("queues", "priorities") if row[field]}
+            for row in rows}
+
+
 def allowed_lanes(store: Store) -> dict[str, tuple[frozenset[str], frozenset[str]]] | None:
     """tenant → (queues, priorities) it may use, with '' for tenants without a list; None: all allowed."""
     try:
