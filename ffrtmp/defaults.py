@@ -70,14 +70,17 @@ MASTER_URL = _env_str("FFRTMP_MASTER", "tcp://127.0.0.1:8080")
 MASTER_PORT = _env_int("FFRTMP_PORT", 8080)
 """The master's ZeroMQ port."""
 
-BIND_ADDRESS = _env_str("FFRTMP_BIND", "0.0.0.0")
-"""The interface the master binds."""
+BIND_ADDRESS = _env_str("FFRTMP_BIND", "auto")
+"""The interface the master binds; `auto`: 127.0.0.1 until it has an API key or --allow-keys, then 0.0.0.0."""
 
 METRICS_PORT = _env_int("FFRTMP_METRICS_PORT", 9090)
 """The master's Prometheus port."""
 
 WORKER_METRICS_PORT = _env_int("FFRTMP_WORKER_METRICS_PORT", 9091)
 """A worker's Prometheus port."""
+
+WORKER_METRICS_BIND = _env_str("FFRTMP_WORKER_METRICS_BIND", "127.0.0.1")
+"""The interface a worker's Prometheus endpoint listens on (unauthenticated: loopback unless told)."""
 
 CLIENT_TIMEOUT: float = _env("FFRTMP_TIMEOUT", 10.0, float)  # seconds, as the --timeout option reads it
 """How long a client waits for the master before exit 3."""
@@ -147,6 +150,21 @@ DEFAULT_DURATION = 10.0
 
 MAX_DURATION = 86400.0
 """The longest duration a job may ask for (a day of live stream)."""
+
+MAX_RESOLUTION = _env_str("FFRTMP_MAX_RESOLUTION", "3840x2160")
+"""The largest frame a master accepts in a job (either orientation)."""
+
+MAX_FPS = _env_int("FFRTMP_MAX_FPS", 120)
+"""The highest frame rate a master accepts in a job."""
+
+MAX_JOB_DURATION = _env_str("FFRTMP_MAX_DURATION", "6h")
+"""The longest duration a master accepts in a job (at most MAX_DURATION)."""
+
+MAX_BITRATE = _env_str("FFRTMP_MAX_BITRATE", "50M")
+"""The highest bitrate a master accepts in a job."""
+
+LIST_PAGE = 1000
+"""The most jobs one `list` request returns; the reply's cursor fetches the next page."""
 
 ZAP_DOMAIN = b"ffrtmp"
 """The ZAP domain of the master socket; enforced so CURVE fails closed."""

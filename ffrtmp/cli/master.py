@@ -18,6 +18,7 @@ from ffrtmp.cli.common import (
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import QUEUE_WEIGHTS
 from ffrtmp.master.coordinator import MasterConfig
+from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import LogPolicy
 from ffrtmp.master.ratelimit import parse_limits
 from ffrtmp.master.recovery import RetryPolicy
@@ -42,7 +43,9 @@ def parse_stall_timeouts(values: list[str]) -> tuple[float, dict[str, float]]:
 
 
 def master(
-    bind: str = typer.Option(defaults.BIND_ADDRESS, "--bind", envvar="FFRTMP_BIND", help="Interface to listen on."),
+    bind: str = typer.Option(defaults.BIND_ADDRESS, "--bind", envvar="FFRTMP_BIND",
+                             help="Interface to listen on (ZeroMQ and metrics). auto: 127.0.0.1 while the master "
+                                  "has no API key and no --allow-keys (protected mode), else 0.0.0.0."),
     port: int = typer.Option(defaults.MASTER_PORT, "--port", envvar="FFRTMP_PORT",
                              help="ZeroMQ port (0: any free port; see master.json in the data dir)."),
     data_dir: Path = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_default=False,
@@ -90,6 +93,17 @@ def master(
                                           help="Absolute output paths under this root are accepted (repeatable)."),
     rate_limit: list[str] = typer.Option([], "--rate-limit", help="KIND=RATE[/BURST] per key: submit, read, logs "
                                          "or node (worker messages); 0 = unlimited (repeatable)."),
+    max_resolution: str = typer.Option(defaults.MAX_RESOLUTION, "--max-resolution", envvar="FFRTMP_MAX_RESOLUTION",
+                                       help="The largest frame a job may ask for (either orientation)."),
+    max_fps: int = typer.Option(defaults.MAX_FPS, "--max-fps", envvar="FFRTMP_MAX_FPS",
+                                help="The highest frame rate a job may ask for."),
+    max_duration: str = typer.Option(defaults.MAX_JOB_DURATION, "--max-duration", envvar="FFRTMP_MAX_DURATION",
+                                     help="The longest duration a job may ask for (at most 1d)."),
+    max_bitrate: str = typer.Option(defaults.MAX_BITRATE, "--max-bitrate", envvar="FFRTMP_MAX_BITRATE",
+                                    help="The highest bitrate a job may ask for."),
+    insecure: bool = typer.Option(False, "--insecure", envvar="FFRTMP_INSECURE",
+                                  help="Listen on a non-loopback --bind with no API key and no --allow-keys: "
+                                       "anyone who reaches it is an admin."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -115,6 +129,8 @@ def master(
         forget_offline=duration_option(forget_offline, "forget-offline") or None,
         output_roots=tuple(root.rstrip("/") or "/" for root in output_root),
         rate_limits=parse_limits(rate_limit),
+        limits=JobLimits.parse(max_resolution, max_fps, duration_option(max_duration, "max-duration") or 0.0,
+                               max_bitrate),
         retry=RetryPolicy(base=duration_option(retry_backoff, "retry-backoff") or 0.0,
                           cap=duration_option(retry_backoff_max, "retry-backoff-max") or 0.0),
     )
@@ -123,7 +139,7 @@ def master(
                             max_total_bytes=parse_size(log_max_total, field="log-max-total"))
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
-                            config=config)
+                            config=config, insecure=insecure)
     if key is None and cert is not None:
         raise InvalidInput("key", "--cert needs --key (the secret half)")
     if allow_keys is not None and not allow_keys.is_dir():

@@ -59,6 +59,9 @@ def worker(
     drain_timeout: float = typer.Option(defaults.DRAIN_TIMEOUT, "--drain-timeout", envvar="FFRTMP_DRAIN_TIMEOUT",
                                         help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
+    metrics_bind: str = typer.Option(defaults.WORKER_METRICS_BIND, "--metrics-bind",
+                                     envvar="FFRTMP_WORKER_METRICS_BIND",
+                                     help="Interface of the Prometheus endpoint (unauthenticated; 0.0.0.0: all)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -104,7 +107,7 @@ def worker(
     if metrics_port:
         from ffrtmp.worker.metrics import serve_worker_metrics
 
-        serve_worker_metrics(agent, metrics_port)
+        serve_worker_metrics(agent, metrics_port, metrics_bind)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if agent.draining:

@@ -22,6 +22,7 @@ from ffrtmp.master import handlers, requests
 from ffrtmp.master.activity import Activity
 from ffrtmp.master.auth import Authority
 from ffrtmp.master.dispatch import dispatch_pass
+from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.observer import Observers
@@ -57,6 +58,8 @@ class MasterConfig:
     rate_limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
     version: str = ""
+    limits: JobLimits = field(default_factory=JobLimits)
+    """The largest job this master accepts (size, rate, length, bitrate)."""
 
 
 @dataclass
@@ -206,6 +209,8 @@ class Coordinator:
             self._refuse_revoked(route, message)
             return
         session = self.session_of(route)
+        if session is not None and message.kind is not Kind.HELLO and handlers.revoked(self, route, session, now):
+            return
         if session is not None:
             session.last_seen = now
             if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", now):
