@@ -58,6 +58,12 @@ SET: dict[str, str] = {
     "FFRTMP_DRAIN_TIMEOUT": "5", "FFRTMP_RESULT_RESEND": "4s", "FFRTMP_VAAPI_DEVICE": "/dev/dri/renderD129",
     "FFRTMP_TRACING": "true", "FFRTMP_TRACING_ENDPOINT": "http://collector:4318", "FFRTMP_LOG_LEVEL": "debug",
     "FFRTMP_LOG_FORMAT": "json",
+    "FFRTMP_MAX_RESOLUTION": '1920x1080',
+    "FFRTMP_MAX_FPS": '60',
+    "FFRTMP_MAX_DURATION": '1h',
+    "FFRTMP_MAX_BITRATE": '20M',
+    "FFRTMP_INSECURE": 'true',
+    "FFRTMP_WORKER_METRICS_BIND": '0.0.0.0',
 }
 
 EFFECT: dict[str, Any] = {
@@ -97,6 +103,12 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_TRACING_ENDPOINT": lambda r: r["worker"]["tracing_endpoint"],
     "FFRTMP_LOG_LEVEL": lambda r: (r["master"]["log_level"], r["worker"]["log_level"]),
     "FFRTMP_LOG_FORMAT": lambda r: (r["master"]["log_format"], r["worker"]["log_format"]),
+    "FFRTMP_MAX_RESOLUTION": lambda r: r["master"]["max_resolution"],
+    "FFRTMP_MAX_FPS": lambda r: r["master"]["max_fps"],
+    "FFRTMP_MAX_DURATION": lambda r: r["master"]["max_duration"],
+    "FFRTMP_MAX_BITRATE": lambda r: r["master"]["max_bitrate"],
+    "FFRTMP_INSECURE": lambda r: r["master"]["insecure"],
+    "FFRTMP_WORKER_METRICS_BIND": lambda r: r["worker"]["metrics_bind"],
 }
 
 EXPECTED: dict[str, Any] = {
@@ -115,6 +127,12 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_VAAPI_DEVICE": "/dev/dri/renderD129", "FFRTMP_TRACING": (True, True),
     "FFRTMP_TRACING_ENDPOINT": "http://collector:4318", "FFRTMP_LOG_LEVEL": ("debug", "debug"),
     "FFRTMP_LOG_FORMAT": ("json", "json"),
+    "FFRTMP_MAX_RESOLUTION": "1920x1080",
+    "FFRTMP_MAX_FPS": 60,
+    "FFRTMP_MAX_DURATION": "1h",
+    "FFRTMP_MAX_BITRATE": "20M",
+    "FFRTMP_INSECURE": True,
+    "FFRTMP_WORKER_METRICS_BIND": "0.0.0.0",
 }
 
 
