@@ -22,6 +22,7 @@ from ffrtmp.master import handlers, requests
 from ffrtmp.master.activity import Activity
 from ffrtmp.master.auth import Authority
 from ffrtmp.master.dispatch import dispatch_pass
+from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.mismatch import MismatchedPeers
 from ffrtmp.master.nodes import AttemptState, NodeSession
@@ -58,6 +59,8 @@ class MasterConfig:
     rate_limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
     version: str = ""
+    limits: JobLimits = field(default_factory=JobLimits)
+    """The largest job this master accepts (size, rate, length, bitrate)."""
 
 
 @dataclass
@@ -212,6 +215,8 @@ class Coordinator:
             self._refuse_revoked(route, message)
             return
         session = self.session_of(route)
+        if session is not None and message.kind is not Kind.HELLO and handlers.revoked(self, route, session, now):
+            return
         if session is not None:
             session.last_seen = now
             if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", now):
