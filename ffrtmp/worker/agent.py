@@ -112,6 +112,8 @@ class Agent:
         """Stop requests (signals) not yet acted on: counted here, acted on by the loop on its own clock."""
         self.reconnect_delay = defaults.RECONNECT_MIN
         self.reconnect_at = 0.0
+        self.next_probe = 0.0
+        self.master_down_said = False
         self.rng = random.Random()
         self.heartbeat_interval = options.heartbeat_interval
         self.spool = ResultSpool(options.work_dir / "undelivered" / options.name)
@@ -224,10 +226,16 @@ class Agent:
 
     def keep_alive(self, now: float) -> None:
         assert self.sock is not None
-        if self.attempts and self.lease.expired(now) and master_down(self.options.master):
-            log.warning("master %s is down (connection refused): keeping %d attempts for it to adopt",
-                        self.options.master, len(self.attempts))
-            self.lease.heard(now)  # a master that is down gives nothing away; restarted, it grants a fresh timeout
+        if self.attempts and self.lease.silent_for(now) > 2 * self.heartbeat_interval and now >= self.next_probe:
+            # Probed often while it is silent: its restart (and fresh node timeout) is then never long after the
+            # last refusal, and the lease that follows cannot run out just before the new master speaks.
+            self.next_probe = now + max(0.5, self.heartbeat_interval)
+            if master_down(self.options.master):
+                if not self.master_down_said:
+                    self.master_down_said = True
+                    log.warning("master %s is down (connection refused): keeping %d attempts for it to adopt",
+                                self.options.master, len(self.attempts))
+                self.lease.heard(now)  # a master that is down gives nothing away; restarted, it grants a fresh one
         if self.lease.expired(now):
             self.lease_expired(now)
         if not self.welcomed:
@@ -281,6 +289,7 @@ class Agent:
             log.warning("dropped a malformed message from the master: %s", exc)
             return
         self.lease.heard(now)
+        self.master_down_said = False
         for one in messages:
             handler = getattr(self, f"on_{one.kind.value}", None)
             if handler is None:

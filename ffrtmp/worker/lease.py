@@ -7,9 +7,9 @@ them instead of encoding (or publishing to a stream key) alongside their new att
 a step of the wall clock must neither end a lease early nor stretch it.
 
 A master that is down gives nothing away, and one that restarts grants every node a fresh node timeout. So
-when the lease runs out while the master's port refuses connections (no master process there, as opposed to
-a partition or a frozen master, which time out or accept), the lease is renewed: a short master restart must
-keep its running attempts to adopt.
+while the master's port refuses connections (no master process there, as opposed to a partition or a frozen
+master, which time out or accept), the lease is renewed: a short master restart must keep its running
+attempts to adopt.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-REFUSAL_PROBE_TIMEOUT = 0.5
+REFUSAL_PROBE_TIMEOUT = 0.2
+"""A refusal comes back within a round trip; a partition never answers, and the loop must not wait long."""
 
 
 @dataclass
