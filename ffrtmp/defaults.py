@@ -146,3 +146,10 @@ def api_key_from_env() -> str | None:
         if value:
             return value
     return None
+
+
+STORE_MIN_FREE_MB = _env_int("FFRTMP_STORE_MIN_FREE_MB", 8)
+"""Free space (MiB) the master keeps on its store's disk: below it, it refuses writes (and will not start)."""
+
+SUBMIT_KEY_TTL = _env_float("FFRTMP_SUBMIT_KEY_TTL", 24 * 3600.0)
+"""How long the master remembers a submit's idempotency key (a repeat within it gets the same ids)."""

@@ -14,7 +14,7 @@ from types import FrameType
 
 from ffrtmp import __version__, defaults
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
-from ffrtmp.master.store import Store
+from ffrtmp.master.store_open import open_store, prepare_data_dir
 from ffrtmp.master.traces import MasterTracer
 from ffrtmp.metrics import MasterMetrics, serve
 from ffrtmp.security import master_keypair
@@ -54,13 +54,13 @@ class MasterOptions:
 class MasterServer:
     def __init__(self, options: MasterOptions) -> None:
         self.options = options
-        options.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(options.data_dir)
         self.db_path = options.db if options.db is not None else options.data_dir / "master.db"
         keys = master_keypair(options.data_dir, options.cert, options.key) if options.tls else None
         host = "*" if options.bind in ("0.0.0.0", "*") else options.bind
         port = "*" if options.port == 0 else str(options.port)
         self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
-        self.store = Store(self.db_path)
+        self.store = open_store(self.db_path)
         options.config.version = __version__
         self.coordinator = Coordinator(self.store, options.config, self.socket.send)
         self.metrics: MasterMetrics | None = None
