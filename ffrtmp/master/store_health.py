@@ -46,14 +46,16 @@ def is_write_fault(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and isinstance(code, int) and (code & 0xFF) in WRITE_FAULTS
 
 
-def free_bytes(directory: str | Path) -> int | None:
+def free_bytes(directory: str | Path | None) -> int | None:
+    if directory is None:
+        return None  # an in-memory store
     try:
         return shutil.disk_usage(directory).free
     except OSError:
         return None
 
 
-def describe(directory: str | Path, exc: BaseException | None, min_free: int) -> str:
+def describe(directory: str | Path | None, exc: BaseException | None, min_free: int) -> str:
     """One line for users: what is wrong with the store's disk and what to do."""
     free = free_bytes(directory)
     space = "unknown" if free is None else f"{free / MIB:.1f} MiB"
@@ -61,8 +63,8 @@ def describe(directory: str | Path, exc: BaseException | None, min_free: int) ->
     if (code & 0xFF) == sqlite3.SQLITE_READONLY:
         return f"store read-only: {directory} cannot be written ({exc}); make it writable"
     if exc is None or (code & 0xFF) == sqlite3.SQLITE_FULL or (free is not None and free < min_free):
-        return (f"store full: {directory} has {space} free (the master keeps {min_free / MIB:.0f} MiB in "
-                "reserve); free some space there")
+        reserve = f" (the master keeps {min_free / MIB:.0f} MiB in reserve)" if min_free >= MIB else ""
+        return f"store full: {directory} has {space} free{reserve}; free some space there"
     return f"store I/O error on {directory} ({exc}; {space} free): check the disk"
 
 
@@ -70,7 +72,8 @@ def describe(directory: str | Path, exc: BaseException | None, min_free: int) ->
 class StoreHealth:
     """The degraded-mode state machine, driven by the caller's clock (`now`) so tests pin it."""
 
-    directory: str
+    directory: str | None
+    """The store's directory; None for an in-memory store (no disk to watch)."""
     min_free: int
     fault: str | None = None
     """Why writes are refused now; None while the store is writable."""
@@ -78,6 +81,8 @@ class StoreHealth:
     retry_at: float = 0.0
     backoff: float = FIRST_BACKOFF
     checked_at: float = float("-inf")
+    probing: bool = False
+    """Writes were let through again after a fault, and none has gone through yet."""
 
     @property
     def degraded(self) -> bool:
@@ -86,12 +91,12 @@ class StoreHealth:
     def failed(self, exc: BaseException | None, now: float) -> None:
         """A write failed (or the reserve ran out): refuse writes, and try again after the backoff."""
         reason = describe(self.directory, exc, self.min_free)
-        if self.fault is None:
+        if self.fault is None and not self.probing:
             self.since = now
             log.error("%s; writes are refused until it recovers (the cluster is kept in memory)", reason)
         else:
             self.backoff = min(self.backoff * 2, MAX_BACKOFF)
-        self.fault = reason
+        self.fault, self.probing = reason, False
         self.retry_at = now + self.backoff
 
     def writable(self, now: float) -> bool:
@@ -108,15 +113,16 @@ class StoreHealth:
                 if low:
                     self.failed(None, now)
             elif now >= self.retry_at and not low:
-                log.warning("store writable again after %.0fs (%s)", now - self.since, self.fault)
-                self.fault = None
+                self.fault, self.probing = None, True
             elif now >= self.retry_at:
                 self.failed(None, now)
         return self.fault is None
 
     def recovered(self) -> None:
         """A write went through: the next fault starts again from the first backoff."""
-        if self.fault is None:
+        if self.probing:
+            log.warning("store writable again after %.0fs", self.checked_at - self.since)
+            self.probing = False
             self.backoff = FIRST_BACKOFF
 
     def refusal(self, now: float) -> StoreUnavailable:
