@@ -93,7 +93,8 @@ class StoreHealth:
         reason = describe(self.directory, exc, self.min_free)
         if self.fault is None and not self.probing:
             self.since = now
-            log.error("%s; writes are refused until it recovers (the cluster is kept in memory)", reason)
+            log.error("%s; writes are refused until it recovers (the cluster is kept in memory; cause: %s)",
+                      reason, exc or "free space below the reserve")
         else:
             self.backoff = min(self.backoff * 2, MAX_BACKOFF)
         self.fault, self.probing = reason, False
