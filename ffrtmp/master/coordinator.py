@@ -60,6 +60,8 @@ class MasterConfig:
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
     version: str = ""
     store_min_free: int = defaults.STORE_MIN_FREE_MB * MIB
+    submit_key_ttl: float = defaults.SUBMIT_KEY_TTL
+    """How long a submit's idempotency key is remembered."""
     """Below this much free space on the store's disk the master refuses writes (degraded mode)."""
 
 
@@ -204,6 +206,7 @@ class Coordinator:
             if now - self.last_maintenance >= self.config.scheduler_interval:
                 self.last_maintenance = now
                 self.forget_offline(now)
+                self.store.forget_submit_keys(now - self.config.submit_key_ttl)
                 self.dirty = True
             if self.dirty:
                 self.dispatch(now)

@@ -228,6 +228,19 @@ class Store(LogRows, NodeRows):
             self._queue_depth.update((row[2], row[3]) for row in rows)  # (queue, priority) of each new job
         return ids
 
+    def submitted_ids(self, tenant: str, key: str) -> list[str] | None:
+        """The ids a submit with this idempotency key was given, if the master still remembers it."""
+        row = self.conn.execute("SELECT ids FROM submit_keys WHERE tenant = ? AND key = ?", (tenant, key)).fetchone()
+        return None if row is None else list(from_json(row[0], []))
+
+    def remember_submit(self, tenant: str, key: str, ids: list[str], now: float) -> None:
+        """In the submit's own transaction: the jobs and their key are stored together, or neither is."""
+        self.conn.execute("INSERT INTO submit_keys (tenant, key, ids, created_at) VALUES (?,?,?,?)",
+                          (tenant, key, to_json(ids), now))
+
+    def forget_submit_keys(self, before: float) -> int:
+        return self.conn.execute("DELETE FROM submit_keys WHERE created_at < ?", (before,)).rowcount
+
     def resolve_job_id(self, prefix: str, tenant: str | None = None) -> str:
         """A full id or any unique prefix of one; with `tenant`, only that tenant's jobs exist."""
         text = prefix.strip().lower()
