@@ -13,7 +13,9 @@ from pathlib import Path
 from types import FrameType
 
 from ffrtmp import __version__, defaults
+from ffrtmp.errors import InvalidInput
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
+from ffrtmp.master.store_health import WriteFault, describe
 from ffrtmp.master.store_open import open_store, prepare_data_dir
 from ffrtmp.master.traces import MasterTracer
 from ffrtmp.metrics import MasterMetrics, serve
@@ -97,7 +99,12 @@ class MasterServer:
 
     def run(self) -> None:
         coordinator = self.coordinator
-        coordinator.restore(time.time())
+        try:
+            coordinator.restore(time.time())
+        except WriteFault as exc:  # the disk filled between the start-up checks and now
+            self.close()
+            raise InvalidInput("db", f"{describe(self.db_path.parent, exc.cause, coordinator.config.store_min_free)}"
+                               ", then start the master again") from None
         last_tick = 0.0
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
                  "on" if self.options.tls else "OFF", self.db_path)
