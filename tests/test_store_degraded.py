@@ -3,10 +3,15 @@ with `PRAGMA max_page_count`, so writes fail with a real SQLITE_FULL; a fixed cl
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from ffrtmp.jobspec import validate_submission
+from ffrtmp.master.store import Store
+from ffrtmp.master.store_health import WriteFault
 from ffrtmp.protocol import Kind, encode
 from tests.test_coordinator import Cluster
 
@@ -143,3 +148,16 @@ def test_low_free_space_refuses_writes_before_sqlite_fails_and_retries_with_back
     cluster.coordinator.tick(cluster.now)
     assert not health.degraded
     assert cluster.submit()
+
+
+def test_a_write_fault_caught_inside_a_transaction_still_fails_the_whole_batch(tmp_path: Path) -> None:
+    """SQLite rolls back by itself on SQLITE_FULL; code that caught the error must not commit what followed."""
+    store = Store(tmp_path / "master.db")
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(WriteFault), store.transaction():
+        with contextlib.suppress(sqlite3.OperationalError):
+            store.insert_jobs([validate_submission({"scenario": "b", "engine": "null", "labels": BIG})] * 300,
+                              1.0, 3)
+        assert not store.conn.in_transaction  # SQLite ended it
+    assert store.status_counts() == {}

@@ -150,6 +150,12 @@ class Store(LogRows, NodeRows):
                 raise WriteFault(exc) from exc  # type: ignore[arg-type]
             raise
         self._depth = 0
+        if not self.conn.in_transaction:
+            # SQLite ended it by itself (it does on SQLITE_FULL or IOERR) and the error was caught on the way:
+            # what followed ran outside the batch's transaction, so the batch cannot be trusted as committed.
+            self._counts = self._queue_depth = None
+            raise WriteFault(sqlite3.OperationalError("the transaction was rolled back by SQLite (disk full or "
+                                                      "I/O error)"))
         began = time.perf_counter()
         try:
             self.conn.execute("COMMIT")
