@@ -225,6 +225,12 @@ def test_read_only_permissions_are_refused_at_start_not_after(shared_tmp: Path) 
     locked_dir.chmod(0o555)
     line = start_refused(as_nobody(master_args(locked_dir)))
     assert str(locked_dir) in line and "not writable by this user" in line
+    # The data dir elsewhere, the db writable itself but in a locked dir: SQLite cannot write beside it.
+    elsewhere = shared_tmp / "data"
+    elsewhere.mkdir()
+    shutil.chown(elsewhere, NOBODY, NOBODY)
+    line = start_refused(as_nobody(master_args(elsewhere, "--db", str(locked_dir / "master.db"))))
+    assert str(locked_dir / "master.db") in line and "cannot be written" in line
 
 
 @pytest.mark.slow
