@@ -60,9 +60,9 @@ class MasterConfig:
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
     version: str = ""
     store_min_free: int = defaults.STORE_MIN_FREE_MB * MIB
+    """Below this much free space on the store's disk the master refuses writes (degraded mode)."""
     submit_key_ttl: float = defaults.SUBMIT_KEY_TTL
     """How long a submit's idempotency key is remembered."""
-    """Below this much free space on the store's disk the master refuses writes (degraded mode)."""
 
 
 @dataclass
