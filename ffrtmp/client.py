@@ -203,11 +203,27 @@ class Client:
         return job
 
     def list(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-             limit: int = 50) -> builtins.list[dict[str, Any]]:
-        args = {"status": status, "queue": queue, "node": node, "limit": limit}
-        reply = self.request("list", {k: v for k, v in args.items() if v is not None})
-        jobs: builtins.list[dict[str, Any]] = reply["jobs"]
+             limit: int | None = 50, all: bool = False) -> builtins.list[dict[str, Any]]:
+        """Jobs newest first: `limit` of them, or with `all` every one (fetched a page at a time)."""
+        jobs: builtins.list[dict[str, Any]] = []
+        size = 1000 if all or limit is None else max(1, min(limit, 1000))
+        for page in self.pages(status=status, queue=queue, node=node, page_size=size):
+            jobs += page
+            if not all and limit is not None and len(jobs) >= limit:
+                return jobs[:limit]
         return jobs
+
+    def pages(self, status: str | None = None, queue: str | None = None, node: str | None = None,
+              page_size: int = 1000) -> Iterator[builtins.list[dict[str, Any]]]:
+        """Pages of jobs, newest first, following the master's cursor (it sends at most 1,000 per reply)."""
+        cursor: int | None = None
+        while True:
+            args = {"status": status, "queue": queue, "node": node, "limit": page_size, "cursor": cursor}
+            reply = self.request("list", {k: v for k, v in args.items() if v is not None})
+            yield reply["jobs"]
+            cursor = reply.get("next")
+            if not cursor:
+                return
 
     def wait(self, job_id: str, timeout: float | None = None,
              on_update: Callable[[dict[str, Any]], None] | None = None, poll: float = 0.25) -> dict[str, Any]:

@@ -28,7 +28,7 @@ BIG = {f"pad{i}": "x" * 250 for i in range(8)}
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     # A 2 MiB reserve: the flood below reaches the disk's end inside a commit (SQLITE_FULL), not the reserve.
     with tmpfs(tmp_path / "cluster" / "master", size="24m"), \
-            LocalCluster(tmp_path / "cluster", env={"FFRTMP_STORE_MIN_FREE_MB": "2"}) as local:
+            LocalCluster(tmp_path / "cluster", env={"FFRTMP_STORE_MIN_FREE": "2M"}) as local:
         local.start_master(metrics_port=0)
         yield local
 

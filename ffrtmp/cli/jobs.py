@@ -152,14 +152,16 @@ def list_(
     status: str = typer.Option(None, "--status", help="pending, assigned, running, completed, failed, canceled."),
     queue: str = typer.Option(None, "--queue"),
     node: str = typer.Option(None, "--node"),
-    limit: int = typer.Option(50, "--limit", min=1, max=100_000),
+    limit: int = typer.Option(50, "--limit", min=1, max=100_000,
+                              help="How many (fetched from the master in pages of at most 1,000)."),
     watch: bool = typer.Option(False, "--watch", help="A live table, refreshed until Ctrl-C."),
     json_output: bool = typer.Option(False, "--json"),
+    every: bool = typer.Option(False, "--all", help="Every job, whatever --limit says (page by page)."),
 ) -> None:
     """List jobs, newest first."""
     with conn.client() as client:
         def fetch() -> list[dict[str, Any]]:
-            return client.list(status=status, queue=queue, node=node, limit=limit)
+            return client.list(status=status, queue=queue, node=node, limit=limit, all=every)
 
         if json_output:
             print_json(fetch())

@@ -23,13 +23,14 @@ from ffrtmp.master import degraded, handlers, requests
 from ffrtmp.master.activity import Activity
 from ffrtmp.master.auth import Authority
 from ffrtmp.master.dispatch import dispatch_pass
+from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.store import Ending, Store
-from ffrtmp.master.store_health import MIB, StoreHealth, WriteFault
+from ffrtmp.master.store_health import StoreHealth, WriteFault
 from ffrtmp.protocol import Kind, Message, decode, encode, encode_batch, unbatch
 
 log = logging.getLogger("ffrtmp.master")
@@ -59,7 +60,9 @@ class MasterConfig:
     rate_limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
     version: str = ""
-    store_min_free: int = defaults.STORE_MIN_FREE_MB * MIB
+    limits: JobLimits = field(default_factory=JobLimits)
+    """The largest job this master accepts (size, rate, length, bitrate)."""
+    store_min_free: int = defaults.STORE_MIN_FREE
     """Below this much free space on the store's disk the master refuses writes (degraded mode)."""
     submit_key_ttl: float = defaults.SUBMIT_KEY_TTL
     """How long a submit's idempotency key is remembered."""
@@ -235,6 +238,8 @@ class Coordinator:
             self._refuse_revoked(route, message)
             return
         session = self.session_of(route)
+        if session is not None and message.kind is not Kind.HELLO and handlers.revoked(self, route, session, now):
+            return
         if session is not None:
             session.last_seen = now
             if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", now):

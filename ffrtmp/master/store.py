@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,15 +276,31 @@ class Store(LogRows, NodeRows):
         return [dict(row) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-                  limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
+                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; with `before` (a cursor: the last page's smallest seq), the jobs older than it."""
+        with closing(self.iter_jobs(status, queue, node, limit, tenant, before)) as rows:
+            return list(rows)
+
+    def iter_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
+                  limit: int = 50, tenant: str | None = None,
+                  before: int | None = None) -> Generator[dict[str, Any], None, None]:
+        """`list_jobs` read lazily, so a caller can stop early; close it before writing on this connection."""
+        where: list[str] = []
+        args: list[str | int] = []
         for column, value in (("status", status), ("queue", queue), ("node", node), ("tenant", tenant)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
-        return [_job(row) for row in rows]
+        try:
+            for row in rows:
+                yield _job(row)
+        finally:
+            rows.close()
 
     def pending_candidates(self, now: float, limit: int,
                            aged_before: float | None = None) -> Generator[dict[str, Any], None, None]:

@@ -32,7 +32,7 @@ from ffrtmp.worker.engines.choice import choose_engine
 from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
-from ffrtmp.worker.tools import find_ffprobe, find_gstreamer
+from ffrtmp.worker.tools import FFMPEG_HINT, find_gstreamer
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
@@ -203,7 +203,7 @@ class AttemptRunner:
     def _prepare(self, engine: str) -> tuple[JobContext, float]:
         spec, params = self.attempt.spec, self.attempt.spec["params"]
         if engine == "ffmpeg" and self.ffmpeg is None:
-            raise AttemptFailed(Failure.ENCODER_ERROR, "ffmpeg is not installed on this worker")
+            raise AttemptFailed(Failure.ENCODER_ERROR, f"ffmpeg is not installed on this worker: {FFMPEG_HINT}")
         if engine == "gstreamer" and self.gst_launch is None:
             raise AttemptFailed(Failure.ENCODER_ERROR, "GStreamer (gst-launch-1.0 with a usable encoder element) "
                                 "is not available on this worker")
@@ -241,7 +241,7 @@ class AttemptRunner:
 
     def _input_audio(self, source: str) -> bool:
         """Whether a GStreamer stream can carry the input's audio: it has a track GStreamer can decode and cut."""
-        codec, why = audio_codec(find_ffprobe(self.ffmpeg), source)
+        codec, why = audio_codec(self.ffmpeg, source)
         if why is not None:
             self.log("worker", f"the stream leaves out the input's audio, if any: {why}")
             return False
