@@ -204,3 +204,10 @@ def api_key_from_env() -> str | None:
         if value:
             return value
     return None
+
+
+STORE_MIN_FREE = _env_size("FFRTMP_STORE_MIN_FREE", 8 * 2**20)
+"""Free space the master keeps on its store's disk: below it, it refuses writes (and will not start)."""
+
+SUBMIT_KEY_TTL = _env_float("FFRTMP_SUBMIT_KEY_TTL", 24 * 3600.0)
+"""How long the master remembers a submit's idempotency key (a repeat within it gets the same ids)."""

@@ -64,6 +64,8 @@ SET: dict[str, str] = {
     "FFRTMP_MAX_BITRATE": '20M',
     "FFRTMP_INSECURE": 'true',
     "FFRTMP_WORKER_METRICS_BIND": '0.0.0.0',
+    "FFRTMP_STORE_MIN_FREE": "16M",
+    "FFRTMP_SUBMIT_KEY_TTL": "2h",
 }
 
 EFFECT: dict[str, Any] = {
@@ -109,6 +111,8 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_MAX_BITRATE": lambda r: r["master"]["max_bitrate"],
     "FFRTMP_INSECURE": lambda r: r["master"]["insecure"],
     "FFRTMP_WORKER_METRICS_BIND": lambda r: r["worker"]["metrics_bind"],
+    "FFRTMP_STORE_MIN_FREE": lambda r: (parse_size(r["master"]["store_min_free"]), r["defaults"]["STORE_MIN_FREE"]),
+    "FFRTMP_SUBMIT_KEY_TTL": lambda r: parse_duration(r["master"]["submit_key_ttl"]),
 }
 
 EXPECTED: dict[str, Any] = {
@@ -133,6 +137,8 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_MAX_BITRATE": "20M",
     "FFRTMP_INSECURE": True,
     "FFRTMP_WORKER_METRICS_BIND": "0.0.0.0",
+    "FFRTMP_STORE_MIN_FREE": (16 * 2**20, 16 * 2**20),
+    "FFRTMP_SUBMIT_KEY_TTL": 7200.0,
 }
 
 
