@@ -28,6 +28,7 @@ from ffrtmp.security import KeyPair
 from ffrtmp.transport import DealerSocket
 from ffrtmp.worker.capabilities import Capabilities
 from ffrtmp.worker.logship import LogShipper
+from ffrtmp.worker.outputs import discard, publish
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 
@@ -83,6 +84,10 @@ class Agent:
         """RESULT bodies sent and not yet acknowledged, with when they were last sent."""
         self.results_due: list[dict[str, Any]] = []
         """RESULT bodies to send at the end of this pass, together."""
+        self.publishing: dict[tuple[str, int], tuple[str, str]] = {}
+        """Completed attempts whose file waits under its partial name (partial, final) for the master's word."""
+        self.silent_for = 0.0
+        """How long the master had been silent when this pass's frames arrived (they may be that old)."""
         self.logs = LogShipper(self._send)
         self.sock: DealerSocket | None = None
         self.poller = zmq.Poller()
@@ -155,6 +160,7 @@ class Agent:
         timeout = max(0.0, min(until_beat, self.logs.due_in(now), 0.5))
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.sock.socket in ready:
+            self.silent_for = time.monotonic() - self.last_heard
             while (frame := self.sock.recv_nowait()) is not None:
                 self.on_frame(frame, time.monotonic())
         if self.wake_read in ready:
@@ -252,10 +258,40 @@ class Agent:
         self.start_drain(now)
 
     def on_ack(self, message: Message, now: float) -> None:
-        self.unacked.pop((message.body["job"], message.body["attempt"]), None)
+        key = (message.body["job"], message.body["attempt"])
+        if message.body.get("publish") is True:
+            self._publish(key, now)
+            return
+        self.unacked.pop(key, None)
+        if key in self.publishing:
+            # Acknowledged without being accepted (a stale attempt): its file must never become the output.
+            discard(self.publishing.pop(key)[0])
         if self.options.burst and not self.attempts and not self.unacked:
             self.master_pending = None
             self.next_heartbeat = now
+
+    def _publish(self, key: tuple[str, int], now: float) -> None:
+        """The master accepted this completed attempt: give its file the final name, then report it published."""
+        entry, sent = self.publishing.get(key), self.unacked.get(key)
+        if entry is None or sent is None:
+            return  # published already: a repeated answer to a resent RESULT
+        if self.silent_for > self.node_timeout / 2:
+            # The answer may have waited out a silence (SIGSTOP, partition) in which the master gave the job
+            # away: publish only on an answer that is fresh, so ask again.
+            self.unacked[key] = (sent[0], now)
+            self.results_due.append(sent[0])
+            return
+        partial, final = self.publishing.pop(key)
+        body = {key_: value for key_, value in sent[0].items() if key_ != "partial"}
+        try:
+            publish(partial, final)
+            body["published"] = True
+        except OSError as exc:
+            discard(partial)
+            body.update(status="failed", failure=Failure.ENCODER_ERROR.value,
+                        error=f"the output could not be published as {final}: {exc.strerror or exc}")
+        self.unacked[key] = (body, now)
+        self.results_due.append(body)
 
     def on_cancel(self, message: Message, now: float) -> None:
         current = self.attempts.get(message.body["job"])
@@ -357,6 +393,9 @@ class Agent:
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
         if result.get("refused"):
             body["refused"] = True
+        if result["status"] == "completed" and result.get("partial") and result.get("output"):
+            body["partial"] = result["partial"]
+            self.publishing[(job_id, number)] = (result["partial"], result["output"])
         if "started_at" in result:
             body["started_at"] = result["started_at"]
         self.unacked[(job_id, number)] = (body, time.monotonic())
@@ -401,6 +440,9 @@ class Agent:
         for attempt in self.attempts.values():
             if attempt.thread is not None:
                 attempt.thread.join(timeout=10)
+        for partial, _ in self.publishing.values():
+            discard(partial)  # never accepted: once this process is gone, no one could publish it
+        self.publishing.clear()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
