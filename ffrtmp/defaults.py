@@ -66,6 +66,9 @@ STALL_TIMEOUT = _env_float("FFRTMP_STALL_TIMEOUT", 600.0)
 LOG_RETENTION = _env_float("FFRTMP_LOG_RETENTION", 7 * 86400.0)
 """Stored job log lines older than this are deleted."""
 
+OUTPUT_RETENTION = _env_float("FFRTMP_OUTPUT_RETENTION", 7 * 86400.0)
+"""A worker deletes the outputs in its work dir older than this (0: never); stray partial files go too."""
+
 FORGET_OFFLINE = 86400.0
 """A node offline (with nothing left running) this long is forgotten: it leaves `nodes list` and the metrics."""
 

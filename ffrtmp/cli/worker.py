@@ -25,6 +25,7 @@ from ffrtmp.cli.common import (
 )
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name, parse_labels
+from ffrtmp.units import parse_duration
 
 
 def machine_fingerprint(name: str) -> str:
@@ -57,6 +58,9 @@ def worker(
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
     drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
+    output_retention: str = typer.Option(None, "--output-retention", envvar="FFRTMP_OUTPUT_RETENTION",
+                                         help="Delete outputs in the work dir older than this (e.g. 7d; 0: "
+                                         "never). Default: 7d."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -71,6 +75,8 @@ def worker(
         unknown = [e for e in wanted if e not in KNOWN_ENGINES]
         if unknown:
             raise InvalidInput("engines", f"{unknown[0]!r} is not one of {', '.join(KNOWN_ENGINES)}")
+    retention = defaults.OUTPUT_RETENTION if output_retention is None \
+        else parse_duration(output_retention, field="output-retention")
     directory = (work_dir or defaults.work_dir()).expanduser()
     if probe:
         _probe(detect(wanted, ffmpeg), directory, json_output)
@@ -91,7 +97,7 @@ def worker(
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
-                            burst=burst, drain_timeout=drain_timeout)
+                            burst=burst, drain_timeout=drain_timeout, output_retention=retention)
     if tracing:
         from ffrtmp.tracing import Tracing
 

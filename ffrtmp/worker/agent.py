@@ -30,6 +30,7 @@ from ffrtmp.worker.capabilities import Capabilities
 from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.outputs import discard, publish
 from ffrtmp.worker.resources import ResourceSampler
+from ffrtmp.worker.retention import RetentionSweeper
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 
 log = logging.getLogger("ffrtmp.worker")
@@ -57,6 +58,8 @@ class WorkerOptions:
     drain_timeout: float = 60.0
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     node_timeout: float = defaults.NODE_TIMEOUT
+    output_retention: float = defaults.OUTPUT_RETENTION
+    """Outputs in the work dir older than this are deleted (0: never); stray partials always are."""
     tracing: Any = None
     """A `ffrtmp.tracing.Tracing`, or None: each attempt's run becomes a span in its job's trace."""
 
@@ -88,6 +91,7 @@ class Agent:
         """Completed attempts whose file waits under its partial name (partial, final) for the master's word."""
         self.silent_for = 0.0
         """How long the master had been silent when this pass's frames arrived (they may be that old)."""
+        self.retention = RetentionSweeper(self.paths.outputs, options.output_retention, self.files_in_use)
         self.logs = LogShipper(self._send)
         self.sock: DealerSocket | None = None
         self.poller = zmq.Poller()
@@ -172,6 +176,12 @@ class Agent:
         self.send_results()
         self.keep_alive(now)
         self.check_stop(now)
+        self.retention.maybe_start(now, time.time())
+
+    def files_in_use(self) -> set[str]:
+        """Partial files this worker still writes or waits to publish."""
+        held = {attempt.partial for attempt in self.attempts.values() if attempt.partial}
+        return held | {partial for partial, _ in self.publishing.values()}
 
     def emit(self, event: Event) -> None:
         """Called from runner threads."""

@@ -72,6 +72,8 @@ def resolve_output(work_dir: Path, output_roots: tuple[Path, ...], tenant: str |
         raise OutputRefused(f"output {output!r} names a path in the work dir, where other jobs' files are: give a "
                             "path relative to the job's output directory instead")
     resolved.parent.mkdir(parents=True, exist_ok=True)
+    if own in target.parents:
+        os.utime(own)  # fresh: retention never removes a job directory about to be written into
     return str(resolved)
 
 

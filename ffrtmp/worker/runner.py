@@ -66,6 +66,8 @@ class Attempt:
     progress: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = "canceled"
+    partial: str | None = None
+    """The file this attempt writes, once known (retention leaves it alone)."""
     thread: threading.Thread | None = None
     done: bool = False
 
@@ -214,7 +216,7 @@ class AttemptRunner:
         streaming = is_stream(output)
         if not streaming:
             self.output = plan(output, self.attempt.job, self.attempt.attempt)
-            output = self.output.partial
+            output = self.attempt.partial = self.output.partial
         source: str | None = None
         if params.get("input"):
             source = params["input"]
