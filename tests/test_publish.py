@@ -34,6 +34,12 @@ class Worker:
                            Capabilities(engines=["ffmpeg", "null"], ffmpeg=None, gstreamer=None))
         self.sent: list[Message] = []
         self.agent._send = self._collect  # type: ignore[method-assign]
+        self.welcome(publish=True)
+
+    def welcome(self, publish: bool) -> None:
+        body: dict[str, Any] = {"node": "w", "heartbeat_interval": 1.0, "node_timeout": 10.0}
+        self.hear(Kind.WELCOME, {**body, "publish": True} if publish else body)
+        self.sent = [m for m in self.sent if m.kind is not Kind.HEARTBEAT]
 
     def _collect(self, frame: bytes) -> bool:
         message = decode(frame)
@@ -123,6 +129,19 @@ def test_shutdown_discards_partials_never_accepted(worker: Worker) -> None:
     files = worker.complete("j1", 1, b"attempt 1")
     worker.agent.shutdown()
     assert not Path(files.partial).exists() and not Path(files.final).exists()
+
+
+def test_an_older_master_that_records_the_first_result_gets_the_file_renamed_at_once(worker: Worker) -> None:
+    """Workers may be upgraded before their master: one whose WELCOME does not offer `publish`."""
+    pending = worker.complete("j1", 1, b"finished before the master restarted")
+    worker.results()
+    worker.welcome(publish=False)
+    [resent] = worker.results()
+    assert resent["published"] is True and Path(pending.final).exists() and not Path(pending.partial).exists()
+    files = worker.complete("j2", 1, b"finished under the older master")
+    [result] = worker.results()
+    assert result["published"] is True and "partial" not in result
+    assert Path(files.final).read_bytes() == b"finished under the older master"
 
 
 # ---- the master, with a scripted worker ----------------------------------------------------------------

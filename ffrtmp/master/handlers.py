@@ -51,7 +51,7 @@ def on_hello(coordinator: Coordinator, route: bytes, message: Message, now: floa
     coordinator.store.upsert_node(session.record(), now)
     config = coordinator.config
     coordinator.queue(route, encode(Kind.WELCOME, {"node": name, "heartbeat_interval": config.heartbeat_interval,
-                                                   "node_timeout": config.node_timeout}))
+                                                   "node_timeout": config.node_timeout, "publish": True}))
     log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)),
              extra={"node": name})
     coordinator.dirty = True

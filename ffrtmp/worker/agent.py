@@ -90,6 +90,8 @@ class Agent:
         self.publishing: dict[tuple[str, int], tuple[str, str]] = {}
         """Completed attempts whose file waits under its partial name (partial, final) for the master's word."""
         self.silent_for = 0.0
+        self.master_publishes = False
+        """The master fences the publish step (says so in WELCOME); an older one gets outputs renamed at once."""
         """How long the master had been silent when this pass's frames arrived (they may be that old)."""
         self.retention = RetentionSweeper(self.paths.outputs, options.output_retention, self.files_in_use)
         self.logs = LogShipper(self._send)
@@ -246,6 +248,10 @@ class Agent:
         self.heartbeat_interval = float(message.body["heartbeat_interval"]) or self.heartbeat_interval
         self.node_timeout = float(message.body["node_timeout"]) or self.node_timeout
         self.next_heartbeat = now
+        self.master_publishes = message.body.get("publish") is True
+        if not self.master_publishes:  # a master that records 'completed' on the first RESULT
+            for key in list(self.publishing):
+                self.unacked[key] = (self._published(self.unacked[key][0], *self.publishing.pop(key)), now)
         self.results_due.extend(body for body, _ in self.unacked.values())
         self.send_results()
         log.info("joined %s as %s (%d slots)", self.options.master, self.options.name, self.options.slots)
@@ -291,8 +297,14 @@ class Agent:
             self.unacked[key] = (sent[0], now)
             self.results_due.append(sent[0])
             return
-        partial, final = self.publishing.pop(key)
-        body = {key_: value for key_, value in sent[0].items() if key_ != "partial"}
+        body = self._published(sent[0], *self.publishing.pop(key))
+        self.unacked[key] = (body, now)
+        self.results_due.append(body)
+
+    @staticmethod
+    def _published(sent: dict[str, Any], partial: str, final: str) -> dict[str, Any]:
+        """Rename the partial file to its final name; the RESULT body that reports it (or the failure)."""
+        body = {key: value for key, value in sent.items() if key != "partial"}
         try:
             publish(partial, final)
             body["published"] = True
@@ -300,8 +312,7 @@ class Agent:
             discard(partial)
             body.update(status="failed", failure=Failure.ENCODER_ERROR.value,
                         error=f"the output could not be published as {final}: {exc.strerror or exc}")
-        self.unacked[key] = (body, now)
-        self.results_due.append(body)
+        return body
 
     def on_cancel(self, message: Message, now: float) -> None:
         current = self.attempts.get(message.body["job"])
@@ -404,8 +415,11 @@ class Agent:
         if result.get("refused"):
             body["refused"] = True
         if result["status"] == "completed" and result.get("partial") and result.get("output"):
-            body["partial"] = result["partial"]
-            self.publishing[(job_id, number)] = (result["partial"], result["output"])
+            if self.master_publishes:
+                body["partial"] = result["partial"]
+                self.publishing[(job_id, number)] = (result["partial"], result["output"])
+            else:
+                body = self._published(body, result["partial"], result["output"])
         if "started_at" in result:
             body["started_at"] = result["started_at"]
         self.unacked[(job_id, number)] = (body, time.monotonic())
