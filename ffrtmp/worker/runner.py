@@ -4,6 +4,8 @@ process, read it, stop it.
 The process (ffmpeg or gst-launch-1.0) gets its own process group (so a cancel kills it and anything it
 spawned), a lower CPU priority, and an argv list (never a shell). Every line it writes becomes a LOG event;
 progress updates a snapshot the agent reads for heartbeats. The agent's loop never waits on any of this.
+A file output is written under the attempt's own partial name (`outputs.py`); the runner deletes only that
+file, and the agent renames it once the master accepts the attempt.
 """
 
 from __future__ import annotations
