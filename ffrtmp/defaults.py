@@ -66,9 +66,6 @@ STALL_TIMEOUT = _env_float("FFRTMP_STALL_TIMEOUT", 600.0)
 LOG_RETENTION = _env_float("FFRTMP_LOG_RETENTION", 7 * 86400.0)
 """Stored job log lines older than this are deleted."""
 
-OUTPUT_RETENTION = _env_float("FFRTMP_OUTPUT_RETENTION", 7 * 86400.0)
-"""A worker deletes the outputs in its work dir older than this (0: never); stray partial files go too."""
-
 FORGET_OFFLINE = 86400.0
 """A node offline (with nothing left running) this long is forgotten: it leaves `nodes list` and the metrics."""
 
@@ -80,6 +77,9 @@ LOG_MAX_TOTAL_BYTES = _env_int("FFRTMP_LOG_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1
 
 RESULT_RESEND_INTERVAL = _env_float("FFRTMP_RESULT_RESEND", 2.0)
 """A worker resends an unacknowledged RESULT this often."""
+
+OUTPUT_RETENTION = _env_float("FFRTMP_OUTPUT_RETENTION", 7 * 86400.0)
+"""A worker deletes the outputs in its work dir older than this (0: never); stray partial files go too."""
 
 RETRY_BACKOFF_BASE = _env_float("FFRTMP_RETRY_BACKOFF", 5.0)
 """First retry delay; it doubles for each further attempt."""
