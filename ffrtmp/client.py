@@ -22,7 +22,7 @@ from typing import Any
 
 from ffrtmp import defaults
 from ffrtmp.errors import MasterUnreachable, ProtocolError, RateLimited, error_from_status
-from ffrtmp.jobspec import validate_submission
+from ffrtmp.jobspec import CLIENT_SIDE, validate_submission
 from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
 from ffrtmp.tracing import client_carrier
@@ -151,7 +151,7 @@ class Client:
     def submit(self, scenario: str, **options: Any) -> str:
         """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
         raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
-        validate_submission(raw)  # fail fast, before the network; the master checks again
+        validate_submission(raw, output_roots=CLIENT_SIDE)  # fail fast, before the network; the master checks again
         ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]
         return ids[0]
 

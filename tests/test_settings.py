@@ -66,6 +66,7 @@ SET: dict[str, str] = {
     "FFRTMP_WORKER_METRICS_BIND": '0.0.0.0',
     "FFRTMP_STORE_MIN_FREE": "16M",
     "FFRTMP_SUBMIT_KEY_TTL": "2h",
+    "FFRTMP_OUTPUT_RETENTION": '2d',
 }
 
 EFFECT: dict[str, Any] = {
@@ -113,6 +114,7 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_WORKER_METRICS_BIND": lambda r: r["worker"]["metrics_bind"],
     "FFRTMP_STORE_MIN_FREE": lambda r: (parse_size(r["master"]["store_min_free"]), r["defaults"]["STORE_MIN_FREE"]),
     "FFRTMP_SUBMIT_KEY_TTL": lambda r: parse_duration(r["master"]["submit_key_ttl"]),
+    "FFRTMP_OUTPUT_RETENTION": lambda r: parse_duration(r["worker"]["output_retention"]),
 }
 
 EXPECTED: dict[str, Any] = {
@@ -139,6 +141,7 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_WORKER_METRICS_BIND": "0.0.0.0",
     "FFRTMP_STORE_MIN_FREE": (16 * 2**20, 16 * 2**20),
     "FFRTMP_SUBMIT_KEY_TTL": 7200.0,
+    "FFRTMP_OUTPUT_RETENTION": 2 * 86400.0,
 }
 
 

@@ -14,7 +14,7 @@ from rich.live import Live
 from ffrtmp.cli.common import Connection, console, errors, print_json, with_connection
 from ffrtmp.client import TERMINAL, Client, SubmittedIds
 from ffrtmp.errors import InvalidInput, JobFailed
-from ffrtmp.jobspec import parse_labels, validate_submission
+from ffrtmp.jobspec import CLIENT_SIDE, parse_labels, validate_submission
 from ffrtmp.views import job_detail, job_progress, jobs_table
 
 app = typer.Typer(help="Submit and inspect jobs.", no_args_is_help=True, rich_markup_mode=None)
@@ -49,7 +49,7 @@ def _read_jobs_file(path: Path, defaults_: dict[str, Any]) -> list[dict[str, Any
             raise InvalidInput(f"from: line {number}", "must be a JSON object")
         job = {**defaults_, **raw}
         try:
-            validate_submission(job)
+            validate_submission(job, output_roots=CLIENT_SIDE)
         except InvalidInput as exc:
             raise InvalidInput(f"from: line {number}: {exc.field}", exc.problem) from None
         jobs.append(job)
@@ -71,7 +71,8 @@ def submit(
     preset: str = typer.Option(None, "--preset", help="Encoder preset, e.g. veryfast."),
     engine: str = typer.Option(None, "--engine", help="auto, ffmpeg, gstreamer or null."),
     input_: str = typer.Option(None, "--input", help="A file or URL (default: a generated test source)."),
-    output: str = typer.Option(None, "--output", help="A path (relative to the worker's work dir) or rtmp://…"),
+    output: str = typer.Option(None, "--output", help="A path in the job's own output directory, an absolute "
+                               "path under the master's --output-root, or rtmp://…"),
     queue: str = typer.Option(None, "--queue", help="live, default or batch."),
     priority: str = typer.Option(None, "--priority", help="high, medium or low."),
     max_retries: int = typer.Option(None, "--max-retries", help="Override the master's --max-retries."),
@@ -94,7 +95,7 @@ def submit(
     if from_file is not None:
         jobs = _read_jobs_file(from_file, given)
     else:
-        validate_submission(given)
+        validate_submission(given, output_roots=CLIENT_SIDE)
         jobs = [given]
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY:
         raise InvalidInput("idempotency-key", f"must be 1 to {MAX_KEY} characters")

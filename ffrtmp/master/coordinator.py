@@ -294,9 +294,11 @@ class Coordinator:
         """Send after the current transaction commits; `on_fail` runs (in a new transaction) if it cannot go."""
         self.outbox.append((route, frame, on_fail))
 
-    def ack(self, route: bytes, job_id: str, attempt: int) -> None:
-        """Acknowledge a RESULT; a batch's acknowledgements to one worker leave as one frame."""
-        self.acks.setdefault(route, []).append((Kind.ACK, {"job": job_id, "attempt": attempt}))
+    def ack(self, route: bytes, job_id: str, attempt: int, publish: bool = False) -> None:
+        """Acknowledge a RESULT (`publish`: accepted, give the output its final name); a batch's acknowledgements
+        to one worker leave as one frame."""
+        body: dict[str, Any] = {"job": job_id, "attempt": attempt, **({"publish": True} if publish else {})}
+        self.acks.setdefault(route, []).append((Kind.ACK, body))
 
     def flush(self) -> None:
         for route, acks in self.acks.items():
