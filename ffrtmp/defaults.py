@@ -124,6 +124,9 @@ LOG_MAX_TOTAL_BYTES = _env_size("FFRTMP_LOG_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 
 RESULT_RESEND_INTERVAL = _env_float("FFRTMP_RESULT_RESEND", 2.0)
 """A worker resends an unacknowledged RESULT this often."""
 
+OUTPUT_RETENTION = _env_float("FFRTMP_OUTPUT_RETENTION", 7 * 86400.0)
+"""A worker deletes the outputs in its work dir older than this (0: never); stray partial files go too."""
+
 RETRY_BACKOFF_BASE = _env_float("FFRTMP_RETRY_BACKOFF", 5.0)
 """First retry delay; it doubles for each further attempt."""
 
@@ -207,3 +210,10 @@ def api_key_from_env() -> str | None:
         if value:
             return value
     return None
+
+
+STORE_MIN_FREE = _env_size("FFRTMP_STORE_MIN_FREE", 8 * 2**20)
+"""Free space the master keeps on its store's disk: below it, it refuses writes (and will not start)."""
+
+SUBMIT_KEY_TTL = _env_float("FFRTMP_SUBMIT_KEY_TTL", 24 * 3600.0)
+"""How long the master remembers a submit's idempotency key (a repeat within it gets the same ids)."""

@@ -64,6 +64,9 @@ SET: dict[str, str] = {
     "FFRTMP_MAX_BITRATE": '20M',
     "FFRTMP_INSECURE": 'true',
     "FFRTMP_WORKER_METRICS_BIND": '0.0.0.0',
+    "FFRTMP_STORE_MIN_FREE": "16M",
+    "FFRTMP_SUBMIT_KEY_TTL": "2h",
+    "FFRTMP_OUTPUT_RETENTION": '2d',
     "FFRTMP_DELIVER_TIMEOUT": "3",
 }
 
@@ -110,6 +113,9 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_MAX_BITRATE": lambda r: r["master"]["max_bitrate"],
     "FFRTMP_INSECURE": lambda r: r["master"]["insecure"],
     "FFRTMP_WORKER_METRICS_BIND": lambda r: r["worker"]["metrics_bind"],
+    "FFRTMP_STORE_MIN_FREE": lambda r: (parse_size(r["master"]["store_min_free"]), r["defaults"]["STORE_MIN_FREE"]),
+    "FFRTMP_SUBMIT_KEY_TTL": lambda r: parse_duration(r["master"]["submit_key_ttl"]),
+    "FFRTMP_OUTPUT_RETENTION": lambda r: parse_duration(r["worker"]["output_retention"]),
     "FFRTMP_DELIVER_TIMEOUT": lambda r: r["worker"]["deliver_timeout"],
 }
 
@@ -135,6 +141,9 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_MAX_BITRATE": "20M",
     "FFRTMP_INSECURE": True,
     "FFRTMP_WORKER_METRICS_BIND": "0.0.0.0",
+    "FFRTMP_STORE_MIN_FREE": (16 * 2**20, 16 * 2**20),
+    "FFRTMP_SUBMIT_KEY_TTL": 7200.0,
+    "FFRTMP_OUTPUT_RETENTION": 2 * 86400.0,
     "FFRTMP_DELIVER_TIMEOUT": 3.0,
 }
 

@@ -291,3 +291,15 @@ def test_a_master_that_is_down_keeps_the_lease_for_its_restart(tmp_path: Path, c
     finally:
         agent.attempts.clear()
         agent.shutdown()
+
+
+def test_a_result_kept_at_exit_before_its_output_was_accepted_says_the_output_is_gone(tmp_path: Path) -> None:
+    from tests.test_publish import Worker
+
+    worker = Worker(tmp_path / "work")
+    files = worker.complete("j1", 1, b"attempt 1")  # completed, waiting for the master to accept its file
+    worker.agent.shutdown()
+    [kept] = worker.agent.spool.load()
+    assert not Path(files.partial).exists() and not Path(files.final).exists()
+    assert (kept["status"], kept["failure"], kept["output"]) == ("failed", "worker_lost", None)
+    assert "partial" not in kept and "before the master accepted" in kept["error"]

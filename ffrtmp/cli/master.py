@@ -104,6 +104,12 @@ def master(
     insecure: bool = typer.Option(False, "--insecure", envvar="FFRTMP_INSECURE",
                                   help="Listen on a non-loopback --bind with no API key and no --allow-keys: "
                                        "anyone who reaches it is an admin."),
+    store_min_free: str = typer.Option(size_text(defaults.STORE_MIN_FREE), "--store-min-free",
+                                       envvar="FFRTMP_STORE_MIN_FREE", help="Free space kept on the store's disk: "
+                                       "below it the master refuses writes (exit 5 'store full') and will not start."),
+    submit_key_ttl: str = typer.Option(duration_text(defaults.SUBMIT_KEY_TTL), "--submit-key-ttl",
+                                       envvar="FFRTMP_SUBMIT_KEY_TTL", help="How long a submit's idempotency key is "
+                                       "remembered (a rerun of `jobs submit --from` within it creates nothing twice)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -134,6 +140,8 @@ def master(
         retry=RetryPolicy(base=duration_option(retry_backoff, "retry-backoff") or 0.0,
                           cap=duration_option(retry_backoff_max, "retry-backoff-max") or 0.0),
     )
+    config.store_min_free = parse_size(store_min_free, field="store-min-free")
+    config.submit_key_ttl = duration_option(submit_key_ttl, "submit-key-ttl") or defaults.SUBMIT_KEY_TTL
     config.logs = LogPolicy(retention=duration_option(log_retention, "log-retention") or defaults.LOG_RETENTION,
                             max_job_bytes=parse_size(log_max_job, field="log-max-job"),
                             max_total_bytes=parse_size(log_max_total, field="log-max-total"))

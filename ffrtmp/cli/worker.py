@@ -24,6 +24,7 @@ from ffrtmp.cli.common import (
 )
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name, parse_labels
+from ffrtmp.units import duration_text, parse_duration
 
 
 def machine_fingerprint(name: str) -> str:
@@ -61,6 +62,9 @@ def worker(
     metrics_bind: str = typer.Option(defaults.WORKER_METRICS_BIND, "--metrics-bind",
                                      envvar="FFRTMP_WORKER_METRICS_BIND",
                                      help="Interface of the Prometheus endpoint (unauthenticated; 0.0.0.0: all)."),
+    output_retention: str = typer.Option(duration_text(defaults.OUTPUT_RETENTION), "--output-retention",
+                                         envvar="FFRTMP_OUTPUT_RETENTION",
+                                         help="Delete outputs in the work dir older than this (0: never)."),
     deliver_timeout: float = typer.Option(defaults.DELIVER_TIMEOUT, "--deliver-timeout",
                                           envvar="FFRTMP_DELIVER_TIMEOUT", help="When stopping: seconds results "
                                           "get to reach the master once nothing runs; then the worker exits anyway, "
@@ -79,6 +83,7 @@ def worker(
         unknown = [e for e in wanted if e not in KNOWN_ENGINES]
         if unknown:
             raise InvalidInput("engines", f"{unknown[0]!r} is not one of {', '.join(KNOWN_ENGINES)}")
+    retention = parse_duration(output_retention, field="output-retention")
     directory = (work_dir or defaults.work_dir()).expanduser()
     if probe:
         _probe(detect(wanted, ffmpeg), directory, json_output)
@@ -101,7 +106,8 @@ def worker(
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
-                            burst=burst, drain_timeout=drain_timeout, deliver_timeout=deliver_timeout)
+                            burst=burst, drain_timeout=drain_timeout, output_retention=retention,
+                            deliver_timeout=deliver_timeout)
     if tracing:
         from ffrtmp.tracing import Tracing
 

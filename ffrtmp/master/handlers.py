@@ -57,7 +57,7 @@ def on_hello(coordinator: Coordinator, route: bytes, message: Message, now: floa
     coordinator.store.upsert_node(session.record(), now)
     config = coordinator.config
     coordinator.queue(route, encode(Kind.WELCOME, {"node": name, "heartbeat_interval": config.heartbeat_interval,
-                                                   "node_timeout": config.node_timeout}))
+                                                   "node_timeout": config.node_timeout, "publish": True}))
     log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)),
              extra={"node": name})
     coordinator.dirty = True
@@ -237,9 +237,14 @@ def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float)
 def on_result(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
     body = message.body
     job_id, attempt = body["job"], body["attempt"]
+    session = coordinator.session_of(route)
+    if _awaits_publishing(body) and session is not None and session.runs(job_id, attempt):
+        # Accepted: the worker now renames its partial file to the output's name and reports again. The job
+        # becomes `completed` only on that report, so a completed job never names a file that is absent.
+        coordinator.ack(route, job_id, attempt, publish=True)
+        return
     # Always acknowledge, even a stale or repeated result, so the worker stops resending it.
     coordinator.ack(route, job_id, attempt)
-    session = coordinator.session_of(route)
     if session is None or not session.runs(job_id, attempt):
         coordinator.counters.stale += 1
         state = session.attempts.get(job_id) if session is not None else None
@@ -272,6 +277,11 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         coordinator.attempt_failed(session, job_id, attempt, classify(body.get("failure")),
                                    str(body.get("error") or "the attempt failed")[:2000], now, metrics)
     coordinator.dirty = True
+
+
+def _awaits_publishing(body: dict[str, Any]) -> bool:
+    """A completed file output still under its attempt's partial name."""
+    return body["status"] == "completed" and isinstance(body.get("partial"), str) and body.get("published") is not True
 
 
 def on_bye(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:

@@ -29,6 +29,8 @@ Op = Callable[["Coordinator", Principal, Args, float], Any]
 MAX_SUBMIT = 50_000
 LIST_BUDGET = 0.003
 """Seconds of the master's loop one `list` page may take; past it the page ends early, with a cursor."""
+MAX_KEY = 200
+"""Longest idempotency key of a submit (a client's call key plus its chunk index)."""
 STATUSES = ("pending", "assigned", "running", "completed", "failed", "canceled")
 
 
@@ -61,6 +63,12 @@ def submit(coordinator: Coordinator, caller: Principal, args: Args, now: float) 
         raise InvalidInput("jobs", "must be a non-empty list of jobs")
     if len(jobs) > MAX_SUBMIT:
         raise InvalidInput("jobs", f"at most {MAX_SUBMIT} jobs in one request")
+    key = _str_arg(args, "idempotency_key", required=False, limit=MAX_KEY)
+    if key is not None and (earlier := coordinator.store.submitted_ids(caller.tenant, key)) is not None:
+        if len(earlier) != len(jobs):
+            raise InvalidInput("idempotency_key", f"{key!r} was used for a submit of {len(earlier)} jobs, this one "
+                               f"has {len(jobs)}: use a new key for a new submission")
+        return {"ids": earlier, "repeated": True}  # a retry or a rerun: the jobs exist already
     specs = []
     lanes = allowed_lanes(coordinator.store) if caller.role != "admin" else None
     for index, raw in enumerate(jobs):
@@ -74,6 +82,8 @@ def submit(coordinator: Coordinator, caller: Principal, args: Args, now: float) 
             raise InvalidInput(field, exc.problem) from None
     _check_pending_quota(coordinator, caller.tenant, len(specs))
     ids = coordinator.store.insert_jobs(specs, now, coordinator.config.max_retries, tenant=caller.tenant)
+    if key is not None:
+        coordinator.store.remember_submit(caller.tenant, key, ids, now)
     coordinator.observer.jobs_submitted(
         [{"id": job_id, "queue": spec.queue, "priority": spec.priority, "engine": spec.engine,
           "trace": args.get("trace")} for job_id, spec in zip(ids, specs, strict=True)], now)

@@ -197,3 +197,20 @@ def m006_key_scopes(db: sqlite_utils.Database) -> None:
         "ALTER TABLE tenants ADD COLUMN priorities TEXT",
     ):
         db.execute(statement)
+
+
+@MIGRATIONS()
+def m007_submit_keys(db: sqlite_utils.Database) -> None:
+    """Idempotency keys of submits: a repeated key (a client retrying a chunk, a rerun of `--from`) gets the
+    ids it was given the first time instead of new jobs. Kept FFRTMP_SUBMIT_KEY_TTL (24 h), per tenant."""
+    for statement in (
+        """CREATE TABLE submit_keys (
+            tenant TEXT NOT NULL,
+            key TEXT NOT NULL,
+            ids TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (tenant, key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX submit_keys_by_age ON submit_keys(created_at)",
+    ):
+        db.execute(statement)

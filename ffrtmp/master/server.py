@@ -13,13 +13,15 @@ from pathlib import Path
 from types import FrameType
 
 from ffrtmp import __version__, defaults
+from ffrtmp.errors import InvalidInput
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
 from ffrtmp.master.protection import HOW_TO_OPEN, had_api_keys, resolve_bind
-from ffrtmp.master.store import Store
+from ffrtmp.master.store_health import WriteFault, describe
+from ffrtmp.master.store_open import open_store, prepare_data_dir
 from ffrtmp.master.traces import MasterTracer
 from ffrtmp.metrics import MasterMetrics, serve
 from ffrtmp.redact import RedactUrls
-from ffrtmp.security import master_keypair, private_database
+from ffrtmp.security import master_keypair
 from ffrtmp.tracing import Tracing
 from ffrtmp.transport import RouterSocket
 
@@ -59,7 +61,7 @@ class MasterOptions:
 class MasterServer:
     def __init__(self, options: MasterOptions) -> None:
         self.options = options
-        options.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(options.data_dir, options.config.store_min_free)
         self.db_path = options.db if options.db is not None else options.data_dir / "master.db"
         secured = (options.config.api_key is not None or options.allow_keys is not None
                    or had_api_keys(self.db_path))
@@ -71,8 +73,8 @@ class MasterServer:
         host = "*" if options.bind in ("0.0.0.0", "*") else options.bind
         port = "*" if options.port == 0 else str(options.port)
         self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
-        private_database(self.db_path)
-        self.store = Store(self.db_path)
+        # Checked first, then made private (security.private_database), so a foreign file is never touched.
+        self.store = open_store(self.db_path, options.config.store_min_free)
         options.config.version = __version__
         self.coordinator = Coordinator(self.store, options.config, self.socket.send)
         self.metrics: MasterMetrics | None = None
@@ -110,7 +112,12 @@ class MasterServer:
 
     def run(self) -> None:
         coordinator = self.coordinator
-        coordinator.restore(time.time())
+        try:
+            coordinator.restore(time.time())
+        except WriteFault as exc:  # the disk filled between the start-up checks and now
+            self.close()
+            raise InvalidInput("db", f"{describe(self.db_path.parent, exc.cause, coordinator.config.store_min_free)}"
+                               ", then start the master again") from None
         last_tick = 0.0
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
                  "on" if self.options.tls else "OFF", self.db_path)
