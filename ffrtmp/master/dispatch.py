@@ -7,10 +7,12 @@ applied), records why the rest wait, claims the picks in bulk and sends each wor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ffrtmp.master.auth import quotas
-from ffrtmp.master.scheduler import place
+from ffrtmp.master.scheduler import NodeView, place, wait_reason, why_not
+from ffrtmp.master.store_dispatch import needs_of
 from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, encode_batch
 
 if TYPE_CHECKING:
@@ -18,18 +20,32 @@ if TYPE_CHECKING:
 
 SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout")
 """What a JOB message tells the worker about the job."""
-DISPATCH_SCAN_LIMIT = 5000
-"""Pending jobs one dispatch pass looks at, at most, past jobs that no free node can run."""
+NEEDS_REASON_REFRESH = 5.0
+"""Seconds between rewrites of one requirement group's wait reason while it stays the same (new jobs join)."""
+
+
+@dataclass
+class NeedsReasons:
+    """The wait reason last written for each requirement group no free node could take, and when (monotonic)."""
+
+    written: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def due(self, needs: str, reason: str, mono: float) -> bool:
+        last = self.written.get(needs)
+        if last is not None and last[0] == reason and mono - last[1] < NEEDS_REASON_REFRESH:
+            return False
+        self.written[needs] = (reason, mono)
+        if len(self.written) > 10_000:  # groups long gone: keep the table small
+            self.written = {k: v for k, v in self.written.items() if mono - v[1] < NEEDS_REASON_REFRESH}
+        return True
 
 
 def dispatch_pass(coordinator: Coordinator, now: float) -> None:
-    """One pass: read pending jobs in order, place them (pure), claim the picks in bulk, send the JOBs."""
+    """One pass: read the head of every lane some free node can take, place them (pure), claim in bulk, send."""
     nodes = [s.view() for s in coordinator.nodes.values() if s.status != "offline"]
-    free = sum(n.free for n in nodes)
-    if free <= 0:
+    if not any(n.free > 0 for n in nodes):
         return
-    candidates = coordinator.store.pending_candidates(now, limit=DISPATCH_SCAN_LIMIT, aged_before=(
-        now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None))
+    candidates = read_candidates(coordinator, nodes, now)
     examined: list[dict[str, Any]] = []
     room = tenant_room(coordinator)
     held: dict[str, str] = {}
@@ -46,7 +62,6 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
             yield job
 
     assignments, reasons = place(tracked(), nodes)
-    candidates.close()
     reasons.update(held)
     for job in examined:
         reason = reasons.get(job["id"])
@@ -62,7 +77,7 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
         spec = {key: job[key] for key in SPEC_FIELDS}
         coordinator.observer.job_assigned(job_id, attempt, node_name, now)
         session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
-                    tenant=job["tenant"])
+                    tenant=job["tenant"], mono=coordinator.mono)
         assert session.route is not None
         body: dict[str, Any] = {"job": job_id, "attempt": attempt, "spec": spec}
         trace = coordinator.observer.trace_carrier(job_id)
@@ -74,6 +89,54 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
             chunk = jobs[start:start + MAX_BATCH_ITEMS]
             lost = coordinator.jobs_undeliverable(route, [body["job"] for _, body in chunk])
             coordinator.queue(route, encode_batch(chunk), lost)
+
+
+def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float) -> list[dict[str, Any]]:
+    """The head of each lane, as many as the free slots that fit it, in fair order; a requirement group no
+    free node can take costs one index probe and has its wait reason written for all its jobs at once."""
+    open_nodes = [n for n in nodes if n.free > 0]
+    room_of: dict[str, int] = {}
+    """needs → free slots on the nodes that meet them (0: the group is skipped)."""
+    skipped: list[tuple[str, str]] = []
+
+    def skip(needs: str) -> bool:
+        if needs not in room_of:
+            wants = needs_of(needs)
+            room_of[needs] = sum(n.free for n in open_nodes if why_not(wants, n) is None)
+            if room_of[needs] == 0:
+                reason = wait_reason(wants, nodes)
+                if coordinator.needs_reasons.due(needs, reason, coordinator.mono):
+                    skipped.append((needs, reason))
+        return room_of[needs] == 0
+
+    heads: list[dict[str, Any]] = []
+    for lane in coordinator.store.pending_lanes(skip):
+        heads.extend(coordinator.store.lane_head(lane, coordinator.steady, room_of[lane[0]]))
+    for needs, reason in skipped:
+        coordinator.store.set_needs_reason(needs, reason)
+    aged_before = now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None
+    return fair_order(heads, aged_before)
+
+
+def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None) -> list[dict[str, Any]]:
+    """SPEC §3 order with a fair share between tenants: heavier first; at equal weight the tenants take turns
+    (each one's first job, then each one's second, ...), FIFO inside a tenant, so one tenant's backlog never
+    starves another. With aging (`aged_before`), jobs created before it come first, oldest first."""
+    rank: dict[str, int] = {}
+    by_tenant_weight: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_tenant_weight.setdefault((job["tenant"], job["weight"]), []).append(job)
+    for same in by_tenant_weight.values():
+        same.sort(key=lambda job: job["seq"])
+        for position, job in enumerate(same):
+            rank[job["id"]] = position
+
+    def key(job: dict[str, Any]) -> tuple[int, float, int, int]:
+        if aged_before is not None and job["created_at"] < aged_before:
+            return (0, 0, 0, job["seq"])
+        return (1, -job["weight"], rank[job["id"]], job["seq"])
+
+    return sorted(jobs, key=key)
 
 
 def tenant_room(coordinator: Coordinator) -> dict[str, int]:

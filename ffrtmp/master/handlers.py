@@ -66,7 +66,7 @@ def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old:
         engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
         encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
         resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
-        last_seen=now, curve_key=coordinator.sender)
+        last_seen=now, heard_at=coordinator.mono, curve_key=coordinator.sender)
     if old is not None:
         session.attempts = old.attempts
     coordinator.nodes[session.name] = session
@@ -95,19 +95,19 @@ def _reconcile_running(coordinator: Coordinator, session: NodeSession, running: 
         ours = job is not None and job["attempts"] == attempt
         if ours and job is not None and job["status"] in ("assigned", "running") and job["node"] == session.name:
             session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
-                        tenant=job["tenant"])
+                        tenant=job["tenant"], mono=coordinator.mono)
         elif ours and job is not None and job["status"] == "pending" \
                 and coordinator.store.readopt_job(job_id, attempt, session.name, now):
             # Given up on while its node was out of reach, but not dispatched again yet: take it back.
             session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
-                        tenant=job["tenant"])
+                        tenant=job["tenant"], mono=coordinator.mono)
             log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name,
                      extra={"job": job_id, "attempt": attempt, "node": session.name})
         else:
             # Not ours to finish: stop it, and count its slot as taken until the worker confirms.
             coordinator.counters.stale += 1
             if job_id not in session.attempts:
-                session.add(job_id, attempt, now).stopping = True
+                session.add(job_id, attempt, now, mono=coordinator.mono).stopping = True
             coordinator.queue(session.route or b"", encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
 
 
@@ -135,7 +135,7 @@ def on_heartbeat(coordinator: Coordinator, route: bytes, message: Message, now: 
         _record_progress(coordinator, session, job_id, attempt, item, now)
     grace = 2 * coordinator.config.heartbeat_interval + 2.0
     for job_id, state in list(session.attempts.items()):
-        if job_id in seen or now - state.assigned_at <= grace:
+        if job_id in seen or coordinator.mono - state.assigned_mono <= grace:
             continue
         if state.stopping:
             session.remove(job_id)  # stopped as asked: the slot is free again
@@ -153,7 +153,7 @@ def _record_progress(coordinator: Coordinator, session: NodeSession, job_id: str
     progress = min(1.0, max(0.0, float(progress))) if isinstance(progress, int | float) else None
     state = session.attempts[job_id]
     first = not state.progress
-    if state.advance({"progress": progress, **metrics}, now):
+    if state.advance({"progress": progress, **metrics}, coordinator.mono):
         if first:  # a lost STARTED must not leave the job 'assigned' while it runs
             coordinator.job_started(job_id, attempt, now)
         coordinator.store.record_progress(job_id, attempt, progress, metrics)
@@ -216,8 +216,8 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
         session.remove(job_id)
         coordinator.store.requeue_job(job_id, attempt, now, failure=Failure.WORKER_LOST, error=str(body.get("error")),
-                                      not_before=now + REFUSAL_DELAY, avoid=session.name, free=True)
-        coordinator.retry_due(now + REFUSAL_DELAY)
+                                      not_before=coordinator.steady + REFUSAL_DELAY, avoid=session.name, free=True)
+        coordinator.retry_due(coordinator.steady + REFUSAL_DELAY)
         coordinator.dirty = True
         return
     if status in ("completed", "canceled"):

@@ -47,8 +47,9 @@ class RateLimiter:
             if len(self.buckets) >= MAX_BUCKETS:
                 self._forget_full(now)
             bucket = self.buckets[(key, kind)] = Bucket(burst, now)
-        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
-        bucket.at = now
+        # `now` is monotonic; a clock that went back anyway refills nothing, and never drains a bucket.
+        bucket.tokens = min(burst, bucket.tokens + max(0.0, now - bucket.at) * rate)
+        bucket.at = max(bucket.at, now)
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return None
@@ -57,7 +58,7 @@ class RateLimiter:
     def _forget_full(self, now: float) -> None:
         for key, bucket in list(self.buckets.items()):
             rate, burst = self.limits[key[1]]
-            if bucket.tokens + (now - bucket.at) * rate >= burst:
+            if bucket.tokens + max(0.0, now - bucket.at) * rate >= burst:
                 del self.buckets[key]
 
 

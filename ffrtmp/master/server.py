@@ -97,21 +97,21 @@ class MasterServer:
 
     def run(self) -> None:
         coordinator = self.coordinator
-        coordinator.restore(time.time())
-        last_tick = 0.0
+        coordinator.restore(time.time(), time.monotonic())
+        last_tick = -TICK_EVERY  # monotonic: a wall-clock step never pauses upkeep (F2)
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
                  "on" if self.options.tls else "OFF", self.db_path)
         try:
             while not self.stop_event.is_set():
                 if self.socket.poll(TICK_EVERY):
-                    coordinator.handle_batch(self.collect_batch(), time.time())
-                now = time.time()
-                if now - last_tick >= TICK_EVERY:
-                    last_tick = now
+                    coordinator.handle_batch(self.collect_batch(), time.time(), time.monotonic())
+                mono = time.monotonic()
+                if mono - last_tick >= TICK_EVERY:
+                    last_tick = mono
                     self.socket.watch()
                     if self.socket.allowed is not None:
                         coordinator.allowed_keys = set(self.socket.allowed.keys)
-                    coordinator.tick(now)
+                    coordinator.tick(time.time(), mono)
                     if self.metrics is not None:
                         self.metrics.last_loop = time.monotonic()
         finally:

@@ -24,6 +24,7 @@ from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
 from ffrtmp.master.schema import MIGRATIONS
+from ffrtmp.master.store_dispatch import DispatchRows, needs_key
 from ffrtmp.master.store_logs import LogRows
 from ffrtmp.master.store_nodes import NodeRows
 
@@ -64,7 +65,7 @@ def _job(row: sqlite3.Row) -> dict[str, Any]:
     return job
 
 
-class Store(LogRows, NodeRows):
+class Store(LogRows, NodeRows, DispatchRows):
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a store that needs migrating is refused, since
         only the master that will use the new schema may change it under itself."""
@@ -169,10 +170,11 @@ class Store(LogRows, NodeRows):
             ids.append(job_id)
             retries = default_max_retries if spec.max_retries is None else spec.max_retries
             rows.append((job_id, spec.scenario, spec.queue, spec.priority, spec.weight, spec.engine,
-                         to_json(spec.params), to_json(spec.labels), tenant, retries, spec.timeout, now))
+                         to_json(spec.params), to_json(spec.labels), tenant, retries, spec.timeout, now,
+                         needs_key(spec.engine, spec.params, spec.labels)))
         self.conn.executemany(
             "INSERT INTO jobs (id, status, scenario, queue, priority, weight, engine, params, labels, tenant,"
-            " max_retries, timeout, created_at) VALUES (?, 'pending', ?,?,?,?,?,?,?,?,?,?,?)", rows)
+            " max_retries, timeout, created_at, needs) VALUES (?, 'pending', ?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         if not ids:
             return ids
         # One writer, one statement: the new rows took the seqs right below the last one, in order.

@@ -1,0 +1,81 @@
+"""Pending jobs by what they need: the dispatch lanes (a mixin of `Store`).
+
+A job's `needs` is its requirements key (engine, codec, labels: what placement looks at). A lane is the
+pending jobs of one (needs, tenant, weight), FIFO inside. Dispatch walks the lanes with a loose index scan
+(one index probe per lane, none per job), skips at once every lane whose needs no free node meets, and reads
+only the head of the others; so thousands of jobs nobody can run cost one probe, not a scan (F3/H5).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from ffrtmp.master.columns import from_json
+
+LANE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority,"
+                " timeout, weight, created_at, needs")
+
+
+def needs_key(engine: str, params: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """The requirements key of a job: equal keys mean every node fits both jobs or neither."""
+    codec = params.get("codec") if engine != "null" else None
+    return json.dumps([engine, codec if isinstance(codec, str) else "", dict(labels)], sort_keys=True,
+                      separators=(",", ":"))
+
+
+def needs_of(key: str) -> dict[str, Any]:
+    """The job-shaped requirements behind a key (what `scheduler.why_not` reads)."""
+    engine, codec, labels = json.loads(key)
+    return {"engine": engine, "params": {"codec": codec} if codec else {}, "labels": labels}
+
+
+class DispatchRows:
+    """The dispatch part of `Store` (it uses the store's connection)."""
+
+    conn: sqlite3.Connection
+
+    def _next_lane(self, after: tuple[str, str, int] | None, past_needs: str | None) -> tuple[str, str, int] | None:
+        args: tuple[Any, ...] = ()
+        if past_needs is not None:  # skip every lane of these needs
+            sql, args = " AND needs > ?", (past_needs,)
+        elif after is not None:
+            sql, args = " AND (needs, tenant, weight) > (?, ?, ?)", after
+        else:
+            sql = ""
+        row = self.conn.execute("SELECT needs, tenant, weight FROM jobs INDEXED BY jobs_lanes"
+                                f" WHERE status = 'pending'{sql} ORDER BY needs, tenant, weight LIMIT 1",
+                                args).fetchone()
+        return (row[0], row[1], row[2]) if row is not None else None
+
+    def pending_lanes(self, skip: Callable[[str], bool]) -> Iterator[tuple[str, str, int]]:
+        """Every (needs, tenant, weight) with pending jobs, in key order; `skip(needs)` True skips that needs
+        and all its lanes with one probe. Consume before writing on this connection."""
+        lane = self._next_lane(None, None)
+        while lane is not None:
+            if skip(lane[0]):
+                lane = self._next_lane(None, lane[0])
+                continue
+            yield lane
+            lane = self._next_lane(lane, None)
+
+    def lane_head(self, lane: tuple[str, str, int], now: float, limit: int) -> list[dict[str, Any]]:
+        """The first `limit` jobs of a lane whose backoff has passed, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {LANE_COLUMNS} FROM jobs INDEXED BY jobs_lanes WHERE status = 'pending' AND needs = ?"
+            " AND tenant = ? AND weight = ? AND not_before <= ? ORDER BY seq LIMIT ?", (*lane, now, limit))
+        return [_lane_job(row) for row in rows]
+
+    def set_needs_reason(self, needs: str, reason: str) -> int:
+        """Every pending job of these needs waits for `reason` (rows already saying it are left alone)."""
+        return self.conn.execute("UPDATE jobs SET reason = ? WHERE status = 'pending' AND needs = ?"
+                                 " AND reason IS NOT ?", (reason, needs, reason)).rowcount
+
+
+def _lane_job(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    for key, default in (("params", {}), ("labels", {}), ("avoid", [])):
+        job[key] = from_json(job[key], default)
+    return job
