@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import Conflict, FfrtmpError, NotFound, ProtocolError, RateLimited
+from ffrtmp.errors import Conflict, FfrtmpError, NotAuthorized, NotFound, ProtocolError, RateLimited
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import handlers, requests
 from ffrtmp.master.activity import Activity
 from ffrtmp.master.auth import Authority
 from ffrtmp.master.dispatch import NeedsReasons, dispatch_pass
+from ffrtmp.master.inbound import InboundGate
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.observer import Observers
@@ -62,6 +63,8 @@ class MasterConfig:
     logs: LogPolicy = field(default_factory=LogPolicy)
     rate_limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
+    preauth_rate: float = defaults.PREAUTH_RATE
+    """Frames per second read from one peer that is not a joined worker (master/inbound.py)."""
     version: str = ""
 
 
@@ -79,6 +82,8 @@ class Counters:
     """(kind, tenant) → requests or worker messages refused by the rate limiter."""
     refused_keys: int = 0
     """Messages dropped because the sender's CURVE key is no longer allowed."""
+    refused_batches: int = 0
+    """BATCH frames dropped because they did not come from a joined worker (clients never batch)."""
     stalled: int = 0
     """Attempts stopped because their progress stopped moving."""
     timed_out: int = 0
@@ -118,6 +123,7 @@ class Coordinator:
         self.logbook = Logbook(store, config.logs, self.queue)
         self.authority = Authority(store, config.api_key)
         self.limiter = RateLimiter(config.rate_limits)
+        self.inbound = InboundGate(config.preauth_rate)
         self.allowed_keys: set[str] | None = None
         """With --allow-keys: the CURVE keys admitted now (checked on every message, so revocation is immediate)."""
         self.sender: str | None = None
@@ -212,9 +218,17 @@ class Coordinator:
                 self.dispatch(now)
         self.flush()
 
+    def admit(self, route: bytes, sender: str | None, nbytes: int, mono: float) -> bool:
+        """Before decoding: joined workers always; anyone else within its peer's budget (H4)."""
+        return route in self.by_route or self.inbound.admit(sender or route.hex(), nbytes, mono)
+
     def handle_frame(self, route: bytes, frame: bytes, now: float, sender: str | None = None) -> None:
         try:
             message = decode(frame)
+            if message.kind is Kind.BATCH and route not in self.by_route:
+                # Only workers batch (results, logs): a batch from anyone else is 1,000 requests for one frame.
+                self.counters.refused_batches += 1
+                return
             messages = unbatch(message) if message.kind is Kind.BATCH else [message]
         except ProtocolError as exc:
             self.counters.malformed += 1
@@ -533,7 +547,11 @@ class Coordinator:
         body = message.body
         rid, op, args = body["rid"][:64], body["op"], body.get("args", {})
         try:
-            caller = self.authority.authenticate(body.get("key"))
+            try:
+                caller = self.authority.authenticate(body.get("key"))
+            except NotAuthorized:
+                self.inbound.auth_failed(self.sender or route.hex(), self.mono)  # guessing costs its budget
+                raise
             self.authority.authorize(caller, op)
             kind = KIND_OF.get(op, "read") if args.get("lines", True) is not False else "read"  # a wait reads
             wait = self._limited(caller.key if caller.key != "-" else (self.sender or route.hex()), kind,

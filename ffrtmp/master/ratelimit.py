@@ -37,8 +37,9 @@ class RateLimiter:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.buckets: dict[tuple[str, str], Bucket] = {}
 
-    def check(self, key: str, kind: str, now: float) -> float | None:
-        """Take a token; None when allowed, else the seconds until one is available."""
+    def check(self, key: str, kind: str, now: float, cost: float = 1.0, partial: bool = False) -> float | None:
+        """Take `cost` tokens; None when allowed, else the seconds until they are available. `partial`: take
+        what is there when that is less (a penalty); a bucket never goes below zero."""
         rate, burst = self.limits[kind]
         if rate <= 0:
             return None  # unlimited
@@ -50,10 +51,13 @@ class RateLimiter:
         # `now` is monotonic; a clock that went back anyway refills nothing, and never drains a bucket.
         bucket.tokens = min(burst, bucket.tokens + max(0.0, now - bucket.at) * rate)
         bucket.at = max(bucket.at, now)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
             return None
-        return (1.0 - bucket.tokens) / rate
+        wait = (min(cost, burst) - bucket.tokens) / rate
+        if partial:
+            bucket.tokens = 0.0
+        return wait
 
     def _forget_full(self, now: float) -> None:
         for key, bucket in list(self.buckets.items()):

@@ -123,15 +123,20 @@ class MasterServer:
         One batch is one commit; under load, waiting a millisecond or two for more messages turns many small
         commits into one (group commit), while a lone message at idle is handled at once.
         """
-        batch = self.socket.recv_batch(defaults.MAX_BATCH)
+        gate = self.coordinator.inbound
+        gate.new_turn()
+        batch = self.socket.recv_batch(defaults.MAX_BATCH, self._admit, lambda: gate.turn_over)
         if len(batch) < BUSY_BATCH:
             return batch
         deadline = time.monotonic() + GROUP_COMMIT_WINDOW
-        while len(batch) < defaults.MAX_BATCH and (left := deadline - time.monotonic()) > 0:
+        while len(batch) < defaults.MAX_BATCH and not gate.turn_over and (left := deadline - time.monotonic()) > 0:
             if not self.socket.poll(left):
                 break
-            batch += self.socket.recv_batch(defaults.MAX_BATCH - len(batch))
+            batch += self.socket.recv_batch(defaults.MAX_BATCH - len(batch), self._admit, lambda: gate.turn_over)
         return batch
+
+    def _admit(self, route: bytes, sender: str | None, nbytes: int) -> bool:
+        return self.coordinator.admit(route, sender, nbytes, time.monotonic())
 
     def close(self) -> None:
         if self.http is not None:
