@@ -90,15 +90,17 @@ def test_the_wait_reason_of_a_group_is_not_rewritten_every_pass(tmp_path: Path) 
     assert not [s for s in statements_of_one_pass(cluster) if "UPDATE jobs SET reason" in s]
 
 
-def test_new_jobs_of_a_waiting_group_get_its_reason_at_the_next_refresh(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, scheduler_interval=5.0)
-    insert(cluster, 3, labels={"gpu": "a100"})
+def test_new_jobs_of_a_waiting_group_get_its_reason_at_the_next_pass_and_only_they_are_written(
+        tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    first = insert(cluster, 3, labels={"gpu": "a100"})
     cluster.hello(b"w1", "alpha", slots=1)
+    cluster.store.conn.execute("UPDATE jobs SET reason = 'marker' WHERE id = ?", (first[0],))
     (late,) = insert(cluster, 1, labels={"gpu": "a100"})
-    cluster.now += 6
-    cluster.coordinator.dirty = True
-    cluster.coordinator.tick(cluster.now)
+    statements = statements_of_one_pass(cluster)
     assert cluster.job(late)["reason"] == "no connected worker has label gpu=a100"
+    assert cluster.job(first[0])["reason"] == "marker", "the group's older jobs were not rewritten"
+    assert any("NOT INDEXED" in s for s in statements)
 
 
 def test_one_tenants_backlog_does_not_starve_another_of_equal_weight(tmp_path: Path) -> None:
@@ -151,3 +153,20 @@ def test_the_migration_fills_needs_for_jobs_stored_before_it(tmp_path: Path) -> 
     (needs,) = again.conn.execute("SELECT needs FROM jobs WHERE id = ?", (job_id,)).fetchone()
     assert needs == needs_key("null", {}, {"gpu": "a100"})
     again.close()
+
+
+def test_a_heartbeat_counts_pending_jobs_by_engine_with_a_bounded_read(tmp_path: Path) -> None:
+    """A `--burst` worker only asks whether any job is left: 200,000 pending must not cost each heartbeat a scan."""
+    from ffrtmp.master.handlers import PENDING_CAP
+
+    cluster = Cluster(tmp_path)
+    insert(cluster, PENDING_CAP + 500, labels={"gpu": "a100"})
+    insert(cluster, 3, engine="gstreamer", codec="h264")
+    cluster.hello(b"w1", "alpha", engines=("null",))
+    cluster.hello(b"w2", "beta", engines=("ffmpeg",))
+    cluster.net.take(b"w1")
+    cluster.net.take(b"w2")
+    cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": []})
+    cluster.deliver(b"w2", Kind.HEARTBEAT, {"jobs": []})
+    assert [m.body for m in cluster.net.take(b"w1", Kind.HEARTBEAT)] == [{"pending": PENDING_CAP}]
+    assert [m.body for m in cluster.net.take(b"w2", Kind.HEARTBEAT)] == [{"pending": 0}]

@@ -65,6 +65,12 @@ def test_a_batch_of_requests_from_a_client_is_refused_unread(tmp_path: Path) -> 
     assert cluster.net.take(b"flooder") == []
     assert cluster.coordinator.counters.refused_batches == 1
     assert cluster.coordinator.counters.messages.get("request", 0) == 0
+    from prometheus_client import generate_latest
+
+    from ffrtmp.metrics import MasterMetrics
+
+    text = generate_latest(MasterMetrics(cluster.coordinator, str(tmp_path / "master.db")).registry).decode()
+    assert "ffrtmp_preauth_dropped_frames_total 1.0" in text
 
 
 def test_a_joined_worker_is_admitted_whatever_its_rate(tmp_path: Path) -> None:

@@ -20,24 +20,29 @@ if TYPE_CHECKING:
 
 SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout")
 """What a JOB message tells the worker about the job."""
-NEEDS_REASON_REFRESH = 5.0
-"""Seconds between rewrites of one requirement group's wait reason while it stays the same (new jobs join)."""
+NEEDS_REASON_REFRESH = 60.0
+"""Seconds after which a waiting group's reason is written for all its jobs again (retried jobs rejoin it)."""
 
 
 @dataclass
 class NeedsReasons:
-    """The wait reason last written for each requirement group no free node could take, and when (monotonic)."""
+    """The wait reason last written for each requirement group no free node could take, the store's last job
+    seq then, and when (monotonic). A group's reason is written for all its jobs when it changes; while it does
+    not, only for the jobs submitted since (a range of seqs, not the group: an idle master with 200,000
+    waiting jobs rewrites nothing)."""
 
-    written: dict[str, tuple[str, float]] = field(default_factory=dict)
+    written: dict[str, tuple[str, int, float]] = field(default_factory=dict)
 
-    def due(self, needs: str, reason: str, mono: float) -> bool:
+    def since(self, needs: str, reason: str, last_seq: int, mono: float) -> int | None:
+        """None: nothing to write; else write the reason for the group's jobs with a seq above this (0: all)."""
         last = self.written.get(needs)
-        if last is not None and last[0] == reason and mono - last[1] < NEEDS_REASON_REFRESH:
-            return False
-        self.written[needs] = (reason, mono)
-        if len(self.written) > 10_000:  # groups long gone: keep the table small
-            self.written = {k: v for k, v in self.written.items() if mono - v[1] < NEEDS_REASON_REFRESH}
-        return True
+        fresh = last is not None and last[0] == reason and mono - last[2] < NEEDS_REASON_REFRESH
+        if fresh and last is not None and last[1] >= last_seq:
+            return None
+        self.written[needs] = (reason, last_seq, last[2] if fresh and last is not None else mono)
+        if len(self.written) > 10_000:  # many groups come and go: forget the others (they are rewritten)
+            self.written = {needs: self.written[needs]}
+        return last[1] if fresh and last is not None else 0
 
 
 def dispatch_pass(coordinator: Coordinator, now: float) -> None:
@@ -97,7 +102,8 @@ def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float)
     open_nodes = [n for n in nodes if n.free > 0]
     room_of: dict[str, int] = {}
     """needs → free slots on the nodes that meet them (0: the group is skipped)."""
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str, int]] = []
+    last_seq: list[int] = []
 
     def skip(needs: str) -> bool:
         if needs not in room_of:
@@ -105,15 +111,18 @@ def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float)
             room_of[needs] = sum(n.free for n in open_nodes if why_not(wants, n) is None)
             if room_of[needs] == 0:
                 reason = wait_reason(wants, nodes)
-                if coordinator.needs_reasons.due(needs, reason, coordinator.mono):
-                    skipped.append((needs, reason))
+                if not last_seq:
+                    last_seq.append(coordinator.store.last_seq())
+                since = coordinator.needs_reasons.since(needs, reason, last_seq[0], coordinator.mono)
+                if since is not None:
+                    skipped.append((needs, reason, since))
         return room_of[needs] == 0
 
     heads: list[dict[str, Any]] = []
     for lane in coordinator.store.pending_lanes(skip):
         heads.extend(coordinator.store.lane_head(lane, coordinator.steady, room_of[lane[0]]))
-    for needs, reason in skipped:
-        coordinator.store.set_needs_reason(needs, reason)
+    for needs, reason, since in skipped:
+        coordinator.store.set_needs_reason(needs, reason, since)
     aged_before = now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None
     return fair_order(heads, aged_before)
 

@@ -159,14 +159,22 @@ def _record_progress(coordinator: Coordinator, session: NodeSession, job_id: str
         coordinator.store.record_progress(job_id, attempt, progress, metrics)
 
 
+PENDING_CAP = 1000
+"""Pending jobs counted per engine for a heartbeat, at most: a count of 200,000 would cost every heartbeat a
+scan, and a `--burst` worker only asks whether it is 0."""
+
+
 def _pending_for(coordinator: Coordinator, session: NodeSession) -> int:
-    """Pending jobs this node's engines could run (a `--burst` worker exits when it reaches 0)."""
+    """Pending jobs this node's engines could run, up to PENDING_CAP each (a `--burst` worker exits at 0)."""
     if coordinator._pending_cache is None:
-        coordinator._pending_cache = coordinator.store.pending_by_engine()
+        coordinator._pending_cache = {}
     counts = coordinator._pending_cache
-    encoding = any(e in session.engines for e in ("ffmpeg", "gstreamer"))
-    return sum(n for engine, n in counts.items()
-               if engine in session.engines or (engine == "auto" and encoding))
+    engines = set(session.engines)
+    if engines & {"ffmpeg", "gstreamer"}:
+        engines.add("auto")
+    for engine in engines - counts.keys():
+        counts[engine] = coordinator.store.pending_of_engine(engine, PENDING_CAP)
+    return sum(counts[engine] for engine in engines)
 
 
 def on_started(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:

@@ -68,10 +68,24 @@ class DispatchRows:
             " AND tenant = ? AND weight = ? AND not_before <= ? ORDER BY seq LIMIT ?", (*lane, now, limit))
         return [_lane_job(row) for row in rows]
 
-    def set_needs_reason(self, needs: str, reason: str) -> int:
-        """Every pending job of these needs waits for `reason` (rows already saying it are left alone)."""
+    def set_needs_reason(self, needs: str, reason: str, after_seq: int = 0) -> int:
+        """Every pending job of these needs (with a seq above `after_seq`) waits for `reason`."""
+        if after_seq > 0:  # the newest jobs only: a range of the primary key, whatever the group's size
+            return self.conn.execute("UPDATE jobs NOT INDEXED SET reason = ? WHERE seq > ? AND status = 'pending'"
+                                     " AND needs = ? AND reason IS NOT ?",
+                                     (reason, after_seq, needs, reason)).rowcount
         return self.conn.execute("UPDATE jobs SET reason = ? WHERE status = 'pending' AND needs = ?"
                                  " AND reason IS NOT ?", (reason, needs, reason)).rowcount
+
+    def pending_of_engine(self, engine: str, cap: int) -> int:
+        """Pending jobs of `engine`, counted up to `cap` (a range of the lanes index: keys start with it)."""
+        prefix = json.dumps([engine])[:-1] + ","  # '["null",' (the needs keys of that engine start so)
+        return int(self.conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_lanes WHERE status = 'pending'"
+            " AND needs >= ? AND needs < ? LIMIT ?)", (prefix, prefix[:-1] + "-", cap)).fetchone()[0])
+
+    def last_seq(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()[0])
 
 
 def _lane_job(row: sqlite3.Row) -> dict[str, Any]:
