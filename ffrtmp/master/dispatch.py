@@ -24,25 +24,34 @@ NEEDS_REASON_REFRESH = 60.0
 """Seconds after which a waiting group's reason is written for all its jobs again (retried jobs rejoin it)."""
 
 
+NEEDS_REASON_CHUNK = 5000
+"""Job seqs one pass writes a group's reason over, at most: a new reason for 200,000 jobs is written over
+40 passes of a few ms, not in one that holds the loop for half a second."""
+
+
 @dataclass
 class NeedsReasons:
-    """The wait reason last written for each requirement group no free node could take, the store's last job
-    seq then, and when (monotonic). A group's reason is written for all its jobs when it changes; while it does
-    not, only for the jobs submitted since (a range of seqs, not the group: an idle master with 200,000
-    waiting jobs rewrites nothing)."""
+    """For each requirement group no free node could take: its wait reason, the seq up to which every job of
+    the group has it, and when that reason was first written (monotonic). A new reason is written from the
+    oldest pending job on, a chunk of seqs per pass; then only jobs submitted since are (an idle master with
+    200,000 waiting jobs writes nothing)."""
 
     written: dict[str, tuple[str, int, float]] = field(default_factory=dict)
 
-    def since(self, needs: str, reason: str, last_seq: int, mono: float) -> int | None:
-        """None: nothing to write; else write the reason for the group's jobs with a seq above this (0: all)."""
+    def next_range(self, needs: str, reason: str, first_seq: int, last_seq: int,
+                   mono: float) -> tuple[int, int] | None:
+        """The seqs (above, up to) to write the reason for in this pass; None when all have it."""
         last = self.written.get(needs)
-        fresh = last is not None and last[0] == reason and mono - last[2] < NEEDS_REASON_REFRESH
-        if fresh and last is not None and last[1] >= last_seq:
-            return None
-        self.written[needs] = (reason, last_seq, last[2] if fresh and last is not None else mono)
+        if last is None or last[0] != reason or mono - last[2] >= NEEDS_REASON_REFRESH:
+            last = (reason, first_seq - 1, mono)
+        upto = min(last_seq, last[1] + NEEDS_REASON_CHUNK)
+        self.written[needs] = (reason, max(upto, last[1]), last[2])
         if len(self.written) > 10_000:  # many groups come and go: forget the others (they are rewritten)
             self.written = {needs: self.written[needs]}
-        return last[1] if fresh and last is not None else 0
+        return (last[1], upto) if upto > last[1] else None
+
+    def unfinished(self, last_seq: int) -> bool:
+        return any(upto < last_seq for _, upto, _ in self.written.values())
 
 
 def dispatch_pass(coordinator: Coordinator, now: float) -> None:
@@ -102,8 +111,8 @@ def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float)
     open_nodes = [n for n in nodes if n.free > 0]
     room_of: dict[str, int] = {}
     """needs → free slots on the nodes that meet them (0: the group is skipped)."""
-    skipped: list[tuple[str, str, int]] = []
-    last_seq: list[int] = []
+    skipped: list[tuple[str, str, tuple[int, int]]] = []
+    seqs: list[tuple[int, int]] = []
 
     def skip(needs: str) -> bool:
         if needs not in room_of:
@@ -111,18 +120,20 @@ def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float)
             room_of[needs] = sum(n.free for n in open_nodes if why_not(wants, n) is None)
             if room_of[needs] == 0:
                 reason = wait_reason(wants, nodes)
-                if not last_seq:
-                    last_seq.append(coordinator.store.last_seq())
-                since = coordinator.needs_reasons.since(needs, reason, last_seq[0], coordinator.mono)
-                if since is not None:
-                    skipped.append((needs, reason, since))
+                if not seqs:
+                    seqs.append(coordinator.store.pending_seqs())
+                span = coordinator.needs_reasons.next_range(needs, reason, *seqs[0], coordinator.mono)
+                if span is not None:
+                    skipped.append((needs, reason, span))
         return room_of[needs] == 0
 
     heads: list[dict[str, Any]] = []
     for lane in coordinator.store.pending_lanes(skip):
         heads.extend(coordinator.store.lane_head(lane, coordinator.steady, room_of[lane[0]]))
-    for needs, reason, since in skipped:
-        coordinator.store.set_needs_reason(needs, reason, since)
+    for needs, reason, span in skipped:
+        coordinator.store.set_needs_reason(needs, reason, *span)
+    if skipped and coordinator.needs_reasons.unfinished(seqs[0][1]):
+        coordinator.dirty = True  # the next tick writes the next chunk
     aged_before = now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None
     return fair_order(heads, aged_before)
 

@@ -68,14 +68,12 @@ class DispatchRows:
             " AND tenant = ? AND weight = ? AND not_before <= ? ORDER BY seq LIMIT ?", (*lane, now, limit))
         return [_lane_job(row) for row in rows]
 
-    def set_needs_reason(self, needs: str, reason: str, after_seq: int = 0) -> int:
-        """Every pending job of these needs (with a seq above `after_seq`) waits for `reason`."""
-        if after_seq > 0:  # the newest jobs only: a range of the primary key, whatever the group's size
-            return self.conn.execute("UPDATE jobs NOT INDEXED SET reason = ? WHERE seq > ? AND status = 'pending'"
-                                     " AND needs = ? AND reason IS NOT ?",
-                                     (reason, after_seq, needs, reason)).rowcount
-        return self.conn.execute("UPDATE jobs SET reason = ? WHERE status = 'pending' AND needs = ?"
-                                 " AND reason IS NOT ?", (reason, needs, reason)).rowcount
+    def set_needs_reason(self, needs: str, reason: str, above: int, upto: int) -> int:
+        """The pending jobs of these needs with a seq in (above, upto] wait for `reason` (a range of the primary
+        key: its cost is the range's, whatever the group's size)."""
+        return self.conn.execute("UPDATE jobs NOT INDEXED SET reason = ? WHERE seq > ? AND seq <= ?"
+                                 " AND status = 'pending' AND needs = ? AND reason IS NOT ?",
+                                 (reason, above, upto, needs, reason)).rowcount
 
     def pending_of_engine(self, engine: str, cap: int) -> int:
         """Pending jobs of `engine`, counted up to `cap` (a range of the lanes index: keys start with it)."""
@@ -84,8 +82,12 @@ class DispatchRows:
             "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_lanes WHERE status = 'pending'"
             " AND needs >= ? AND needs < ? LIMIT ?)", (prefix, prefix[:-1] + "-", cap)).fetchone()[0])
 
-    def last_seq(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()[0])
+    def pending_seqs(self) -> tuple[int, int]:
+        """The oldest pending job's seq and the newest job's (first > last in a store with nothing pending)."""
+        first = self.conn.execute("SELECT min(seq) FROM jobs INDEXED BY jobs_by_status WHERE status = 'pending'"
+                                  ).fetchone()[0]
+        last = int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()[0])
+        return (int(first) if first is not None else last + 1, last)
 
 
 def _lane_job(row: sqlite3.Row) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200_000, help="unplaceable jobs pending")
     parser.add_argument("--placeable", type=int, default=200, help="placeable jobs submitted one by one")
     parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="seconds after the worker joins before measuring (the wait reasons are written)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-hol-") as root, LocalCluster(Path(root)) as cluster:
         began = time.monotonic()
@@ -58,7 +60,7 @@ def main() -> None:
         with Client(cluster.url, master_key=str(cluster.master_dir / "master.key"), timeout=30,
                     client_key=str(cluster.root / "config" / "client.key_secret")) as client:
             wait_for(lambda: [n for n in client.nodes() if n["status"] == "online"], 60, "the worker to join")
-            time.sleep(1.0)
+            time.sleep(args.settle)
             cpu0, wall0 = cpu_seconds(cluster.master.pid), time.monotonic()
             time.sleep(args.idle_seconds)
             idle = (cpu_seconds(cluster.master.pid) - cpu0) / (time.monotonic() - wall0)
