@@ -194,3 +194,27 @@ def test_a_new_reason_for_a_big_group_is_written_a_chunk_per_pass(tmp_path: Path
         cluster.now += 0.1
         cluster.coordinator.tick(cluster.now)  # the unfinished rewrite keeps the next pass due
     assert with_reason() == 3 * NEEDS_REASON_CHUNK
+
+
+def test_tenants_take_turns_when_slots_free_one_at_a_time(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    evil = insert(cluster, 50, tenant="evil")
+    acme = insert(cluster, 3, tenant="acme")
+    cluster.hello(b"w1", "alpha", slots=1)
+    order = []
+    for _ in range(8):
+        (job_id,) = dispatched(cluster, b"w1")
+        order.append(job_id)
+        cluster.result(b"w1", job_id, 1)  # its slot frees: the next pass places one job
+    assert order == [evil[0], acme[0], evil[1], acme[1], evil[2], acme[2], evil[3], evil[4]]
+
+
+def test_a_tenant_coming_back_starts_level_with_the_others(tmp_path: Path) -> None:
+    turns = {"old": 40}
+
+    def job(seq: int, tenant: str) -> dict[str, Any]:
+        return {"id": str(seq), "seq": seq, "tenant": tenant, "weight": 10, "created_at": T0}
+
+    assert [j["id"] for j in fair_order([job(1, "busy"), job(2, "busy"), job(3, "new")], turns=turns)] == \
+        ["1", "3", "2"]
+    assert "old" not in turns

@@ -118,6 +118,8 @@ class Coordinator:
         """In steady time, like stored `not_before`."""
         self.last_maintenance: float | None = None
         self.needs_reasons = NeedsReasons()
+        self.tenant_turns: dict[str, int] = {}
+        """Jobs dispatched per tenant with pending work: the fair share between tenants (dispatch.fair_order)."""
         self.started_at = time.time()
         self._pending_cache: dict[str, int] | None = None
         self.logbook = Logbook(store, config.logs, self.queue)

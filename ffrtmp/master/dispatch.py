@@ -88,6 +88,7 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
     outgoing: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
     for (job, node_name), attempt in zip(picks, coordinator.store.assign_jobs(picks, now), strict=True):
         job_id, session = job["id"], coordinator.nodes[node_name]
+        served(coordinator.tenant_turns, job["tenant"])
         spec = {key: job[key] for key in SPEC_FIELDS}
         coordinator.observer.job_assigned(job_id, attempt, node_name, now)
         session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
@@ -135,21 +136,36 @@ def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float)
     if skipped and coordinator.needs_reasons.unfinished(seqs[0][1]):
         coordinator.dirty = True  # the next tick writes the next chunk
     aged_before = now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None
-    return fair_order(heads, aged_before)
+    return fair_order(heads, aged_before, coordinator.tenant_turns)
 
 
-def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None) -> list[dict[str, Any]]:
+def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None,
+               turns: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """SPEC §3 order with a fair share between tenants: heavier first; at equal weight the tenants take turns
     (each one's first job, then each one's second, ...), FIFO inside a tenant, so one tenant's backlog never
-    starves another. With aging (`aged_before`), jobs created before it come first, oldest first."""
+    starves another. With aging (`aged_before`), jobs created before it come first, oldest first.
+
+    `turns` (tenant → jobs dispatched so far, kept by the caller across passes; see `served`) carries the
+    turns over from pass to pass: when slots free one at a time, each pass places one job, and without it
+    the tenant with the oldest head would win every pass. Tenants with no job here are forgotten (one coming
+    back starts level with the others, not ahead or behind by its past)."""
+    turns = {} if turns is None else turns
+    present = {job["tenant"] for job in jobs}
+    for tenant in list(turns):
+        if tenant not in present:
+            del turns[tenant]
+    floor = min(turns.values(), default=0)
+    for tenant in present:
+        turns.setdefault(tenant, floor)  # waiting from now on, level with the least served
     rank: dict[str, int] = {}
     by_tenant_weight: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for job in jobs:
         by_tenant_weight.setdefault((job["tenant"], job["weight"]), []).append(job)
     for same in by_tenant_weight.values():
         same.sort(key=lambda job: job["seq"])
+        start = turns[same[0]["tenant"]]
         for position, job in enumerate(same):
-            rank[job["id"]] = position
+            rank[job["id"]] = start + position
 
     def key(job: dict[str, Any]) -> tuple[int, float, int, int]:
         if aged_before is not None and job["created_at"] < aged_before:
@@ -157,6 +173,11 @@ def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None) -> 
         return (1, -job["weight"], rank[job["id"]], job["seq"])
 
     return sorted(jobs, key=key)
+
+
+def served(turns: dict[str, int], tenant: str) -> None:
+    """One more job of `tenant` was dispatched (its next ones wait behind the other tenants' turn)."""
+    turns[tenant] = max(turns.get(tenant, 0), min(turns.values(), default=0)) + 1
 
 
 def tenant_room(coordinator: Coordinator) -> dict[str, int]:
