@@ -89,7 +89,7 @@ class MasterCollector(Collector):
         yield from self._nodes()
         yield from self._counters()
         yield GaugeMetricFamily("ffrtmp_master_uptime_seconds", "Seconds since this master started",
-                                value=time.time() - self.coordinator.started_at)
+                                value=time.monotonic() - self.coordinator.started_mono)
         info = GaugeMetricFamily("ffrtmp_master_info", "Always 1; the master's version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info

@@ -121,6 +121,8 @@ class Coordinator:
         self.tenant_turns: dict[str, int] = {}
         """Jobs dispatched per tenant with pending work: the fair share between tenants (dispatch.fair_order)."""
         self.started_at = time.time()
+        self.started_mono = time.monotonic()
+        """Uptime is measured on this clock: a wall-clock step must not change it."""
         self._pending_cache: dict[str, int] | None = None
         self.logbook = Logbook(store, config.logs, self.queue)
         self.authority = Authority(store, config.api_key)
