@@ -22,8 +22,6 @@ SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "t
 """What a JOB message tells the worker about the job."""
 NEEDS_REASON_REFRESH = 60.0
 """Seconds after which a waiting group's reason is written for all its jobs again (retried jobs rejoin it)."""
-
-
 NEEDS_REASON_CHUNK = 5000
 """Job seqs one pass writes a group's reason over, at most: a new reason for 200,000 jobs is written over
 40 passes of a few ms, not in one that holds the loop for half a second."""
@@ -107,8 +105,8 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
 
 
 def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float) -> list[dict[str, Any]]:
-    """The head of each lane, as many as the free slots that fit it, in fair order; a requirement group no
-    free node can take costs one index probe and has its wait reason written for all its jobs at once."""
+    """The head of each lane, as many as the free slots that fit it, in fair order. A requirement group no
+    free node can take costs one index probe, and its wait reason is written for its jobs (see NeedsReasons)."""
     open_nodes = [n for n in nodes if n.free > 0]
     room_of: dict[str, int] = {}
     """needs → free slots on the nodes that meet them (0: the group is skipped)."""
