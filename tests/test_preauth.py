@@ -11,7 +11,7 @@ import zmq
 
 from ffrtmp.client import Client
 from ffrtmp.local import LocalCluster, wait_for
-from ffrtmp.master.inbound import AUTH_FAILURE_COST, PREAUTH_SHARE, InboundGate
+from ffrtmp.master.inbound import AUTH_FAILURE_COST, PREAUTH_SHARE, PREAUTH_TURN_BYTES, InboundGate
 from ffrtmp.protocol import Kind, encode
 from ffrtmp.transport import DealerSocket, RouterSocket
 from tests.test_coordinator import Cluster
@@ -54,6 +54,8 @@ def test_one_turn_reads_a_bounded_share_from_untrusted_peers() -> None:
     assert gate.turn_over
     gate.new_turn()
     assert not gate.turn_over
+    assert gate.admit("p", PREAUTH_TURN_BYTES + 1, M0), "a big frame passes first in its turn"
+    assert gate.turn_over, "and ends it"
 
 
 def test_a_batch_of_requests_from_a_client_is_refused_unread(tmp_path: Path) -> None:
