@@ -153,11 +153,14 @@ def test_the_migration_fills_needs_for_jobs_stored_before_it(tmp_path: Path) -> 
         store.conn.execute("UPDATE jobs SET needs = ''")
         store.conn.execute("DROP INDEX jobs_lanes")
         store.conn.execute("ALTER TABLE jobs DROP COLUMN needs")
+        store.conn.execute("CREATE INDEX jobs_dispatch ON jobs(weight DESC, seq) WHERE status = 'pending'")
         store.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_dispatch_lanes'")
     store.close()
     again = Store(path)
     (needs,) = again.conn.execute("SELECT needs FROM jobs WHERE id = ?", (job_id,)).fetchone()
     assert needs == needs_key("null", {}, {"gpu": "a100"})
+    indexes = {row[0] for row in again.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "jobs_lanes" in indexes and "jobs_dispatch" not in indexes
     again.close()
 
 

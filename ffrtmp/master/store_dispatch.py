@@ -8,6 +8,7 @@ only the head of the others; so thousands of jobs nobody can run cost one probe,
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -22,8 +23,13 @@ LANE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts
 def needs_key(engine: str, params: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     """The requirements key of a job: equal keys mean every node fits both jobs or neither."""
     codec = params.get("codec") if engine != "null" else None
-    return json.dumps([engine, codec if isinstance(codec, str) else "", dict(labels)], sort_keys=True,
-                      separators=(",", ":"))
+    return _needs_key(engine, codec if isinstance(codec, str) else "", tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _needs_key(engine: str, codec: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """Cached: a submit of 5,000 jobs has a handful of distinct keys, and this is paid per job."""
+    return json.dumps([engine, codec, dict(labels)], sort_keys=True, separators=(",", ":"))
 
 
 def needs_of(key: str) -> dict[str, Any]:
