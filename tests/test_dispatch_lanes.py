@@ -3,6 +3,7 @@ they wait; and tenants of equal weight share the slots."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,21 @@ def test_a_tenant_coming_back_starts_level_with_the_others(tmp_path: Path) -> No
     assert [j["id"] for j in fair_order([job(1, "busy"), job(2, "busy"), job(3, "new")], turns=turns)] == \
         ["1", "3", "2"]
     assert "old" not in turns
+
+
+def test_a_pass_costs_the_same_with_60_or_6000_runnable_jobs_in_its_lanes(tmp_path: Path) -> None:
+    """Reading a lane's head and stepping to the next lane never walks the jobs behind the head."""
+    costs = []
+    for count in (60, 6000):
+        cluster = Cluster(tmp_path / str(count))
+        insert(cluster, count, tenant="a")
+        insert(cluster, count, tenant="b", queue="live")
+        cluster.hello(b"w1", "alpha", slots=4)
+        first = dispatched(cluster, b"w1")[0]
+        steps = itertools.count()
+        cluster.store.conn.set_progress_handler(lambda: next(steps) and 0, 100)  # noqa: B023 (used at once)
+        cluster.result(b"w1", first, 1)  # records the end, frees the slot, and the pass fills it
+        cluster.store.conn.set_progress_handler(None, 0)
+        assert len(dispatched(cluster, b"w1")) == 1
+        costs.append(next(steps))
+    assert costs[1] <= costs[0] + 5, costs

@@ -128,7 +128,7 @@ def test_dispatch_queries_use_the_lanes_index(store: Store) -> None:
     finally:
         store.conn.set_trace_callback(None)
     queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(queries) == 1 + 2 * 3, "one probe and one head per lane (3 weights), one probe past the last"
+    assert len(queries) <= 1 + 3 * 4, "per lane (3 weights): its head and at most 3 probes for the next"
     for query in queries:
         plan = " | ".join(row["detail"] for row in store.conn.execute("EXPLAIN QUERY PLAN " + query))
         assert "jobs_lanes" in plan

@@ -43,18 +43,23 @@ class DispatchRows:
 
     conn: sqlite3.Connection
 
-    def _next_lane(self, after: tuple[str, str, int] | None, past_needs: str | None) -> tuple[str, str, int] | None:
-        args: tuple[Any, ...] = ()
-        if past_needs is not None:  # skip every lane of these needs
-            sql, args = " AND needs > ?", (past_needs,)
-        elif after is not None:
-            sql, args = " AND (needs, tenant, weight) > (?, ?, ?)", after
-        else:
-            sql = ""
+    def _first_lane(self, where: str, args: tuple[Any, ...]) -> tuple[str, str, int] | None:
         row = self.conn.execute("SELECT needs, tenant, weight FROM jobs INDEXED BY jobs_lanes"
-                                f" WHERE status = 'pending'{sql} ORDER BY needs, tenant, weight LIMIT 1",
+                                f" WHERE status = 'pending'{where} ORDER BY needs, tenant, weight LIMIT 1",
                                 args).fetchone()
         return (row[0], row[1], row[2]) if row is not None else None
+
+    def _next_lane(self, after: tuple[str, str, int] | None, past_needs: str | None) -> tuple[str, str, int] | None:
+        """The lane after `after` (or after every lane of `past_needs`). Column by column: a row-value
+        comparison seeks on `needs` alone and would walk every job of the current group."""
+        if past_needs is not None:
+            return self._first_lane(" AND needs > ?", (past_needs,))
+        if after is None:
+            return self._first_lane("", ())
+        needs, tenant, weight = after
+        return (self._first_lane(" AND needs = ? AND tenant = ? AND weight > ?", (needs, tenant, weight))
+                or self._first_lane(" AND needs = ? AND tenant > ?", (needs, tenant))
+                or self._first_lane(" AND needs > ?", (needs,)))
 
     def pending_lanes(self, skip: Callable[[str], bool]) -> Iterator[tuple[str, str, int]]:
         """Every (needs, tenant, weight) with pending jobs, in key order; `skip(needs)` True skips that needs
