@@ -24,7 +24,7 @@ from ffrtmp.security import KeyPair
 
 log = logging.getLogger(__name__)
 
-RCVHWM = 100_000
+RCVHWM = 200
 """Frames queued per peer on the master before ZeroMQ stops reading its connection (TCP pushes back): a
 flooding peer holds at most this many in the master's memory (H4)."""
 ZMTP_HEARTBEAT_IVL_MS = 5000
