@@ -90,7 +90,7 @@ class MasterCollector(Collector):
         yield from self._nodes()
         yield from self._counters()
         yield GaugeMetricFamily("ffrtmp_master_uptime_seconds", "Seconds since this master started",
-                                value=time.time() - self.coordinator.started_at)
+                                value=time.monotonic() - self.coordinator.started_mono)
         info = GaugeMetricFamily("ffrtmp_master_info", "Always 1; the master's version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -179,6 +179,8 @@ class MasterCollector(Collector):
             ("ffrtmp_stalled_attempts", counters.stalled, "Attempts stopped because their progress stopped"),
             ("ffrtmp_timed_out_attempts", counters.timed_out, "Attempts stopped past their job's timeout"),
             ("ffrtmp_unroutable_messages", counters.unroutable, "Messages that could not reach their peer"),
+            ("ffrtmp_preauth_dropped_frames", self.coordinator.inbound.dropped + counters.refused_batches,
+             "Frames from peers that are not workers dropped unread (over their budget, or a BATCH)"),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         by_kind = CounterMetricFamily("ffrtmp_messages", "Messages handled, by kind", labels=["kind"])
