@@ -69,6 +69,9 @@ def worker(
                                           envvar="FFRTMP_DELIVER_TIMEOUT", help="When stopping: seconds results "
                                           "get to reach the master once nothing runs; then the worker exits anyway, "
                                           "keeping them in the work dir for its next start."),
+    prefetch: int = typer.Option(defaults.PREFETCH, "--prefetch", min=0, max=256, envvar="FFRTMP_PREFETCH",
+                                 help="Jobs held beyond the free slots, so the next starts the moment one ends "
+                                 "(0: off)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -107,7 +110,7 @@ def worker(
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
                             burst=burst, drain_timeout=drain_timeout, output_retention=retention,
-                            deliver_timeout=deliver_timeout)
+                            deliver_timeout=deliver_timeout, prefetch=prefetch)
     if tracing:
         from ffrtmp.tracing import Tracing
 
