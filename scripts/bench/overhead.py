@@ -9,7 +9,9 @@ side always gets the warmer machine; the ratio is the sum of ffrtmp's wall times
 ffrtmp runs FFmpeg under `nice -n 10` (by design, so the master and workers stay responsive); xargs runs
 the argv as logged, without nice.
 
-    python scripts/bench/overhead.py [--transcodes 40] [--rounds 3]
+    python scripts/bench/overhead.py [--transcodes 40] [--rounds 3] [--prefetch N]
+
+`--prefetch` is passed to the workers (default: theirs, 1); `--prefetch 0` measures workers without it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transcodes", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prefetch", type=int, default=None, help="the workers' --prefetch (default: theirs)")
     args = parser.parse_args()
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -103,7 +106,8 @@ def main() -> None:
         with LocalCluster(root / "cluster") as cluster:
             cluster.start_master()
             for name in WORKERS:
-                cluster.start_worker(name, "--engines", "ffmpeg", slots=1)
+                cluster.start_worker(name, "--engines", "ffmpeg",
+                                     *([] if args.prefetch is None else ["--prefetch", str(args.prefetch)]), slots=1)
             cluster.wait_for_nodes(WORKERS)
             for round_ in range(1, args.rounds + 1):
                 wall, ids = through_ffrtmp(cluster, source, args.transcodes)
@@ -120,6 +124,7 @@ def main() -> None:
               "ffrtmp_seconds": round(sum(ours) / len(ours), 3), "xargs_seconds": round(sum(theirs) / len(theirs), 3),
               "ratio": round(ratio, 4), "overhead_percent": round((ratio - 1) * 100, 2),
               "work": f"{SIZE} {SECONDS}s {FPS}fps libx264 veryfast 1000k, 2 workers x 1 slot vs xargs -P 2",
+              "prefetch": "worker default" if args.prefetch is None else args.prefetch,
               "command": " ".join(commands[0])})
 
 
