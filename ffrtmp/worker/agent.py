@@ -68,7 +68,7 @@ class WorkerOptions:
     node_timeout: float = defaults.NODE_TIMEOUT
     deliver_timeout: float = defaults.DELIVER_TIMEOUT
     """When stopping, how long unacknowledged results are offered to the master once nothing runs."""
-    prefetch: int = 0
+    prefetch: int = defaults.PREFETCH
     """Jobs held beyond the free slots (not started), so the next starts the moment a slot frees."""
     output_retention: float = defaults.OUTPUT_RETENTION
     """Outputs in the work dir older than this are deleted (0: never); stray partials always are."""
