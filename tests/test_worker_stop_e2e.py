@@ -100,7 +100,9 @@ def test_a_frozen_master_past_the_node_timeout_makes_the_worker_stop_its_ffmpeg(
         stopped_after = time.monotonic() - frozen_at
     finally:
         os.kill(cluster.master.pid, signal.SIGCONT)
-    assert stopped_after >= 3.5, f"stopped after {stopped_after:.1f}s: before the node timeout"
+    # The lease counts from the master's last word, which a loaded master may have sent a while before the
+    # freeze: stopping a little early is the safe side (the master gives the job away only later).
+    assert stopped_after >= 2.5, f"stopped after {stopped_after:.1f}s: well before the node timeout"
     assert "worker lost its master" in cluster.log_tail("w1", 40)
     with cluster.client() as client:
         eventually(lambda: client.get(job_id)["attempts"] == 2, timeout=20, message="the job to move on")
