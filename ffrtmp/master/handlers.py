@@ -61,6 +61,7 @@ def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old:
               now: float) -> NodeSession:
     if old is not None and old.route is not None:
         coordinator.by_route.pop(old.route, None)
+        coordinator.logbook.forget_route(old.route)
     session = NodeSession(
         name=body["name"], fingerprint=body["fingerprint"], route=route, slots=body["slots"],
         engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
@@ -142,7 +143,10 @@ def on_heartbeat(coordinator: Coordinator, route: bytes, message: Message, now: 
         else:
             coordinator.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
                                  f"{session.name} no longer runs it", now)
-    coordinator.queue(route, encode(Kind.HEARTBEAT, {"pending": _pending_for(coordinator, session)}))
+    reply: dict[str, Any] = {"pending": _pending_for(coordinator, session)}
+    if acks := coordinator.logbook.take_acks(route):
+        reply["logs"] = acks
+    coordinator.queue(route, encode(Kind.HEARTBEAT, reply))
 
 
 def _record_progress(coordinator: Coordinator, session: NodeSession, job_id: str, attempt: int, item: dict[str, Any],
@@ -181,14 +185,19 @@ def on_started(coordinator: Coordinator, route: bytes, message: Message, now: fl
 
 def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
     session, body = coordinator.session_of(route), message.body
-    if session is None or not session.runs(body["job"], body["attempt"]):
+    if session is None:  # not joined (yet, or since a master restart): unacknowledged, so resent once welcomed
         coordinator.counters.stale += 1
         return
     lines: list[tuple[int, float, str, str]] = []
     for item in body["lines"][:1000]:
-        if (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int)
+        if (isinstance(item, list) and len(item) == 4 and type(item[0]) is int and -(2**53) <= item[0] <= 2**53
                 and isinstance(item[1], int | float) and isinstance(item[2], str) and isinstance(item[3], str)):
             lines.append((item[0], float(item[1]), item[2][:16], item[3][:MAX_LOG_LINE]))
+    if lines:  # stored below or ignored for good (stale): either way the worker may forget them
+        coordinator.logbook.received(route, body["job"], body["attempt"], max(line[0] for line in lines))
+    if not session.runs(body["job"], body["attempt"]):
+        coordinator.counters.stale += 1
+        return
     if lines:
         coordinator.logbook.append(body["job"], body["attempt"], lines)
 
