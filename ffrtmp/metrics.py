@@ -90,6 +90,8 @@ class MasterCollector(Collector):
         yield from self._counters()
         yield GaugeMetricFamily("ffrtmp_master_uptime_seconds", "Seconds since this master started",
                                 value=time.time() - self.coordinator.started_at)
+        yield GaugeMetricFamily("ffrtmp_log_followers", "Log followers and waits open now (capped by "
+                                "--max-followers)", value=self.coordinator.logbook.open_followers)
         info = GaugeMetricFamily("ffrtmp_master_info", "Always 1; the master's version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
