@@ -242,3 +242,18 @@ def test_a_stale_attempts_lines_are_acknowledged_but_not_stored(tmp_path: Path) 
     log(cluster, b"w1", job_id, 7, "from an attempt the master never gave")
     assert acks(cluster, b"w1") == [[job_id, 7, 1]], "so the worker stops resending them"
     assert stored(cluster, job_id) == []
+
+
+def test_lines_whose_write_failed_are_not_acknowledged_and_are_taken_when_resent(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    cluster.hello(b"w1", "alpha")
+    job_id = cluster.submit()
+    log(cluster, b"w1", job_id, 1, "one")
+    acks(cluster, b"w1")
+    cluster.store.conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON logs BEGIN SELECT RAISE(ABORT, 'disk I/O'); END")
+    log(cluster, b"w1", job_id, 1, "two", "three", first_seq=2)
+    assert acks(cluster, b"w1") == [], "not stored, so not acknowledged"
+    cluster.store.conn.execute("DROP TRIGGER refuse")
+    log(cluster, b"w1", job_id, 1, "two", "three", first_seq=2)  # the worker sends them again
+    assert stored(cluster, job_id) == [(1, "one"), (2, "two"), (3, "three")]
+    assert acks(cluster, b"w1") == [[job_id, 1, 3]]

@@ -193,13 +193,15 @@ def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float)
         if (isinstance(item, list) and len(item) == 4 and type(item[0]) is int and -(2**53) <= item[0] <= 2**53
                 and isinstance(item[1], int | float) and isinstance(item[2], str) and isinstance(item[3], str)):
             lines.append((item[0], float(item[1]), item[2][:16], item[3][:MAX_LOG_LINE]))
-    if lines:  # stored below or ignored for good (stale): either way the worker may forget them
-        coordinator.logbook.received(route, body["job"], body["attempt"], max(line[0] for line in lines))
-    if not session.runs(body["job"], body["attempt"]):
-        coordinator.counters.stale += 1
+    if not lines:
         return
-    if lines:
+    if session.runs(body["job"], body["attempt"]):
         coordinator.logbook.append(body["job"], body["attempt"], lines)
+    else:
+        coordinator.counters.stale += 1
+    # Stored, or ignored for good (stale): either way the worker may forget them (after the commit: the
+    # acknowledgement leaves on a heartbeat reply, which is only sent once its batch is committed).
+    coordinator.logbook.received(route, body["job"], body["attempt"], max(line[0] for line in lines))
 
 
 def on_result(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:

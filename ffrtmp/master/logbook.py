@@ -107,9 +107,12 @@ class Logbook:
 
     def append(self, job_id: str, attempt: int, lines: list[Line]) -> None:
         """Store the new lines that fit under the job's cap; past it, one marker line says the log was cut."""
-        lines = self._fresh(job_id, attempt, lines)
-        if not lines:
-            return
+        lines, top = self._fresh(job_id, attempt, lines)
+        if lines:
+            self._store(job_id, attempt, lines)
+        self.highest.setdefault(job_id, {})[attempt] = top  # only once stored: a failed write is taken again
+
+    def _store(self, job_id: str, attempt: int, lines: list[Line]) -> None:
         stored, dropped_before, tenant = self.store.log_owner(job_id)
         dropped = dropped_before
         room = self.policy.max_job_bytes - stored
@@ -134,14 +137,11 @@ class Logbook:
         if kept:
             self._push(job_id, attempt, kept)
 
-    def _fresh(self, job_id: str, attempt: int, lines: list[Line]) -> list[Line]:
-        """The lines past the highest seq already taken for this attempt, in order."""
-        attempts = self.highest.get(job_id)
-        if attempts is None:
-            if len(self.highest) >= SEQ_MEMORY:
-                self.highest.clear()  # read back from the store as needed
-            attempts = self.highest[job_id] = {}
-        top = attempts.get(attempt)
+    def _fresh(self, job_id: str, attempt: int, lines: list[Line]) -> tuple[list[Line], int]:
+        """The lines past the highest seq already taken for this attempt, in order, and the new highest."""
+        if job_id not in self.highest and len(self.highest) >= SEQ_MEMORY:
+            self.highest.clear()  # read back from the store as needed
+        top = self.highest.get(job_id, {}).get(attempt)
         if top is None:
             stored = self.store.max_log_seq(job_id, attempt)
             top = -(2**63) if stored is None else stored
@@ -150,9 +150,14 @@ class Logbook:
             if line[0] > top:
                 fresh.append(line)
                 top = line[0]
-        attempts[attempt] = top
         self.duplicates += len(lines) - len(fresh)
-        return fresh
+        return fresh, top
+
+    def forget_uncommitted(self) -> None:
+        """A transaction was rolled back: what was taken in it may not be stored, so read it back from the
+        store and acknowledge nothing until lines come again."""
+        self.highest.clear()
+        self.acks.clear()
 
     # ---- following --------------------------------------------------------------------------------
 
