@@ -72,7 +72,8 @@ class LogShipper:
         marked = spool.gap > 0
         body = spool.lines[1:] if marked else spool.lines
         sent = max(0, spool.sent - (1 if marked and spool.sent else 0))
-        drop = len(body) - (self.spool_limit - 1)
+        # A few at once beyond the bound, so a long outage costs a copy of the spool per hundredth, not per line.
+        drop = len(body) - (self.spool_limit - 1) + self.spool_limit // 100
         spool.gap += drop
         self.dropped += drop
         kept = body[drop:]
