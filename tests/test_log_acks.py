@@ -257,3 +257,20 @@ def test_lines_whose_write_failed_are_not_acknowledged_and_are_taken_when_resent
     log(cluster, b"w1", job_id, 1, "two", "three", first_seq=2)  # the worker sends them again
     assert stored(cluster, job_id) == [(1, "one"), (2, "two"), (3, "three")]
     assert acks(cluster, b"w1") == [[job_id, 1, 3]]
+
+
+def test_a_result_from_a_worker_not_joined_yet_is_kept_for_after_its_welcome(tmp_path: Path) -> None:
+    """A master restarted under a running worker: the result must not be acknowledged (and so forgotten)
+    before the worker's HELLO has the attempt adopted, or the finished job runs again."""
+    cluster = Cluster(tmp_path)
+    cluster.hello(b"w1", "alpha")
+    job_id = cluster.submit()
+    cluster.coordinator = Coordinator(cluster.store, cluster.config, cluster.net.send)  # a new master process
+    cluster.coordinator.restore(cluster.now)
+    cluster.result(b"w1", job_id, 1)
+    assert cluster.net.take(b"w1", Kind.ACK) == []
+    cluster.hello(b"w1", "alpha", running=[{"job": job_id, "attempt": 1}])
+    cluster.result(b"w1", job_id, 1)
+    assert [m.body for m in cluster.net.take(b"w1", Kind.ACK)] == [{"job": job_id, "attempt": 1}]
+    job = cluster.job(job_id)
+    assert job["status"] == "completed" and job["attempts"] == 1

@@ -120,7 +120,9 @@ def test_a_partition_past_the_node_timeout_leaves_no_log_gap_without_a_marker(cl
     assert "kb/s:" in lines[-1]["line"], "the log runs to x264's summary, FFmpeg's last words"
 
 
-def test_followers_keep_going_across_a_master_restart(cluster: LocalCluster, chatty_source: str) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_followers_keep_going_across_a_master_restart(cluster: LocalCluster, chatty_source: str, stop: int) -> None:
+    """SIGTERM: the master tells its followers it stops; SIGKILL: they notice the keep-alives stop."""
     with cluster.client() as client:
         job_id = client.submit_many([chatty_job(chatty_source)])[0]  # pending: no worker yet
     cli = [sys.executable, "-m", "ffrtmp", "jobs"]
@@ -139,7 +141,7 @@ def test_followers_keep_going_across_a_master_restart(cluster: LocalCluster, cha
         start_worker(cluster)
         with cluster.client() as client:
             eventually(lambda: running_with_lines(client, job_id, 50), timeout=60, message="the job to log")
-        restart_master(cluster, signal.SIGTERM)  # the graceful stop tells followers; they follow the new master
+        restart_master(cluster, stop)
         follow.wait(timeout=180)
         show.wait(timeout=60)
     finally:

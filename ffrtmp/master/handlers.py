@@ -207,13 +207,18 @@ def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float)
 def on_result(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
     body = message.body
     job_id, attempt = body["job"], body["attempt"]
-    # Always acknowledge, even a stale or repeated result, so the worker stops resending it.
-    coordinator.ack(route, job_id, attempt)
     session = coordinator.session_of(route)
-    if session is None or not session.runs(job_id, attempt):
+    if session is None:
+        # Not joined (a master restarted under a running worker): unacknowledged, the worker lists the
+        # attempt in its HELLO, gets it adopted, and sends the result again after WELCOME.
         coordinator.counters.stale += 1
-        state = session.attempts.get(job_id) if session is not None else None
-        if session is not None and state is not None and state.stopping and state.attempt == attempt:
+        return
+    # Acknowledge even a stale or repeated result, so the worker stops resending it.
+    coordinator.ack(route, job_id, attempt)
+    if not session.runs(job_id, attempt):
+        coordinator.counters.stale += 1
+        state = session.attempts.get(job_id)
+        if state is not None and state.stopping and state.attempt == attempt:
             session.remove(job_id)  # the attempt the master stopped has ended: its slot is free
             coordinator.dirty = True
         return

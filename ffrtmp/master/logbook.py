@@ -37,6 +37,8 @@ ACKS_PER_ROUTE = 1000
 """Attempts whose acknowledgement one heartbeat reply carries at most (the worker resends the rest)."""
 SEQ_MEMORY = 100_000
 """Attempts whose highest stored seq is kept in memory; past it the memory is cleared and read back lazily."""
+SHARE_TENANTS_PER_PASS = 20
+"""Past the total cap, one pass looks at this many of the biggest tenants for finished jobs' logs."""
 RESTARTING = "the master is restarting: follow again"
 
 
@@ -296,7 +298,8 @@ class Logbook:
     def _over_share(self) -> list[tuple[str, int, str]]:
         """Past the total cap: the oldest finished jobs of the tenant holding the most log (so one tenant's
         chatty jobs evict its own logs, not everyone's); the next biggest when that one has none finished."""
-        for tenant in sorted(self.tenant_bytes, key=lambda t: self.tenant_bytes[t], reverse=True):
+        biggest = sorted(self.tenant_bytes, key=lambda t: self.tenant_bytes[t], reverse=True)
+        for tenant in biggest[:SHARE_TENANTS_PER_PASS]:
             victims = self.store.jobs_with_old_logs(None, limit=200, tenant=tenant)
             if victims:
                 return victims
