@@ -73,13 +73,7 @@ LOG_MAX_JOB_BYTES = _env_int("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
 """A job's stored log is cut (with a marker line) past this size."""
 
 LOG_MAX_TOTAL_BYTES = _env_int("FFRTMP_LOG_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1024)
-"""Past this much stored log, the oldest finished jobs' logs are deleted first (of the tenant holding most)."""
-
-LOG_MAX_FOLLOWERS = _env_int("FFRTMP_MAX_FOLLOWERS", 4096)
-"""Log followers and waits (`logs --follow`, `Client.wait`) a master serves at once, all keys together."""
-
-LOG_MAX_FOLLOWERS_PER_KEY = _env_int("FFRTMP_MAX_FOLLOWERS_PER_KEY", 256)
-"""Log followers and waits one API key (or one connection, without keys) may hold open at once."""
+"""Past this much stored log, the oldest finished jobs' logs are deleted first."""
 
 RESULT_RESEND_INTERVAL = _env_float("FFRTMP_RESULT_RESEND", 2.0)
 """A worker resends an unacknowledged RESULT this often."""
@@ -107,6 +101,12 @@ LOG_BATCH_LINES = 100
 
 LOG_BATCH_SECONDS = 0.25
 """... or at least this often."""
+
+LOG_MAX_FOLLOWERS = _env_int("FFRTMP_MAX_FOLLOWERS", 4096)
+"""Log followers and waits (`logs --follow`, `Client.wait`) a master serves at once, all keys together."""
+
+LOG_MAX_FOLLOWERS_PER_KEY = _env_int("FFRTMP_MAX_FOLLOWERS_PER_KEY", 256)
+"""Log followers and waits one API key (or one connection, without keys) may hold open at once."""
 
 DEFAULT_DURATION = 10.0
 """Seconds of generated source when a job names none."""
