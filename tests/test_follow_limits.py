@@ -128,14 +128,14 @@ def waiting(cluster: Cluster, job_id: str, key: str | None, route: bytes = b"cli
 def test_past_the_total_cap_the_tenant_holding_most_loses_its_own_logs_first(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, logs=LogPolicy(max_total_bytes=60), node_timeout=1e9)
     quiet, chatty = create_key(cluster.store, "submit", "quiet")[1], create_key(cluster.store, "submit", "chatty")[1]
-    worker = create_key(cluster.store, "worker", "ops")[1]
-    cluster.hello(b"w1", "alpha", slots=10, key=worker)
 
     def run(key: str, text: str) -> str:
+        """A job of the key's tenant with one 10-byte log line, then ended (canceled: no worker needed)."""
         job_id = str(cluster.request("submit", {"jobs": [{"scenario": "t", "engine": "null"}]},
                                      key=key)["body"]["ids"][0])
-        log(cluster, b"w1", job_id, 1, text)
-        cluster.result(b"w1", job_id, 1)
+        with cluster.store.transaction():
+            cluster.coordinator.logbook.append(job_id, 1, [(1, cluster.now, "stderr", text)])
+        assert cluster.request("cancel", {"id": job_id}, key=key)["status"] == 200
         cluster.now += 1
         return job_id
 
