@@ -171,6 +171,8 @@ class MasterCollector(Collector):
             ("ffrtmp_stalled_attempts", counters.stalled, "Attempts stopped because their progress stopped"),
             ("ffrtmp_timed_out_attempts", counters.timed_out, "Attempts stopped past their job's timeout"),
             ("ffrtmp_unroutable_messages", counters.unroutable, "Messages that could not reach their peer"),
+            ("ffrtmp_log_duplicate_lines", self.coordinator.logbook.duplicates,
+             "Log lines a worker sent again (after a reconnect) that were stored already, ignored"),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         by_kind = CounterMetricFamily("ffrtmp_messages", "Messages handled, by kind", labels=["kind"])
