@@ -22,7 +22,7 @@ from typing import Any
 
 from ffrtmp import defaults
 from ffrtmp.errors import MasterUnreachable, ProtocolError, RateLimited, error_from_status
-from ffrtmp.jobspec import validate_submission
+from ffrtmp.jobspec import CLIENT_SIDE, validate_submission
 from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
 from ffrtmp.tracing import client_carrier
@@ -31,6 +31,17 @@ from ffrtmp.transport import DealerSocket
 TERMINAL = ("completed", "failed", "canceled")
 SUBMIT_CHUNK = 5000
 """Jobs per submit request for `submit_many` (keeps each frame far below the master's size limit)."""
+
+
+SUBMIT_TRIES = 3
+"""Rounds of `submit_many`: unanswered chunks are sent again this many times in all before it gives up."""
+
+
+class SubmittedIds(list[str]):
+    """The ids of a `submit_many`, in order; `repeated`: how many of them an earlier call had created
+    already (its idempotency key was seen before), so no new job stands behind them."""
+
+    repeated: int = 0
 
 
 def retry_after(message: str, default: float) -> float:
@@ -219,31 +230,79 @@ class Client:
     def submit(self, scenario: str, **options: Any) -> str:
         """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
         raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
-        validate_submission(raw)  # fail fast, before the network; the master checks again
+        validate_submission(raw, output_roots=CLIENT_SIDE)  # fail fast, before the network; the master checks again
         ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]
         return ids[0]
 
-    def submit_many(self, jobs: Iterable[dict[str, Any]]) -> list[str]:
+    def submit_many(self, jobs: Iterable[dict[str, Any]], key: str | None = None,
+                    tries: int = SUBMIT_TRIES) -> SubmittedIds:
         """Submit many jobs in few requests (pipelined chunks); returns their ids in order.
 
         Each chunk is all-or-nothing on the master: an invalid job rejects its chunk with an error naming it.
+        Each chunk carries an idempotency key, `KEY:INDEX`, that the master remembers (for a day by default):
+        chunks left unanswered (a master restart, a lost connection) are sent again, up to `tries` rounds,
+        and a chunk the master already stored answers with its first ids, so no job is created twice.
+        Pass a stable `key` (e.g. a hash of the input) to make a rerun of the whole call after a failure
+        create only what is missing; without one, a random key protects this call's own retries.
         """
         jobs = list(jobs)
-        rids = [self._send_request("submit", _with_trace({"jobs": jobs[i:i + SUBMIT_CHUNK]}))
-                for i in range(0, len(jobs), SUBMIT_CHUNK)]
-        replies = self._await_replies(rids, self.timeout + len(rids) * 2.0)
-        return [job_id for rid in rids for job_id in replies[rid]["ids"]]
+        call = key if key is not None else os.urandom(16).hex()
+        chunks = {index: jobs[start:start + SUBMIT_CHUNK]
+                  for index, start in enumerate(range(0, len(jobs), SUBMIT_CHUNK))}
+        answers: dict[int, dict[str, Any]] = {}
+        for round_ in range(1, tries + 1):
+            rids = {self._send_request("submit", _with_trace({"jobs": chunk, "idempotency_key": f"{call}:{index}"})):
+                    index for index, chunk in chunks.items() if index not in answers}
+            try:
+                self._chunk_replies(rids, self.timeout + len(rids) * 2.0, answers)
+                break
+            except MasterUnreachable:
+                if round_ == tries:
+                    raise
+        ids = SubmittedIds(job_id for index in sorted(chunks) for job_id in answers[index]["ids"])
+        ids.repeated = sum(len(answers[index]["ids"]) for index in chunks if answers[index].get("repeated"))
+        return ids
+
+    def _chunk_replies(self, rids: dict[str, int], timeout: float, answers: dict[int, dict[str, Any]]) -> None:
+        """Put in `answers` (chunk index → reply body) the replies to the submits sent as `rids`, as they come,
+        so those answered are kept when the others time out (MasterUnreachable); an error reply raises."""
+        waiting = set(rids)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            message = self._next_message(waiting, max(0.0, deadline - time.monotonic()), timeout)
+            if message.kind is not Kind.REPLY:
+                continue
+            if message.body["status"] != 200:
+                raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+            waiting.discard(message.body["rid"])
+            answers[rids[message.body["rid"]]] = message.body.get("body") or {}
 
     def get(self, job_id: str) -> dict[str, Any]:
         job: dict[str, Any] = self.request("get", {"id": job_id})
         return job
 
     def list(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-             limit: int = 50) -> builtins.list[dict[str, Any]]:
-        args = {"status": status, "queue": queue, "node": node, "limit": limit}
-        reply = self.request("list", {k: v for k, v in args.items() if v is not None})
-        jobs: builtins.list[dict[str, Any]] = reply["jobs"]
+             limit: int | None = 50, all: bool = False) -> builtins.list[dict[str, Any]]:
+        """Jobs newest first: `limit` of them, or with `all` every one (fetched a page at a time)."""
+        jobs: builtins.list[dict[str, Any]] = []
+        size = 1000 if all or limit is None else max(1, min(limit, 1000))
+        for page in self.pages(status=status, queue=queue, node=node, page_size=size):
+            jobs += page
+            if not all and limit is not None and len(jobs) >= limit:
+                return jobs[:limit]
         return jobs
+
+    def pages(self, status: str | None = None, queue: str | None = None, node: str | None = None,
+              page_size: int = 1000) -> Iterator[builtins.list[dict[str, Any]]]:
+        """Pages of jobs, newest first, following the master's cursor (it sends at most 1,000 per reply)."""
+        cursor: int | None = None
+        while True:
+            args = {"status": status, "queue": queue, "node": node, "limit": page_size, "cursor": cursor}
+            reply = self.request("list", {k: v for k, v in args.items() if v is not None})
+            yield reply["jobs"]
+            cursor = reply.get("next")
+            if not cursor:
+                return
 
     def wait(self, job_id: str, timeout: float | None = None,
              on_update: Callable[[dict[str, Any]], None] | None = None, poll: float = 0.25) -> dict[str, Any]:

@@ -6,25 +6,59 @@ Values are read once at import; command-line options override them. Durations ar
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+ENV_ERRORS: dict[str, str] = {}
+"""Environment overrides that did not parse: the command exits 2 naming them (ffrtmp.cli.app), nothing crashes."""
+
+
+def _env(name: str, default: Any, parse: Callable[[str], Any]) -> Any:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    from ffrtmp.errors import InvalidInput
+
+    try:
+        return parse(raw)
+    except InvalidInput as exc:
+        ENV_ERRORS[name] = exc.problem
+    except ValueError:
+        ENV_ERRORS[name] = f"{raw!r} is not a number"
+    return default
 
 
 def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
     from ffrtmp.units import parse_duration
 
-    return parse_duration(raw, field=name)
+    value: float = _env(name, default, lambda raw: parse_duration(raw, field=name))
+    return value
 
 
 def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+    value: int = _env(name, default, int)
+    return value
+
+
+def _env_size(name: str, default: int) -> int:
+    """A byte count: `10M`, `2G` or plain bytes, as the matching command-line option reads it."""
+    from ffrtmp.units import parse_size
+
+    value: int = _env(name, default, lambda raw: parse_size(raw, field=name))
+    return value
 
 
 def _env_str(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def _stall_default(raw: str, default: float) -> float:
+    """The default part of `--stall-timeout`'s words (`10m live=30s`); the per-queue ones are the master's to check."""
+    from ffrtmp.units import parse_duration
+
+    plain = [word for word in raw.split() if "=" not in word]
+    return parse_duration(plain[-1], field="FFRTMP_STALL_TIMEOUT") if plain else default
 
 
 PROTOCOL_VERSION = 1
@@ -36,8 +70,8 @@ MASTER_URL = _env_str("FFRTMP_MASTER", "tcp://127.0.0.1:8080")
 MASTER_PORT = _env_int("FFRTMP_PORT", 8080)
 """The master's ZeroMQ port."""
 
-BIND_ADDRESS = _env_str("FFRTMP_BIND", "0.0.0.0")
-"""The interface the master binds."""
+BIND_ADDRESS = _env_str("FFRTMP_BIND", "auto")
+"""The interface the master binds; `auto`: 127.0.0.1 until it has an API key or --allow-keys, then 0.0.0.0."""
 
 METRICS_PORT = _env_int("FFRTMP_METRICS_PORT", 9090)
 """The master's Prometheus port."""
@@ -45,7 +79,10 @@ METRICS_PORT = _env_int("FFRTMP_METRICS_PORT", 9090)
 WORKER_METRICS_PORT = _env_int("FFRTMP_WORKER_METRICS_PORT", 9091)
 """A worker's Prometheus port."""
 
-CLIENT_TIMEOUT = _env_float("FFRTMP_TIMEOUT", 10.0)
+WORKER_METRICS_BIND = _env_str("FFRTMP_WORKER_METRICS_BIND", "127.0.0.1")
+"""The interface a worker's Prometheus endpoint listens on (unauthenticated: loopback unless told)."""
+
+CLIENT_TIMEOUT: float = _env("FFRTMP_TIMEOUT", 10.0, float)  # seconds, as the --timeout option reads it
 """How long a client waits for the master before exit 3."""
 
 MAX_RETRIES = _env_int("FFRTMP_MAX_RETRIES", 3)
@@ -60,23 +97,32 @@ HEARTBEAT_INTERVAL = _env_float("FFRTMP_HEARTBEAT_INTERVAL", 1.0)
 NODE_TIMEOUT = _env_float("FFRTMP_NODE_TIMEOUT", 10.0)
 """Silence after which a worker is offline and its attempts go back to pending."""
 
-STALL_TIMEOUT = _env_float("FFRTMP_STALL_TIMEOUT", 600.0)
+STALL_TIMEOUT: float = _env("FFRTMP_STALL_TIMEOUT", 600.0, lambda raw: _stall_default(raw, 600.0))
 """A running attempt whose progress has not moved for this long is stalled."""
 
 LOG_RETENTION = _env_float("FFRTMP_LOG_RETENTION", 7 * 86400.0)
 """Stored job log lines older than this are deleted."""
 
-FORGET_OFFLINE = 86400.0
-"""A node offline (with nothing left running) this long is forgotten: it leaves `nodes list` and the metrics."""
+FORGET_OFFLINE = _env_float("FFRTMP_FORGET_OFFLINE", 86400.0)
+"""A node offline (nothing left running) this long is forgotten: it leaves `nodes list` and the metrics; 0: never."""
 
-LOG_MAX_JOB_BYTES = _env_int("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
+WORKER_SLOTS = _env_int("FFRTMP_SLOTS", 1)
+"""Jobs a worker runs at once."""
+
+DRAIN_TIMEOUT: float = _env("FFRTMP_DRAIN_TIMEOUT", 60.0, float)  # seconds, as --drain-timeout reads it
+"""Seconds a draining worker's running jobs get to finish before they are stopped."""
+
+LOG_MAX_JOB_BYTES = _env_size("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
 """A job's stored log is cut (with a marker line) past this size."""
 
-LOG_MAX_TOTAL_BYTES = _env_int("FFRTMP_LOG_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1024)
+LOG_MAX_TOTAL_BYTES = _env_size("FFRTMP_LOG_MAX_TOTAL_BYTES", 2 * 1024 * 1024 * 1024)
 """Past this much stored log, the oldest finished jobs' logs are deleted first."""
 
 RESULT_RESEND_INTERVAL = _env_float("FFRTMP_RESULT_RESEND", 2.0)
 """A worker resends an unacknowledged RESULT this often."""
+
+OUTPUT_RETENTION = _env_float("FFRTMP_OUTPUT_RETENTION", 7 * 86400.0)
+"""A worker deletes the outputs in its work dir older than this (0: never); stray partial files go too."""
 
 RETRY_BACKOFF_BASE = _env_float("FFRTMP_RETRY_BACKOFF", 5.0)
 """First retry delay; it doubles for each further attempt."""
@@ -90,7 +136,7 @@ RECONNECT_MIN = 1.0
 RECONNECT_MAX = 32.0
 """Cap of the worker's reconnect delay."""
 
-MAX_MESSAGE_BYTES = _env_int("FFRTMP_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
+MAX_MESSAGE_BYTES = _env_size("FFRTMP_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
 """Peers that send a bigger frame are disconnected (ZMQ_MAXMSGSIZE)."""
 
 MAX_BATCH = 2000
@@ -113,6 +159,21 @@ DEFAULT_DURATION = 10.0
 
 MAX_DURATION = 86400.0
 """The longest duration a job may ask for (a day of live stream)."""
+
+MAX_RESOLUTION = _env_str("FFRTMP_MAX_RESOLUTION", "3840x2160")
+"""The largest frame a master accepts in a job (either orientation)."""
+
+MAX_FPS = _env_int("FFRTMP_MAX_FPS", 120)
+"""The highest frame rate a master accepts in a job."""
+
+MAX_JOB_DURATION = _env_str("FFRTMP_MAX_DURATION", "6h")
+"""The longest duration a master accepts in a job (at most MAX_DURATION)."""
+
+MAX_BITRATE = _env_str("FFRTMP_MAX_BITRATE", "50M")
+"""The highest bitrate a master accepts in a job."""
+
+LIST_PAGE = 1000
+"""The most jobs one `list` request returns; the reply's cursor fetches the next page."""
 
 ZAP_DOMAIN = b"ffrtmp"
 """The ZAP domain of the master socket; enforced so CURVE fails closed."""
@@ -152,3 +213,10 @@ def api_key_from_env() -> str | None:
         if value:
             return value
     return None
+
+
+STORE_MIN_FREE = _env_size("FFRTMP_STORE_MIN_FREE", 8 * 2**20)
+"""Free space the master keeps on its store's disk: below it, it refuses writes (and will not start)."""
+
+SUBMIT_KEY_TTL = _env_float("FFRTMP_SUBMIT_KEY_TTL", 24 * 3600.0)
+"""How long the master remembers a submit's idempotency key (a repeat within it gets the same ids)."""

@@ -56,6 +56,16 @@ class RateLimited(FfrtmpError):
     status = 429
 
 
+class StoreUnavailable(FfrtmpError):
+    """The master is up but cannot write its store (disk full, read-only): nothing was stored; retry later.
+
+    Exit 5, like a rate limit: a live master refusing for a while, and the message says when to retry.
+    """
+
+    exit_code = 5
+    status = 507
+
+
 class NotFound(FfrtmpError):
     """No job or node matches."""
 
@@ -83,6 +93,7 @@ _BY_STATUS: dict[int, type[FfrtmpError]] = {
     404: NotFound,
     409: Conflict,
     429: RateLimited,
+    507: StoreUnavailable,
     503: MasterUnreachable,
 }
 

@@ -122,8 +122,13 @@ def _input(value: Any) -> str:
     return text
 
 
-def check_output(value: Any, output_roots: tuple[str, ...] = ()) -> str:
-    """An RTMP URL, a path relative to the worker's work dir, or an absolute path under an allowed root."""
+CLIENT_SIDE = None
+"""`output_roots` on a client: only the master knows its `--output-root`s, so absolute outputs are left to it."""
+
+
+def check_output(value: Any, output_roots: tuple[str, ...] | None = ()) -> str:
+    """An RTMP URL, a path relative to the job's own output directory, or an absolute path under an allowed root
+    (any absolute path when `output_roots` is `CLIENT_SIDE`: the master decides)."""
     text = _text("output", value)
     if text.lower().startswith(STREAM_SCHEMES):
         return text
@@ -135,12 +140,12 @@ def check_output(value: Any, output_roots: tuple[str, ...] = ()) -> str:
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InvalidInput("output", f"{text!r} must end in one of {', '.join(OUTPUT_SUFFIXES)}")
     if path.is_absolute():
-        if not any(_within(path, PurePosixPath(root)) for root in output_roots):
+        if output_roots is not None and not any(_within(path, PurePosixPath(root)) for root in output_roots):
             raise InvalidInput("output", f"{text!r} is outside what workers allow: give a path relative to the "
                                "worker's work dir, or start the master with --output-root")
         return text
     if ".." in path.parts:
-        raise InvalidInput("output", f"{text!r} escapes the worker's work dir ('..' is not allowed)")
+        raise InvalidInput("output", f"{text!r} escapes the job's output directory ('..' is not allowed)")
     return text
 
 
@@ -172,7 +177,7 @@ def parse_labels(pairs: list[str] | None) -> dict[str, str]:
     return _labels(labels)
 
 
-def validate_submission(raw: Any, *, output_roots: tuple[str, ...] = ()) -> JobSpec:
+def validate_submission(raw: Any, *, output_roots: tuple[str, ...] | None = ()) -> JobSpec:
     """Check one submission (a mapping of the `jobs submit` options) and fill the scenario's defaults."""
     if not isinstance(raw, dict):
         raise InvalidInput("job", "must be an object of submit options")

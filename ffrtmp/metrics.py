@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from ffrtmp import __version__
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS
 from ffrtmp.master.observer import Observer
+from ffrtmp.master.store_health import free_bytes
 
 if TYPE_CHECKING:
     from ffrtmp.master.coordinator import Coordinator
@@ -95,6 +96,15 @@ class MasterCollector(Collector):
         info = GaugeMetricFamily("ffrtmp_master_info", "Always 1; the master's version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+        yield from self._store()
+
+    def _store(self) -> Iterator[Any]:
+        health = self.coordinator.store_health
+        yield GaugeMetricFamily("ffrtmp_store_writable", "1 while the store takes writes; 0 in degraded mode "
+                                "(disk full or failing: submits are refused)", value=0 if health.degraded else 1)
+        free = free_bytes(health.directory)
+        if free is not None:
+            yield GaugeMetricFamily("ffrtmp_store_free_bytes", "Free space on the store's disk", value=free)
 
     def _jobs(self) -> Iterator[Any]:
         try:
@@ -259,8 +269,12 @@ class MasterMetrics(Observer):
     def loop_alive(self) -> bool:
         return time.monotonic() - self.last_loop < self.stale_after
 
-    def healthy(self) -> bool:
-        """The master is up: its loop ticks (or is just starting) and its store answers."""
+    def healthy(self) -> bool | str:
+        """The master is up: its loop ticks (or is just starting) and its store answers and takes writes
+        (degraded: the reason, answered with 503)."""
+        fault = self.collector.coordinator.store_health.fault
+        if fault is not None:
+            return f"degraded: {fault}"
         return self.loop_alive() and self.collector.store_answers()
 
     def ready(self) -> bool:
@@ -274,14 +288,17 @@ def serve(metrics: MasterMetrics, host: str, port: int) -> ThreadingHTTPServer:
 
 
 def serve_http(registry: CollectorRegistry, host: str, port: int,
-               checks: dict[str, Callable[[], bool]]) -> ThreadingHTTPServer:
-    """Serve /metrics from `registry` and each check path as 200 ok / 503, in a daemon thread (no auth)."""
+               checks: dict[str, Callable[[], bool | str]]) -> ThreadingHTTPServer:
+    """Serve /metrics from `registry` and each check path as 200 ok / 503 (with the reason when the check
+    gives one instead of False), in a daemon thread (no auth)."""
 
     def answer(path: str) -> tuple[int, bytes, str]:
         if path == "/metrics":
             return 200, generate_latest(registry), CONTENT_TYPE_LATEST
         if path in checks:
             ok = checks[path]()
+            if isinstance(ok, str):
+                return 503, ok.encode() + b"\n", TEXT
             return (200, b"ok\n", TEXT) if ok else (503, b"unavailable\n", TEXT)
         return 404, b"not found\n", TEXT
 

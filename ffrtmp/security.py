@@ -40,6 +40,19 @@ def _write(path: Path, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def private_database(path: Path) -> None:
+    """Make the master's database and its WAL and SHM files 0600 (creating an empty database if none).
+
+    It holds every job spec (stream keys, URL passwords), logs and key hashes. SQLite creates the WAL and
+    SHM files with the database file's mode, so a 0600 database keeps them private too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for one in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if one.exists():
+            os.chmod(one, 0o600)
+
+
 def write_certificates(directory: Path, name: str) -> tuple[Path, Path]:
     """Write a new pair NAME.key (public, 0644) and NAME.key_secret (0600); returns both paths."""
     public, secret = zmq.curve_keypair()

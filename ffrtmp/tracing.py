@@ -46,7 +46,8 @@ class Tracing:
 
     def __init__(self, service: str, endpoint: str | None = None, exporter: Any = None) -> None:
         if not AVAILABLE:
-            raise InvalidInput("tracing", "needs OpenTelemetry: pip install 'ffrtmp[tracing]'")
+            raise InvalidInput("tracing", "needs OpenTelemetry: pip install opentelemetry-sdk "
+                               "opentelemetry-exporter-otlp-proto-http (the extra `tracing` of ffrtmp)")
         self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
         if exporter is not None:
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))

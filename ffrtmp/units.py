@@ -89,3 +89,23 @@ def format_duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def duration_text(seconds: float) -> str:
+    """The shortest form `parse_duration` reads back exactly: 500ms, 5s, 10m, 24h, 7d (a default shown in --help)."""
+    if seconds == 0:
+        return "0"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    if seconds < 1 and (seconds * 1000).is_integer():
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+def size_text(size: int) -> str:
+    """The shortest form `parse_size` reads back exactly: 10M, 2G, or plain bytes."""
+    for unit, power in (("T", 4), ("G", 3), ("M", 2), ("k", 1)):
+        if size >= 1024**power and size % 1024**power == 0:
+            return f"{size // 1024**power}{unit}"
+    return str(size)

@@ -119,6 +119,16 @@ def jobs_table(jobs: list[dict[str, Any]], title: str | None = None, width: int 
     return table
 
 
+def wait_reasons(jobs: list[dict[str, Any]]) -> Text:
+    """One line per pending job with a wait reason: the jobs table drops its NOTE column on narrow screens."""
+    text = Text()
+    for job in jobs:
+        if job["status"] == "pending" and job.get("reason"):
+            text.append(f"{job['id'][:8]} {job['scenario']} waits: ", style="yellow")
+            text.append(f"{job['reason']}\n")
+    return text
+
+
 def job_detail(job: dict[str, Any], log_tail: list[dict[str, Any]] | None = None) -> Group:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")

@@ -65,7 +65,7 @@ def test_flood_script_limits_the_flood() -> None:
 def test_chaos_script_loses_nothing() -> None:
     records = run_bench("chaos.py", "--jobs", "20", "--node-timeout", "3s", "--interval", "1", timeout=300)
     chaos = only(records, bench="chaos")
-    assert (chaos["completed"], chaos["lost"], chaos["completed_twice"]) == (20, 0, 0)
+    assert (chaos["completed"], chaos["lost"], chaos["completed_twice"], chaos["outputs_missing"]) == (20, 0, 0, 0)
 
 
 def test_scale_script_sees_no_false_dead_nodes() -> None:

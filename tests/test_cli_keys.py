@@ -43,7 +43,7 @@ def test_create_list_and_revoke_an_api_key(tmp_path: Path) -> None:
 
 
 def test_bad_role_tenant_or_missing_database_name_the_problem(tmp_path: Path) -> None:
-    code, _ = run("keys", "api", "create", "--role", "root", "--data-dir", str(tmp_path))
+    code, _ = run("keys", "api", "list", "--data-dir", str(tmp_path))
     assert code == 2, "no database there"
     Store(tmp_path / "master.db").close()
     assert run("keys", "api", "create", "--role", "root", "--data-dir", str(tmp_path))[0] == 2
@@ -78,3 +78,46 @@ def test_a_store_from_an_older_version_is_not_migrated_under_its_running_master(
     assert "m005_attempts_and_history_by_seq" not in applied, "the store was left as it was"
     Store(path).close()  # the new master migrates it
     assert run("keys", "api", "list", "--data-dir", str(tmp_path))[0] == 0
+
+
+def test_the_first_key_can_be_made_before_the_masters_first_start(tmp_path: Path) -> None:
+    """So a master can start secured (and listen beyond loopback) without a protected-mode round trip."""
+    import stat
+
+    code, out = run("keys", "api", "create", "--role", "admin", "--data-dir", str(tmp_path / "new"), "--json")
+    assert code == 0, out
+    assert stat.S_IMODE((tmp_path / "new" / "master.db").stat().st_mode) == 0o600
+    assert [k["role"] for k in json.loads(run("keys", "api", "list", "--data-dir", str(tmp_path / "new"),
+                                              "--json")[1])] == ["admin"]
+
+
+def test_worker_keys_name_their_tenant_and_nodes(tmp_path: Path) -> None:
+    Store(tmp_path / "master.db").close()
+    every = json.loads(run("keys", "api", "create", "--role", "worker", "--data-dir", str(tmp_path), "--json")[1])
+    scoped = json.loads(run("keys", "api", "create", "--role", "worker", "--tenant", "acme", "--node", "gpu-*",
+                            "--data-dir", str(tmp_path), "--json")[1])
+    assert (every["tenant"], every["node"]) == ("*", None)
+    assert (scoped["tenant"], scoped["node"]) == ("acme", "gpu-*")
+    code, out = run("keys", "api", "list", "--data-dir", str(tmp_path))
+    assert code == 0 and "gpu-*" in out
+    assert run("keys", "api", "create", "--role", "worker", "--node", "bad name*", "--data-dir", str(tmp_path))[0] == 2
+    assert run("keys", "api", "create", "--role", "read", "--node", "box", "--data-dir", str(tmp_path))[0] == 2
+
+
+def test_quota_set_grants_queues_and_priorities(tmp_path: Path) -> None:
+    from ffrtmp.master.tenants import allowed_lanes
+
+    Store(tmp_path / "master.db").close()
+    code, out = run("keys", "quota", "set", "acme", "--queues", "live,default", "--priorities", "high,medium",
+                    "--data-dir", str(tmp_path))
+    assert code == 0 and "queues live,default" in out
+    assert run("keys", "quota", "set", "acme", "--queues", "urgent", "--data-dir", str(tmp_path))[0] == 2
+    listed = json.loads(run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")[1])
+    assert listed == {"acme": {"max_pending": None, "max_running": None, "queues": ["live", "default"],
+                               "priorities": ["high", "medium"]}}
+    store = Store(tmp_path / "master.db")
+    try:
+        lanes = allowed_lanes(store)
+        assert lanes is not None and lanes["acme"] == (frozenset({"live", "default"}), frozenset({"high", "medium"}))
+    finally:
+        store.close()

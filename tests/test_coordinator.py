@@ -90,7 +90,7 @@ def cluster(tmp_path: Path) -> Cluster:
 def test_hello_is_welcomed_with_the_timing_the_workers_must_use(cluster: Cluster) -> None:
     replies = cluster.hello(b"w1", "alpha")
     assert [m.kind for m in replies] == [Kind.WELCOME]
-    assert replies[0].body == {"node": "alpha", "heartbeat_interval": 1.0, "node_timeout": 10.0}
+    assert replies[0].body == {"node": "alpha", "heartbeat_interval": 1.0, "node_timeout": 10.0, "publish": True}
     assert cluster.store.get_node("alpha")["status"] == "online"
 
 

@@ -17,7 +17,7 @@ from ffrtmp.worker.engines.gstreamer import build, quoted
 from ffrtmp.worker.gst_encoders import detect as detect_elements
 from ffrtmp.worker.runner import Attempt
 from tests.conftest import _require, eventually
-from tests.test_runner import Harness, assert_process_group_gone, finish, make_attempt
+from tests.test_runner import Harness, assert_process_group_gone, finish, make_attempt, own_dir, partial_of
 
 GST = "/usr/bin/gst-launch-1.0"
 LONG: dict[str, Any] = {"duration": 86400}
@@ -181,8 +181,9 @@ def test_a_completed_gstreamer_run(harness: Harness, ffprobe: str) -> None:
     recorder = harness.run(gst_attempt("job-gst", duration=2))
     result = recorder.finished()
     assert result["status"] == "completed", result
-    output = Path(result["output"])
-    assert output == (harness.paths.outputs / "job-gst.mp4").resolve()
+    assert result["output"] == str(own_dir(harness, "job-gst") / "job-gst.mp4")
+    output = Path(result["partial"])  # published by the agent once the master accepts the attempt
+    assert output == partial_of(harness, "job-gst", "job-gst.mp4")
     metrics = result["metrics"]
     assert (metrics["engine"], metrics["encoder"]) == ("gstreamer", "x264enc")
     assert (metrics["frames"], metrics["out_time"]) == (20, 2.0)
@@ -199,10 +200,10 @@ def test_a_completed_gstreamer_run(harness: Harness, ffprobe: str) -> None:
 @pytest.mark.parametrize(("source_fps", "fps"), [(10, 10), (4, 10), (25, 10)])
 def test_a_given_input_is_cut_at_the_duration_and_converted_to_the_fps(harness: Harness, ffprobe: str,
                                                                        source_fps: int, fps: int) -> None:
-    source = harness.run(gst_attempt(f"src-{source_fps}", duration=3, fps=source_fps)).finished()["output"]
+    source = harness.run(gst_attempt(f"src-{source_fps}", duration=3, fps=source_fps)).finished()["partial"]
     result = harness.run(gst_attempt("job-cut", duration=1.5, fps=fps, input=source, output="cut.mp4")).finished()
     assert result["status"] == "completed", result
-    stream = probe(ffprobe, result["output"])
+    stream = probe(ffprobe, result["partial"])
     assert (stream["codec_name"], stream["width"], stream["nb_frames"]) == ("h264", 160, "15")
     assert stream["duration"] == pytest.approx(1.5, abs=0.01)
 
@@ -212,7 +213,7 @@ def test_a_vp9_job_writes_webm(harness: Harness, ffprobe: str) -> None:
     assert result["status"] == "completed", result
     assert result["output"].endswith("job-vp9.webm")
     assert result["metrics"]["encoder"] == "vp9enc"
-    assert probe(ffprobe, result["output"])["codec_name"] == "vp9"
+    assert probe(ffprobe, result["partial"])["codec_name"] == "vp9"
 
 
 def test_auto_runs_a_job_naming_an_element_on_gstreamer_into_the_codecs_container(harness: Harness) -> None:
@@ -226,10 +227,11 @@ def test_shell_and_pipeline_syntax_in_the_output_stays_a_file_name(harness: Harn
     nasty = 'clips/a "b" ! fakesink $(id) `x`; c.mkv'
     result = harness.run(gst_attempt("job-nasty", output=nasty)).finished()
     assert result["status"] == "completed", result
-    expected = (harness.paths.work_dir / nasty).resolve()
+    expected = own_dir(harness, "job-nasty") / nasty
     assert result["output"] == str(expected)
-    assert expected.stat().st_size > 0
-    assert sorted(p.name for p in expected.parent.iterdir()) == [expected.name]
+    written = Path(result["partial"])
+    assert written.parent == expected.parent and written.stat().st_size > 0
+    assert sorted(p.name for p in expected.parent.iterdir()) == [written.name]
 
 
 def test_progress_reaches_the_heartbeat_snapshot_while_running(harness: Harness) -> None:
@@ -247,7 +249,7 @@ def test_progress_reaches_the_heartbeat_snapshot_while_running(harness: Harness)
 def test_cancel_stops_gst_launch_and_removes_the_partial_output(harness: Harness) -> None:
     attempt = gst_attempt("job-cancel", **LONG)
     recorder, thread = harness.start(attempt)
-    output = harness.paths.outputs.resolve() / "job-cancel.mp4"
+    output = partial_of(harness, "job-cancel", "job-cancel.mp4")
     eventually(lambda: attempt.progress.get("frames"), timeout=30, message="progress from gst-launch")
     process = eventually(lambda: gst_processes_writing(output), message="the gst-launch process")[0]
     assert process.nice() >= 10  # runs at a lower priority
@@ -265,7 +267,7 @@ def test_timeout_stops_a_long_gstreamer_job(harness: Harness) -> None:
     finish(thread)
     result = recorder.finished()
     assert (result["status"], result["failure"]) == ("failed", Failure.TIMEOUT.value)
-    assert not (harness.paths.outputs / "job-slow.mp4").exists()
+    assert not any(own_dir(harness, "job-slow").iterdir())
 
 
 def test_an_unreachable_rtmp_server_fails_with_gstreamers_error(harness: Harness) -> None:

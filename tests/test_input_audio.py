@@ -1,4 +1,5 @@
-"""Whether a given input has audio (a real ffprobe on real files), and whether GStreamer can carry it."""
+"""Whether a given input has audio (`ffmpeg -i` on real files: the bundled FFmpeg has no ffprobe), and whether
+GStreamer can carry it."""
 
 from __future__ import annotations
 
@@ -28,18 +29,18 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[str, P
             "none": make_input(ffmpeg, root / "video only.mp4", audio=None)}
 
 
-def test_a_file_with_an_audio_track(inputs: dict[str, Path], ffprobe: str) -> None:
-    assert audio_codec(ffprobe, str(inputs["aac"])) == ("aac", None)
+def test_a_file_with_an_audio_track(inputs: dict[str, Path], ffmpeg: str) -> None:
+    assert audio_codec(ffmpeg, str(inputs["aac"])) == ("aac", None)
 
 
-def test_a_file_without_one(inputs: dict[str, Path], ffprobe: str) -> None:
-    assert audio_codec(ffprobe, str(inputs["none"])) == (None, None)
+def test_a_file_without_one(inputs: dict[str, Path], ffmpeg: str) -> None:
+    assert audio_codec(ffmpeg, str(inputs["none"])) == (None, None)
 
 
-def test_what_cannot_be_probed_counts_as_no_audio_and_says_why(tmp_path: Path, ffprobe: str) -> None:
-    codec, why = audio_codec(ffprobe, str(tmp_path / "missing.mp4"))
-    assert codec is None and why is not None and why.startswith("ffprobe failed:") and "missing.mp4" in why
-    assert audio_codec(None, "x.mp4") == (None, "ffprobe is not installed")
+def test_what_cannot_be_probed_counts_as_no_audio_and_says_why(tmp_path: Path, ffmpeg: str) -> None:
+    codec, why = audio_codec(ffmpeg, str(tmp_path / "missing.mp4"))
+    assert codec is None and why is not None and why.startswith("probing the input failed:") and "missing.mp4" in why
+    assert audio_codec(None, "x.mp4") == (None, "ffmpeg is not installed")
 
 
 def test_gstreamer_carries_what_it_can_decode_and_says_why_not_otherwise(gst_launch: str) -> None:

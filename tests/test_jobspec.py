@@ -9,6 +9,7 @@ import pytest
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import (
+    CLIENT_SIDE,
     FIELDS,
     PRIORITY_WEIGHTS,
     QUEUE_WEIGHTS,
@@ -363,3 +364,11 @@ def test_check_name_rejects_naming_the_field(name: Any) -> None:
 def test_fields_constant_lists_every_option() -> None:
     assert {"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine", "input", "output",
             "queue", "priority", "max_retries", "timeout", "labels"} == FIELDS
+
+
+def test_a_client_leaves_absolute_outputs_to_the_master() -> None:
+    """F13: the client cannot know the master's --output-root; it checks the rest and lets the master decide."""
+    spec = validate_submission({"scenario": "test1", "output": "/abs/x.mp4"}, output_roots=CLIENT_SIDE)
+    assert spec.params["output"] == "/abs/x.mp4"
+    for still_wrong in ("/abs/x.txt", "-x.mp4", "../x.mp4"):
+        assert field_of({"scenario": "test1", "output": still_wrong}, output_roots=CLIENT_SIDE) == "output"

@@ -285,10 +285,10 @@ def test_worker_job_gauges_follow_the_progress_snapshots(tmp_path: Path) -> None
     registry.register(WorkerCollector(agent))
     families = collect(registry)
     assert value(families, "ffrtmp_worker_active_jobs") == 2
-    assert value(families, "ffrtmp_worker_job_fps", job="j1") == 58.5
-    assert value(families, "ffrtmp_worker_job_speed", job="j1") == 1.9
-    assert value(families, "ffrtmp_worker_job_progress", job="j1") == 0.25
-    assert labelsets(families, "ffrtmp_worker_job_fps") == [{"job": "j1"}]
+    assert value(families, "ffrtmp_worker_job_fps", slot="0") == 58.5
+    assert value(families, "ffrtmp_worker_job_speed", slot="0") == 1.9
+    assert value(families, "ffrtmp_worker_job_progress", slot="0") == 0.25
+    assert labelsets(families, "ffrtmp_worker_job_fps") == [{"slot": "0"}], "no job ids on an open endpoint"
     os.close(agent.wake_read)
     os.close(agent.wake_write)
 
@@ -311,8 +311,8 @@ def test_real_master_and_worker_processes_export_a_running_job(tmp_path: Path, f
 
             def encoding() -> Families | None:
                 families = scrape(worker)
-                fps, speed = (value(families, name, job=job_id) for name in ("ffrtmp_worker_job_fps",
-                                                                                "ffrtmp_worker_job_speed"))
+                fps, speed = (value(families, name, slot="0") for name in ("ffrtmp_worker_job_fps",
+                                                                              "ffrtmp_worker_job_speed"))
                 return families if fps and speed else None
 
             families = eventually(encoding, timeout=60, interval=0.2, message="fps and speed of the running job")

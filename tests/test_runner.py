@@ -17,7 +17,7 @@ from ffrtmp.failures import Failure
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.worker import encoders as encoder_probe
 from ffrtmp.worker import runner as runner_module
-from ffrtmp.worker.runner import Attempt, AttemptFailed, AttemptRunner, Event, WorkerPaths, resolve_output
+from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 from tests.conftest import eventually
 
 TINY: dict[str, Any] = {"resolution": "160x120", "fps": 10, "duration": 1, "codec": "h264", "bitrate": "100k"}
@@ -61,7 +61,7 @@ def make_attempt(job: str = "job-1", *, engine: str = "ffmpeg", timeout: float |
     given = {**TINY, **submit}
     checked = validate_submission({"scenario": "t", **given}).params
     spec = {"scenario": "t", "engine": engine, "queue": "default", "priority": "medium",
-            "params": {**checked, **(params or {})}, "labels": {}, "timeout": timeout}
+            "params": {**checked, **(params or {})}, "labels": {}, "timeout": timeout, "tenant": "acme"}
     return Attempt(job=job, attempt=1, spec=spec, received_at=0.0)
 
 
@@ -102,6 +102,16 @@ def probe(ffprobe: str, path: str) -> dict[str, Any]:
     return stream
 
 
+def own_dir(harness: Harness, job: str) -> Path:
+    """The job's own output directory (tenant acme, as `make_attempt` says)."""
+    return (harness.paths.outputs / "acme" / job).resolve()
+
+
+def partial_of(harness: Harness, job: str, name: str, attempt: int = 1) -> Path:
+    stem, suffix = name.rsplit(".", 1)
+    return own_dir(harness, job) / f"{stem}.{job}.attempt-{attempt}.partial.{suffix}"
+
+
 def ffmpeg_processes_writing(output: Path) -> list[psutil.Process]:
     """This test process's ffmpeg children whose command line names `output`."""
     found = []
@@ -129,8 +139,10 @@ def test_a_completed_run(harness: Harness, ffprobe: str) -> None:
     assert result["status"] == "completed", result
     assert recorder.kinds().count("started") == 1
     assert recorder.kinds()[-1] == "finished"
-    output = Path(result["output"])
-    assert output == (harness.paths.outputs / "job-ok.mp4").resolve()
+    assert result["output"] == str(own_dir(harness, "job-ok") / "job-ok.mp4")
+    assert not Path(result["output"]).exists(), "published only once the master accepts the attempt"
+    output = Path(result["partial"])
+    assert output == partial_of(harness, "job-ok", "job-ok.mp4")
     assert output.stat().st_size > 0
     metrics = result["metrics"]
     assert metrics["frames"] > 0
@@ -164,7 +176,7 @@ def test_logs_are_numbered_and_start_with_the_command_line(harness: Harness, ffm
 
 def test_a_given_input_starts_the_log_with_the_command_line(harness: Harness) -> None:
     first = harness.run(make_attempt("job-a"))
-    source = first.finished()["output"]
+    source = first.finished()["partial"]
     recorder = harness.run(make_attempt("job-b", input=source))
     assert recorder.finished()["status"] == "completed"
     assert recorder.texts()[0].startswith("$ ")
@@ -185,18 +197,18 @@ def test_the_generated_input_is_cached(harness: Harness) -> None:
 def test_a_vp9_job_writes_webm(harness: Harness, ffprobe: str) -> None:
     result = harness.run(make_attempt("job-vp9", codec="vp9")).finished()
     assert result["status"] == "completed", result
-    assert result["output"].endswith("job-vp9.webm")
+    assert result["output"].endswith("job-vp9.webm") and result["partial"].endswith(".partial.webm")
     assert result["metrics"]["encoder"] == "libvpx-vp9"
-    stream = probe(ffprobe, result["output"])
+    stream = probe(ffprobe, result["partial"])
     assert (stream["codec_name"], stream["width"], stream["height"]) == ("vp9", 160, 120)
 
 
-def test_a_relative_output_lands_in_the_work_dir(harness: Harness) -> None:
+def test_a_relative_output_lands_in_the_jobs_own_directory(harness: Harness) -> None:
     result = harness.run(make_attempt(output="clips/out file.mp4")).finished()
     assert result["status"] == "completed", result
-    expected = (harness.paths.work_dir / "clips" / "out file.mp4").resolve()
-    assert result["output"] == str(expected)
-    assert expected.stat().st_size > 0
+    assert result["output"] == str(own_dir(harness, "job-1") / "clips" / "out file.mp4")
+    assert Path(result["partial"]) == own_dir(harness, "job-1") / "clips" / "out file.job-1.attempt-1.partial.mp4"
+    assert Path(result["partial"]).stat().st_size > 0
 
 
 def test_the_null_engine_completes_without_a_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,7 +231,7 @@ def test_cancel_stops_the_process_group_and_removes_the_partial_output(harness: 
     attempt = make_attempt("job-cancel", **LONG)
     recorder, thread = harness.start(attempt)
     eventually(lambda: attempt.progress.get("frames"), timeout=30, message="progress from ffmpeg")
-    output = harness.paths.outputs.resolve() / "job-cancel.mp4"
+    output = partial_of(harness, "job-cancel", "job-cancel.mp4")
     process = eventually(lambda: ffmpeg_processes_writing(output), message="the ffmpeg process")[0]
     assert os.getpgid(process.pid) == process.pid  # its own process group
     attempt.cancel.set()
@@ -248,7 +260,7 @@ def test_cancel_reason_is_reported(harness: Harness) -> None:
 def test_timeout_kills_a_long_job(harness: Harness) -> None:
     attempt = make_attempt("job-slow", timeout=0.5, **LONG)
     recorder, thread = harness.start(attempt)
-    output = harness.paths.outputs.resolve() / "job-slow.mp4"
+    output = partial_of(harness, "job-slow", "job-slow.mp4")
     pids: set[int] = set()
 
     def ffmpeg_seen_or_done() -> bool:
@@ -296,7 +308,27 @@ def test_an_input_that_is_not_a_video_is_an_encoder_error(harness: Harness, tmp_
     assert result["failure"] == Failure.ENCODER_ERROR.value
     assert result["error"].startswith("ffmpeg exited with ")
     assert "Invalid data found when processing input" in result["error"]
-    assert not (harness.paths.outputs / "job-bad.mp4").exists()
+    assert not any(own_dir(harness, "job-bad").iterdir())
+
+
+def test_a_failing_attempt_deletes_only_its_own_partial(tmp_path: Path, ffmpeg: str,
+                                                       encoder_map: dict[str, dict[str, Any]]) -> None:
+    """F1: attempt 2 fails; the file another attempt published under the same name (a shared output root)
+    stays. The old runner unlinked the output path itself."""
+    root = tmp_path / "shared"
+    root.mkdir()
+    published = root / "out.mp4"
+    published.write_bytes(b"attempt 1, published")
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("this is a shopping list, not a video\n")
+    harness = Harness(tmp_path / "work", ffmpeg, encoder_map)
+    harness.paths = WorkerPaths(tmp_path / "work", output_roots=(root,))
+    attempt = make_attempt("job-f1", input=str(bogus), params={"output": str(published)})
+    attempt.attempt = 2
+    result = harness.run(attempt).finished()
+    assert (result["status"], result["failure"]) == ("failed", Failure.ENCODER_ERROR.value), result
+    assert published.read_bytes() == b"attempt 1, published"
+    assert [p.name for p in root.iterdir()] == ["out.mp4"]
 
 
 def test_no_usable_encoder_for_the_codec(tmp_path: Path, ffmpeg: str) -> None:
@@ -322,75 +354,6 @@ def test_an_unreachable_rtmp_server_fails_the_stream(harness: Harness) -> None:
     assert "-re" in recorder.texts()[1].split()
     assert url in recorder.texts()[1]
     assert "output_bytes" not in result["metrics"]
-
-
-# ---- resolve_output ------------------------------------------------------------------------------------
-
-
-def test_resolve_default_output_goes_to_outputs(tmp_path: Path) -> None:
-    paths = WorkerPaths(tmp_path / "work")
-    target = resolve_output(paths, "job-7", None, ".webm")
-    assert target == str((tmp_path / "work" / "outputs" / "job-7.webm").resolve())
-    assert paths.outputs.is_dir()
-
-
-def test_resolve_relative_output_inside_the_work_dir(tmp_path: Path) -> None:
-    paths = WorkerPaths(tmp_path / "work")
-    target = resolve_output(paths, "job-7", "a/b/c.mkv", ".mp4")
-    assert target == str((tmp_path / "work" / "a" / "b" / "c.mkv").resolve())
-    assert Path(target).parent.is_dir()
-
-
-@pytest.mark.parametrize("output", ["../../etc/x.mp4", "../outside.mp4", "a/../../b.mp4", "/etc/x.mp4"])
-def test_resolve_rejects_escapes(tmp_path: Path, output: str) -> None:
-    with pytest.raises(AttemptFailed) as caught:
-        resolve_output(WorkerPaths(tmp_path / "work"), "job-7", output, ".mp4")
-    assert caught.value.failure is Failure.INVALID_INPUT
-
-
-def test_resolve_absolute_output_only_under_an_output_root(tmp_path: Path) -> None:
-    root = tmp_path / "exports"
-    allowed = WorkerPaths(tmp_path / "work", output_roots=(root,))
-    target = resolve_output(allowed, "job-7", str(root / "day1" / "x.mp4"), ".mp4")
-    assert target == str((root / "day1" / "x.mp4").resolve())
-    with pytest.raises(AttemptFailed):
-        resolve_output(WorkerPaths(tmp_path / "work"), "job-7", str(root / "x.mp4"), ".mp4")
-
-
-def test_resolve_absolute_output_inside_the_work_dir(tmp_path: Path) -> None:
-    paths = WorkerPaths(tmp_path / "work")
-    inside = tmp_path / "work" / "abs.mp4"
-    assert resolve_output(paths, "job-7", str(inside), ".mp4") == str(inside.resolve())
-
-
-def test_resolve_rejects_a_sibling_with_the_same_prefix(tmp_path: Path) -> None:
-    paths = WorkerPaths(tmp_path / "work", output_roots=(tmp_path / "exports",))
-    for sibling in (tmp_path / "work2" / "x.mp4", tmp_path / "exports-evil" / "x.mp4"):
-        with pytest.raises(AttemptFailed):
-            resolve_output(paths, "job-7", str(sibling), ".mp4")
-
-
-def test_resolve_rejects_dot_dot_out_of_an_output_root(tmp_path: Path) -> None:
-    root = tmp_path / "exports"
-    paths = WorkerPaths(tmp_path / "work", output_roots=(root,))
-    with pytest.raises(AttemptFailed):
-        resolve_output(paths, "job-7", f"{root}/../elsewhere/x.mp4", ".mp4")
-
-
-def test_resolve_rejects_a_symlink_out_of_the_work_dir(tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (tmp_path / "work").mkdir()
-    (tmp_path / "work" / "link").symlink_to(outside)
-    with pytest.raises(AttemptFailed):
-        resolve_output(WorkerPaths(tmp_path / "work"), "job-7", "link/x.mp4", ".mp4")
-
-
-@pytest.mark.parametrize("url", ["rtmp://live.example.com/app/key", "RTMPS://live.example.com/app/key"])
-def test_resolve_passes_stream_urls_through(tmp_path: Path, url: str) -> None:
-    paths = WorkerPaths(tmp_path / "work")
-    assert resolve_output(paths, "job-7", url, ".mp4") == url
-    assert not paths.work_dir.exists()  # nothing created for a stream
 
 
 def test_stop_sends_sigterm_to_the_process_group() -> None:

@@ -66,7 +66,7 @@ def test_keys_are_stored_hashed_and_checked_on_every_request(cluster: Cluster) -
 
 def test_roles_limit_what_a_key_may_do(cluster: Cluster) -> None:
     admin, submitter, reader, worker = keys(cluster, ("admin", "ops"), ("submit", "acme"), ("read", "acme"),
-                                            ("worker", "ops"))
+                                            ("worker", "*"))
     assert submit(cluster, reader)["status"] == 401
     assert submit(cluster, worker)["status"] == 401
     assert submit(cluster, submitter)["status"] == 200
@@ -103,7 +103,7 @@ def test_a_tenant_sees_and_controls_only_its_own_jobs(cluster: Cluster) -> None:
 
 def test_a_tenant_sees_the_activity_of_its_own_jobs_only(cluster: Cluster) -> None:
     acme, globex, admin, worker = keys(cluster, ("submit", "acme"), ("submit", "globex"), ("admin", "ops"),
-                                       ("worker", "ops"))
+                                       ("worker", "*"))
     cluster.hello(b"w1", "alpha", slots=2, key=worker)
     for key in (acme, globex):
         job_id = submit(cluster, key, engine="null")["body"]["ids"][0]  # type: ignore[index]
@@ -125,7 +125,7 @@ def test_a_pending_quota_refuses_the_submit_that_would_pass_it(cluster: Cluster)
 
 
 def test_a_running_quota_holds_a_tenants_jobs_while_others_run(cluster: Cluster) -> None:
-    acme, globex, worker = keys(cluster, ("submit", "acme"), ("submit", "globex"), ("worker", "ops"))
+    acme, globex, worker = keys(cluster, ("submit", "acme"), ("submit", "globex"), ("worker", "*"))
     set_quota(cluster.store, "acme", max_pending=None, max_running=1)
     first = submit(cluster, acme)["body"]["ids"][0]  # type: ignore[index]
     held = submit(cluster, acme)["body"]["ids"][0]  # type: ignore[index]

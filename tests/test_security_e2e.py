@@ -51,7 +51,7 @@ def test_tenants_see_only_their_own_jobs_over_the_cli(tmp_path: Path) -> None:
     with LocalCluster(tmp_path) as cluster:
         cluster.start_master()
         acme, globex = cluster.api_key("submit", "acme"), cluster.api_key("submit", "globex")
-        worker = cluster.api_key("worker", "ops")
+        worker = cluster.api_key("worker", "*")
         cluster.start_worker("secure", "--api-key", worker)
         done = cli(cluster, "jobs", "submit", "--scenario", "mine", "--engine", "null", "--wait", key=acme)
         assert done.returncode == 0, done.stderr

@@ -8,10 +8,11 @@ import typer
 from rich import box
 from rich.text import Text
 
-from ffrtmp import __version__
+from ffrtmp import __version__, defaults
 from ffrtmp.cli import demo, jobs, keys, master, nodes, top, worker
 from ffrtmp.cli.common import console, errors
-from ffrtmp.errors import FfrtmpError
+from ffrtmp.cli.settings import ENVIRONMENT_ONLY, environment_epilog
+from ffrtmp.errors import FfrtmpError, InvalidInput
 
 app = typer.Typer(
     name="ffrtmp",
@@ -22,8 +23,8 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("master")(master.master)
-app.command("worker")(worker.worker)
+app.command("master", epilog=environment_epilog("FFRTMP_MAX_MESSAGE_BYTES"))(master.master)
+app.command("worker", epilog=environment_epilog(*ENVIRONMENT_ONLY))(worker.worker)
 app.command("demo")(demo.demo)
 app.command("top")(top.top)
 app.add_typer(jobs.app, name="jobs")
@@ -65,6 +66,9 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 def main() -> None:
     try:
+        if defaults.ENV_ERRORS:  # read at import, reported here: a clear exit 2, no traceback
+            name, problem = next(iter(defaults.ENV_ERRORS.items()))
+            raise InvalidInput(name, problem)
         app()
     except FfrtmpError as exc:
         errors.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)

@@ -26,7 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 TracingOption = Annotated[bool, typer.Option(
-    "--tracing/--no-tracing", envvar="FFRTMP_TRACING", help="Export OpenTelemetry traces (extra ffrtmp[tracing]).")]
+    "--tracing/--no-tracing", envvar="FFRTMP_TRACING",
+    help="Export OpenTelemetry traces (needs opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http).")]
 TracingEndpointOption = Annotated[str | None, typer.Option(
     "--tracing-endpoint", envvar="FFRTMP_TRACING_ENDPOINT", help="OTLP/HTTP endpoint (default localhost:4318).")]
 LogLevelOption = Annotated[str, typer.Option("--log-level", envvar="FFRTMP_LOG_LEVEL",
@@ -83,7 +84,10 @@ def with_connection(func: F | None = None, *, timeout_flag: str = "--timeout") -
         return lambda f: with_connection(f, timeout_flag=timeout_flag)
     signature = inspect.signature(func)
     hints = typer_hints(func)
-    params = [p for p in signature.parameters.values() if p.name != "conn"]
+    # Typer reads a __signature__ as is: its annotations must be the evaluated ones, or an Annotated option
+    # (TracingOption, LogLevelOption) would lose its envvar and help.
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+              if p.name != "conn"]
     for name, (annotation, default) in _CONNECTION_OPTIONS.items():
         if name == "timeout" and timeout_flag != "--timeout":
             annotation = Annotated[float, typer.Option(timeout_flag, envvar="FFRTMP_TIMEOUT",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -11,12 +12,23 @@ import typer
 from rich.live import Live
 
 from ffrtmp.cli.common import Connection, console, errors, print_json, with_connection
-from ffrtmp.client import TERMINAL, Client
+from ffrtmp.client import TERMINAL, Client, SubmittedIds
 from ffrtmp.errors import InvalidInput, JobFailed
-from ffrtmp.jobspec import parse_labels, validate_submission
+from ffrtmp.jobspec import CLIENT_SIDE, parse_labels, validate_submission
 from ffrtmp.views import job_detail, job_progress, jobs_table
 
 app = typer.Typer(help="Submit and inspect jobs.", no_args_is_help=True, rich_markup_mode=None)
+
+
+MAX_KEY = 150
+"""Longest --idempotency-key (the master takes 200 characters, chunk index included)."""
+
+
+def jobs_key(jobs: list[dict[str, Any]]) -> str:
+    """The idempotency key of a `--from` submit: a hash of its jobs (the file with the command line's
+    defaults applied), so rerunning the same command after a failure creates only what is missing."""
+    canonical = json.dumps(jobs, sort_keys=True, separators=(",", ":")).encode()
+    return "from-" + hashlib.sha256(canonical).hexdigest()[:40]
 
 
 def _read_jobs_file(path: Path, defaults_: dict[str, Any]) -> list[dict[str, Any]]:
@@ -37,7 +49,7 @@ def _read_jobs_file(path: Path, defaults_: dict[str, Any]) -> list[dict[str, Any
             raise InvalidInput(f"from: line {number}", "must be a JSON object")
         job = {**defaults_, **raw}
         try:
-            validate_submission(job)
+            validate_submission(job, output_roots=CLIENT_SIDE)
         except InvalidInput as exc:
             raise InvalidInput(f"from: line {number}: {exc.field}", exc.problem) from None
         jobs.append(job)
@@ -59,7 +71,8 @@ def submit(
     preset: str = typer.Option(None, "--preset", help="Encoder preset, e.g. veryfast."),
     engine: str = typer.Option(None, "--engine", help="auto, ffmpeg, gstreamer or null."),
     input_: str = typer.Option(None, "--input", help="A file or URL (default: a generated test source)."),
-    output: str = typer.Option(None, "--output", help="A path (relative to the worker's work dir) or rtmp://…"),
+    output: str = typer.Option(None, "--output", help="A path in the job's own output directory, an absolute "
+                               "path under the master's --output-root, or rtmp://…"),
     queue: str = typer.Option(None, "--queue", help="live, default or batch."),
     priority: str = typer.Option(None, "--priority", help="high, medium or low."),
     max_retries: int = typer.Option(None, "--max-retries", help="Override the master's --max-retries."),
@@ -69,6 +82,9 @@ def submit(
     from_file: Path = typer.Option(None, "--from", help="Many jobs: a JSONL file, one object a line."),
     wait: bool = typer.Option(False, "--wait", help="Block with a progress bar until the job ends."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+    idempotency_key: str = typer.Option(None, "--idempotency-key", help="Rerunning a submit with the same key "
+                                        "(within a day, same tenant) creates no job twice. With --from it "
+                                        "defaults to a hash of the jobs; give a new key to submit them again."),
 ) -> None:
     """Submit a job (or many with --from) and print its id."""
     options = {"scenario": scenario, "bitrate": bitrate, "resolution": resolution, "fps": fps,
@@ -79,10 +95,18 @@ def submit(
     if from_file is not None:
         jobs = _read_jobs_file(from_file, given)
     else:
-        validate_submission(given)
+        validate_submission(given, output_roots=CLIENT_SIDE)
         jobs = [given]
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY:
+        raise InvalidInput("idempotency-key", f"must be 1 to {MAX_KEY} characters")
+    key = idempotency_key or (jobs_key(jobs) if from_file is not None else None)
     with conn.client() as client:
-        ids = client.submit_many(jobs) if len(jobs) > 1 else client.request("submit", {"jobs": jobs})["ids"]
+        ids = client.submit_many(jobs, key=key) if key is not None or len(jobs) > 1 \
+            else client.request("submit", {"jobs": jobs})["ids"]
+        if isinstance(ids, SubmittedIds) and ids.repeated:
+            errors.print(f"note: {ids.repeated} of these {len(ids)} jobs were submitted before with the same "
+                         f"key ({key}); no new job was made for them (--idempotency-key: a new key submits "
+                         "them again)", soft_wrap=True, highlight=False)
         if not wait:
             if json_output:
                 print_json({"ids": ids})
@@ -129,14 +153,16 @@ def list_(
     status: str = typer.Option(None, "--status", help="pending, assigned, running, completed, failed, canceled."),
     queue: str = typer.Option(None, "--queue"),
     node: str = typer.Option(None, "--node"),
-    limit: int = typer.Option(50, "--limit", min=1, max=100_000),
+    limit: int = typer.Option(50, "--limit", min=1, max=100_000,
+                              help="How many (fetched from the master in pages of at most 1,000)."),
     watch: bool = typer.Option(False, "--watch", help="A live table, refreshed until Ctrl-C."),
     json_output: bool = typer.Option(False, "--json"),
+    every: bool = typer.Option(False, "--all", help="Every job, whatever --limit says (page by page)."),
 ) -> None:
     """List jobs, newest first."""
     with conn.client() as client:
         def fetch() -> list[dict[str, Any]]:
-            return client.list(status=status, queue=queue, node=node, limit=limit)
+            return client.list(status=status, queue=queue, node=node, limit=limit, all=every)
 
         if json_output:
             print_json(fetch())

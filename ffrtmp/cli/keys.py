@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -49,38 +50,51 @@ DataDir = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_defaul
 DbPath = typer.Option(None, "--db", help="The master's database (default DATA_DIR/master.db).")
 
 
-def _store(data_dir: Path | None, db: Path | None) -> Store:
+def _store(data_dir: Path | None, db: Path | None, create: bool = False) -> Store:
+    """The master's store. With `create`, a missing one is made (no master runs on it yet), so the first
+    key can exist before the master's first start, which then listens beyond loopback (protected mode)."""
     from ffrtmp import defaults
     from ffrtmp.errors import InvalidInput
+    from ffrtmp.security import private_database
 
     path = db or (data_dir or defaults.data_dir()) / "master.db"
     if not path.exists():
-        raise InvalidInput("db", f"{path} does not exist: run this where the master keeps its data (--data-dir/--db)")
+        if not create:
+            raise InvalidInput("db", f"{path} does not exist: run this where the master keeps its data "
+                               "(--data-dir/--db)")
+        private_database(path)
+        return Store(path)
     return Store(path, migrate=False)  # the master may be running: never change the schema under it
 
 
 @api.command("create")
 def api_create(
     role: str = typer.Option(..., "--role", help="admin, submit, read or worker."),
-    tenant: str = typer.Option("default", "--tenant", help="The tenant whose jobs this key sees and owns."),
+    tenant: str = typer.Option(None, "--tenant", show_default=False,
+                               help="The tenant whose jobs this key sees and owns (default: default); for a "
+                                    "worker key, the only tenant whose jobs it runs (default: every tenant)."),
     note: str = typer.Option("", "--note", help="What the key is for."),
+    node: str = typer.Option(None, "--node", help="Worker keys: the only node name it may register as, or "
+                             "PREFIX* for names starting with PREFIX (default: any)."),
     data_dir: Path = DataDir,
     db: Path = DbPath,
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Issue a key; it is printed once and stored only as a hash. The master checks it on every request."""
-    from ffrtmp.master.auth import create_key
+    from ffrtmp.master.auth import create_key, list_keys
 
-    store = _store(data_dir, db)
+    store = _store(data_dir, db, create=True)
     try:
-        key_id, token = create_key(store, role, tenant, note)
+        key_id, token = create_key(store, role, tenant, note, node)
+        tenant = next(k["tenant"] for k in list_keys(store) if k["id"] == key_id)
     finally:
         store.close()
     if json_output:
-        print_json({"id": key_id, "key": token, "role": role, "tenant": tenant})
+        print_json({"id": key_id, "key": token, "role": role, "tenant": tenant, "node": node})
     else:
-        console.print(f"{token}\n(id {key_id}, role {role}, tenant {tenant}: keep the key, it is not shown again)",
-                      highlight=False)
+        scope = f", node {node}" if node else ""
+        console.print(f"{token}\n(id {key_id}, role {role}, tenant {tenant}{scope}: keep the key, it is not shown "
+                      "again)", highlight=False)
 
 
 @api.command("list")
@@ -100,10 +114,11 @@ def api_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = ty
         print_json(keys)
         return
     table = Table(header_style="bold")
-    for column in ("ID", "ROLE", "TENANT", "CREATED", "REVOKED", "NOTE"):
+    for column in ("ID", "ROLE", "TENANT", "NODE", "CREATED", "REVOKED", "NOTE"):
         table.add_column(column)
     for key in keys:
-        table.add_row(key["id"], key["role"], key["tenant"], key["created_at"], key["revoked_at"] or "-", key["note"])
+        table.add_row(key["id"], key["role"], key["tenant"], key["node"] or "-", key["created_at"],
+                      key["revoked_at"] or "-", key["note"])
     console.print(table)
 
 
@@ -126,34 +141,48 @@ def quota_set(
     tenant: str = typer.Argument(...),
     max_pending: int = typer.Option(None, "--max-pending", help="Pending jobs at most (a submit past it: exit 5)."),
     max_running: int = typer.Option(None, "--max-running", help="Jobs running at once at most (others wait)."),
+    queues: str = typer.Option(None, "--queues", help="Queues its jobs may use, comma-separated (e.g. "
+                               "default,batch). Once any tenant has a list, tenants without one get default,batch."),
+    priorities: str = typer.Option(None, "--priorities", help="Priorities its jobs may use, comma-separated (e.g. "
+                                   "medium,low). Once any tenant has a list, tenants without one get medium,low."),
     data_dir: Path = DataDir,
     db: Path = DbPath,
 ) -> None:
     """Set a tenant's quotas (leave one out for no limit); the master applies them at once."""
     from ffrtmp.master.auth import set_quota
+    from ffrtmp.master.tenants import parse_allowed, set_allowed
 
+    allowed_queues, allowed_priorities = parse_allowed("queues", queues), parse_allowed("priorities", priorities)
     store = _store(data_dir, db)
     try:
         set_quota(store, tenant, max_pending, max_running)
+        set_allowed(store, tenant, allowed_queues, allowed_priorities)
     finally:
         store.close()
     console.print(f"{tenant}: max pending {max_pending if max_pending is not None else 'unlimited'}, "
-                  f"max running {max_running if max_running is not None else 'unlimited'}", highlight=False)
+                  f"max running {max_running if max_running is not None else 'unlimited'}"
+                  + (f", queues {','.join(allowed_queues)}" if allowed_queues else "")
+                  + (f", priorities {','.join(allowed_priorities)}" if allowed_priorities else ""), highlight=False)
 
 
 @quota.command("list")
 def quota_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
     """Tenants with quotas."""
     from ffrtmp.master.auth import quotas
+    from ffrtmp.master.tenants import granted_lanes
 
     store = _store(data_dir, db)
     try:
-        found = quotas(store)
+        found: dict[str, dict[str, Any]] = {name: dict(limits) for name, limits in quotas(store).items()}
+        for name, lanes in granted_lanes(store).items():
+            found.setdefault(name, {}).update(lanes)  # only tenants with lists get these fields
     finally:
         store.close()
     if json_output:
         print_json(found)
         return
     for name, limits in sorted(found.items()):
-        console.print(f"{name}: max pending {limits['max_pending']}, max running {limits['max_running']}",
-                      highlight=False)
+        granted = "".join(f", {field} {','.join(limits[field])}" for field in ("queues", "priorities")
+                          if field in limits)
+        console.print(f"{name}: max pending {limits.get('max_pending')}, max running {limits.get('max_running')}"
+                      f"{granted}", highlight=False)

@@ -18,10 +18,11 @@ from ffrtmp.cli.common import (
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import QUEUE_WEIGHTS
 from ffrtmp.master.coordinator import MasterConfig
+from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import LogPolicy
 from ffrtmp.master.ratelimit import parse_limits
 from ffrtmp.master.recovery import RetryPolicy
-from ffrtmp.units import parse_size
+from ffrtmp.units import duration_text, parse_size, size_text
 
 
 def parse_stall_timeouts(values: list[str]) -> tuple[float, dict[str, float]]:
@@ -42,7 +43,9 @@ def parse_stall_timeouts(values: list[str]) -> tuple[float, dict[str, float]]:
 
 
 def master(
-    bind: str = typer.Option(defaults.BIND_ADDRESS, "--bind", envvar="FFRTMP_BIND", help="Interface to listen on."),
+    bind: str = typer.Option(defaults.BIND_ADDRESS, "--bind", envvar="FFRTMP_BIND",
+                             help="Interface to listen on (ZeroMQ and metrics). auto: 127.0.0.1 while the master "
+                                  "has no API key and no --allow-keys (protected mode), else 0.0.0.0."),
     port: int = typer.Option(defaults.MASTER_PORT, "--port", envvar="FFRTMP_PORT",
                              help="ZeroMQ port (0: any free port; see master.json in the data dir)."),
     data_dir: Path = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_default=False,
@@ -55,30 +58,58 @@ def master(
                                     "are in this directory."),
     api_key: str = typer.Option(None, "--api-key", envvar=["FFRTMP_API_KEY", "MASTER_API_KEY", "FFMPEG_RTMP_API_KEY"],
                                 help="Require this API key on every request."),
-    max_retries: int = typer.Option(defaults.MAX_RETRIES, "--max-retries", min=0, max=100,
+    max_retries: int = typer.Option(defaults.MAX_RETRIES, "--max-retries", min=0, max=100, envvar="FFRTMP_MAX_RETRIES",
                                     help="Retries of a failed attempt (per job: jobs submit --max-retries)."),
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Serve Prometheus metrics and /health."),
     metrics_port: int = typer.Option(defaults.METRICS_PORT, "--metrics-port", envvar="FFRTMP_METRICS_PORT"),
-    scheduler_interval: str = typer.Option("5s", "--scheduler-interval", help="Period of the maintenance pass."),
-    heartbeat_interval: str = typer.Option("1s", "--heartbeat-interval", help="Worker heartbeat period."),
-    node_timeout: str = typer.Option("10s", "--node-timeout", help="Silence after which a worker is offline."),
-    stall_timeout: list[str] = typer.Option(["10m"], "--stall-timeout",
+    scheduler_interval: str = typer.Option(duration_text(defaults.SCHEDULER_INTERVAL), "--scheduler-interval",
+                                           envvar="FFRTMP_SCHEDULER_INTERVAL", help="Period of the maintenance pass."),
+    heartbeat_interval: str = typer.Option(duration_text(defaults.HEARTBEAT_INTERVAL), "--heartbeat-interval",
+                                           envvar="FFRTMP_HEARTBEAT_INTERVAL", help="Worker heartbeat period."),
+    node_timeout: str = typer.Option(duration_text(defaults.NODE_TIMEOUT), "--node-timeout",
+                                     envvar="FFRTMP_NODE_TIMEOUT", help="Silence after which a worker is offline."),
+    stall_timeout: list[str] = typer.Option([duration_text(defaults.STALL_TIMEOUT)], "--stall-timeout",
+                                            envvar="FFRTMP_STALL_TIMEOUT",
                                             help="No progress for this long = stalled; QUEUE=DURATION sets one "
                                                  "queue's (repeatable, e.g. --stall-timeout live=30s)."),
     max_wait: str = typer.Option(None, "--max-wait", help="Aging: a job pending longer than this is dispatched "
                                  "before newer, heavier ones (off by default)."),
-    forget_offline: str = typer.Option("24h", "--forget-offline", help="Forget a node offline this long (it "
+    forget_offline: str = typer.Option(duration_text(defaults.FORGET_OFFLINE), "--forget-offline",
+                                       envvar="FFRTMP_FORGET_OFFLINE", help="Forget a node offline this long (it "
                                        "leaves `nodes list` and the metrics; its jobs keep its name); 0: never."),
-    log_retention: str = typer.Option("7d", "--log-retention", help="Delete a job's log this long after it ends."),
-    log_max_job: str = typer.Option("10M", "--log-max-job", help="Cut a job's stored log past this size."),
-    log_max_total: str = typer.Option("2G", "--log-max-total",
+    log_retention: str = typer.Option(duration_text(defaults.LOG_RETENTION), "--log-retention",
+                                      envvar="FFRTMP_LOG_RETENTION",
+                                      help="Delete a job's log this long after it ends."),
+    log_max_job: str = typer.Option(size_text(defaults.LOG_MAX_JOB_BYTES), "--log-max-job",
+                                    envvar="FFRTMP_LOG_MAX_JOB_BYTES", help="Cut a job's stored log past this size."),
+    log_max_total: str = typer.Option(size_text(defaults.LOG_MAX_TOTAL_BYTES), "--log-max-total",
+                                      envvar="FFRTMP_LOG_MAX_TOTAL_BYTES",
                                       help="Past this much stored log, delete the oldest finished jobs' logs."),
-    retry_backoff: str = typer.Option("5s", "--retry-backoff", help="First retry delay (doubles per attempt)."),
-    retry_backoff_max: str = typer.Option("5m", "--retry-backoff-max", help="Cap of the retry delay."),
+    retry_backoff: str = typer.Option(duration_text(defaults.RETRY_BACKOFF_BASE), "--retry-backoff",
+                                      envvar="FFRTMP_RETRY_BACKOFF", help="First retry delay (doubles per attempt)."),
+    retry_backoff_max: str = typer.Option(duration_text(defaults.RETRY_BACKOFF_MAX), "--retry-backoff-max",
+                                          envvar="FFRTMP_RETRY_BACKOFF_MAX", help="Cap of the retry delay."),
     output_root: list[str] = typer.Option([], "--output-root",
                                           help="Absolute output paths under this root are accepted (repeatable)."),
     rate_limit: list[str] = typer.Option([], "--rate-limit", help="KIND=RATE[/BURST] per key: submit, read, logs "
                                          "or node (worker messages); 0 = unlimited (repeatable)."),
+    max_resolution: str = typer.Option(defaults.MAX_RESOLUTION, "--max-resolution", envvar="FFRTMP_MAX_RESOLUTION",
+                                       help="The largest frame a job may ask for (either orientation)."),
+    max_fps: int = typer.Option(defaults.MAX_FPS, "--max-fps", envvar="FFRTMP_MAX_FPS",
+                                help="The highest frame rate a job may ask for."),
+    max_duration: str = typer.Option(defaults.MAX_JOB_DURATION, "--max-duration", envvar="FFRTMP_MAX_DURATION",
+                                     help="The longest duration a job may ask for (at most 1d)."),
+    max_bitrate: str = typer.Option(defaults.MAX_BITRATE, "--max-bitrate", envvar="FFRTMP_MAX_BITRATE",
+                                    help="The highest bitrate a job may ask for."),
+    insecure: bool = typer.Option(False, "--insecure", envvar="FFRTMP_INSECURE",
+                                  help="Listen on a non-loopback --bind with no API key and no --allow-keys: "
+                                       "anyone who reaches it is an admin."),
+    store_min_free: str = typer.Option(size_text(defaults.STORE_MIN_FREE), "--store-min-free",
+                                       envvar="FFRTMP_STORE_MIN_FREE", help="Free space kept on the store's disk: "
+                                       "below it the master refuses writes (exit 5 'store full') and will not start."),
+    submit_key_ttl: str = typer.Option(duration_text(defaults.SUBMIT_KEY_TTL), "--submit-key-ttl",
+                                       envvar="FFRTMP_SUBMIT_KEY_TTL", help="How long a submit's idempotency key is "
+                                       "remembered (a rerun of `jobs submit --from` within it creates nothing twice)."),
     max_followers: int = typer.Option(defaults.LOG_MAX_FOLLOWERS, "--max-followers", min=1,
                                       envvar="FFRTMP_MAX_FOLLOWERS",
                                       help="Log followers and waits served at once, all keys together."),
@@ -110,16 +141,20 @@ def master(
         forget_offline=duration_option(forget_offline, "forget-offline") or None,
         output_roots=tuple(root.rstrip("/") or "/" for root in output_root),
         rate_limits=parse_limits(rate_limit),
+        limits=JobLimits.parse(max_resolution, max_fps, duration_option(max_duration, "max-duration") or 0.0,
+                               max_bitrate),
         retry=RetryPolicy(base=duration_option(retry_backoff, "retry-backoff") or 0.0,
                           cap=duration_option(retry_backoff_max, "retry-backoff-max") or 0.0),
     )
+    config.store_min_free = parse_size(store_min_free, field="store-min-free")
+    config.submit_key_ttl = duration_option(submit_key_ttl, "submit-key-ttl") or defaults.SUBMIT_KEY_TTL
     config.logs = LogPolicy(retention=duration_option(log_retention, "log-retention") or defaults.LOG_RETENTION,
                             max_job_bytes=parse_size(log_max_job, field="log-max-job"),
                             max_total_bytes=parse_size(log_max_total, field="log-max-total"),
                             max_followers=max_followers, max_followers_per_key=max_followers_per_key)
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
-                            config=config)
+                            config=config, insecure=insecure)
     if key is None and cert is not None:
         raise InvalidInput("key", "--cert needs --key (the secret half)")
     if allow_keys is not None and not allow_keys.is_dir():

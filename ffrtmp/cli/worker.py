@@ -25,6 +25,7 @@ from ffrtmp.cli.common import (
 )
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name, parse_labels
+from ffrtmp.units import duration_text, parse_duration
 
 
 def machine_fingerprint(name: str) -> str:
@@ -43,7 +44,8 @@ def machine_fingerprint(name: str) -> str:
 def worker(
     conn: Connection,
     name: str = typer.Option(None, "--name", envvar="FFRTMP_WORKER_NAME", help="Node name. Default: hostname."),
-    slots: int = typer.Option(1, "--slots", min=1, max=256, help="Concurrent jobs."),
+    slots: int = typer.Option(defaults.WORKER_SLOTS, "--slots", min=1, max=256, envvar="FFRTMP_SLOTS",
+                              help="Concurrent jobs."),
     engines: str = typer.Option(None, "--engines", help="Comma list of engines to offer (default: all found)."),
     work_dir: Path = typer.Option(None, "--work-dir", envvar="FFRTMP_WORK_DIR",
                                   help="Scratch dir for inputs and outputs. Default: ~/.cache/ffrtmp/work."),
@@ -55,8 +57,15 @@ def worker(
     probe: bool = typer.Option(False, "--probe", help="Print engines, encoders and resources, then exit."),
     json_output: bool = typer.Option(False, "--json", help="With --probe: print JSON."),
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
-    drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
+    drain_timeout: float = typer.Option(defaults.DRAIN_TIMEOUT, "--drain-timeout", envvar="FFRTMP_DRAIN_TIMEOUT",
+                                        help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
+    metrics_bind: str = typer.Option(defaults.WORKER_METRICS_BIND, "--metrics-bind",
+                                     envvar="FFRTMP_WORKER_METRICS_BIND",
+                                     help="Interface of the Prometheus endpoint (unauthenticated; 0.0.0.0: all)."),
+    output_retention: str = typer.Option(duration_text(defaults.OUTPUT_RETENTION), "--output-retention",
+                                         envvar="FFRTMP_OUTPUT_RETENTION",
+                                         help="Delete outputs in the work dir older than this (0: never)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -71,6 +80,7 @@ def worker(
         unknown = [e for e in wanted if e not in KNOWN_ENGINES]
         if unknown:
             raise InvalidInput("engines", f"{unknown[0]!r} is not one of {', '.join(KNOWN_ENGINES)}")
+    retention = parse_duration(output_retention, field="output-retention")
     directory = (work_dir or defaults.work_dir()).expanduser()
     if probe:
         _probe(detect(wanted, ffmpeg), directory, json_output)
@@ -88,10 +98,12 @@ def worker(
     capabilities = detect(wanted, ffmpeg)
     for engine, reason in capabilities.missing.items():
         console.print(f"[yellow]engine {engine} unavailable:[/] {reason}", highlight=False)
+    if capabilities.ffmpeg:
+        console.print(f"ffmpeg: {capabilities.ffmpeg} ({capabilities.ffmpeg_source})", highlight=False)
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
-                            burst=burst, drain_timeout=drain_timeout)
+                            burst=burst, drain_timeout=drain_timeout, output_retention=retention)
     if tracing:
         from ffrtmp.tracing import Tracing
 
@@ -100,7 +112,7 @@ def worker(
     if metrics_port:
         from ffrtmp.worker.metrics import serve_worker_metrics
 
-        serve_worker_metrics(agent, metrics_port)
+        serve_worker_metrics(agent, metrics_port, metrics_bind)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if agent.draining:
@@ -121,14 +133,18 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     from ffrtmp.views import encoders_table
     from ffrtmp.worker.capabilities import Capabilities
     from ffrtmp.worker.resources import ResourceSampler
+    from ffrtmp.worker.tools import BUNDLED, ffmpeg_version
 
     assert isinstance(capabilities, Capabilities)
     work_dir.mkdir(parents=True, exist_ok=True)
     resources = ResourceSampler(work_dir).sample()
     # Every encoder found, also those of an engine this worker cannot offer: their reasons say why.
     encoders = {e.name: e.to_dict() for e in capabilities.encoders}
+    version = ffmpeg_version(capabilities.ffmpeg) if capabilities.ffmpeg else None
+    bundled = capabilities.ffmpeg_source == BUNDLED
     report = {"engines": capabilities.engines, "unavailable_engines": capabilities.missing,
-              "ffmpeg": capabilities.ffmpeg, "gstreamer": capabilities.gstreamer,
+              "ffmpeg": capabilities.ffmpeg, "ffmpeg_version": version, "ffmpeg_found_by": capabilities.ffmpeg_source,
+              "ffmpeg_bundled": bundled, "gstreamer": capabilities.gstreamer,
               "encoders": list(encoders.values()), "resources": resources}
     if json_output:
         print_json(report)
@@ -136,7 +152,11 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     console.print(f"[bold]engines:[/] {', '.join(capabilities.engines)}")
     for engine, reason in capabilities.missing.items():
         console.print(f"[yellow]unavailable:[/] {engine}: {reason}", highlight=False)
-    console.print(f"[bold]ffmpeg:[/] {capabilities.ffmpeg or 'not found'}", highlight=False)
+    if capabilities.ffmpeg:
+        console.print(f"[bold]ffmpeg:[/] {capabilities.ffmpeg} (version {version or 'unknown'}, "
+                      f"{'bundled' if bundled else 'system'}, found by {capabilities.ffmpeg_source})", highlight=False)
+    else:
+        console.print("[bold]ffmpeg:[/] not found", highlight=False)
     console.print(f"[bold]gstreamer:[/] {capabilities.gstreamer or 'not usable'}", highlight=False)
     console.print(encoders_table(encoders))
     gpus = ", ".join(g["name"] for g in resources["gpus"]) or "none found (no nvidia-smi)"

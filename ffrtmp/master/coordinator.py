@@ -12,22 +12,25 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ffrtmp import defaults
 from ffrtmp.errors import Conflict, FfrtmpError, NotFound, ProtocolError, RateLimited
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
-from ffrtmp.master import handlers, requests
+from ffrtmp.master import degraded, handlers, requests
 from ffrtmp.master.activity import Activity
 from ffrtmp.master.auth import Authority
 from ffrtmp.master.dispatch import dispatch_pass
+from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.store import Ending, Store
+from ffrtmp.master.store_health import StoreHealth, WriteFault
 from ffrtmp.protocol import Kind, Message, decode, encode, encode_batch, unbatch
 
 log = logging.getLogger("ffrtmp.master")
@@ -57,6 +60,12 @@ class MasterConfig:
     rate_limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
     version: str = ""
+    limits: JobLimits = field(default_factory=JobLimits)
+    """The largest job this master accepts (size, rate, length, bitrate)."""
+    store_min_free: int = defaults.STORE_MIN_FREE
+    """Below this much free space on the store's disk the master refuses writes (degraded mode)."""
+    submit_key_ttl: float = defaults.SUBMIT_KEY_TTL
+    """How long a submit's idempotency key is remembered."""
 
 
 @dataclass
@@ -114,6 +123,9 @@ class Coordinator:
         self.purge_due = 0.0
         self.observer = Observers()
         store.on_commit = self.observer.committed
+        self.store_health = StoreHealth(None if store.path == ":memory:" else str(Path(store.path).parent),
+                                        config.store_min_free)
+        """Degraded mode: while the store's disk is full or failing, writes are refused (see store_health)."""
         self._handlers: dict[Kind, Callable[[Coordinator, bytes, Message, float], None]] = {
             Kind.HELLO: handlers.on_hello,
             Kind.HEARTBEAT: handlers.on_heartbeat,
@@ -156,15 +168,35 @@ class Coordinator:
                      now: float) -> None:
         """Frames as (route, frame) or (route, frame, the sender's CURVE key from ZAP)."""
         self._pending_cache = None
-        with self.store.transaction():
-            for route, frame, *sender in frames:
-                self.handle_frame(route, frame, now, sender[0] if sender else None)
-            if self.dirty:
-                self.dispatch(now)
+        if not self.store_health.writable(now):
+            degraded.handle_batch(self, frames, now)
+            self.flush()
+            return
+        try:
+            with self.store.transaction():
+                for route, frame, *sender in frames:
+                    self.handle_frame(route, frame, now, sender[0] if sender else None)
+                if self.dirty:
+                    self.dispatch(now)
+        except WriteFault as exc:
+            degraded.batch_failed(self, frames, exc, now)
+        else:
+            self.store_health.recovered()
         self.flush()
 
     def tick(self, now: float) -> None:
         """Upkeep: dead nodes, due retries, and the periodic pass; dispatch when anything changed."""
+        if not self.store_health.writable(now):
+            self.logbook.keepalive(now, self._status_of)  # followers keep waiting; nothing else can be written
+            self.flush()
+            return
+        try:
+            self._upkeep(now)
+        except WriteFault as exc:
+            degraded.batch_failed(self, [], exc, now)
+        self.flush()
+
+    def _upkeep(self, now: float) -> None:
         with self.store.transaction():
             self.expire_nodes(now)
             self.check_attempts(now)
@@ -177,10 +209,10 @@ class Coordinator:
             if now - self.last_maintenance >= self.config.scheduler_interval:
                 self.last_maintenance = now
                 self.forget_offline(now)
+                self.store.forget_submit_keys(now - self.config.submit_key_ttl)
                 self.dirty = True
             if self.dirty:
                 self.dispatch(now)
-        self.flush()
 
     def handle_frame(self, route: bytes, frame: bytes, now: float, sender: str | None = None) -> None:
         try:
@@ -206,6 +238,8 @@ class Coordinator:
             self._refuse_revoked(route, message)
             return
         session = self.session_of(route)
+        if session is not None and message.kind is not Kind.HELLO and handlers.revoked(self, route, session, now):
+            return
         if session is not None:
             session.last_seen = now
             if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", now):
@@ -215,6 +249,8 @@ class Coordinator:
         try:
             with self.store.savepoint():
                 handler(self, route, message, now)
+        except WriteFault:
+            raise  # the disk, not this message: the whole batch is rolled back
         except FfrtmpError as exc:
             self.counters.malformed += 1
             log.warning("%s from a peer was refused: %s", kind, exc)
@@ -258,9 +294,11 @@ class Coordinator:
         """Send after the current transaction commits; `on_fail` runs (in a new transaction) if it cannot go."""
         self.outbox.append((route, frame, on_fail))
 
-    def ack(self, route: bytes, job_id: str, attempt: int) -> None:
-        """Acknowledge a RESULT; a batch's acknowledgements to one worker leave as one frame."""
-        self.acks.setdefault(route, []).append((Kind.ACK, {"job": job_id, "attempt": attempt}))
+    def ack(self, route: bytes, job_id: str, attempt: int, publish: bool = False) -> None:
+        """Acknowledge a RESULT (`publish`: accepted, give the output its final name); a batch's acknowledgements
+        to one worker leave as one frame."""
+        body: dict[str, Any] = {"job": job_id, "attempt": attempt, **({"publish": True} if publish else {})}
+        self.acks.setdefault(route, []).append((Kind.ACK, body))
 
     def flush(self) -> None:
         for route, acks in self.acks.items():
@@ -274,10 +312,13 @@ class Coordinator:
                 if on_fail is not None:
                     failed.append(on_fail)
         if failed:
-            with self.store.transaction():
-                for on_fail in failed:
-                    on_fail()
-                self.dispatch(time.time())
+            try:
+                with self.store.transaction():
+                    for on_fail in failed:
+                        on_fail()
+                    self.dispatch(time.time())
+            except WriteFault as exc:
+                degraded.batch_failed(self, [], exc, time.time())
             self.flush()
 
     def jobs_undeliverable(self, route: bytes, job_ids: list[str]) -> Callable[[], None]:
@@ -360,6 +401,8 @@ class Coordinator:
         try:
             with self.store.savepoint():
                 finished = self.store.finish_jobs(endings)
+        except WriteFault:
+            raise
         except Exception:
             log.exception("recording %d job endings together failed; recording them one by one", len(endings))
             finished = [self._finish_alone(*one) for one in pending]
@@ -378,6 +421,8 @@ class Coordinator:
         try:
             with self.store.savepoint():
                 return self.store.finish_jobs([ending])[0]
+        except WriteFault:
+            raise
         except Exception:
             # Its node holds the attempt again: since the worker no longer runs it, the next heartbeats
             # find it gone and it is retried like any lost attempt, rather than left running forever.
@@ -492,6 +537,8 @@ class Coordinator:
         try:
             with self.store.savepoint():
                 dispatch_pass(self, now)
+        except WriteFault:
+            raise
         except Exception:
             del self.outbox[queued:]
             log.exception("dispatch pass failed; it is retried at the next tick")

@@ -16,7 +16,7 @@ from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, encode_batch
 if TYPE_CHECKING:
     from ffrtmp.master.coordinator import Coordinator
 
-SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout")
+SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout", "tenant")
 """What a JOB message tells the worker about the job."""
 DISPATCH_SCAN_LIMIT = 5000
 """Pending jobs one dispatch pass looks at, at most, past jobs that no free node can run."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ffrtmp.errors import InvalidInput, NotAuthorized
 from ffrtmp.failures import Failure, classify
+from ffrtmp.master.auth import Principal
 from ffrtmp.master.nodes import NodeSession, check_hello
 from ffrtmp.master.store import Ending
 from ffrtmp.protocol import Kind, Message, encode
@@ -41,20 +42,57 @@ def on_hello(coordinator: Coordinator, route: bytes, message: Message, now: floa
         return
     name = body["name"]
     old = coordinator.nodes.get(name)
+    problem = _name_refused(coordinator, caller, name, old)
+    if problem is not None:
+        coordinator.refuse(route, 401, problem)
+        return
     if old is not None and old.route not in (None, route) and old.status != "offline" \
             and coordinator.probe(old.route):
         # The incumbent's connection is still up: a second live worker must not steal its identity.
         coordinator.refuse(route, 409, f"a worker named {name!r} is already connected; stop it or pick another --name")
         return
     session = _register(coordinator, route, body, old, now)
+    session.key, session.serves = caller.key, caller.serves
     _reconcile_running(coordinator, session, body.get("running", []), now)
     coordinator.store.upsert_node(session.record(), now)
     config = coordinator.config
     coordinator.queue(route, encode(Kind.WELCOME, {"node": name, "heartbeat_interval": config.heartbeat_interval,
-                                                   "node_timeout": config.node_timeout}))
+                                                   "node_timeout": config.node_timeout, "publish": True}))
     log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)),
              extra={"node": name})
     coordinator.dirty = True
+
+
+def _name_refused(coordinator: Coordinator, caller: Principal, name: str, old: NodeSession | None) -> str | None:
+    """Why `caller` may not register as `name`: its key names other nodes, or the name is another key's.
+
+    A node belongs to the key that registered it while that key is active, so a squatter with another key
+    can neither take over its name (and its waiting attempts) nor make the real worker exit.
+    """
+    if not caller.may_name(name):
+        return f"this worker key may register only as {caller.node!r}, not {name!r} (--name)"
+    bound: str | None
+    if old is not None and old.key is not None:
+        bound = old.key
+    else:
+        row = coordinator.store.get_node(name)
+        bound = row.get("api_key") if row is not None else None
+    if bound in (None, "-", caller.key) or not coordinator.authority.key_active(bound):
+        return None
+    return (f"the worker name {name!r} belongs to another API key; pick another --name, or stop that worker and "
+            f"run `ffrtmp nodes forget {name}`")
+
+
+def revoked(coordinator: Coordinator, route: bytes, session: NodeSession, now: float) -> bool:
+    """True (and the worker is cut off) when the key a joined worker used has been revoked since."""
+    if session.key is None or coordinator.authority.key_active(session.key):
+        return False
+    why = "this master now requires an API key (--api-key / FFRTMP_API_KEY)" if session.key == "-" \
+        else "this worker's API key was revoked"
+    coordinator.refuse(route, 401, why)
+    coordinator.node_gone(session, now, f"{session.name} was cut off: {why}")
+    log.warning("worker %s cut off: %s", session.name, why, extra={"node": session.name})
+    return True
 
 
 def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old: NodeSession | None,
@@ -93,7 +131,10 @@ def _reconcile_running(coordinator: Coordinator, session: NodeSession, running: 
         if session.runs(job_id, attempt):
             continue
         job = coordinator.store.get_job(job_id)
-        ours = job is not None and job["attempts"] == attempt
+        # Ours only when the master gave this very attempt to this node, for a tenant its key serves.
+        ours = job is not None and attempt >= 1 and job["attempts"] == attempt \
+            and coordinator.store.attempt_node(job_id, attempt) == session.name \
+            and (session.serves is None or job["tenant"] in session.serves)
         if ours and job is not None and job["status"] in ("assigned", "running") and job["node"] == session.name:
             session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
                         tenant=job["tenant"])
@@ -213,6 +254,11 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         # attempt in its HELLO, gets it adopted, and sends the result again after WELCOME.
         coordinator.counters.stale += 1
         return
+    if _awaits_publishing(body) and session.runs(job_id, attempt):
+        # Accepted: the worker now renames its partial file to the output's name and reports again. The job
+        # becomes `completed` only on that report, so a completed job never names a file that is absent.
+        coordinator.ack(route, job_id, attempt, publish=True)
+        return
     # Acknowledge even a stale or repeated result, so the worker stops resending it.
     coordinator.ack(route, job_id, attempt)
     if not session.runs(job_id, attempt):
@@ -247,6 +293,11 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         coordinator.attempt_failed(session, job_id, attempt, classify(body.get("failure")),
                                    str(body.get("error") or "the attempt failed")[:2000], now, metrics)
     coordinator.dirty = True
+
+
+def _awaits_publishing(body: dict[str, Any]) -> bool:
+    """A completed file output still under its attempt's partial name."""
+    return body["status"] == "completed" and isinstance(body.get("partial"), str) and body.get("published") is not True
 
 
 def on_bye(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:

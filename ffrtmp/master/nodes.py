@@ -63,6 +63,10 @@ class NodeSession:
     """job id → the attempt this node runs. Every entry holds a slot, `stopping` ones included."""
     curve_key: str | None = None
     """The CURVE public key this node connected with (its identity on the wire)."""
+    key: str | None = None
+    """The id of the API key it joined with ('-' on an open master): checked on each message, bound to its name."""
+    serves: frozenset[str] | None = None
+    """The tenants whose jobs its key lets it run; None: all."""
 
     @property
     def accepting(self) -> bool:
@@ -89,7 +93,8 @@ class NodeSession:
         cpu = self.resources.get("cpu_percent", 0.0)
         return NodeView(name=self.name, slots=self.slots, active=len(self.attempts), engines=self.engines,
                         labels=self.labels, codecs=self.codecs(),
-                        cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting)
+                        cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting,
+                        tenants=self.serves)
 
     def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
             timeout: float | None = None, tenant: str = "") -> AttemptState:
@@ -111,7 +116,7 @@ class NodeSession:
         return {"name": self.name, "fingerprint": self.fingerprint, "status": self.status,
                 "version": self.version, "slots": self.slots, "engines": sorted(self.engines),
                 "encoders": self.encoders, "labels": self.labels, "resources": self.resources,
-                "curve_key": self.curve_key}
+                "curve_key": self.curve_key, "api_key": self.key}
 
     def live(self) -> dict[str, Any]:
         """What `nodes list` adds to the stored row while the node is known in memory."""

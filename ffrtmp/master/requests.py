@@ -6,15 +6,18 @@ client, the exit code of SPEC §4). Arguments come from the network: every one i
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ffrtmp import __version__
+from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput, NotFound, RateLimited
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
 from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
 from ffrtmp.master.store import TERMINAL
+from ffrtmp.master.tenants import allowed_lanes, check_lane
 from ffrtmp.protocol import Kind, encode
 
 if TYPE_CHECKING:
@@ -24,6 +27,10 @@ Args = dict[str, Any]
 Op = Callable[["Coordinator", Principal, Args, float], Any]
 
 MAX_SUBMIT = 50_000
+LIST_BUDGET = 0.003
+"""Seconds of the master's loop one `list` page may take; past it the page ends early, with a cursor."""
+MAX_KEY = 200
+"""Longest idempotency key of a submit (a client's call key plus its chunk index)."""
 STATUSES = ("pending", "assigned", "running", "completed", "failed", "canceled")
 
 
@@ -56,15 +63,27 @@ def submit(coordinator: Coordinator, caller: Principal, args: Args, now: float) 
         raise InvalidInput("jobs", "must be a non-empty list of jobs")
     if len(jobs) > MAX_SUBMIT:
         raise InvalidInput("jobs", f"at most {MAX_SUBMIT} jobs in one request")
+    key = _str_arg(args, "idempotency_key", required=False, limit=MAX_KEY)
+    if key is not None and (earlier := coordinator.store.submitted_ids(caller.tenant, key)) is not None:
+        if len(earlier) != len(jobs):
+            raise InvalidInput("idempotency_key", f"{key!r} was used for a submit of {len(earlier)} jobs, this one "
+                               f"has {len(jobs)}: use a new key for a new submission")
+        return {"ids": earlier, "repeated": True}  # a retry or a rerun: the jobs exist already
     specs = []
+    lanes = allowed_lanes(coordinator.store) if caller.role != "admin" else None
     for index, raw in enumerate(jobs):
         try:
-            specs.append(validate_submission(raw, output_roots=coordinator.config.output_roots))
+            spec = validate_submission(raw, output_roots=coordinator.config.output_roots)
+            coordinator.config.limits.check(spec)
+            check_lane(lanes, caller.tenant, spec.queue, spec.priority)
+            specs.append(spec)
         except InvalidInput as exc:
             field = exc.field if len(jobs) == 1 else f"jobs[{index}].{exc.field}"
             raise InvalidInput(field, exc.problem) from None
     _check_pending_quota(coordinator, caller.tenant, len(specs))
     ids = coordinator.store.insert_jobs(specs, now, coordinator.config.max_retries, tenant=caller.tenant)
+    if key is not None:
+        coordinator.store.remember_submit(caller.tenant, key, ids, now)
     coordinator.observer.jobs_submitted(
         [{"id": job_id, "queue": spec.queue, "priority": spec.priority, "engine": spec.engine,
           "trace": args.get("trace")} for job_id, spec in zip(ids, specs, strict=True)], now)
@@ -97,9 +116,24 @@ def list_jobs(coordinator: Coordinator, caller: Principal, args: Args, now: floa
         raise InvalidInput("status", f"{status!r} is not one of {', '.join(STATUSES)}")
     if queue is not None and queue not in QUEUE_WEIGHTS:
         raise InvalidInput("queue", f"{queue!r} is not one of {', '.join(QUEUE_WEIGHTS)}")
-    rows = coordinator.store.list_jobs(status=status, queue=queue, node=_str_arg(args, "node", required=False),
-                                       limit=_int_arg(args, "limit", 50, 1, 100_000), tenant=caller.scope)
-    return {"jobs": [job_json(row) for row in rows]}
+    # One page at most, and only as much as fits LIST_BUDGET: a huge listing would hold the master's loop
+    # (and everyone else) for seconds. `next` is the cursor of the rest; clients follow it.
+    limit = min(_int_arg(args, "limit", 50, 1, 100_000), defaults.LIST_PAGE)
+    before = _int_arg(args, "cursor", 0, 0, 2**62) or None
+    jobs: list[dict[str, Any]] = []
+    cursor = None
+    deadline = time.perf_counter() + LIST_BUDGET
+    with contextlib.closing(coordinator.store.iter_jobs(
+            status=status, queue=queue, node=_str_arg(args, "node", required=False), limit=limit + 1,
+            tenant=caller.scope, before=before)) as rows:
+        for row in rows:
+            if len(jobs) == limit or (len(jobs) % 64 == 63 and time.perf_counter() > deadline):
+                break
+            jobs.append(job_json(row))
+            cursor = row["seq"]
+        else:
+            cursor = None  # the end: nothing left past this page
+    return {"jobs": jobs, "next": cursor}
 
 
 def cancel(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
@@ -170,8 +204,19 @@ def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:
     return session.live() if session is not None else None
 
 
+def _node_for(coordinator: Coordinator, caller: Principal, row: dict[str, Any]) -> dict[str, Any]:
+    """A node as `caller` may see it: a tenant's key sees the ids and progress of its own jobs only."""
+    live = _node_live(coordinator, row["name"])
+    session = coordinator.nodes.get(row["name"])
+    if live is not None and session is not None and caller.scope is not None:
+        mine = {job for job, state in session.attempts.items() if state.tenant == caller.scope}
+        live = {**live, "jobs": [job for job in live["jobs"] if job in mine],
+                "progress": {job: value for job, value in live["progress"].items() if job in mine}}
+    return node_json(row, live)
+
+
 def nodes_list(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
-    return {"nodes": [node_json(row, _node_live(coordinator, row["name"])) for row in coordinator.store.list_nodes()]}
+    return {"nodes": [_node_for(coordinator, caller, row) for row in coordinator.store.list_nodes()]}
 
 
 def nodes_get(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
@@ -179,7 +224,7 @@ def nodes_get(coordinator: Coordinator, caller: Principal, args: Args, now: floa
     row = coordinator.store.get_node(name)
     if row is None:
         raise NotFound(f"no node {name!r}")
-    return node_json(row, _node_live(coordinator, name))
+    return _node_for(coordinator, caller, row)
 
 
 def nodes_drain(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:

@@ -27,6 +27,8 @@ class NodeView:
     """engine → the codecs (h264, …) and encoder names (libx264, x264enc, …) it has a usable encoder for."""
     cpu: float = 0.0
     accepting: bool = True
+    tenants: frozenset[str] | None = None
+    """The tenants whose jobs this node's worker key lets it run; None: all."""
 
     @property
     def free(self) -> int:
@@ -48,6 +50,8 @@ def encoder_fits(codec: str, engine: str, node: NodeView) -> bool:
 def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
     """None when `node` could run `job` (free slots aside), else what is missing."""
     engine = job["engine"]
+    if node.tenants is not None and job.get("tenant", "") not in node.tenants:
+        return f"a worker key for tenant {job.get('tenant', '')}"
     if not engine_fits(engine, node):
         return f"engine {engine}"
     for key, value in job.get("labels", {}).items():

@@ -181,3 +181,36 @@ def m005_attempts_and_history_by_seq(db: sqlite_utils.Database) -> None:
         "CREATE INDEX history_by_job ON history(job_seq)",
     ):
         db.execute(statement)
+
+
+@MIGRATIONS()
+def m006_key_scopes(db: sqlite_utils.Database) -> None:
+    """Worker keys scoped to tenants and node names, nodes bound to their key, per-tenant queues and priorities.
+
+    Worker keys made before this served every tenant whatever their tenant said: they keep doing so (`*`).
+    """
+    for statement in (
+        "ALTER TABLE api_keys ADD COLUMN node TEXT",
+        "UPDATE api_keys SET tenant = '*' WHERE role = 'worker'",
+        "ALTER TABLE nodes ADD COLUMN api_key TEXT",
+        "ALTER TABLE tenants ADD COLUMN queues TEXT",
+        "ALTER TABLE tenants ADD COLUMN priorities TEXT",
+    ):
+        db.execute(statement)
+
+
+@MIGRATIONS()
+def m007_submit_keys(db: sqlite_utils.Database) -> None:
+    """Idempotency keys of submits: a repeated key (a client retrying a chunk, a rerun of `--from`) gets the
+    ids it was given the first time instead of new jobs. Kept FFRTMP_SUBMIT_KEY_TTL (24 h), per tenant."""
+    for statement in (
+        """CREATE TABLE submit_keys (
+            tenant TEXT NOT NULL,
+            key TEXT NOT NULL,
+            ids TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (tenant, key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX submit_keys_by_age ON submit_keys(created_at)",
+    ):
+        db.execute(statement)

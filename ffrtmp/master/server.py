@@ -13,15 +13,20 @@ from pathlib import Path
 from types import FrameType
 
 from ffrtmp import __version__, defaults
+from ffrtmp.errors import InvalidInput
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
-from ffrtmp.master.store import Store
+from ffrtmp.master.protection import HOW_TO_OPEN, had_api_keys, resolve_bind
+from ffrtmp.master.store_health import WriteFault, describe
+from ffrtmp.master.store_open import open_store, prepare_data_dir
 from ffrtmp.master.traces import MasterTracer
 from ffrtmp.metrics import MasterMetrics, serve
+from ffrtmp.redact import RedactUrls
 from ffrtmp.security import master_keypair
 from ffrtmp.tracing import Tracing
 from ffrtmp.transport import RouterSocket
 
 log = logging.getLogger("ffrtmp.master")
+log.addFilter(RedactUrls())  # every master module logs here: stream keys in URLs never reach its log
 
 TICK_EVERY = 0.1
 """Upkeep (dead nodes, due retries) runs at most this often, however busy the socket is."""
@@ -52,18 +57,27 @@ class MasterOptions:
     metrics_port: int = defaults.METRICS_PORT
     config: MasterConfig = field(default_factory=MasterConfig)
     tracing: Tracing | None = None
+    insecure: bool = False
+    """Allow a non-loopback bind without any API key or --allow-keys (protected mode off)."""
 
 
 class MasterServer:
     def __init__(self, options: MasterOptions) -> None:
         self.options = options
-        options.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(options.data_dir, options.config.store_min_free)
         self.db_path = options.db if options.db is not None else options.data_dir / "master.db"
+        secured = (options.config.api_key is not None or options.allow_keys is not None
+                   or had_api_keys(self.db_path))
+        options.bind, protected = resolve_bind(options.bind, secured=secured, insecure=options.insecure)
+        if protected:
+            log.warning("protected mode: no API key and no --allow-keys, so listening on %s only; %s",
+                        options.bind, HOW_TO_OPEN)
         keys = master_keypair(options.data_dir, options.cert, options.key) if options.tls else None
         host = "*" if options.bind in ("0.0.0.0", "*") else options.bind
         port = "*" if options.port == 0 else str(options.port)
         self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
-        self.store = Store(self.db_path)
+        # Checked first, then made private (security.private_database), so a foreign file is never touched.
+        self.store = open_store(self.db_path, options.config.store_min_free)
         options.config.version = __version__
         self.coordinator = Coordinator(self.store, options.config, self.socket.send)
         self.metrics: MasterMetrics | None = None
@@ -85,7 +99,8 @@ class MasterServer:
         return f"tcp://{host}:{self.port}"
 
     def _write_state(self) -> None:
-        state = {"url": self.url, "pid": os.getpid(), "tls": self.options.tls, "version": __version__,
+        state = {"url": self.url, "bind": self.options.bind, "pid": os.getpid(), "tls": self.options.tls,
+                 "version": __version__,
                  "metrics_port": self.http.server_address[1] if self.http else None}
         path = self.options.data_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
@@ -101,7 +116,12 @@ class MasterServer:
 
     def run(self) -> None:
         coordinator = self.coordinator
-        coordinator.restore(time.time())
+        try:
+            coordinator.restore(time.time())
+        except WriteFault as exc:  # the disk filled between the start-up checks and now
+            self.close()
+            raise InvalidInput("db", f"{describe(self.db_path.parent, exc.cause, coordinator.config.store_min_free)}"
+                               ", then start the master again") from None
         last_tick = 0.0
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
                  "on" if self.options.tls else "OFF", self.db_path)

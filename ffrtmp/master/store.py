@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
 from ffrtmp.master.schema import MIGRATIONS
+from ffrtmp.master.store_health import WriteFault, is_write_fault
 from ffrtmp.master.store_logs import LogRows
 from ffrtmp.master.store_nodes import NodeRows
 
@@ -89,12 +90,38 @@ class Store(LogRows, NodeRows):
         self.on_commit: Callable[[float], None] | None = None
         """Told how long each COMMIT took (metrics)."""
         database = sqlite_utils.Database(self.conn)
+        self._refuse_foreign()
         if not migrate and (pending := MIGRATIONS.pending(database)):
             self.conn.close()
             raise InvalidInput("db", f"{self.path} was written by an older ffrtmp (its schema lacks "
                                f"{', '.join(m.name for m in pending)}): stop the old master, then start this "
                                "version's `ffrtmp master` once to upgrade the store")
         MIGRATIONS.apply(database)
+
+    def _refuse_foreign(self) -> None:
+        """A database with tables but no ffrtmp migrations record is another application's: never take it over."""
+        tables = [row[0] for row in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        if not tables:
+            return  # empty or new: ours to create
+        ours = "_sqlite_migrations" in tables and self.conn.execute(
+            "SELECT 1 FROM _sqlite_migrations WHERE migration_set = 'ffrtmp' LIMIT 1").fetchone() is not None
+        if not ours:
+            self.conn.close()
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise InvalidInput("db", f"{self.path} is not an ffrtmp store (it holds another application's tables: "
+                               f"{shown}); ffrtmp does not take over such a file: point --db or --data-dir "
+                               "at a new path")
+
+    def check_writable(self) -> None:
+        """Raise the SQLite error a write would meet now (a read-only file opens, and only fails on write)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("UPDATE _sqlite_migrations SET name = name"
+                              " WHERE id = (SELECT max(id) FROM _sqlite_migrations)")
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self.conn.close()
@@ -109,20 +136,40 @@ class Store(LogRows, NodeRows):
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise (WriteFault(exc) if is_write_fault(exc) else exc) from exc
         self._depth = 1
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self._depth = 0
-            self._counts = self._queue_depth = None
-            self.conn.execute("ROLLBACK")
+            self._rollback()
+            if is_write_fault(exc):
+                raise WriteFault(exc) from exc  # type: ignore[arg-type]
             raise
         self._depth = 0
+        if not self.conn.in_transaction:
+            # SQLite ended it by itself (it does on SQLITE_FULL or IOERR) and the error was caught on the way:
+            # what followed ran outside the batch's transaction, so the batch cannot be trusted as committed.
+            self._counts = self._queue_depth = None
+            raise WriteFault(sqlite3.OperationalError("the transaction was rolled back by SQLite (disk full or "
+                                                      "I/O error)"))
         began = time.perf_counter()
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise (WriteFault(exc) if is_write_fault(exc) else exc) from exc
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - began)
+
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it does by itself on SQLITE_FULL)."""
+        self._counts = self._queue_depth = None
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -130,8 +177,11 @@ class Store(LogRows, NodeRows):
         self.conn.execute("SAVEPOINT message")
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self._counts = self._queue_depth = None
+            if is_write_fault(exc) or isinstance(exc, WriteFault):
+                # The disk failed, not this block: the whole batch must go (SQLite may have ended it already).
+                raise exc if isinstance(exc, WriteFault) else WriteFault(exc) from exc  # type: ignore[arg-type]
             self.conn.execute("ROLLBACK TO message")
             self.conn.execute("RELEASE message")
             raise
@@ -184,6 +234,19 @@ class Store(LogRows, NodeRows):
             self._queue_depth.update((row[2], row[3]) for row in rows)  # (queue, priority) of each new job
         return ids
 
+    def submitted_ids(self, tenant: str, key: str) -> list[str] | None:
+        """The ids a submit with this idempotency key was given, if the master still remembers it."""
+        row = self.conn.execute("SELECT ids FROM submit_keys WHERE tenant = ? AND key = ?", (tenant, key)).fetchone()
+        return None if row is None else list(from_json(row[0], []))
+
+    def remember_submit(self, tenant: str, key: str, ids: list[str], now: float) -> None:
+        """In the submit's own transaction: the jobs and their key are stored together, or neither is."""
+        self.conn.execute("INSERT INTO submit_keys (tenant, key, ids, created_at) VALUES (?,?,?,?)",
+                          (tenant, key, to_json(ids), now))
+
+    def forget_submit_keys(self, before: float) -> int:
+        return self.conn.execute("DELETE FROM submit_keys WHERE created_at < ?", (before,)).rowcount
+
     def resolve_job_id(self, prefix: str, tenant: str | None = None) -> str:
         """A full id or any unique prefix of one; with `tenant`, only that tenant's jobs exist."""
         text = prefix.strip().lower()
@@ -213,15 +276,31 @@ class Store(LogRows, NodeRows):
         return [dict(row) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-                  limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
+                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; with `before` (a cursor: the last page's smallest seq), the jobs older than it."""
+        with closing(self.iter_jobs(status, queue, node, limit, tenant, before)) as rows:
+            return list(rows)
+
+    def iter_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
+                  limit: int = 50, tenant: str | None = None,
+                  before: int | None = None) -> Generator[dict[str, Any], None, None]:
+        """`list_jobs` read lazily, so a caller can stop early; close it before writing on this connection."""
+        where: list[str] = []
+        args: list[str | int] = []
         for column, value in (("status", status), ("queue", queue), ("node", node), ("tenant", tenant)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
-        return [_job(row) for row in rows]
+        try:
+            for row in rows:
+                yield _job(row)
+        finally:
+            rows.close()
 
     def pending_candidates(self, now: float, limit: int,
                            aged_before: float | None = None) -> Generator[dict[str, Any], None, None]:

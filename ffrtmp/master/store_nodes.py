@@ -16,13 +16,14 @@ class NodeRows:
     def upsert_node(self, node: dict[str, Any], now: float) -> None:
         self.conn.execute(
             "INSERT INTO nodes (name, fingerprint, status, version, slots, engines, encoders, labels, resources,"
-            " first_seen, last_seen, curve_key) VALUES (:name, :fingerprint, :status, :version, :slots, :engines,"
-            " :encoders, :labels, :resources, :now, :now, :curve_key)"
+            " first_seen, last_seen, curve_key, api_key) VALUES (:name, :fingerprint, :status, :version, :slots,"
+            " :engines, :encoders, :labels, :resources, :now, :now, :curve_key, :api_key)"
             " ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint,"
             " status = excluded.status, version = excluded.version, slots = excluded.slots,"
             " engines = excluded.engines, encoders = excluded.encoders, labels = excluded.labels,"
-            " resources = excluded.resources, last_seen = excluded.last_seen, curve_key = excluded.curve_key",
-            {**{k: node.get(k) for k in ("name", "fingerprint", "status", "version", "slots", "curve_key")},
+            " resources = excluded.resources, last_seen = excluded.last_seen, curve_key = excluded.curve_key,"
+            " api_key = excluded.api_key",
+            {**{k: node.get(k) for k in ("name", "fingerprint", "status", "version", "slots", "curve_key", "api_key")},
              "engines": to_json(node.get("engines", [])), "encoders": to_json(node.get("encoders", {})),
              "labels": to_json(node.get("labels", {})), "resources": to_json(node.get("resources", {})), "now": now})
 
@@ -41,6 +42,12 @@ class NodeRows:
     def forget_node(self, name: str) -> bool:
         """Delete an offline node's row (its jobs keep its name); False when there is no such offline node."""
         return self.conn.execute("DELETE FROM nodes WHERE name = ? AND status = 'offline'", (name,)).rowcount == 1
+
+    def attempt_node(self, job_id: str, attempt: int) -> str | None:
+        """The node the master gave this attempt of the job to (None: no such attempt)."""
+        row = self.conn.execute("SELECT a.node FROM jobs j JOIN attempts a ON a.job_seq = j.seq"
+                                " WHERE j.id = ? AND a.attempt = ?", (job_id, attempt)).fetchone()
+        return row[0] if row is not None else None
 
     def list_nodes(self) -> list[dict[str, Any]]:
         return [_node(row) for row in self.conn.execute("SELECT * FROM nodes ORDER BY name")]

@@ -28,7 +28,9 @@ from ffrtmp.security import KeyPair
 from ffrtmp.transport import DealerSocket
 from ffrtmp.worker.capabilities import Capabilities
 from ffrtmp.worker.logship import LogShipper
+from ffrtmp.worker.outputs import discard, publish
 from ffrtmp.worker.resources import ResourceSampler
+from ffrtmp.worker.retention import RetentionSweeper
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 
 log = logging.getLogger("ffrtmp.worker")
@@ -56,6 +58,8 @@ class WorkerOptions:
     drain_timeout: float = 60.0
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     node_timeout: float = defaults.NODE_TIMEOUT
+    output_retention: float = defaults.OUTPUT_RETENTION
+    """Outputs in the work dir older than this are deleted (0: never); stray partials always are."""
     tracing: Any = None
     """A `ffrtmp.tracing.Tracing`, or None: each attempt's run becomes a span in its job's trace."""
 
@@ -83,6 +87,13 @@ class Agent:
         """RESULT bodies sent and not yet acknowledged, with when they were last sent."""
         self.results_due: list[dict[str, Any]] = []
         """RESULT bodies to send at the end of this pass, together."""
+        self.publishing: dict[tuple[str, int], tuple[str, str]] = {}
+        """Completed attempts whose file waits under its partial name (partial, final) for the master's word."""
+        self.silent_for = 0.0
+        self.master_publishes = False
+        """The master fences the publish step (says so in WELCOME); an older one gets outputs renamed at once."""
+        """How long the master had been silent when this pass's frames arrived (they may be that old)."""
+        self.retention = RetentionSweeper(self.paths.outputs, options.output_retention, self.files_in_use)
         self.logs = LogShipper(self._send)
         self.sock: DealerSocket | None = None
         self.poller = zmq.Poller()
@@ -156,6 +167,7 @@ class Agent:
         timeout = max(0.0, min(until_beat, self.logs.due_in(now), 0.5))
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.sock.socket in ready:
+            self.silent_for = time.monotonic() - self.last_heard
             while (frame := self.sock.recv_nowait()) is not None:
                 self.on_frame(frame, time.monotonic())
         if self.wake_read in ready:
@@ -167,6 +179,12 @@ class Agent:
         self.send_results()
         self.keep_alive(now)
         self.check_stop(now)
+        self.retention.maybe_start(now, time.time())
+
+    def files_in_use(self) -> set[str]:
+        """Partial files this worker still writes or waits to publish."""
+        held = {attempt.partial for attempt in self.attempts.values() if attempt.partial}
+        return held | {partial for partial, _ in self.publishing.values()}
 
     def emit(self, event: Event) -> None:
         """Called from runner threads."""
@@ -231,6 +249,10 @@ class Agent:
         self.heartbeat_interval = float(message.body["heartbeat_interval"]) or self.heartbeat_interval
         self.node_timeout = float(message.body["node_timeout"]) or self.node_timeout
         self.next_heartbeat = now
+        self.master_publishes = message.body.get("publish") is True
+        if not self.master_publishes:  # a master that records 'completed' on the first RESULT
+            for key in list(self.publishing):
+                self.unacked[key] = (self._published(self.unacked[key][0], *self.publishing.pop(key)), now)
         self.logs.resend(now)  # before the results, so each attempt's lines arrive ahead of its end
         self.results_due.extend(body for body, _ in self.unacked.values())
         self.send_results()
@@ -259,10 +281,45 @@ class Agent:
         self.start_drain(now)
 
     def on_ack(self, message: Message, now: float) -> None:
-        self.unacked.pop((message.body["job"], message.body["attempt"]), None)
+        key = (message.body["job"], message.body["attempt"])
+        if message.body.get("publish") is True:
+            self._publish(key, now)
+            return
+        self.unacked.pop(key, None)
+        if key in self.publishing:
+            # Acknowledged without being accepted (a stale attempt): its file must never become the output.
+            discard(self.publishing.pop(key)[0])
         if self.options.burst and not self.attempts and not self.unacked:
             self.master_pending = None
             self.next_heartbeat = now
+
+    def _publish(self, key: tuple[str, int], now: float) -> None:
+        """The master accepted this completed attempt: give its file the final name, then report it published."""
+        entry, sent = self.publishing.get(key), self.unacked.get(key)
+        if entry is None or sent is None:
+            return  # published already: a repeated answer to a resent RESULT
+        if self.silent_for > self.node_timeout / 2:
+            # The answer may have waited out a silence (SIGSTOP, partition) in which the master gave the job
+            # away: publish only on an answer that is fresh, so ask again.
+            self.unacked[key] = (sent[0], now)
+            self.results_due.append(sent[0])
+            return
+        body = self._published(sent[0], *self.publishing.pop(key))
+        self.unacked[key] = (body, now)
+        self.results_due.append(body)
+
+    @staticmethod
+    def _published(sent: dict[str, Any], partial: str, final: str) -> dict[str, Any]:
+        """Rename the partial file to its final name; the RESULT body that reports it (or the failure)."""
+        body = {key: value for key, value in sent.items() if key != "partial"}
+        try:
+            publish(partial, final)
+            body["published"] = True
+        except OSError as exc:
+            discard(partial)
+            body.update(status="failed", failure=Failure.ENCODER_ERROR.value,
+                        error=f"the output could not be published as {final}: {exc.strerror or exc}")
+        return body
 
     def on_cancel(self, message: Message, now: float) -> None:
         current = self.attempts.get(message.body["job"])
@@ -364,6 +421,12 @@ class Agent:
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
         if result.get("refused"):
             body["refused"] = True
+        if result["status"] == "completed" and result.get("partial") and result.get("output"):
+            if self.master_publishes:
+                body["partial"] = result["partial"]
+                self.publishing[(job_id, number)] = (result["partial"], result["output"])
+            else:
+                body = self._published(body, result["partial"], result["output"])
         if "started_at" in result:
             body["started_at"] = result["started_at"]
         self.unacked[(job_id, number)] = (body, time.monotonic())
@@ -408,6 +471,9 @@ class Agent:
         for attempt in self.attempts.values():
             if attempt.thread is not None:
                 attempt.thread.join(timeout=10)
+        for partial, _ in self.publishing.values():
+            discard(partial)  # never accepted: once this process is gone, no one could publish it
+        self.publishing.clear()
         if self.sock is not None:
             self.sock.close()
             self.sock = None

@@ -16,7 +16,7 @@ import psutil
 
 from ffrtmp.worker import encoders as encoder_probe
 from ffrtmp.worker import gst_encoders
-from ffrtmp.worker.tools import find_ffmpeg, find_gst_inspect, find_gstreamer, run_quiet
+from ffrtmp.worker.tools import find_gst_inspect, find_gstreamer, locate_ffmpeg, run_quiet
 
 KNOWN_ENGINES = ("ffmpeg", "gstreamer", "null")
 GSTREAMER_NEEDS_CODEC = "h264"
@@ -32,6 +32,8 @@ class Capabilities:
     cpu_count: int = 1
     missing: dict[str, str] = field(default_factory=dict)
     """Engines asked for but unavailable, with the reason."""
+    ffmpeg_source: str = ""
+    """How `ffmpeg` was found: "--ffmpeg/FFRTMP_FFMPEG", "PATH" or "bundled (imageio-ffmpeg)"."""
 
     def encoder_map(self) -> dict[str, dict[str, Any]]:
         """The encoders of the engines this worker offers (what the master places by and jobs use)."""
@@ -73,10 +75,11 @@ def detect(wanted: list[str] | None = None, ffmpeg: str | None = None, *, valida
     def asked(engine: str) -> bool:
         return wanted is None or engine in wanted
 
-    ffmpeg_path = find_ffmpeg(ffmpeg)
+    located = locate_ffmpeg(ffmpeg)
+    ffmpeg_path = located.path
     missing: dict[str, str] = {}
     if ffmpeg_path is None:
-        missing["ffmpeg"] = "ffmpeg not found (install it, pass --ffmpeg, or pip install 'ffrtmp[ffmpeg]')"
+        missing["ffmpeg"] = located.source
     found = encoder_probe.detect(ffmpeg_path) if validate and asked("ffmpeg") and ffmpeg_path else []
     gst_launch = find_gstreamer()
     elements, gst_problem = detect_gstreamer(gst_launch, validate) if asked("gstreamer") else ([], "not asked for")
@@ -86,4 +89,5 @@ def detect(wanted: list[str] | None = None, ffmpeg: str | None = None, *, valida
     chosen = [e for e in KNOWN_ENGINES if present[e] and asked(e)]
     return Capabilities(engines=chosen, ffmpeg=ffmpeg_path, gstreamer=gst_launch if gst_problem is None else None,
                         encoders=found + elements, cpu_count=psutil.cpu_count() or 1,
-                        missing={k: v for k, v in missing.items() if asked(k)})
+                        missing={k: v for k, v in missing.items() if asked(k)},
+                        ffmpeg_source=located.source if ffmpeg_path else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -97,22 +98,27 @@ def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, d
 
 
 PROBE_TIMEOUT = 15.0
-"""How long `ffprobe` may take to tell whether a given input has audio (a URL may be slow to open)."""
+"""How long `ffmpeg -i` may take to tell whether a given input has audio (a URL may be slow to open)."""
 URL_PROBE = ["-analyzeduration", "3000000", "-probesize", "2000000"]
 """A live URL is read for at most ~3 s of media to find its streams."""
+_AUDIO_STREAM = re.compile(r"^\s*Stream #0:\d+\S*: Audio: ([A-Za-z0-9_]+)", re.MULTILINE)
 
 
-def audio_codec(ffprobe: str | None, source: str) -> tuple[str | None, str | None]:
-    """The codec of `source`'s first audio stream (None: it has none), and when that cannot be told, why."""
-    if ffprobe is None:
-        return None, "ffprobe is not installed"
-    argv = [ffprobe, "-v", "error", *(URL_PROBE if "://" in source else []), "-select_streams", "a:0",
-            "-show_entries", "stream=codec_name", "-of", "csv=p=0", "-i", source]
+def audio_codec(ffmpeg: str | None, source: str) -> tuple[str | None, str | None]:
+    """The codec of `source`'s first audio stream (None: it has none), and when that cannot be told, why.
+
+    Read from `ffmpeg -i`'s stream listing, not ffprobe: the bundled FFmpeg (imageio-ffmpeg) has no ffprobe.
+    """
+    if ffmpeg is None:
+        return None, "ffmpeg is not installed"
+    argv = [ffmpeg, "-hide_banner", "-nostdin", *(URL_PROBE if "://" in source else []), "-i", source]
     try:
         done = run_quiet(argv, timeout=PROBE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"ffprobe failed: {exc}"
-    if done.returncode != 0:
-        return None, f"ffprobe failed: {done.stderr.strip()[-300:] or f'exit {done.returncode}'}"
-    lines = done.stdout.split()
-    return (lines[0] if lines else None), None
+        return None, f"probing the input failed: {exc}"
+    # With no output named ffmpeg exits 1 even when it read the input; the "Input #0" listing says it did.
+    if "Input #0" not in done.stderr:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return None, f"probing the input failed: {' / '.join(lines[-2:])[-300:] or f'exit {done.returncode}'}"
+    match = _AUDIO_STREAM.search(done.stderr)
+    return (match.group(1) if match else None), None

@@ -52,16 +52,18 @@ class WorkerCollector(Collector):
         yield CounterMetricFamily("ffrtmp_worker_jobs_failed", "Attempts that failed or were canceled",
                                   value=agent.failed)
         yield from self._capabilities()
-        fps = GaugeMetricFamily("ffrtmp_worker_job_fps", "Frames per second of a running job", labels=["job"])
-        speed = GaugeMetricFamily("ffrtmp_worker_job_speed", "Speed (x real time) of a running job", labels=["job"])
+        # Labelled by slot, not job id: this endpoint has no authentication, and job ids of every tenant
+        # would let anyone name other tenants' jobs (`nodes show` maps slots to jobs for those allowed).
+        fps = GaugeMetricFamily("ffrtmp_worker_job_fps", "Frames per second of a running job", labels=["slot"])
+        speed = GaugeMetricFamily("ffrtmp_worker_job_speed", "Speed (x real time) of a running job", labels=["slot"])
         progress = GaugeMetricFamily("ffrtmp_worker_job_progress", "Progress (0-1) of a running job",
-                                     labels=["job"])
-        for attempt in attempts:
+                                     labels=["slot"])
+        for slot, attempt in enumerate(sorted(attempts, key=lambda a: (a.received_at, a.job))):
             snapshot = attempt.progress  # replaced whole by the runner, so one read is consistent
             for family, key in ((fps, "fps"), (speed, "speed"), (progress, "progress")):
                 value = as_number(snapshot.get(key))
                 if value is not None:
-                    family.add_metric([attempt.job], value)
+                    family.add_metric([str(slot)], value)
         yield from (fps, speed, progress)
 
     def _resources(self) -> Iterator[Any]:
@@ -99,7 +101,7 @@ class WorkerCollector(Collector):
         yield encoders
 
 
-def serve_worker_metrics(agent: Agent, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer | None:
+def serve_worker_metrics(agent: Agent, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer | None:
     """Serve /metrics, /health (the process is up) and /ready (the master welcomed us); None when the port
     cannot be bound (the worker runs on without metrics)."""
     registry = CollectorRegistry()

@@ -4,6 +4,8 @@ process, read it, stop it.
 The process (ffmpeg or gst-launch-1.0) gets its own process group (so a cancel kills it and anything it
 spawned), a lower CPU priority, and an argv list (never a shell). Every line it writes becomes a LOG event;
 progress updates a snapshot the agent reads for heartbeats. The agent's loop never waits on any of this.
+A file output is written under the attempt's own partial name (`outputs.py`); the runner deletes only that
+file, and the agent renames it once the master accepts the attempt.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
+from ffrtmp.worker.diagnosis import Diagnosis
 from ffrtmp.worker.disk import space_problem
 from ffrtmp.worker.encoders import best_for, engine_of
 from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob, is_stream
@@ -31,8 +34,10 @@ from ffrtmp.worker.engines import gstreamer as gstreamer_engine
 from ffrtmp.worker.engines.choice import choose_engine
 from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
+from ffrtmp.worker.lines import LineSplitter
+from ffrtmp.worker.outputs import OutputPlan, OutputRefused, discard, plan, resolve_output
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
-from ffrtmp.worker.tools import find_ffprobe, find_gstreamer
+from ffrtmp.worker.tools import FFMPEG_HINT, find_gstreamer
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
@@ -63,6 +68,8 @@ class Attempt:
     progress: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = "canceled"
+    partial: str | None = None
+    """The file this attempt writes, once known (retention leaves it alone)."""
     thread: threading.Thread | None = None
     done: bool = False
 
@@ -90,24 +97,6 @@ class AttemptFailed(Exception):
 Emit = Callable[[Event], None]
 
 
-def resolve_output(paths: WorkerPaths, job_id: str, output: str | None, container: str) -> str:
-    """Where this attempt writes: a stream URL, or a file inside the work dir or an allowed output root."""
-    if output and is_stream(output):
-        return output
-    if not output:
-        target = paths.outputs / f"{job_id}{container}"
-    else:
-        given = Path(output)
-        target = given if given.is_absolute() else paths.work_dir / given
-    resolved = target.resolve()
-    roots = (paths.work_dir.resolve(), *(root.resolve() for root in paths.output_roots))
-    if not any(resolved == root or root in resolved.parents for root in roots):
-        raise AttemptFailed(Failure.INVALID_INPUT, f"output {output!r} is outside this worker's work dir and "
-                            "output roots (start the worker with --output-root to allow it)")
-    resolved.parent.mkdir(parents=True, exist_ok=True)
-    return str(resolved)
-
-
 class AttemptRunner:
     def __init__(self, attempt: Attempt, paths: WorkerPaths, ffmpeg: str | None, encoders: dict[str, Any],
                  emit: Emit, cpu_count: int = 1, gst_launch: str | None = None) -> None:
@@ -121,12 +110,14 @@ class AttemptRunner:
         self.gst_launch = gst_launch or (find_gstreamer() if has_elements else None)
         """GStreamer runs only where detection found its elements (the worker offers the engine)."""
         self.seq = 0
-        self.last_errors: list[str] = []
+        self.diagnosis = Diagnosis()
+        self.output: OutputPlan | None = None
+        """The file output's partial and final names, once known (None for streams and null jobs)."""
 
     def log(self, stream: str, text: str) -> None:
         self.seq += 1
         if stream == "stderr":
-            self.last_errors = (self.last_errors + [text])[-5:]
+            self.diagnosis.add(text)
         self.emit(Event("log", self.attempt.job, self.attempt.attempt, (self.seq, time.time(), stream, text)))
 
     def finish(self, status: str, **fields: Any) -> None:
@@ -138,11 +129,18 @@ class AttemptRunner:
         try:
             self._run()
         except AttemptFailed as exc:
+            self._discard()
             self.log("worker", f"failed: {exc}")
             self.finish("failed", failure=exc.failure.value, error=str(exc))
         except Exception as exc:  # a bug here must fail the attempt, never kill the worker
+            self._discard()
             self.log("worker", f"internal error: {exc!r}")
             self.finish("failed", failure=Failure.ENCODER_ERROR.value, error=f"worker error: {exc!r}")
+
+    def _discard(self) -> None:
+        """Delete this attempt's own partial file (never the published name: another attempt may own it)."""
+        if self.output is not None:
+            discard(self.output.partial)
 
     def _run(self) -> None:
         attempt, spec = self.attempt, self.attempt.spec
@@ -172,25 +170,24 @@ class AttemptRunner:
         metrics.pop("progress", None)
         if "frames" in metrics and wall > 0:
             metrics["avg_fps"] = round(metrics["frames"] / max(wall - prepare_seconds, 1e-3), 2)
-        output = context.output
-        if not context.streaming and os.path.exists(output):
-            metrics["output_bytes"] = os.path.getsize(output)
+        written = self.output.partial if self.output is not None else None
+        if written is not None and os.path.exists(written):
+            metrics["output_bytes"] = os.path.getsize(written)
         if reason is None and code == 0:
-            self.finish("completed", metrics=metrics, output=output)
+            # The file keeps its partial name: the agent publishes it once the master accepts this attempt.
+            published = {"output": self.output.final, "partial": self.output.partial} if self.output is not None \
+                else {"output": context.output}
+            self.finish("completed", metrics=metrics, **published)
             return
-        if not context.streaming:
-            with contextlib.suppress(OSError):
-                os.unlink(output)
+        self._discard()
         if reason == "canceled":
             self.finish("canceled", error=attempt.cancel_reason, failure=Failure.CANCELED.value, metrics=metrics)
         elif reason == "timeout":
             self.finish("failed", failure=Failure.TIMEOUT.value, metrics=metrics,
                         error=f"no result within the job's timeout of {timeout:g}s; the process was killed")
         else:
-            tail = " | ".join(line for line in self.last_errors[-4:]
-                              if line.strip() and line.strip() != "Additional debug info:")
             self.finish("failed", failure=Failure.ENCODER_ERROR.value, metrics=metrics,
-                        error=f"{PROGRAM[engine]} exited with {code}: {tail}"[:2000])
+                        error=self.diagnosis.message(PROGRAM[engine], code, written))
 
     def _progress_parser(self, command: Command) -> ProgressParser | None:
         params = self.attempt.spec["params"]
@@ -203,7 +200,7 @@ class AttemptRunner:
     def _prepare(self, engine: str) -> tuple[JobContext, float]:
         spec, params = self.attempt.spec, self.attempt.spec["params"]
         if engine == "ffmpeg" and self.ffmpeg is None:
-            raise AttemptFailed(Failure.ENCODER_ERROR, "ffmpeg is not installed on this worker")
+            raise AttemptFailed(Failure.ENCODER_ERROR, f"ffmpeg is not installed on this worker: {FFMPEG_HINT}")
         if engine == "gstreamer" and self.gst_launch is None:
             raise AttemptFailed(Failure.ENCODER_ERROR, "GStreamer (gst-launch-1.0 with a usable encoder element) "
                                 "is not available on this worker")
@@ -212,9 +209,16 @@ class AttemptRunner:
         encoder = self._pick_encoder(params["codec"], engine)
         codec = self.encoders[encoder].get("codec", params["codec"])  # h264 also when the job names h264_nvenc
         begin = time.time()
-        output = resolve_output(self.paths, self.attempt.job, params.get("output"),
-                                ffmpeg_engine.CONTAINER_FOR_CODEC.get(codec, ".mkv"))
+        try:
+            output = resolve_output(self.paths.work_dir, self.paths.output_roots, spec.get("tenant"),
+                                    self.attempt.job, params.get("output"),
+                                    ffmpeg_engine.CONTAINER_FOR_CODEC.get(codec, ".mkv"))
+        except OutputRefused as exc:
+            raise AttemptFailed(Failure.INVALID_INPUT, str(exc)) from None
         streaming = is_stream(output)
+        if not streaming:
+            self.output = plan(output, self.attempt.job, self.attempt.attempt)
+            output = self.attempt.partial = self.output.partial
         source: str | None = None
         if params.get("input"):
             source = params["input"]
@@ -241,7 +245,7 @@ class AttemptRunner:
 
     def _input_audio(self, source: str) -> bool:
         """Whether a GStreamer stream can carry the input's audio: it has a track GStreamer can decode and cut."""
-        codec, why = audio_codec(find_ffprobe(self.ffmpeg), source)
+        codec, why = audio_codec(self.ffmpeg, source)
         if why is not None:
             self.log("worker", f"the stream leaves out the input's audio, if any: {why}")
             return False
@@ -273,7 +277,7 @@ class AttemptRunner:
         reason: str | None = None
         with selectors.DefaultSelector() as selector:
             assert proc.stdout is not None and proc.stderr is not None
-            buffers = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
+            buffers = {proc.stdout.fileno(): LineSplitter(), proc.stderr.fileno(): LineSplitter()}
             streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
             for pipe in (proc.stdout, proc.stderr):
                 os.set_blocking(pipe.fileno(), False)
@@ -292,22 +296,17 @@ class AttemptRunner:
                     chunk = os.read(fd, 65536)
                     if not chunk:
                         selector.unregister(fd)
-                        self._lines(streams[fd], buffers.pop(fd), parser, final=True)
+                        self._lines(streams[fd], buffers.pop(fd).close(), parser)
                         continue
-                    buffers[fd] = self._lines(streams[fd], buffers[fd] + chunk, parser)
+                    self._lines(streams[fd], buffers[fd].feed(chunk), parser)
         proc.stdout.close()
         proc.stderr.close()
         code = proc.wait()
         return code, reason
 
-    def _lines(self, stream: str, data: bytes, parser: ProgressParser | None, final: bool = False) -> bytes:
-        """Emit complete lines (split on \\n or \\r); return the incomplete rest."""
-        parts = data.replace(b"\r", b"\n").split(b"\n")
-        rest = b"" if final else parts.pop()
-        for raw in parts:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
+    def _lines(self, stream: str, lines: list[str], parser: ProgressParser | None) -> None:
+        """Progress lines update the snapshot; the others become LOG events."""
+        for line in lines:
             if stream == "stdout" and parser is not None:
                 changed = parser.feed(line)
                 if changed:
@@ -315,7 +314,6 @@ class AttemptRunner:
                 if changed or parser.consumes_all_lines:
                     continue
             self.log(stream, line)
-        return rest
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -5,33 +5,66 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from functools import lru_cache
+
+FFMPEG_HINT = ("install FFmpeg (e.g. apt install ffmpeg, brew install ffmpeg), pass --ffmpeg PATH, "
+               "or reinstall ffrtmp with its dependencies (pip install imageio-ffmpeg brings a bundled one)")
+"""What to do when no FFmpeg is found: each of these works on its own."""
+
+
+@dataclass(frozen=True)
+class FoundFFmpeg:
+    path: str | None
+    source: str
+    """How it was found: "--ffmpeg/FFRTMP_FFMPEG", "PATH" or "bundled (imageio-ffmpeg)"; why not when path is None."""
+
+    @property
+    def bundled(self) -> bool:
+        return self.source == BUNDLED
+
+
+BUNDLED = "bundled (imageio-ffmpeg)"
 
 
 @lru_cache(maxsize=8)
-def find_ffmpeg(explicit: str | None = None) -> str | None:
-    """`--ffmpeg`/`FFRTMP_FFMPEG`, then `ffmpeg` on PATH, then the imageio-ffmpeg binary (extra `ffmpeg`)."""
+def locate_ffmpeg(explicit: str | None = None) -> FoundFFmpeg:
+    """SPEC §1 order: `--ffmpeg`/`FFRTMP_FFMPEG` (no fallback: what is named is meant), `ffmpeg` on PATH, bundled."""
     for candidate in (explicit, os.environ.get("FFRTMP_FFMPEG")):
         if candidate:
-            return shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
+            found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
+            if found:
+                return FoundFFmpeg(found, "--ffmpeg/FFRTMP_FFMPEG")
+            return FoundFFmpeg(None, f"--ffmpeg/FFRTMP_FFMPEG {candidate!r} is not an executable: pass the path of "
+                                     "an ffmpeg binary, or leave it unset to use PATH or the bundled one")
     found = shutil.which("ffmpeg")
     if found:
-        return found
+        return FoundFFmpeg(found, "PATH")
     try:
         import imageio_ffmpeg
 
         path: str = imageio_ffmpeg.get_ffmpeg_exe()
-        return path
-    except Exception:
+        return FoundFFmpeg(path, BUNDLED)
+    except Exception as exc:  # imageio-ffmpeg missing, or its binary absent for this platform
+        return FoundFFmpeg(None, f"ffmpeg not on PATH and no bundled one ({exc}): {FFMPEG_HINT}")
+
+
+def find_ffmpeg(explicit: str | None = None) -> str | None:
+    """The path of the FFmpeg to use (see `locate_ffmpeg`), or None."""
+    return locate_ffmpeg(explicit).path
+
+
+@lru_cache(maxsize=8)
+def ffmpeg_version(ffmpeg: str) -> str | None:
+    """The version word of `ffmpeg -version` (e.g. "7.1.1" or "n9.0.2-17-g2a571b6068-20260930"), None if it fails."""
+    try:
+        done = run_quiet([ffmpeg, "-hide_banner", "-version"], timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-
-
-def find_ffprobe(ffmpeg: str | None) -> str | None:
-    if ffmpeg:
-        sibling = os.path.join(os.path.dirname(ffmpeg), "ffprobe")
-        if os.access(sibling, os.X_OK):
-            return sibling
-    return shutil.which("ffprobe")
+    words = done.stdout.split()
+    if done.returncode != 0 or len(words) < 3 or words[1] != "version":
+        return None
+    return words[2]
 
 
 @lru_cache(maxsize=1)

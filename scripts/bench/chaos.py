@@ -4,8 +4,8 @@
 N jobs (default 500; every 2nd a short real FFmpeg transcode, the rest `null`) on 3 workers; every
 --interval seconds a random worker is SIGKILLed and restarted, and every 4th time the master instead.
 At the end it prints one JSON line: submitted, completed, lost (must be 0), completed_twice (must be 0),
-max_attempts, and how long after a worker's death its jobs were dispatched again (p50/max; the goal is
-at most node-timeout + 1 s).
+outputs_missing (completed jobs whose file is absent; must be 0), max_attempts, and how long after a
+worker's death its jobs were dispatched again (p50/max; the goal is at most node-timeout + 1 s).
 
     python scripts/bench/chaos.py [--jobs 500] [--node-timeout 10s] [--interval 3]
 """
@@ -106,6 +106,16 @@ def redispatch_delays(jobs: list[dict[str, Any]], deaths: list[tuple[str, float]
     return delays, overlapped
 
 
+def outputs_missing(jobs: list[dict[str, Any]]) -> int:
+    """Completed jobs whose file output does not exist or is empty (must be 0)."""
+    missing = 0
+    for job in jobs:
+        if job["status"] == "completed" and job["output"]:
+            path = Path(job["output"])
+            missing += not path.is_file() or path.stat().st_size == 0
+    return missing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=500)
@@ -144,6 +154,7 @@ def main() -> None:
             wall = time.time() - started
             with cluster.client(timeout=30) as client:
                 jobs = [client.get(job_id) for job_id in ids]
+            missing = outputs_missing(jobs)  # while the workers' dirs still exist
     completed = [j for j in jobs if j["status"] == "completed"]
     twice = [j for j in jobs if sum(e["status"] == "completed" for e in j["history"]) > 1]
     delays, overlapped = redispatch_delays(jobs, chaos.worker_deaths, chaos.master_kills)
@@ -155,7 +166,8 @@ def main() -> None:
         "redispatch_after_death_p50_s": round(statistics.median(delays), 2) if delays else None,
         "redispatch_after_death_max_s": round(max(delays), 2) if delays else None,
         "redispatch_goal_s": node_timeout + 1, "redispatches_measured": len(delays),
-        "redispatches_across_a_master_restart": overlapped, "seconds": round(wall, 1),
+        "redispatches_across_a_master_restart": overlapped, "outputs_missing": missing,
+        "seconds": round(wall, 1),
     }), flush=True)
 
 

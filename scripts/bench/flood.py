@@ -79,7 +79,7 @@ def main() -> None:
         with cluster:
             cluster.start_master()
             flood_key, calm_key = cluster.api_key("read", "noisy"), cluster.api_key("submit", "calm")
-            cluster.start_worker("flood-worker", "--engines", "null", "--api-key", cluster.api_key("worker", "ops"),
+            cluster.start_worker("flood-worker", "--engines", "null", "--api-key", cluster.api_key("worker", "*"),
                                  slots=4)
             master_key, client_key = str(cluster.master_dir / "master.key"), str(cluster.root / "config" /
                                                                                  "client.key_secret")

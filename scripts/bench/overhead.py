@@ -25,6 +25,7 @@ from pathlib import Path
 from benchlib import emit
 
 from ffrtmp.local import LocalCluster, wait_for
+from ffrtmp.worker.outputs import PARTIAL
 
 WORKERS = ["real-1", "real-2"]
 SIZE, FPS, SECONDS = "640x360", 30, 3
@@ -69,7 +70,9 @@ def logged_argv(cluster: LocalCluster, ids: list[str], out_dir: Path) -> list[li
             job = client.get(job_id)
             line = next(item["line"] for item in client.logs(job_id)["lines"] if item["line"].startswith("$ "))
             argv = line[2:].split(" ")
-            if " ".join(argv) != line[2:] or argv[-1] != job["output"]:
+            written = Path(argv[-1])  # the attempt's partial file beside the output, renamed once accepted
+            if " ".join(argv) != line[2:] or written.parent != Path(job["output"]).parent \
+                    or not PARTIAL.search(written.name):
                 raise RuntimeError(f"cannot take the argv back from {line!r}")
             commands.append([*argv[:-1], str(out_dir / Path(argv[-1]).name)])
     return commands
