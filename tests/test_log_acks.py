@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ffrtmp.master.coordinator import Coordinator
-from ffrtmp.protocol import Kind, decode
+from ffrtmp.protocol import Kind, decode, encode
 from ffrtmp.worker.logship import LogShipper
 from tests.test_coordinator import Cluster
 from tests.test_logs import log
@@ -274,3 +274,27 @@ def test_a_result_from_a_worker_not_joined_yet_is_kept_for_after_its_welcome(tmp
     assert [m.body for m in cluster.net.take(b"w1", Kind.ACK)] == [{"job": job_id, "attempt": 1}]
     job = cluster.job(job_id)
     assert job["status"] == "completed" and job["attempts"] == 1
+
+
+def test_log_lines_in_a_batch_rolled_back_by_a_full_store_are_taken_when_sent_again(tmp_path: Path) -> None:
+    """The store fills up (SQLITE_FULL at COMMIT): the batch with the LOG is rolled back, so its lines were
+    never stored: no acknowledgement, and their resend after recovery is stored, not ignored as duplicate."""
+    from tests.test_store_degraded import big_submit, cap, recover
+
+    cluster = Cluster(tmp_path, store_min_free=0)
+    cluster.hello(b"w1", "alpha")
+    job_id = cluster.submit()
+    log(cluster, b"w1", job_id, 1, "one")
+    acks(cluster, b"w1")
+    cap(cluster)
+    lines = {"job": job_id, "attempt": 1, "lines": [[2, cluster.now, "stderr", "two"]]}
+    big = {"rid": "big", "op": "submit", "args": {"jobs": [{"scenario": "b", "engine": "null"}] * 3000}}
+    cluster.coordinator.handle_batch([(b"w1", encode(Kind.LOG, lines)), (b"client", encode(Kind.REQUEST, big))],
+                                     cluster.now)
+    assert cluster.coordinator.store_health.degraded
+    assert big_submit(cluster)["status"] == 507
+    recover(cluster)
+    assert acks(cluster, b"w1") == [], "nothing of the rolled-back batch is acknowledged"
+    cluster.deliver(b"w1", Kind.LOG, lines)  # the worker sends them again
+    assert stored(cluster, job_id) == [(1, "one"), (2, "two")]
+    assert acks(cluster, b"w1") == [[job_id, 1, 2]]
