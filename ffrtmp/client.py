@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import MasterUnreachable, ProtocolError, RateLimited, error_from_status
+from ffrtmp.errors import MasterUnreachable, ProtocolError, ProtocolMismatch, RateLimited, error_from_status
 from ffrtmp.jobspec import CLIENT_SIDE, validate_submission
 from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
@@ -394,6 +394,8 @@ class Client:
                 continue
             try:
                 message = decode(frame)
+            except ProtocolMismatch as exc:
+                raise ProtocolError(exc.sentence("master", "client")) from None
             except ProtocolError:
                 continue
             if message.kind in (Kind.PARTIAL, Kind.REPLY) and message.body.get("rid") in wanted:

@@ -112,6 +112,9 @@ WORKER_SLOTS = _env_int("FFRTMP_SLOTS", 1)
 DRAIN_TIMEOUT: float = _env("FFRTMP_DRAIN_TIMEOUT", 60.0, float)  # seconds, as --drain-timeout reads it
 """Seconds a draining worker's running jobs get to finish before they are stopped."""
 
+DELIVER_TIMEOUT: float = _env("FFRTMP_DELIVER_TIMEOUT", 10.0, float)  # seconds, as --deliver-timeout reads it
+"""A stopping worker offers its unacknowledged results this long once nothing runs, then exits keeping them."""
+
 LOG_MAX_JOB_BYTES = _env_size("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
 """A job's stored log is cut (with a marker line) past this size."""
 

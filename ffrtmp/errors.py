@@ -80,6 +80,20 @@ class ProtocolError(FfrtmpError):
     status = 400
 
 
+class ProtocolMismatch(ProtocolError):
+    """The peer speaks another protocol version: an install problem, said once and clearly, never retried."""
+
+    def __init__(self, peer: int, ours: int) -> None:
+        super().__init__(f"protocol version {peer} is not supported (this side speaks {ours})")
+        self.peer = peer
+        self.ours = ours
+
+    def sentence(self, peer_role: str, own_role: str) -> str:
+        """E.g. 'the master speaks protocol 2, this worker 1: install the same ffrtmp version on both'."""
+        return (f"the {peer_role} speaks protocol {self.peer}, this {own_role} {self.ours}: "
+                "install the same ffrtmp version on both")
+
+
 class TransportError(FfrtmpError):
     """A socket could not be set up or used."""
 

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from ffrtmp.defaults import PROTOCOL_VERSION
-from ffrtmp.errors import ProtocolError
+from ffrtmp.errors import ProtocolError, ProtocolMismatch
 
 
 class Kind(StrEnum):
@@ -123,7 +123,9 @@ def decode(frame: bytes | str) -> Message:
     if not isinstance(raw, dict):
         raise ProtocolError("a message must be a JSON object")
     version = raw.get("v")
-    if type(version) is not int or version != PROTOCOL_VERSION:
+    if type(version) is int and version != PROTOCOL_VERSION:
+        raise ProtocolMismatch(version, PROTOCOL_VERSION)
+    if type(version) is not int:
         raise ProtocolError(f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION})")
     try:
         kind = Kind(str(raw.get("k")))

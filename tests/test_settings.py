@@ -69,6 +69,7 @@ SET: dict[str, str] = {
     "FFRTMP_STORE_MIN_FREE": "16M",
     "FFRTMP_SUBMIT_KEY_TTL": "2h",
     "FFRTMP_OUTPUT_RETENTION": '2d',
+    "FFRTMP_DELIVER_TIMEOUT": "3",
 }
 
 EFFECT: dict[str, Any] = {
@@ -119,6 +120,7 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_STORE_MIN_FREE": lambda r: (parse_size(r["master"]["store_min_free"]), r["defaults"]["STORE_MIN_FREE"]),
     "FFRTMP_SUBMIT_KEY_TTL": lambda r: parse_duration(r["master"]["submit_key_ttl"]),
     "FFRTMP_OUTPUT_RETENTION": lambda r: parse_duration(r["worker"]["output_retention"]),
+    "FFRTMP_DELIVER_TIMEOUT": lambda r: r["worker"]["deliver_timeout"],
 }
 
 EXPECTED: dict[str, Any] = {
@@ -148,6 +150,7 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_STORE_MIN_FREE": (16 * 2**20, 16 * 2**20),
     "FFRTMP_SUBMIT_KEY_TTL": 7200.0,
     "FFRTMP_OUTPUT_RETENTION": 2 * 86400.0,
+    "FFRTMP_DELIVER_TIMEOUT": 3.0,
 }
 
 

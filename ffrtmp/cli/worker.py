@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import signal
 import socket
-import time
 from pathlib import Path
 from types import FrameType
 
@@ -66,6 +65,10 @@ def worker(
     output_retention: str = typer.Option(duration_text(defaults.OUTPUT_RETENTION), "--output-retention",
                                          envvar="FFRTMP_OUTPUT_RETENTION",
                                          help="Delete outputs in the work dir older than this (0: never)."),
+    deliver_timeout: float = typer.Option(defaults.DELIVER_TIMEOUT, "--deliver-timeout",
+                                          envvar="FFRTMP_DELIVER_TIMEOUT", help="When stopping: seconds results "
+                                          "get to reach the master once nothing runs; then the worker exits anyway, "
+                                          "keeping them in the work dir for its next start."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -103,7 +106,8 @@ def worker(
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
-                            burst=burst, drain_timeout=drain_timeout, output_retention=retention)
+                            burst=burst, drain_timeout=drain_timeout, output_retention=retention,
+                            deliver_timeout=deliver_timeout)
     if tracing:
         from ffrtmp.tracing import Tracing
 
@@ -115,11 +119,7 @@ def worker(
         serve_worker_metrics(agent, metrics_port, metrics_bind)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if agent.draining:
-            agent.stop_now = True
-        else:
-            agent.start_drain(time.monotonic())
-        agent.wake()
+        agent.request_stop()  # the first drains, a second stops at once
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import Conflict, FfrtmpError, NotFound, ProtocolError, RateLimited
+from ffrtmp.errors import Conflict, FfrtmpError, NotFound, ProtocolError, ProtocolMismatch, RateLimited
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import degraded, handlers, requests
@@ -25,6 +25,7 @@ from ffrtmp.master.auth import Authority
 from ffrtmp.master.dispatch import dispatch_pass
 from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import Logbook, LogPolicy
+from ffrtmp.master.mismatch import MismatchedPeers
 from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
@@ -111,6 +112,7 @@ class Coordinator:
         self.next_retry_due: float | None = None
         self.last_maintenance = 0.0
         self.started_at = time.time()
+        self.mismatched = MismatchedPeers()
         self._pending_cache: dict[str, int] | None = None
         self.logbook = Logbook(store, config.logs, self.queue)
         self.authority = Authority(store, config.api_key)
@@ -218,6 +220,10 @@ class Coordinator:
         try:
             message = decode(frame)
             messages = unbatch(message) if message.kind is Kind.BATCH else [message]
+        except ProtocolMismatch as exc:
+            self.counters.malformed += 1
+            self.queue(route, self.mismatched.answer(sender or route, frame, exc))
+            return
         except ProtocolError as exc:
             self.counters.malformed += 1
             log.debug("dropped a malformed message: %s", exc)

@@ -3,16 +3,21 @@
 `tick()` is one pass: read the master's messages and the runners' events, ship logs, heartbeat, resend
 unacknowledged results, reconnect when the master has gone silent, and decide whether to stop (drain,
 burst). Runner threads never touch the socket; they hand events over a queue and wake the loop via a pipe.
+Intervals and deadlines run on the monotonic clock (`mono`); the wall clock (`wall`) only stamps what the
+master stores and shows, so a step of the system clock changes no timing here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import random
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,18 +25,21 @@ from typing import Any
 import zmq
 
 from ffrtmp import __version__, defaults
-from ffrtmp.errors import InvalidInput, ProtocolError
+from ffrtmp.errors import InvalidInput, ProtocolError, ProtocolMismatch
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import FIELDS, validate_submission
 from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, Message, decode, encode, encode_batch, unbatch
 from ffrtmp.security import KeyPair
 from ffrtmp.transport import DealerSocket
 from ffrtmp.worker.capabilities import Capabilities
+from ffrtmp.worker.lease import MasterLease, master_down
 from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.outputs import discard, publish
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.retention import RetentionSweeper
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
+from ffrtmp.worker.spool import ResultSpool
+from ffrtmp.worker.stopping import FORCE_WAIT, StopPlan, Verdict, end_attempts, exit_line
 
 log = logging.getLogger("ffrtmp.worker")
 
@@ -58,6 +66,8 @@ class WorkerOptions:
     drain_timeout: float = 60.0
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     node_timeout: float = defaults.NODE_TIMEOUT
+    deliver_timeout: float = defaults.DELIVER_TIMEOUT
+    """When stopping, how long unacknowledged results are offered to the master once nothing runs."""
     output_retention: float = defaults.OUTPUT_RETENTION
     """Outputs in the work dir older than this are deleted (0: never); stray partials always are."""
     tracing: Any = None
@@ -73,9 +83,14 @@ class WorkerExit(Exception):
 
 
 class Agent:
-    def __init__(self, options: WorkerOptions, capabilities: Capabilities) -> None:
+    def __init__(self, options: WorkerOptions, capabilities: Capabilities, *,
+                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
+        self.wall = wall
+        self.mono = mono
         self.options = options
         self.capabilities = capabilities
+        self.encoders = capabilities.encoder_map()
+        """Built once: capabilities are fixed at start-up; rebuilt per JOB it was 71 % of a busy worker's CPU."""
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
         self.sampler = ResourceSampler(options.work_dir)
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
@@ -99,20 +114,31 @@ class Agent:
         self.poller = zmq.Poller()
         self.welcomed = False
         self.ever_welcomed = False
-        self.last_heard = 0.0
+        self.lease = MasterLease(options.node_timeout, heard_at=mono())
         self.last_hello = 0.0
         self.next_heartbeat = 0.0
         self.master_pending: int | None = None
-        self.draining = False
-        self.drain_started: float | None = None
-        self.stop_now = False
+        self.stop = StopPlan(options.drain_timeout, options.deliver_timeout)
+        self.stop_requests = 0
+        """Stop requests (signals) not yet acted on: counted here, acted on by the loop on its own clock."""
         self.reconnect_delay = defaults.RECONNECT_MIN
+        self.reconnect_at = 0.0
+        self.next_probe = 0.0
+        self.master_down_said = False
         self.rng = random.Random()
         self.heartbeat_interval = options.heartbeat_interval
-        self.node_timeout = options.node_timeout
+        self.spool = ResultSpool(options.work_dir / "undelivered" / options.name)
+        self.spooled: set[tuple[str, int]] = set()
+        for body in self.spool.load():  # results an earlier run could not deliver: offered at the next WELCOME
+            self.unacked[(body["job"], body["attempt"])] = (body, -math.inf)
+            self.spooled.add((body["job"], body["attempt"]))
+        if self.spooled:
+            log.info("%d undelivered results from an earlier run, kept in %s, will be reported", len(self.spooled),
+                     self.spool.directory)
         self.completed = 0
         self.failed = 0
         self.spans: dict[tuple[str, int], Any] = {}
+        self.loop_thread: int | None = None
 
     # ---- connection -------------------------------------------------------------------------------
 
@@ -127,8 +153,31 @@ class Agent:
         self.poller.register(self.wake_read, zmq.POLLIN)
         self.welcomed = False
         self.logs.pause()
-        self.last_heard = now
         self.last_hello = 0.0
+
+    @property
+    def draining(self) -> bool:
+        return self.stop.stopping
+
+    @property
+    def node_timeout(self) -> float:
+        """The master's node timeout, as its WELCOME announced it (the length of the lease)."""
+        return self.lease.node_timeout
+
+    @property
+    def stop_now(self) -> bool:
+        return self.stop.forced_at is not None
+
+    @stop_now.setter
+    def stop_now(self, value: bool) -> None:
+        """Stop at once (in-process harnesses): the same as two stop requests."""
+        if value:
+            self.stop_requests += 2
+
+    def request_stop(self) -> None:
+        """SIGTERM / Ctrl-C (safe from a signal handler): the first drains, the next stops at once."""
+        self.stop_requests += 1
+        self.wake()
 
     def _send(self, frame: bytes) -> bool:
         return self.sock is not None and self.sock.send(frame)
@@ -139,7 +188,7 @@ class Agent:
         body: dict[str, Any] = {
             "name": self.options.name, "fingerprint": self.options.fingerprint, "version": __version__,
             "slots": self.options.slots, "engines": self.capabilities.engines,
-            "encoders": self.capabilities.encoder_map(), "labels": self.options.labels,
+            "encoders": self.encoders, "labels": self.options.labels,
             "resources": self.sampler.sample(), "running": running, "draining": self.draining,
         }
         if self.options.api_key:
@@ -149,10 +198,11 @@ class Agent:
     # ---- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.connect(time.monotonic())
+        self.loop_thread = threading.get_ident()
+        self.connect(self.mono())
         try:
             while True:
-                self.tick(time.monotonic())
+                self.tick(self.mono())
         except WorkerExit as done:
             if str(done):
                 log.log(logging.ERROR if done.code else logging.INFO, "%s", done)
@@ -164,22 +214,23 @@ class Agent:
         assert self.sock is not None
         # Not welcomed yet: look again soon (the connection may come up any moment), without spinning.
         until_beat = self.next_heartbeat - now if self.welcomed else JOIN_POLL
-        timeout = max(0.0, min(until_beat, self.logs.due_in(now), 0.5))
+        until_lease = self.lease.due_in(now) if self.attempts else math.inf
+        timeout = max(0.0, min(until_beat, self.logs.due_in(now), until_lease, self.stop.due_in(now), 0.5))
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.sock.socket in ready:
-            self.silent_for = time.monotonic() - self.last_heard
+            self.silent_for = self.lease.silent_for(self.mono())
             while (frame := self.sock.recv_nowait()) is not None:
-                self.on_frame(frame, time.monotonic())
+                self.on_frame(frame, self.mono())
         if self.wake_read in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(self.wake_read, 65536)
-        now = time.monotonic()
-        self.drain_events()
+        now = self.mono()
+        self.drain_events(now)
         self.logs.flush(now)
         self.send_results()
         self.keep_alive(now)
         self.check_stop(now)
-        self.retention.maybe_start(now, time.time())
+        self.retention.maybe_start(now, self.wall())
 
     def files_in_use(self) -> set[str]:
         """Partial files this worker still writes or waits to publish."""
@@ -187,9 +238,10 @@ class Agent:
         return held | {partial for partial, _ in self.publishing.values()}
 
     def emit(self, event: Event) -> None:
-        """Called from runner threads."""
+        """Called from runner threads, and from the loop itself for null jobs (which need no wake-up call)."""
         self.events.put(event)
-        self.wake()
+        if threading.get_ident() != self.loop_thread:
+            self.wake()
 
     def wake(self) -> None:
         """Make the loop's poll return now (safe from threads and signal handlers)."""
@@ -198,6 +250,18 @@ class Agent:
 
     def keep_alive(self, now: float) -> None:
         assert self.sock is not None
+        if self.attempts and self.lease.silent_for(now) > 2 * self.heartbeat_interval and now >= self.next_probe:
+            # Probed often while it is silent: its restart (and fresh node timeout) is then never long after the
+            # last refusal, and the lease that follows cannot run out just before the new master speaks.
+            self.next_probe = now + max(0.5, self.heartbeat_interval)
+            if master_down(self.options.master):
+                if not self.master_down_said:
+                    self.master_down_said = True
+                    log.warning("master %s is down (connection refused): keeping %d attempts for it to adopt",
+                                self.options.master, len(self.attempts))
+                self.lease.heard(now)  # a master that is down gives nothing away; restarted, it grants a fresh one
+        if self.lease.expired(now):
+            self.lease_expired(now)
         if not self.welcomed:
             self.sock.poll_events()
             if self.sock.handshake_error and not self.ever_welcomed:
@@ -215,11 +279,22 @@ class Agent:
                 self.unacked[key] = (body, now)
                 self.results_due.append(body)
         self.send_results()
-        if now - self.last_heard > self.node_timeout:
-            delay = self.reconnect_delay * self.rng.uniform(0.5, 1.0)
-            log.warning("master %s silent for %.0fs: reconnecting", self.options.master, now - self.last_heard)
+
+    def lease_expired(self, now: float) -> None:
+        """The master has been silent for the node timeout: it has given our attempts away, so stop them."""
+        silent = self.lease.silent_for(now)
+        for attempt in self.attempts.values():
+            if not attempt.cancel.is_set():
+                attempt.cancel_reason = (f"worker lost its master: silent for {silent:.0f}s, past the node timeout "
+                                         f"of {self.lease.node_timeout:g}s, so the master has given this attempt away")
+                log.warning("job %s attempt %d stopped: %s", attempt.job, attempt.attempt, attempt.cancel_reason,
+                            extra={"job": attempt.job, "attempt": attempt.attempt, "node": self.options.name})
+                attempt.cancel.set()
+        if now >= self.reconnect_at:
+            log.warning("master %s silent for %.0fs: reconnecting", self.options.master, silent)
+            self.reconnect_at = now + self.reconnect_delay * self.rng.uniform(0.5, 1.0)
             self.reconnect_delay = min(defaults.RECONNECT_MAX, self.reconnect_delay * 2)
-            self.connect(now - self.node_timeout + delay)
+            self.connect(now)
 
     def heartbeat_body(self) -> dict[str, Any]:
         jobs = [{"job": a.job, "attempt": a.attempt, **a.progress} for a in self.attempts.values()]
@@ -232,10 +307,13 @@ class Agent:
         try:
             message = decode(frame)
             messages = unbatch(message) if message.kind is Kind.BATCH else [message]
+        except ProtocolMismatch as exc:
+            raise WorkerExit(2, exc.sentence("master", "worker")) from None
         except ProtocolError as exc:
             log.warning("dropped a malformed message from the master: %s", exc)
             return
-        self.last_heard = now
+        self.lease.heard(now)
+        self.master_down_said = False
         for one in messages:
             handler = getattr(self, f"on_{one.kind.value}", None)
             if handler is None:
@@ -246,8 +324,9 @@ class Agent:
     def on_welcome(self, message: Message, now: float) -> None:
         self.welcomed = self.ever_welcomed = True
         self.reconnect_delay = defaults.RECONNECT_MIN
+        self.reconnect_at = 0.0
         self.heartbeat_interval = float(message.body["heartbeat_interval"]) or self.heartbeat_interval
-        self.node_timeout = float(message.body["node_timeout"]) or self.node_timeout
+        self.lease.node_timeout = float(message.body["node_timeout"]) or self.lease.node_timeout
         self.next_heartbeat = now
         self.master_publishes = message.body.get("publish") is True
         if not self.master_publishes:  # a master that records 'completed' on the first RESULT
@@ -286,6 +365,9 @@ class Agent:
             self._publish(key, now)
             return
         self.unacked.pop(key, None)
+        if key in self.spooled:
+            self.spooled.discard(key)
+            self.spool.remove(*key)
         if key in self.publishing:
             # Acknowledged without being accepted (a stale attempt): its file must never become the output.
             discard(self.publishing.pop(key)[0])
@@ -298,7 +380,7 @@ class Agent:
         entry, sent = self.publishing.get(key), self.unacked.get(key)
         if entry is None or sent is None:
             return  # published already: a repeated answer to a resent RESULT
-        if self.silent_for > self.node_timeout / 2:
+        if self.silent_for > self.lease.node_timeout / 2:
             # The answer may have waited out a silence (SIGSTOP, partition) in which the master gave the job
             # away: publish only on an answer that is fresh, so ask again.
             self.unacked[key] = (sent[0], now)
@@ -338,12 +420,12 @@ class Agent:
         problem = spec_problem(spec)
         if problem is not None:  # checked again here: a worker runs nothing it has not understood
             self._finish(job_id, number, {"status": "failed", "failure": Failure.INVALID_INPUT.value,
-                                          "error": f"malformed job spec: {problem}"})
+                                          "error": f"malformed job spec: {problem}"}, now)
             return
         if self.draining or len(self.attempts) >= self.options.slots:
             reason = "the worker is draining" if self.draining else "no free slot"
             self._finish(job_id, number, {"status": "failed", "failure": Failure.WORKER_LOST.value, "error": reason,
-                                          "refused": True})
+                                          "refused": True}, now)
             return
         attempt = Attempt(job=job_id, attempt=number, spec=spec, received_at=now)
         if self.options.tracing is not None:
@@ -356,20 +438,19 @@ class Agent:
                 job_id, number, spec.get("engine"), spec.get("scenario"),
                 extra={"job": job_id, "attempt": number, "node": self.options.name})
         self.attempts[job_id] = attempt
-        runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.capabilities.encoder_map(),
+        runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
                                self.emit, cpu_count=self.capabilities.cpu_count,
                                gst_launch=self.capabilities.gstreamer)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return
-        import threading
-
         attempt.thread = threading.Thread(target=runner.run, name=f"job-{job_id[:8]}", daemon=True)
         attempt.thread.start()
 
     # ---- events from runners ----------------------------------------------------------------------
 
-    def drain_events(self) -> None:
+    def drain_events(self, now: float | None = None) -> None:
+        now = self.mono() if now is None else now
         events: list[Event] = []
         while True:
             try:
@@ -382,19 +463,19 @@ class Agent:
         started: dict[tuple[str, int], float] = {}
         for event in events:
             if event.kind == "log":
-                self.logs.add(event.job, event.attempt, event.data)
+                self.logs.add(event.job, event.attempt, event.data, now)
             elif event.kind == "started":
                 if (event.job, event.attempt) in ended:
                     started[(event.job, event.attempt)] = float(event.data)
                 else:
-                    self._send(encode(Kind.STARTED, {"job": event.job, "attempt": event.attempt, "at": time.time()}))
+                    self._send(encode(Kind.STARTED, {"job": event.job, "attempt": event.attempt, "at": self.wall()}))
             elif event.kind == "finished":
                 result = event.data
                 if (event.job, event.attempt) in started:
                     result = {**result, "started_at": started[(event.job, event.attempt)]}
-                self._finish(event.job, event.attempt, result)
+                self._finish(event.job, event.attempt, result, now)
 
-    def _finish(self, job_id: str, number: int, result: dict[str, Any]) -> None:
+    def _finish(self, job_id: str, number: int, result: dict[str, Any], now: float) -> None:
         current = self.attempts.get(job_id)
         if current is not None and current.attempt == number:
             del self.attempts[job_id]
@@ -416,7 +497,7 @@ class Agent:
                 result.get("error") or result["status"]), attributes={
                 "ffrtmp.status": result["status"], "ffrtmp.failure": result.get("failure") or "",
                 **{f"ffrtmp.metrics.{k}": v for k, v in metrics.items()}})
-        body = {"job": job_id, "attempt": number, "at": time.time(), "status": result["status"],
+        body = {"job": job_id, "attempt": number, "at": self.wall(), "status": result["status"],
                 "error": result.get("error"), "failure": result.get("failure"),
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
         if result.get("refused"):
@@ -429,7 +510,7 @@ class Agent:
                 body = self._published(body, result["partial"], result["output"])
         if "started_at" in result:
             body["started_at"] = result["started_at"]
-        self.unacked[(job_id, number)] = (body, time.monotonic())
+        self.unacked[(job_id, number)] = (body, now)
         self.results_due.append(body)
 
     def send_results(self) -> None:
@@ -441,39 +522,61 @@ class Agent:
     # ---- stopping ---------------------------------------------------------------------------------
 
     def start_drain(self, now: float) -> None:
-        if not self.draining:
-            log.info("draining: no new jobs; %d running will finish", len(self.attempts))
-            self.draining = True
-            self.drain_started = now
+        if not self.stop.stopping:
+            self.stop.request(now)
+            log.info("draining: no new jobs; %d running will finish (they are stopped after %gs)",
+                     len(self.attempts), self.options.drain_timeout)
             self.next_heartbeat = now
 
     def check_stop(self, now: float) -> None:
-        if self.stop_now or (self.draining and self.drain_started is not None
-                             and now - self.drain_started > self.options.drain_timeout):
+        while self.stop_requests:
+            self.stop_requests -= 1
+            if not self.stop.stopping:
+                self.start_drain(now)
+            elif self.stop.forced_at is None:
+                self.stop.request(now)
+                log.warning("stopping now: %d running attempts are stopped", len(self.attempts))
+        if self.stop.attempts_overdue(now):
             for attempt in self.attempts.values():
                 if not attempt.cancel.is_set():
                     attempt.cancel_reason = "worker shutting down"
                     attempt.cancel.set()
-        idle = not self.attempts and not self.unacked
-        if self.draining and idle:
+        verdict = self.stop.verdict(now, len(self.attempts), len(self.unacked))
+        if verdict is Verdict.DRAINED:
             self._send(encode(Kind.BYE))
             raise WorkerExit(0, f"drained: {self.completed} completed, {self.failed} failed")
-        if self.stop_now and not self.attempts:
-            raise WorkerExit(0, "stopped")
+        if verdict is Verdict.UNDELIVERED:
+            self._send(encode(Kind.BYE))
+            raise WorkerExit(3 if self.unacked else 0, self.undelivered_line(now))
+        idle = not self.attempts and not self.unacked
         if self.options.burst and self.welcomed and idle and self.master_pending == 0:
             self._send(encode(Kind.BYE))
             raise WorkerExit(0, f"burst done: {self.completed} completed, {self.failed} failed")
 
+    def undelivered_line(self, now: float) -> str:
+        results = [(job, number, str(body["status"])) for (job, number), (body, _) in self.unacked.items()]
+        return exit_line(f"stopped: {self.completed} completed, {self.failed} failed", results,
+                         [(a.job, a.attempt) for a in self.attempts.values()],
+                         f"the master {self.options.master} (silent for {self.lease.silent_for(now):.0f}s)",
+                         f"kept in {self.spool.directory}: the next `ffrtmp worker --name {self.options.name}` "
+                         "with this --work-dir reports them")
+
     def shutdown(self) -> None:
-        for attempt in self.attempts.values():
-            attempt.cancel_reason = "worker shutting down"
-            attempt.cancel.set()
-        for attempt in self.attempts.values():
-            if attempt.thread is not None:
-                attempt.thread.join(timeout=10)
-        for partial, _ in self.publishing.values():
+        """Stop what still runs (a forced stop: SIGKILL after FORCE_WAIT), keep undelivered results on disk."""
+        end_attempts(list(self.attempts.values()), FORCE_WAIT if self.stop_now else 10.0, self.mono)
+        self.drain_events()
+        for key, (partial, _) in self.publishing.items():
             discard(partial)  # never accepted: once this process is gone, no one could publish it
+            if key in self.unacked:  # so what is kept to report says the output is gone, not 'completed'
+                body = {k: v for k, v in self.unacked[key][0].items() if k != "partial"}
+                body.update(status="failed", failure=Failure.WORKER_LOST.value, output=None,
+                            error="the worker stopped before the master accepted this attempt's output")
+                self.unacked[key] = (body, self.unacked[key][1])
         self.publishing.clear()
+        try:
+            self.spool.save([body for body, _ in self.unacked.values()])
+        except OSError as exc:
+            log.error("cannot keep %d undelivered results in %s: %s", len(self.unacked), self.spool.directory, exc)
         if self.sock is not None:
             self.sock.close()
             self.sock = None

@@ -72,6 +72,8 @@ class Attempt:
     """The file this attempt writes, once known (retention leaves it alone)."""
     thread: threading.Thread | None = None
     done: bool = False
+    pid: int | None = None
+    """The engine's process (the leader of its own process group) while it runs."""
 
 
 @dataclass
@@ -144,9 +146,9 @@ class AttemptRunner:
 
     def _run(self) -> None:
         attempt, spec = self.attempt, self.attempt.spec
-        started = time.time()
+        started = time.monotonic()  # for the wall_seconds interval; events carry wall-clock stamps
         if spec["engine"] == "null":
-            self.emit(Event("started", attempt.job, attempt.attempt, started))
+            self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
             self.finish("completed", metrics={"wall_seconds": 0.0, "engine": "null"}, output=None)
             return
         problem = space_problem(self.paths.work_dir)
@@ -164,7 +166,7 @@ class AttemptRunner:
         duration = float(spec["params"]["duration"])
         timeout = spec.get("timeout") or default_timeout(duration)
         code, reason = self._execute(command, self._progress_parser(command), timeout)
-        wall = time.time() - started
+        wall = time.monotonic() - started
         metrics = {**attempt.progress, "engine": engine, "encoder": command.encoder,
                    "wall_seconds": round(wall, 3), "prepare_seconds": round(prepare_seconds, 3)}
         metrics.pop("progress", None)
@@ -208,7 +210,7 @@ class AttemptRunner:
             raise AttemptFailed(Failure.INVALID_INPUT, f"this worker has no engine {engine!r}")
         encoder = self._pick_encoder(params["codec"], engine)
         codec = self.encoders[encoder].get("codec", params["codec"])  # h264 also when the job names h264_nvenc
-        begin = time.time()
+        begin = time.monotonic()
         try:
             output = resolve_output(self.paths.work_dir, self.paths.output_roots, spec.get("tenant"),
                                     self.attempt.job, params.get("output"),
@@ -241,7 +243,7 @@ class AttemptRunner:
                              work_dir=self.paths.work_dir, input_path=source, output=output, encoder=encoder,
                              ffmpeg=self.ffmpeg, cpu_count=self.cpu_count, gst_launch=self.gst_launch,
                              audio_encoder=audio, input_audio=input_audio)
-        return context, time.time() - begin
+        return context, time.monotonic() - begin
 
     def _input_audio(self, source: str) -> bool:
         """Whether a GStreamer stream can carry the input's audio: it has a track GStreamer can decode and cut."""
@@ -273,6 +275,7 @@ class AttemptRunner:
                                     stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **command.env})
         except OSError as exc:
             raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
+        self.attempt.pid = proc.pid
         deadline = time.monotonic() + timeout
         reason: str | None = None
         with selectors.DefaultSelector() as selector:
