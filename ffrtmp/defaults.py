@@ -145,6 +145,10 @@ MAX_MESSAGE_BYTES = _env_size("FFRTMP_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
 MAX_BATCH = 2000
 """Messages the master handles per store transaction (group commit)."""
 
+PREAUTH_RATE = _env_float("FFRTMP_PREAUTH_RATE", 1000.0)
+"""Frames per second (burst: twice that) the master reads from one peer that is not a joined worker, before
+any authorization (master/inbound.py)."""
+
 LOG_BATCH_LINES = 100
 """A worker ships log lines in batches of at most this many lines ..."""
 

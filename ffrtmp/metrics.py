@@ -90,7 +90,7 @@ class MasterCollector(Collector):
         yield from self._nodes()
         yield from self._counters()
         yield GaugeMetricFamily("ffrtmp_master_uptime_seconds", "Seconds since this master started",
-                                value=time.time() - self.coordinator.started_at)
+                                value=time.monotonic() - self.coordinator.started_mono)
         yield GaugeMetricFamily("ffrtmp_log_followers", "Log followers and waits open now (capped by "
                                 "--max-followers)", value=self.coordinator.logbook.open_followers)
         info = GaugeMetricFamily("ffrtmp_master_info", "Always 1; the master's version", labels=["version"])
@@ -181,6 +181,8 @@ class MasterCollector(Collector):
             ("ffrtmp_stalled_attempts", counters.stalled, "Attempts stopped because their progress stopped"),
             ("ffrtmp_timed_out_attempts", counters.timed_out, "Attempts stopped past their job's timeout"),
             ("ffrtmp_unroutable_messages", counters.unroutable, "Messages that could not reach their peer"),
+            ("ffrtmp_preauth_dropped_frames", self.coordinator.inbound.dropped + counters.refused_batches,
+             "Frames from peers that are not workers dropped unread (over their budget, or a BATCH)"),
             ("ffrtmp_log_duplicate_lines", self.coordinator.logbook.duplicates,
              "Log lines a worker sent again (after a reconnect) that were stored already, ignored"),
         ):

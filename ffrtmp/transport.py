@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -23,6 +24,9 @@ from ffrtmp.security import KeyPair
 
 log = logging.getLogger(__name__)
 
+RCVHWM = 200
+"""Frames queued per peer on the master before ZeroMQ stops reading its connection (TCP pushes back): a
+flooding peer holds at most this many in the master's memory (H4)."""
 ZMTP_HEARTBEAT_IVL_MS = 5000
 ZMTP_HEARTBEAT_TIMEOUT_MS = 15000
 
@@ -91,7 +95,9 @@ class RouterSocket:
 
     def __init__(self, endpoint: str, keys: KeyPair | None, allow_dir: Path | None = None,
                  max_message: int = defaults.MAX_MESSAGE_BYTES) -> None:
-        self.context = zmq.Context()
+        # Two I/O threads: connections are spread over them, so one peer's stream of frames to decrypt
+        # does not queue every other peer's frames behind it (H4).
+        self.context = zmq.Context(io_threads=2)
         self.authenticator: ThreadAuthenticator | None = None
         self.allowed = AllowedKeys(allow_dir) if allow_dir is not None and keys is not None else None
         self.curve = keys is not None
@@ -112,7 +118,7 @@ class RouterSocket:
             self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self.socket.setsockopt(zmq.MAXMSGSIZE, max_message)
             self.socket.setsockopt(zmq.SNDHWM, 100_000)
-            self.socket.setsockopt(zmq.RCVHWM, 100_000)
+            self.socket.setsockopt(zmq.RCVHWM, RCVHWM)
             if keys is not None:
                 self.socket.curve_secretkey = keys.secret
                 self.socket.curve_publickey = keys.public
@@ -130,14 +136,18 @@ class RouterSocket:
     def poll(self, timeout: float) -> bool:
         return bool(self.socket.poll(int(timeout * 1000), zmq.POLLIN))
 
-    def recv_batch(self, limit: int) -> list[tuple[bytes, bytes, str | None]]:
+    def recv_batch(self, limit: int, admit: Callable[[bytes, str | None, int], bool] | None = None,
+                   turn_over: Callable[[], bool] | None = None) -> list[tuple[bytes, bytes, str | None]]:
         """Up to `limit` queued (route, frame, sender's CURVE key) without waiting.
 
         The key is the ZAP `User-Id` of the connection, the only identity the master trusts; frames of any
-        other multipart shape are dropped.
+        other multipart shape are dropped. `admit(route, key, size)` False drops a frame before its bytes are
+        even copied; reading stops early once `turn_over()` (a bounded share for peers not yet trusted).
         """
         batch: list[tuple[bytes, bytes, str | None]] = []
-        while len(batch) < limit:
+        for _ in range(4 * limit):  # dropped frames count too: a turn never reads for ever
+            if len(batch) >= limit or (turn_over is not None and turn_over()):
+                break
             try:
                 parts = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -149,7 +159,10 @@ class RouterSocket:
             if self.curve:
                 with contextlib.suppress(zmq.ZMQError):
                     sender = str(parts[1].get("User-Id"))
-            batch.append((parts[0].bytes, parts[1].bytes, sender))
+            route = parts[0].bytes
+            if admit is not None and not admit(route, sender, len(parts[1])):
+                continue
+            batch.append((route, parts[1].bytes, sender))
         return batch
 
     def watch(self) -> None:

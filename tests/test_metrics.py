@@ -184,9 +184,9 @@ def test_health_fails_when_the_loop_hangs_or_the_store_is_gone(tmp_path: Path) -
         metrics.stale_after = 0.3
         release, real_tick = threading.Event(), cluster.server.coordinator.tick
 
-        def hanging_tick(now: float) -> None:
+        def hanging_tick(now: float, mono: float | None = None) -> None:
             release.wait(10)
-            real_tick(now)
+            real_tick(now, mono)
 
         cluster.server.coordinator.tick = hanging_tick  # type: ignore[method-assign]
         eventually(lambda: get(f"{base}/health")[0] == 503, message="/health to notice the hung loop")

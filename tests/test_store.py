@@ -12,6 +12,7 @@ import pytest
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec, validate_submission
 from ffrtmp.master.store import Store
+from ffrtmp.master.store_dispatch import needs_key
 
 T0 = 1_700_000_000.0
 
@@ -107,7 +108,8 @@ def test_pending_candidates_light_shape(store: Store) -> None:
     (job,) = store.pending_candidates(T0, 10)
     assert job == {"seq": 1, "id": job_id, "engine": "auto", "queue": "default", "params": spec().params,
                    "labels": {"a": "b"}, "avoid": [], "reason": None, "attempts": 0, "tenant": "",
-                   "scenario": "test1", "priority": "medium", "timeout": None}
+                   "scenario": "test1", "priority": "medium", "timeout": None, "weight": 10, "created_at": T0,
+                   "needs": needs_key("auto", spec().params, {"a": "b"})}
 
 
 def test_pending_candidates_skip_non_pending(store: Store) -> None:
@@ -116,8 +118,8 @@ def test_pending_candidates_skip_non_pending(store: Store) -> None:
     assert candidate_ids(store) == [second]
 
 
-def test_dispatch_query_uses_the_dispatch_index(store: Store) -> None:
-    """The dispatch query must walk `jobs_dispatch` in order, not sort every pending job (SPEC §3 order)."""
+def test_dispatch_queries_use_the_lanes_index(store: Store) -> None:
+    """The dispatch queries must walk `jobs_lanes` in order, not sort every pending job (SPEC §3 order)."""
     store.insert_jobs([spec(queue=q) for q in ("live", "default", "batch") * 20], T0, 3)
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)
@@ -125,10 +127,12 @@ def test_dispatch_query_uses_the_dispatch_index(store: Store) -> None:
         list(store.pending_candidates(T0, 10))
     finally:
         store.conn.set_trace_callback(None)
-    (query,) = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    plan = " | ".join(row["detail"] for row in store.conn.execute("EXPLAIN QUERY PLAN " + query))
-    assert "jobs_dispatch" in plan
-    assert "TEMP B-TREE" not in plan
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(queries) <= 1 + 3 * 4, "per lane (3 weights): its head and at most 3 probes for the next"
+    for query in queries:
+        plan = " | ".join(row["detail"] for row in store.conn.execute("EXPLAIN QUERY PLAN " + query))
+        assert "jobs_lanes" in plan
+        assert "TEMP B-TREE" not in plan
 
 
 # ---- assign, run, finish (fencing) ------------------------------------------------------------------
@@ -521,7 +525,7 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
                                                              "m004_tenant_listing",
                                                              "m005_attempts_and_history_by_seq",
                                                              "m006_key_scopes",
-                                                             "m007_submit_keys"]
+                                                             "m007_submit_keys", "m008_dispatch_lanes"]
         finally:
             again.close()
 

@@ -12,6 +12,8 @@ ENVIRONMENT_ONLY: dict[str, str] = {
                             f"(default {duration_text(defaults.RESULT_RESEND_INTERVAL)})",
     "FFRTMP_CONFIG_DIR": "the client's own CURVE key pair (default ~/.config/ffrtmp)",
     "FFRTMP_VAAPI_DEVICE": "the VAAPI device a worker tests encoders on (default /dev/dri/renderD128)",
+    "FFRTMP_PREAUTH_RATE": "frames per second a peer that is not a joined worker may send before its frames are "
+                           f"dropped unread (default {defaults.PREAUTH_RATE:g})",
 }
 
 

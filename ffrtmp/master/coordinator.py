@@ -1,5 +1,11 @@
 """The master's brain: one handler per message kind, event-driven dispatch, and a `tick(now)` for upkeep.
 
+Two clocks (F2/F8): `now`, wall time, for what is stored and shown; `mono`, the monotonic clock, for every
+in-memory interval and deadline (node expiry, stalls, timeouts, keep-alives, rate limits, retry and purge
+schedules), so a wall-clock step changes none of them. Retry backoffs are stored as `steady` time: the
+monotonic clock in wall units, fixed to the wall clock when the master starts. Entry points take both; with
+`mono` left out it follows `now` (tests that pin one clock pin both).
+
 No socket here: frames come in through `handle_batch` and go out through the injected `send`, so tests drive
 the coordinator with scripted peers and a fixed clock. Each batch is one store transaction; replies and
 JOB messages leave only after it commits, so whatever a peer is told is already durable.
@@ -16,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ffrtmp import defaults
-from ffrtmp.errors import Conflict, FfrtmpError, NotFound, ProtocolError, ProtocolMismatch, RateLimited
+from ffrtmp.errors import Conflict, FfrtmpError, NotAuthorized, NotFound, ProtocolError, ProtocolMismatch, RateLimited
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.master import degraded, handlers, requests
 from ffrtmp.master.activity import Activity
 from ffrtmp.master.auth import Authority
-from ffrtmp.master.dispatch import dispatch_pass
+from ffrtmp.master.dispatch import NeedsReasons, dispatch_pass
+from ffrtmp.master.inbound import InboundGate
 from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import Logbook, LogPolicy
 from ffrtmp.master.mismatch import MismatchedPeers
@@ -60,6 +67,8 @@ class MasterConfig:
     logs: LogPolicy = field(default_factory=LogPolicy)
     rate_limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per-kind (rate per second, burst) overrides of ratelimit.DEFAULT_LIMITS."""
+    preauth_rate: float = defaults.PREAUTH_RATE
+    """Frames per second read from one peer that is not a joined worker (master/inbound.py)."""
     version: str = ""
     limits: JobLimits = field(default_factory=JobLimits)
     """The largest job this master accepts (size, rate, length, bitrate)."""
@@ -83,6 +92,8 @@ class Counters:
     """(kind, tenant) → requests or worker messages refused by the rate limiter."""
     refused_keys: int = 0
     """Messages dropped because the sender's CURVE key is no longer allowed."""
+    refused_batches: int = 0
+    """BATCH frames dropped because they did not come from a joined worker (clients never batch)."""
     stalled: int = 0
     """Attempts stopped because their progress stopped moving."""
     timed_out: int = 0
@@ -109,20 +120,32 @@ class Coordinator:
         """Jobs that ended in the frame being handled, recorded together when it is done (`finish_pending`),
         with the node and attempt state they were taken from."""
         self.dirty = False
+        self.wall = 0.0
+        self.mono = 0.0
+        """The clocks of the batch or tick being handled (see the module's docstring)."""
+        self._steady_offset: float | None = None
         self.next_retry_due: float | None = None
-        self.last_maintenance = 0.0
+        """In steady time, like stored `not_before`."""
+        self.last_maintenance: float | None = None
+        self.needs_reasons = NeedsReasons()
+        self.tenant_turns: dict[str, int] = {}
+        """Jobs dispatched per tenant with pending work: the fair share between tenants (dispatch.fair_order)."""
         self.started_at = time.time()
         self.mismatched = MismatchedPeers()
+        self.started_mono = time.monotonic()
+        """Uptime is measured on this clock: a wall-clock step must not change it."""
         self._pending_cache: dict[str, int] | None = None
         self.logbook = Logbook(store, config.logs, self.queue)
         self.authority = Authority(store, config.api_key)
         self.limiter = RateLimiter(config.rate_limits)
+        self.inbound = InboundGate(config.preauth_rate)
         self.allowed_keys: set[str] | None = None
         """With --allow-keys: the CURVE keys admitted now (checked on every message, so revocation is immediate)."""
         self.sender: str | None = None
         """The CURVE key of the message being handled (None without CURVE)."""
         self.activity = Activity()
         self.purge_due = 0.0
+        """Monotonic."""
         self.observer = Observers()
         store.on_commit = self.observer.committed
         self.store_health = StoreHealth(None if store.path == ":memory:" else str(Path(store.path).parent),
@@ -140,11 +163,24 @@ class Coordinator:
 
     # ---- the loop's entry points ------------------------------------------------------------------
 
-    def restore(self, now: float) -> None:
+    def set_clocks(self, now: float, mono: float | None) -> None:
+        """The clocks of what is handled next; `mono` None follows `now`."""
+        self.wall = now
+        self.mono = now if mono is None else mono
+        if self._steady_offset is None:
+            self._steady_offset = now - self.mono
+
+    @property
+    def steady(self) -> float:
+        """Monotonic time in wall units (fixed to the wall clock at start): what retry backoffs are stored in."""
+        return self.mono + (self._steady_offset or 0.0)
+
+    def restore(self, now: float, mono: float | None = None) -> None:
         """After a (re)start: every attempt the store calls active waits for its node to come back.
 
         A node that does not say HELLO within the node timeout loses those attempts to a retry.
         """
+        self.set_clocks(now, mono)
         stored = {row["name"]: row for row in self.store.list_nodes()}
         for attempt in self.store.active_attempts():
             name = attempt["node"]
@@ -153,10 +189,11 @@ class Coordinator:
                 row = stored.get(name, {})
                 session = NodeSession(name=name, fingerprint=row.get("fingerprint", ""), route=None,
                                       slots=row.get("slots", 1), engines=frozenset(row.get("engines", [])),
-                                      status="offline", last_seen=now)
+                                      status="offline", last_seen=now, heard_at=self.mono)
                 self.nodes[name] = session
             session.add(attempt["job_id"], attempt["attempt"], now, attempt["queue"],
-                        self.timeout_of(attempt["timeout"], attempt["params"]), tenant=attempt["tenant"])
+                        self.timeout_of(attempt["timeout"], attempt["params"]), tenant=attempt["tenant"],
+                        mono=self.mono)
         with self.store.transaction():
             for name, row in stored.items():
                 if row["status"] != "offline" and name not in self.nodes:
@@ -167,8 +204,9 @@ class Coordinator:
         self.dirty = True
 
     def handle_batch(self, frames: list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, str | None]],
-                     now: float) -> None:
+                     now: float, mono: float | None = None) -> None:
         """Frames as (route, frame) or (route, frame, the sender's CURVE key from ZAP)."""
+        self.set_clocks(now, mono)
         self._pending_cache = None
         if not self.store_health.writable(now):
             degraded.handle_batch(self, frames, now)
@@ -186,39 +224,48 @@ class Coordinator:
             self.store_health.recovered()
         self.flush()
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
         """Upkeep: dead nodes, due retries, and the periodic pass; dispatch when anything changed."""
+        self.set_clocks(now, mono)
         if not self.store_health.writable(now):
-            self.logbook.keepalive(now, self._status_of)  # followers keep waiting; nothing else can be written
+            self.logbook.keepalive(self.mono, self._status_of)  # followers keep waiting; nothing else can be written
             self.flush()
             return
         try:
-            self._upkeep(now)
+            self._upkeep(now, self.mono)
         except WriteFault as exc:
             degraded.batch_failed(self, [], exc, now)
         self.flush()
 
-    def _upkeep(self, now: float) -> None:
+    def _upkeep(self, now: float, mono: float) -> None:
         with self.store.transaction():
-            self.expire_nodes(now)
-            self.check_attempts(now)
-            self.logbook.keepalive(now, self._status_of)
-            if now >= self.purge_due and not self.logbook.purge(now):
-                self.purge_due = now + self.config.scheduler_interval  # nothing left: look again later
-            if self.next_retry_due is not None and now >= self.next_retry_due:
+            self.expire_nodes(mono)
+            self.check_attempts(now, mono)
+            self.logbook.keepalive(mono, self._status_of)
+            if mono >= self.purge_due and not self.logbook.purge(now):
+                self.purge_due = mono + self.config.scheduler_interval  # nothing left: look again later
+            if self.next_retry_due is not None and self.steady >= self.next_retry_due:
                 self.next_retry_due = None
                 self.dirty = True
-            if now - self.last_maintenance >= self.config.scheduler_interval:
-                self.last_maintenance = now
+            if self.last_maintenance is None or mono - self.last_maintenance >= self.config.scheduler_interval:
+                self.last_maintenance = mono
                 self.forget_offline(now)
                 self.store.forget_submit_keys(now - self.config.submit_key_ttl)
                 self.dirty = True
             if self.dirty:
                 self.dispatch(now)
 
+    def admit(self, route: bytes, sender: str | None, nbytes: int, mono: float) -> bool:
+        """Before decoding: joined workers always; anyone else within its peer's budget (H4)."""
+        return route in self.by_route or self.inbound.admit(sender or route.hex(), nbytes, mono)
+
     def handle_frame(self, route: bytes, frame: bytes, now: float, sender: str | None = None) -> None:
         try:
             message = decode(frame)
+            if message.kind is Kind.BATCH and route not in self.by_route:
+                # Only workers batch (results, logs): a batch from anyone else is 1,000 requests for one frame.
+                self.counters.refused_batches += 1
+                return
             messages = unbatch(message) if message.kind is Kind.BATCH else [message]
         except ProtocolMismatch as exc:
             self.counters.malformed += 1
@@ -247,8 +294,8 @@ class Coordinator:
         if session is not None and message.kind is not Kind.HELLO and handlers.revoked(self, route, session, now):
             return
         if session is not None:
-            session.last_seen = now
-            if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", now):
+            session.last_seen, session.heard_at = now, self.mono
+            if message.kind is not Kind.HELLO and self._limited(session.name, "node", "", self.mono):
                 return  # a worker flooding the master: dropped (results are resent, heartbeats come again)
         self.sender = sender
         queued, acked = len(self.outbox), len(self.acks.get(route, []))
@@ -322,9 +369,9 @@ class Coordinator:
                 with self.store.transaction():
                     for on_fail in failed:
                         on_fail()
-                    self.dispatch(time.time())
+                    self.dispatch(self.wall)
             except WriteFault as exc:
-                degraded.batch_failed(self, [], exc, time.time())
+                degraded.batch_failed(self, [], exc, self.wall)
             self.flush()
 
     def jobs_undeliverable(self, route: bytes, job_ids: list[str]) -> Callable[[], None]:
@@ -334,7 +381,7 @@ class Coordinator:
                 state = session.attempts.get(job_id) if session is not None else None
                 if session is not None and state is not None:
                     self.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
-                                        "the worker could not be reached", time.time())
+                                        "the worker could not be reached", self.wall)
 
         return recover
 
@@ -358,7 +405,8 @@ class Coordinator:
         job = self.store.get_job(job_id)
         if job is None or job["attempts"] != attempt or job["status"] not in ("assigned", "running"):
             return
-        not_before = self.config.retry.next_try(failure, attempt, job["max_retries"], now, self.rng)
+        steady = self.steady
+        not_before = self.config.retry.next_try(failure, attempt, job["max_retries"], steady, self.rng)
         self.observer.attempt_failed(job_id, attempt, session.name, failure, error, not_before, now)
         if not_before is None:
             finished = self.store.finish_job(job_id, attempt, "failed", now, error=error, failure=failure,
@@ -373,7 +421,7 @@ class Coordinator:
         self.counters.retries += 1
         self.retry_due(not_before)
         log.info("job %s attempt %d on %s: %s (%s); retry %s", job_id, attempt, session.name, failure, error,
-                 "now" if not_before <= now else f"in {not_before - now:.1f}s",
+                 "now" if not_before <= steady else f"in {not_before - steady:.1f}s",
                  extra=_context(job_id, attempt, session.name))
         self.dirty = True
 
@@ -460,17 +508,17 @@ class Coordinator:
         self.store.update_node(session.name, status="offline", last_seen=session.last_seen)
         self.dirty = True
 
-    def expire_nodes(self, now: float) -> None:
-        """Nodes silent for the node timeout are offline; their attempts go back to pending at once."""
+    def expire_nodes(self, mono: float) -> None:
+        """Nodes silent for the node timeout (monotonic) are offline; their attempts go back to pending at once."""
         for session in list(self.nodes.values()):
             if session.status == "offline" and not session.attempts:
                 continue
-            if now - session.last_seen > self.config.node_timeout:
+            if mono - session.heard_at > self.config.node_timeout:
                 if session.status != "offline":
                     self.counters.dead_nodes += 1
                     log.warning("worker %s silent for %.1fs: offline, %d attempt(s) move on", session.name,
-                                now - session.last_seen, len(session.running))
-                self.node_gone(session, now, f"{session.name} went silent")
+                                mono - session.heard_at, len(session.running))
+                self.node_gone(session, self.wall, f"{session.name} went silent")
 
     def forget_node(self, name: str) -> None:
         """Drop an offline node from memory and the store (`nodes forget`); its jobs keep its name."""
@@ -497,8 +545,9 @@ class Coordinator:
         job = self.store.get_job(job_id)
         return job["status"] if job else None
 
-    def check_attempts(self, now: float) -> None:
-        """Stop attempts that stalled (no new frames or output time) or ran past their job's timeout."""
+    def check_attempts(self, now: float, mono: float | None = None) -> None:
+        """Stop attempts that stalled (no new frames or output time) or ran past their job's timeout (monotonic)."""
+        mono = now if mono is None else mono
         for session in self.nodes.values():
             if session.route is None:
                 continue
@@ -506,14 +555,13 @@ class Coordinator:
                 if state.stopping:
                     continue
                 stall = self.config.stall_timeouts.get(state.queue, self.config.stall_timeout)
-                if now - state.progress_at > stall:
+                if mono - state.progress_at > stall:
                     self.counters.stalled += 1
                     self.stop_attempt(session, job_id, Failure.STALLED, f"no progress for {stall:g}s", now)
-                elif state.deadline is not None and now > state.deadline + TIMEOUT_GRACE:
+                elif state.deadline is not None and mono > state.deadline + TIMEOUT_GRACE:
                     self.counters.timed_out += 1
-                    self.stop_attempt(session, job_id, Failure.TIMEOUT,
-                                       f"still running {now - state.assigned_at:.0f}s after dispatch, past its timeout",
-                                       now)
+                    self.stop_attempt(session, job_id, Failure.TIMEOUT, f"still running"
+                                      f" {mono - state.assigned_mono:.0f}s after dispatch, past its timeout", now)
 
     def stop_attempt(self, session: NodeSession, job_id: str, failure: Failure, error: str, now: float) -> None:
         """Fail the attempt now and tell its worker to kill it; its slot stays taken until the worker confirms."""
@@ -548,7 +596,7 @@ class Coordinator:
         except Exception:
             del self.outbox[queued:]
             log.exception("dispatch pass failed; it is retried at the next tick")
-            self.retry_due(now + 1.0)
+            self.retry_due(self.steady + 1.0)
 
     # ---- client requests --------------------------------------------------------------------------
 
@@ -556,11 +604,15 @@ class Coordinator:
         body = message.body
         rid, op, args = body["rid"][:64], body["op"], body.get("args", {})
         try:
-            caller = self.authority.authenticate(body.get("key"))
+            try:
+                caller = self.authority.authenticate(body.get("key"))
+            except NotAuthorized:
+                self.inbound.auth_failed(self.sender or route.hex(), self.mono)  # guessing costs its budget
+                raise
             self.authority.authorize(caller, op)
             kind = KIND_OF.get(op, "read") if args.get("lines", True) is not False else "read"  # a wait reads
             wait = self._limited(caller.key if caller.key != "-" else (self.sender or route.hex()), kind,
-                                 caller.tenant, now)
+                                 caller.tenant, self.mono)
             if wait is not None:
                 raise RateLimited(f"rate limited: too many {kind} requests; retry after {max(wait, 0.01):.2f}s")
             if op in requests.STREAMS:

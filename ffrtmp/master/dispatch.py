@@ -7,10 +7,12 @@ applied), records why the rest wait, claims the picks in bulk and sends each wor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ffrtmp.master.auth import quotas
-from ffrtmp.master.scheduler import place
+from ffrtmp.master.scheduler import NodeView, place, wait_reason, why_not
+from ffrtmp.master.store_dispatch import needs_of
 from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, encode_batch
 
 if TYPE_CHECKING:
@@ -18,18 +20,44 @@ if TYPE_CHECKING:
 
 SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout", "tenant")
 """What a JOB message tells the worker about the job."""
-DISPATCH_SCAN_LIMIT = 5000
-"""Pending jobs one dispatch pass looks at, at most, past jobs that no free node can run."""
+NEEDS_REASON_REFRESH = 60.0
+"""Seconds after which a waiting group's reason is written for all its jobs again (retried jobs rejoin it)."""
+NEEDS_REASON_CHUNK = 5000
+"""Job seqs one pass writes a group's reason over, at most: a new reason for 200,000 jobs is written over
+40 passes of a few ms, not in one that holds the loop for half a second."""
+
+
+@dataclass
+class NeedsReasons:
+    """For each requirement group no free node could take: its wait reason, the seq up to which every job of
+    the group has it, and when that reason was first written (monotonic). A new reason is written from the
+    oldest pending job on, a chunk of seqs per pass; then only jobs submitted since are (an idle master with
+    200,000 waiting jobs writes nothing)."""
+
+    written: dict[str, tuple[str, int, float]] = field(default_factory=dict)
+
+    def next_range(self, needs: str, reason: str, first_seq: int, last_seq: int,
+                   mono: float) -> tuple[int, int] | None:
+        """The seqs (above, up to) to write the reason for in this pass; None when all have it."""
+        last = self.written.get(needs)
+        if last is None or last[0] != reason or mono - last[2] >= NEEDS_REASON_REFRESH:
+            last = (reason, first_seq - 1, mono)
+        upto = min(last_seq, last[1] + NEEDS_REASON_CHUNK)
+        self.written[needs] = (reason, max(upto, last[1]), last[2])
+        if len(self.written) > 10_000:  # many groups come and go: forget the others (they are rewritten)
+            self.written = {needs: self.written[needs]}
+        return (last[1], upto) if upto > last[1] else None
+
+    def unfinished(self, last_seq: int) -> bool:
+        return any(upto < last_seq for _, upto, _ in self.written.values())
 
 
 def dispatch_pass(coordinator: Coordinator, now: float) -> None:
-    """One pass: read pending jobs in order, place them (pure), claim the picks in bulk, send the JOBs."""
+    """One pass: read the head of every lane some free node can take, place them (pure), claim in bulk, send."""
     nodes = [s.view() for s in coordinator.nodes.values() if s.status != "offline"]
-    free = sum(n.free for n in nodes)
-    if free <= 0:
+    if not any(n.free > 0 for n in nodes):
         return
-    candidates = coordinator.store.pending_candidates(now, limit=DISPATCH_SCAN_LIMIT, aged_before=(
-        now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None))
+    candidates = read_candidates(coordinator, nodes, now)
     examined: list[dict[str, Any]] = []
     room = tenant_room(coordinator)
     held: dict[str, str] = {}
@@ -46,7 +74,6 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
             yield job
 
     assignments, reasons = place(tracked(), nodes)
-    candidates.close()
     reasons.update(held)
     for job in examined:
         reason = reasons.get(job["id"])
@@ -59,10 +86,11 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
     outgoing: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
     for (job, node_name), attempt in zip(picks, coordinator.store.assign_jobs(picks, now), strict=True):
         job_id, session = job["id"], coordinator.nodes[node_name]
+        served(coordinator.tenant_turns, job["tenant"])
         spec = {key: job[key] for key in SPEC_FIELDS}
         coordinator.observer.job_assigned(job_id, attempt, node_name, now)
         session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
-                    tenant=job["tenant"])
+                    tenant=job["tenant"], mono=coordinator.mono)
         assert session.route is not None
         body: dict[str, Any] = {"job": job_id, "attempt": attempt, "spec": spec}
         trace = coordinator.observer.trace_carrier(job_id)
@@ -74,6 +102,80 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
             chunk = jobs[start:start + MAX_BATCH_ITEMS]
             lost = coordinator.jobs_undeliverable(route, [body["job"] for _, body in chunk])
             coordinator.queue(route, encode_batch(chunk), lost)
+
+
+def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float) -> list[dict[str, Any]]:
+    """The head of each lane, as many as the free slots that fit it, in fair order. A requirement group no
+    free node can take costs one index probe, and its wait reason is written for its jobs (see NeedsReasons)."""
+    open_nodes = [n for n in nodes if n.free > 0]
+    room_of: dict[str, int] = {}
+    """needs → free slots on the nodes that meet them (0: the group is skipped)."""
+    skipped: list[tuple[str, str, tuple[int, int]]] = []
+    seqs: list[tuple[int, int]] = []
+
+    def skip(needs: str) -> bool:
+        if needs not in room_of:
+            wants = needs_of(needs)
+            room_of[needs] = sum(n.free for n in open_nodes if why_not(wants, n) is None)
+            if room_of[needs] == 0:
+                reason = wait_reason(wants, nodes)
+                if not seqs:
+                    seqs.append(coordinator.store.pending_seqs())
+                span = coordinator.needs_reasons.next_range(needs, reason, *seqs[0], coordinator.mono)
+                if span is not None:
+                    skipped.append((needs, reason, span))
+        return room_of[needs] == 0
+
+    heads: list[dict[str, Any]] = []
+    for lane in coordinator.store.pending_lanes(skip):
+        heads.extend(coordinator.store.lane_head(lane, coordinator.steady, room_of[lane[0]]))
+    for needs, reason, span in skipped:
+        coordinator.store.set_needs_reason(needs, reason, *span)
+    if skipped and coordinator.needs_reasons.unfinished(seqs[0][1]):
+        coordinator.dirty = True  # the next tick writes the next chunk
+    aged_before = now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None
+    return fair_order(heads, aged_before, coordinator.tenant_turns)
+
+
+def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None,
+               turns: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """SPEC §3 order with a fair share between tenants: heavier first; at equal weight the tenants take turns
+    (each one's first job, then each one's second, ...), FIFO inside a tenant, so one tenant's backlog never
+    starves another. With aging (`aged_before`), jobs created before it come first, oldest first.
+
+    `turns` (tenant → jobs dispatched so far, kept by the caller across passes; see `served`) carries the
+    turns over from pass to pass: when slots free one at a time, each pass places one job, and without it
+    the tenant with the oldest head would win every pass. Tenants with no job here are forgotten (one coming
+    back starts level with the others, not ahead or behind by its past)."""
+    turns = {} if turns is None else turns
+    present = {job["tenant"] for job in jobs}
+    for tenant in list(turns):
+        if tenant not in present:
+            del turns[tenant]
+    floor = min(turns.values(), default=0)
+    for tenant in present:
+        turns.setdefault(tenant, floor)  # waiting from now on, level with the least served
+    rank: dict[str, int] = {}
+    by_tenant_weight: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_tenant_weight.setdefault((job["tenant"], job["weight"]), []).append(job)
+    for same in by_tenant_weight.values():
+        same.sort(key=lambda job: job["seq"])
+        start = turns[same[0]["tenant"]]
+        for position, job in enumerate(same):
+            rank[job["id"]] = start + position
+
+    def key(job: dict[str, Any]) -> tuple[int, float, int, int]:
+        if aged_before is not None and job["created_at"] < aged_before:
+            return (0, 0, 0, job["seq"])
+        return (1, -job["weight"], rank[job["id"]], job["seq"])
+
+    return sorted(jobs, key=key)
+
+
+def served(turns: dict[str, int], tenant: str) -> None:
+    """One more job of `tenant` was dispatched (its next ones wait behind the other tenants' turn)."""
+    turns[tenant] = max(turns.get(tenant, 0), min(turns.values(), default=0)) + 1
 
 
 def tenant_room(coordinator: Coordinator) -> dict[str, int]:

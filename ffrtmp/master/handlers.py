@@ -105,7 +105,7 @@ def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old:
         engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
         encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
         resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
-        last_seen=now, curve_key=coordinator.sender)
+        last_seen=now, heard_at=coordinator.mono, curve_key=coordinator.sender)
     if old is not None:
         session.attempts = old.attempts
     coordinator.nodes[session.name] = session
@@ -137,19 +137,19 @@ def _reconcile_running(coordinator: Coordinator, session: NodeSession, running: 
             and (session.serves is None or job["tenant"] in session.serves)
         if ours and job is not None and job["status"] in ("assigned", "running") and job["node"] == session.name:
             session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
-                        tenant=job["tenant"])
+                        tenant=job["tenant"], mono=coordinator.mono)
         elif ours and job is not None and job["status"] == "pending" \
                 and coordinator.store.readopt_job(job_id, attempt, session.name, now):
             # Given up on while its node was out of reach, but not dispatched again yet: take it back.
             session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
-                        tenant=job["tenant"])
+                        tenant=job["tenant"], mono=coordinator.mono)
             log.info("job %s attempt %d adopted back from %s", job_id, attempt, session.name,
                      extra={"job": job_id, "attempt": attempt, "node": session.name})
         else:
             # Not ours to finish: stop it, and count its slot as taken until the worker confirms.
             coordinator.counters.stale += 1
             if job_id not in session.attempts:
-                session.add(job_id, attempt, now).stopping = True
+                session.add(job_id, attempt, now, mono=coordinator.mono).stopping = True
             coordinator.queue(session.route or b"", encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
 
 
@@ -177,7 +177,7 @@ def on_heartbeat(coordinator: Coordinator, route: bytes, message: Message, now: 
         _record_progress(coordinator, session, job_id, attempt, item, now)
     grace = 2 * coordinator.config.heartbeat_interval + 2.0
     for job_id, state in list(session.attempts.items()):
-        if job_id in seen or now - state.assigned_at <= grace:
+        if job_id in seen or coordinator.mono - state.assigned_mono <= grace:
             continue
         if state.stopping:
             session.remove(job_id)  # stopped as asked: the slot is free again
@@ -198,20 +198,28 @@ def _record_progress(coordinator: Coordinator, session: NodeSession, job_id: str
     progress = min(1.0, max(0.0, float(progress))) if isinstance(progress, int | float) else None
     state = session.attempts[job_id]
     first = not state.progress
-    if state.advance({"progress": progress, **metrics}, now):
+    if state.advance({"progress": progress, **metrics}, coordinator.mono):
         if first:  # a lost STARTED must not leave the job 'assigned' while it runs
             coordinator.job_started(job_id, attempt, now)
         coordinator.store.record_progress(job_id, attempt, progress, metrics)
 
 
+PENDING_CAP = 1000
+"""Pending jobs counted per engine for a heartbeat, at most: a count of 200,000 would cost every heartbeat a
+scan, and a `--burst` worker only asks whether it is 0."""
+
+
 def _pending_for(coordinator: Coordinator, session: NodeSession) -> int:
-    """Pending jobs this node's engines could run (a `--burst` worker exits when it reaches 0)."""
+    """Pending jobs this node's engines could run, up to PENDING_CAP each (a `--burst` worker exits at 0)."""
     if coordinator._pending_cache is None:
-        coordinator._pending_cache = coordinator.store.pending_by_engine()
+        coordinator._pending_cache = {}
     counts = coordinator._pending_cache
-    encoding = any(e in session.engines for e in ("ffmpeg", "gstreamer"))
-    return sum(n for engine, n in counts.items()
-               if engine in session.engines or (engine == "auto" and encoding))
+    engines = set(session.engines)
+    if engines & {"ffmpeg", "gstreamer"}:
+        engines.add("auto")
+    for engine in engines - counts.keys():
+        counts[engine] = coordinator.store.pending_of_engine(engine, PENDING_CAP)
+    return sum(counts[engine] for engine in engines)
 
 
 def on_started(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
@@ -278,8 +286,8 @@ def on_result(coordinator: Coordinator, route: bytes, message: Message, now: flo
         # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
         session.remove(job_id)
         coordinator.store.requeue_job(job_id, attempt, now, failure=Failure.WORKER_LOST, error=str(body.get("error")),
-                                      not_before=now + REFUSAL_DELAY, avoid=session.name, free=True)
-        coordinator.retry_due(now + REFUSAL_DELAY)
+                                      not_before=coordinator.steady + REFUSAL_DELAY, avoid=session.name, free=True)
+        coordinator.retry_due(coordinator.steady + REFUSAL_DELAY)
         coordinator.dirty = True
         return
     if status in ("completed", "canceled"):

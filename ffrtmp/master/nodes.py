@@ -22,18 +22,21 @@ class AttemptState:
 
     attempt: int
     assigned_at: float
+    """Wall time (stored and shown); intervals use `assigned_mono`."""
     queue: str = "default"
     deadline: float | None = None
-    """When the attempt times out (the job's timeout after assignment); None when unknown."""
+    """When the attempt times out (monotonic: the job's timeout after assignment); None when unknown."""
     progress: dict[str, Any] = field(default_factory=dict)
     progress_at: float = 0.0
-    """When frames or output time last advanced (stall detection); starts at assignment."""
+    """When frames or output time last advanced (monotonic, stall detection); starts at assignment."""
+    assigned_mono: float = 0.0
+    """The master's monotonic clock at assignment: a wall-clock step moves no deadline (F2/F8)."""
     tenant: str = ""
     stopping: bool = False
     """Failed by the master (stalled, timed out) but still holding a slot until the worker confirms."""
 
     def advance(self, snapshot: dict[str, Any], now: float) -> bool:
-        """Record a heartbeat's figures; True when they differ from the last ones."""
+        """Record a heartbeat's figures (`now`: the monotonic clock); True when they differ from the last ones."""
         if snapshot == self.progress:
             return False
         if any(_number(snapshot.get(k)) > _number(self.progress.get(k)) for k in PROGRESS_KEYS):
@@ -59,6 +62,9 @@ class NodeSession:
     resources: dict[str, Any] = field(default_factory=dict)
     status: str = "online"
     last_seen: float = 0.0
+    """Wall time of its last message (stored and shown); node expiry uses `heard_at`."""
+    heard_at: float = 0.0
+    """The master's monotonic clock at its last message."""
     attempts: dict[str, AttemptState] = field(default_factory=dict)
     """job id → the attempt this node runs. Every entry holds a slot, `stopping` ones included."""
     curve_key: str | None = None
@@ -97,9 +103,11 @@ class NodeSession:
                         tenants=self.serves)
 
     def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
-            timeout: float | None = None, tenant: str = "") -> AttemptState:
-        state = AttemptState(attempt=attempt, assigned_at=now, queue=queue, tenant=tenant,
-                             deadline=now + timeout if timeout else None, progress_at=now)
+            timeout: float | None = None, tenant: str = "", mono: float | None = None) -> AttemptState:
+        """`now` is wall time, `mono` the monotonic clock (deadlines); `mono` defaults to `now`."""
+        mono = now if mono is None else mono
+        state = AttemptState(attempt=attempt, assigned_at=now, queue=queue, tenant=tenant, assigned_mono=mono,
+                             deadline=mono + timeout if timeout else None, progress_at=mono)
         self.attempts[job_id] = state
         return state
 

@@ -37,8 +37,9 @@ class RateLimiter:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.buckets: dict[tuple[str, str], Bucket] = {}
 
-    def check(self, key: str, kind: str, now: float) -> float | None:
-        """Take a token; None when allowed, else the seconds until one is available."""
+    def check(self, key: str, kind: str, now: float, cost: float = 1.0, partial: bool = False) -> float | None:
+        """Take `cost` tokens; None when allowed, else the seconds until they are available. `partial`: take
+        what is there when that is less (a penalty); a bucket never goes below zero."""
         rate, burst = self.limits[kind]
         if rate <= 0:
             return None  # unlimited
@@ -47,17 +48,21 @@ class RateLimiter:
             if len(self.buckets) >= MAX_BUCKETS:
                 self._forget_full(now)
             bucket = self.buckets[(key, kind)] = Bucket(burst, now)
-        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
-        bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        # `now` is monotonic; a clock that went back anyway refills nothing, and never drains a bucket.
+        bucket.tokens = min(burst, bucket.tokens + max(0.0, now - bucket.at) * rate)
+        bucket.at = max(bucket.at, now)
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
             return None
-        return (1.0 - bucket.tokens) / rate
+        wait = (min(cost, burst) - bucket.tokens) / rate
+        if partial:
+            bucket.tokens = 0.0
+        return wait
 
     def _forget_full(self, now: float) -> None:
         for key, bucket in list(self.buckets.items()):
             rate, burst = self.limits[key[1]]
-            if bucket.tokens + (now - bucket.at) * rate >= burst:
+            if bucket.tokens + max(0.0, now - bucket.at) * rate >= burst:
                 del self.buckets[key]
 
 

@@ -50,8 +50,9 @@ def encoder_fits(codec: str, engine: str, node: NodeView) -> bool:
 def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
     """None when `node` could run `job` (free slots aside), else what is missing."""
     engine = job["engine"]
-    if node.tenants is not None and job.get("tenant", "") not in node.tenants:
-        return f"a worker key for tenant {job.get('tenant', '')}"
+    # A requirement group (dispatch's lanes) has no tenant: its worker-key scope is checked per job.
+    if node.tenants is not None and "tenant" in job and job["tenant"] not in node.tenants:
+        return f"a worker key for tenant {job['tenant']}"
     if not engine_fits(engine, node):
         return f"engine {engine}"
     for key, value in job.get("labels", {}).items():

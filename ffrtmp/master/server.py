@@ -117,25 +117,25 @@ class MasterServer:
     def run(self) -> None:
         coordinator = self.coordinator
         try:
-            coordinator.restore(time.time())
+            coordinator.restore(time.time(), time.monotonic())
         except WriteFault as exc:  # the disk filled between the start-up checks and now
             self.close()
             raise InvalidInput("db", f"{describe(self.db_path.parent, exc.cause, coordinator.config.store_min_free)}"
                                ", then start the master again") from None
-        last_tick = 0.0
+        last_tick = -TICK_EVERY  # monotonic: a wall-clock step never pauses upkeep (F2)
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
                  "on" if self.options.tls else "OFF", self.db_path)
         try:
             while not self.stop_event.is_set():
                 if self.socket.poll(TICK_EVERY):
-                    coordinator.handle_batch(self.collect_batch(), time.time())
-                now = time.time()
-                if now - last_tick >= TICK_EVERY:
-                    last_tick = now
+                    coordinator.handle_batch(self.collect_batch(), time.time(), time.monotonic())
+                mono = time.monotonic()
+                if mono - last_tick >= TICK_EVERY:
+                    last_tick = mono
                     self.socket.watch()
                     if self.socket.allowed is not None:
                         coordinator.allowed_keys = set(self.socket.allowed.keys)
-                    coordinator.tick(now)
+                    coordinator.tick(time.time(), mono)
                     if self.metrics is not None:
                         self.metrics.last_loop = time.monotonic()
         finally:
@@ -158,15 +158,20 @@ class MasterServer:
         One batch is one commit; under load, waiting a millisecond or two for more messages turns many small
         commits into one (group commit), while a lone message at idle is handled at once.
         """
-        batch = self.socket.recv_batch(defaults.MAX_BATCH)
+        gate = self.coordinator.inbound
+        gate.new_turn()
+        batch = self.socket.recv_batch(defaults.MAX_BATCH, self._admit, lambda: gate.turn_over)
         if len(batch) < BUSY_BATCH:
             return batch
         deadline = time.monotonic() + GROUP_COMMIT_WINDOW
-        while len(batch) < defaults.MAX_BATCH and (left := deadline - time.monotonic()) > 0:
+        while len(batch) < defaults.MAX_BATCH and not gate.turn_over and (left := deadline - time.monotonic()) > 0:
             if not self.socket.poll(left):
                 break
-            batch += self.socket.recv_batch(defaults.MAX_BATCH - len(batch))
+            batch += self.socket.recv_batch(defaults.MAX_BATCH - len(batch), self._admit, lambda: gate.turn_over)
         return batch
+
+    def _admit(self, route: bytes, sender: str | None, nbytes: int) -> bool:
+        return self.coordinator.admit(route, sender, nbytes, time.monotonic())
 
     def close(self) -> None:
         if self.http is not None:

@@ -24,14 +24,12 @@ from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
 from ffrtmp.master.schema import MIGRATIONS
+from ffrtmp.master.store_dispatch import DispatchRows, needs_key
 from ffrtmp.master.store_health import WriteFault, is_write_fault
 from ffrtmp.master.store_logs import LogRows
 from ffrtmp.master.store_nodes import NodeRows
 
 ACTIVE = ("assigned", "running")
-CANDIDATE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority,"
-                     " timeout")
-"""What dispatch reads of a pending job: enough to place it and to tell the worker about it."""
 TERMINAL = ("completed", "failed", "canceled")
 ENDING_COLUMNS = ("seq, id, status, attempts, node, queue, priority, engine, scenario, tenant, weight, max_retries,"
                   " timeout, progress, created_at, started_at, not_before, reason, log_bytes, log_dropped")
@@ -65,7 +63,7 @@ def _job(row: sqlite3.Row) -> dict[str, Any]:
     return job
 
 
-class Store(LogRows, NodeRows):
+class Store(LogRows, NodeRows, DispatchRows):
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a store that needs migrating is refused, since
         only the master that will use the new schema may change it under itself."""
@@ -219,10 +217,11 @@ class Store(LogRows, NodeRows):
             ids.append(job_id)
             retries = default_max_retries if spec.max_retries is None else spec.max_retries
             rows.append((job_id, spec.scenario, spec.queue, spec.priority, spec.weight, spec.engine,
-                         to_json(spec.params), to_json(spec.labels), tenant, retries, spec.timeout, now))
+                         to_json(spec.params), to_json(spec.labels), tenant, retries, spec.timeout, now,
+                         needs_key(spec.engine, spec.params, spec.labels)))
         self.conn.executemany(
             "INSERT INTO jobs (id, status, scenario, queue, priority, weight, engine, params, labels, tenant,"
-            " max_retries, timeout, created_at) VALUES (?, 'pending', ?,?,?,?,?,?,?,?,?,?,?)", rows)
+            " max_retries, timeout, created_at, needs) VALUES (?, 'pending', ?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         if not ids:
             return ids
         # One writer, one statement: the new rows took the seqs right below the last one, in order.
@@ -303,32 +302,15 @@ class Store(LogRows, NodeRows):
             rows.close()
 
     def pending_candidates(self, now: float, limit: int,
-                           aged_before: float | None = None) -> Generator[dict[str, Any], None, None]:
-        """Pending jobs in dispatch order whose backoff has passed, read lazily (stop when slots are full).
+                           aged_before: float | None = None) -> Iterator[dict[str, Any]]:
+        """Pending jobs in dispatch order whose backoff has passed, at most `limit`: the head of every lane
+        (store_dispatch.py), merged in SPEC §3 order with tenants taking turns (dispatch.fair_order). With
+        `aged_before` (aging), jobs created before it come first, oldest first. Dispatch itself reads only
+        the lanes a free node can take (dispatch.read_candidates)."""
+        from ffrtmp.master.dispatch import fair_order  # dispatch builds on the store, not the other way
 
-        With `aged_before` (aging), jobs created before it come first, oldest first. `INDEXED BY` pins the
-        index that matches the ORDER BY: left alone the planner may pick the status index and sort in a
-        temporary B-tree, 5x slower (research/zmq-perf.md §6). Consume the rows before writing on this
-        connection.
-        """
-        queries: list[tuple[str, tuple[float, ...]]] = []
-        if aged_before is not None:
-            queries.append((f"SELECT {CANDIDATE_COLUMNS} FROM jobs INDEXED BY jobs_by_status"
-                            " WHERE status = 'pending' AND not_before <= ?"
-                            " AND created_at < ? ORDER BY seq LIMIT ?", (now, aged_before, limit)))
-        queries.append((f"SELECT {CANDIDATE_COLUMNS} FROM jobs INDEXED BY jobs_dispatch"
-                        " WHERE status = 'pending' AND not_before <= ?"
-                        " ORDER BY weight DESC, seq LIMIT ?", (now, limit)))
-        seen: set[str] = set()
-        for sql, args in queries:
-            rows = self.conn.execute(sql, args)
-            try:
-                for row in rows:
-                    if len(queries) == 1 or row["id"] not in seen:
-                        seen.add(row["id"])
-                        yield _job_light(row)
-            finally:
-                rows.close()
+        heads = [job for lane in self.pending_lanes(lambda needs: False) for job in self.lane_head(lane, now, limit)]
+        yield from fair_order(heads, aged_before)[:limit]
 
     def pending_by_engine(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT engine, count(*) AS n FROM jobs WHERE status = 'pending' GROUP BY engine")
@@ -578,10 +560,3 @@ class Store(LogRows, NodeRows):
             " ON j.seq = a.job_seq AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
             " AND j.status IN ('assigned','running')")
         return [{**dict(row), "params": from_json(row["params"], {})} for row in rows]
-
-def _job_light(row: sqlite3.Row) -> dict[str, Any]:
-    return {"seq": row["seq"], "id": row["id"], "engine": row["engine"], "queue": row["queue"],
-            "params": from_json(row["params"], {}),
-            "labels": from_json(row["labels"], {}), "avoid": from_json(row["avoid"], []), "reason": row["reason"],
-            "attempts": row["attempts"], "tenant": row["tenant"], "scenario": row["scenario"],
-            "priority": row["priority"], "timeout": row["timeout"]}

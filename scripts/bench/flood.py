@@ -5,7 +5,12 @@ Prints JSON lines: the calm client's submit round-trip p50/p99 without and with 
 2x), and how many of the flood's requests were refused with "rate limited". A real master (process, CURVE
 on, API keys with roles) and a worker for the submitted `null` jobs.
 
+`--preauth N`: instead, N clients that hold only the master's public key (a fresh CURVE key each, no API
+key) send as fast as they can: even ones BATCH frames of 1,000 requests, odd ones single requests (H4).
+It adds the master's RSS growth and the dead nodes (goals: p99 within 2x, growth <= 50 MiB, 0 dead).
+
     python scripts/bench/flood.py [--limit 50] [--seconds 5]
+    python scripts/bench/flood.py --preauth 2 [--seconds 10]
 """
 
 from __future__ import annotations
@@ -13,15 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ffrtmp.client import Client  # noqa: E402
-from ffrtmp.local import LocalCluster  # noqa: E402
+from ffrtmp.local import LocalCluster, wait_for  # noqa: E402
 from ffrtmp.protocol import Kind, decode  # noqa: E402
 
 
@@ -53,6 +60,119 @@ def flood(url: str, master_key: str, client_key: str, key: str, rate: float, sec
     out.put({"sent": sent, "ok": ok, "limited": limited})
 
 
+def preauth_flood(url: str, master_key: str, batched: bool, seconds: float, nice: int,
+                  out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """Send requests with no API key, from a CURVE key of our own, as fast as ZeroMQ takes them.
+
+    `nice`: an attacker runs on its own machine; sharing this one's cores, an un-niced flooder would measure
+    how the OS shares the CPU, not how the master shares its work."""
+    import zmq
+
+    os.nice(nice)
+    from ffrtmp.client import resolve_master_key
+    from ffrtmp.protocol import encode
+    from ffrtmp.security import KeyPair
+    from ffrtmp.transport import DealerSocket
+
+    socket = DealerSocket(url, resolve_master_key(master_key), KeyPair(*zmq.curve_keypair()))
+    items = [{"k": "request", "b": {"rid": str(i), "op": "list", "args": {}}} for i in range(1000)]
+    frame = encode(Kind.BATCH, {"items": items}) if batched else \
+        encode(Kind.REQUEST, {"rid": "1", "op": "list", "args": {}})
+    sent = refused = replies = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(100):
+            if socket.send(frame):
+                sent += 1
+            else:
+                refused += 1
+        while socket.recv_nowait() is not None:
+            replies += 1
+    socket.close()
+    out.put({"batched": batched, "frames_sent": sent, "requests_sent": sent * (1000 if batched else 1),
+             "send_refused": refused, "replies": replies})
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads: ZeroMQ's I/O thread decrypts CURVE)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_preauth(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-preauth-") as root, LocalCluster(Path(root)) as cluster:
+        cluster.start_master()
+        calm_key = cluster.api_key("submit", "calm")
+        cluster.start_worker("flood-worker", "--engines", "null", "--api-key", cluster.api_key("worker", "ops"),
+                             slots=4)
+        admin = Client(cluster.url, master_key=str(cluster.master_dir / "master.key"), api_key=cluster.api_key(
+            "admin", "ops"), client_key=str(cluster.root / "config" / "client.key_secret"))
+        wait_for(lambda: [n for n in admin.nodes() if n["status"] == "online"], 30, "the worker to join")
+        assert cluster.master is not None
+        pid = cluster.master.pid
+        master_key, client_key = str(cluster.master_dir / "master.key"), str(cluster.root / "config" /
+                                                                             "client.key_secret")
+        with Client(cluster.url, master_key=master_key, client_key=client_key, api_key=calm_key) as calm:
+            calm_latencies(calm, 1.0)
+            quiet = calm_latencies(calm, args.seconds)
+            rss_before = rss_mib(pid)
+            out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+            flooders = [multiprocessing.Process(target=preauth_flood, args=(
+                cluster.url, master_key, args.shape == "batch" or (args.shape == "mixed" and i % 2 == 0),
+                args.seconds + 1, args.nice, out)) for i in range(args.preauth)]
+            for proc in flooders:
+                proc.start()
+            peak = [rss_before]
+            sampling = threading.Event()
+
+            def sample() -> None:
+                while not sampling.wait(0.2):
+                    peak[0] = max(peak[0], rss_mib(pid))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            time.sleep(0.5)
+            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+            loaded = calm_latencies(calm, args.seconds)
+            master_cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+            for proc in flooders:
+                proc.join()
+            sampling.set()
+            sampler.join()
+            rss_peak = peak[0]
+            counts = [out.get(timeout=10) for _ in flooders]
+            began = time.monotonic()
+            calm.submit("after", engine="null")
+            after_s = time.monotonic() - began
+            nodes = admin.nodes()
+            admin.close()
+            rss_after = rss_mib(pid)
+        dead = (cluster.logs / "master.log").read_text().count(" silent for ")
+
+    def ms(value: float) -> float:
+        return round(value * 1000, 2)
+
+    print(json.dumps({"bench": "flood", "mode": "preauth", "nice": args.nice, "flooders": counts}))
+    print(json.dumps({"bench": "flood", "mode": "preauth", "measure": "calm_submit_latency", "n_quiet": len(quiet),
+                      "n_flood": len(loaded), "quiet_p50_ms": ms(percentile(quiet, 50)),
+                      "quiet_p99_ms": ms(percentile(quiet, 99)), "flood_p50_ms": ms(percentile(loaded, 50)),
+                      "flood_p99_ms": ms(percentile(loaded, 99)),
+                      "p99_ratio": round(percentile(loaded, 99) / percentile(quiet, 99), 2),
+                      "first_submit_after_flood_ms": ms(after_s),
+                      "master_rss_mib": {"before": round(rss_before, 1), "peak_seen": round(rss_peak, 1),
+                                         "after": round(rss_after, 1),
+                                         "growth": round(max(rss_peak, rss_after) - rss_before, 1)},
+                      "master_cpu_cores_during_flood": round(master_cpu, 2), "dead_nodes": dead,
+                       "worker_status": [n.get("status") for n in nodes]}))
+
+
 def calm_latencies(client: Client, seconds: float, interval: float = 0.02) -> list[float]:
     values = []
     end = time.monotonic() + seconds
@@ -73,7 +193,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=float, default=50.0, help="the flooding key's read limit per second")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--preauth", type=int, default=0, metavar="N",
+                        help="N flooding clients with no API key (pre-auth mode)")
+    parser.add_argument("--shape", choices=("mixed", "batch", "single"), default="mixed",
+                        help="pre-auth frames: BATCHes of 1,000 requests, single requests, or half of each")
+    parser.add_argument("--nice", type=int, default=19,
+                        help="niceness of the pre-auth flooders (0: they compete for this machine's CPU)")
     args = parser.parse_args()
+    if args.preauth:
+        run_preauth(args)
+        return
     with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-flood-") as root:
         cluster = LocalCluster(Path(root), master_args=["--rate-limit", f"read={args.limit}/{args.limit}"])
         with cluster:

@@ -1,0 +1,57 @@
+"""Bounded work per peer before any authorization work (H4: a pre-auth flood must not stall the master).
+
+Every frame from a peer that is not a joined worker pays into a token bucket of its peer (its CURVE key, or
+its connection without CURVE) before it is even decoded: one token per frame and one per 4 KiB. A peer
+over its bucket has its frames dropped unread, and a failed API key drains its bucket further, so a client
+that only holds the master's public key costs a byte count and a dict lookup per frame. Joined workers pay
+nothing here (their messages have their own limit after decoding), so heartbeats and results always get in.
+A loop turn also ends after `PREAUTH_SHARE` frames, or `PREAUTH_TURN_BYTES` decoded, from such peers: the rest
+wait in ZeroMQ (bounded by its receive high-water mark), and upkeep, dispatch and everyone else's frames get
+their turn between, however much comes in.
+"""
+
+from __future__ import annotations
+
+from ffrtmp import defaults
+from ffrtmp.master.ratelimit import RateLimiter
+
+KIND = "inbound"
+BYTES_PER_TOKEN = 4096
+"""Decoding is linear in size: a peer pays a token per 4 KiB (the default rate: 4 MiB/s per peer)."""
+AUTH_FAILURE_COST = 50.0
+"""Tokens a failed API key costs its peer: a peer that keeps failing gets a few frames a second through."""
+PREAUTH_SHARE = 500
+"""Frames from peers that are not joined workers read in one loop turn, at most."""
+PREAUTH_TURN_BYTES = 256 * 1024
+"""Bytes of such frames one loop turn decodes, at most (a bigger frame still passes when first in its turn):
+a burst of big frames is spread over turns instead of holding one for hundreds of milliseconds."""
+
+
+class InboundGate:
+    def __init__(self, rate: float = defaults.PREAUTH_RATE, burst: float | None = None) -> None:
+        self.limiter = RateLimiter({KIND: (rate, burst if burst is not None else 2 * rate)})
+        self.dropped = 0
+        """Frames dropped unread because their peer was over its budget."""
+        self.turn_left = PREAUTH_SHARE
+        self.turn_bytes = PREAUTH_TURN_BYTES
+
+    def new_turn(self) -> None:
+        self.turn_left = PREAUTH_SHARE
+        self.turn_bytes = PREAUTH_TURN_BYTES
+
+    @property
+    def turn_over(self) -> bool:
+        """This turn has read its share of frames from peers that are not joined workers."""
+        return self.turn_left <= 0 or self.turn_bytes <= 0
+
+    def admit(self, peer: str, nbytes: int, mono: float) -> bool:
+        """True: decode and handle the frame; False: drop it unread (its peer is over its budget)."""
+        self.turn_left -= 1
+        if self.limiter.check(peer, KIND, mono, cost=1.0 + nbytes // BYTES_PER_TOKEN) is None:
+            self.turn_bytes -= nbytes
+            return True
+        self.dropped += 1
+        return False
+
+    def auth_failed(self, peer: str, mono: float) -> None:
+        self.limiter.check(peer, KIND, mono, cost=AUTH_FAILURE_COST, partial=True)
