@@ -155,6 +155,12 @@ LOG_BATCH_LINES = 100
 LOG_BATCH_SECONDS = 0.25
 """... or at least this often."""
 
+LOG_MAX_FOLLOWERS = _env_int("FFRTMP_MAX_FOLLOWERS", 4096)
+"""Log followers and waits (`logs --follow`, `Client.wait`) a master serves at once, all keys together."""
+
+LOG_MAX_FOLLOWERS_PER_KEY = _env_int("FFRTMP_MAX_FOLLOWERS_PER_KEY", 256)
+"""Log followers and waits one API key (or one connection, without keys) may hold open at once."""
+
 DEFAULT_DURATION = 10.0
 """Seconds of generated source when a job names none."""
 

@@ -502,6 +502,7 @@ class Coordinator:
         session.attempts.clear()
         if session.route is not None:
             self.by_route.pop(session.route, None)
+            self.logbook.forget_route(session.route)
         session.route = None
         session.status = "offline"
         self.store.update_node(session.name, status="offline", last_seen=session.last_seen)

@@ -49,6 +49,7 @@ def batch_failed(coordinator: Coordinator, frames: Frames, exc: WriteFault, now:
     """The batch was rolled back: nothing of it was stored, so nothing of it may be sent or believed."""
     coordinator.outbox.clear()
     coordinator.acks.clear()  # the workers send those results again
+    coordinator.logbook.forget_uncommitted()  # and those log lines: none of them is acknowledged
     coordinator.endings.clear()
     coordinator.store_health.failed(exc.cause, now)
     for route, frame, *_ in frames:

@@ -152,6 +152,7 @@ class Agent:
         self.poller.register(self.sock.socket, zmq.POLLIN)
         self.poller.register(self.wake_read, zmq.POLLIN)
         self.welcomed = False
+        self.logs.pause()
         self.last_hello = 0.0
 
     @property
@@ -331,6 +332,7 @@ class Agent:
         if not self.master_publishes:  # a master that records 'completed' on the first RESULT
             for key in list(self.publishing):
                 self.unacked[key] = (self._published(self.unacked[key][0], *self.publishing.pop(key)), now)
+        self.logs.resend(now)  # before the results, so each attempt's lines arrive ahead of its end
         self.results_due.extend(body for body, _ in self.unacked.values())
         self.send_results()
         log.info("joined %s as %s (%d slots)", self.options.master, self.options.name, self.options.slots)
@@ -342,12 +344,17 @@ class Agent:
 
     def on_resync(self, message: Message, now: float) -> None:
         self.welcomed = False
+        self.logs.pause()
         self.last_hello = 0.0
 
     def on_heartbeat(self, message: Message, now: float) -> None:
         pending = message.body.get("pending")
         if isinstance(pending, int):
             self.master_pending = pending
+        for item in message.body.get("logs", []):  # the highest seq the master stored, per attempt
+            if (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in item[1:])):
+                self.logs.ack(item[0], item[1], item[2])
 
     def on_drain(self, message: Message, now: float) -> None:
         self.start_drain(now)

@@ -50,6 +50,9 @@ def chatty_worker(url: str, master_key: str, client_key: str, name: str, slots: 
         while frame is not None:
             message = decode(frame)
             for one in unbatch(message) if message.kind is Kind.BATCH else [message]:  # JOBs come several a frame
+                if one.kind is Kind.HEARTBEAT:  # the master acknowledges stored lines here
+                    for job_id, attempt, seq in one.body.get("logs", []):
+                        shipper.ack(job_id, attempt, seq)
                 if one.kind is Kind.JOB:
                     jobs[one.body["job"]] = [one.body["attempt"], time.monotonic(), 0]
                     sock.send(encode(Kind.STARTED, {"job": one.body["job"], "attempt": one.body["attempt"],
