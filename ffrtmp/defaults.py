@@ -108,6 +108,9 @@ DEFAULT_DURATION = 10.0
 MAX_DURATION = 86400.0
 """The longest duration a job may ask for (a day of live stream)."""
 
+ALLOW_PRIVATE_NETWORK = os.environ.get("FFRTMP_ALLOW_PRIVATE_NETWORK", "").lower() in ("1", "true", "yes")
+"""Whether a worker lets jobs reach loopback, private and link-local addresses (off: public hosts only)."""
+
 ZAP_DOMAIN = b"ffrtmp"
 """The ZAP domain of the master socket; enforced so CURVE fails closed."""
 

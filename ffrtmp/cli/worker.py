@@ -57,6 +57,13 @@ def worker(
     ffmpeg: str = typer.Option(None, "--ffmpeg", envvar="FFRTMP_FFMPEG", help="The ffmpeg binary to use."),
     drain_timeout: float = typer.Option(60.0, "--drain-timeout", help="Seconds running jobs get to finish on "
                                         "SIGTERM or `nodes drain` before they are stopped."),
+    input_root: list[Path] = typer.Option([], "--input-root", envvar="FFRTMP_INPUT_ROOT",
+                                          help="Jobs may read local input files under this dir (repeatable; "
+                                          "env: dirs separated by ':'). Default: none."),
+    allow_private_network: bool = typer.Option(defaults.ALLOW_PRIVATE_NETWORK, "--allow-private-network",
+                                               envvar="FFRTMP_ALLOW_PRIVATE_NETWORK",
+                                               help="Let URL inputs and RTMP outputs reach loopback, private "
+                                               "and link-local addresses."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -91,7 +98,9 @@ def worker(
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
-                            burst=burst, drain_timeout=drain_timeout)
+                            burst=burst, drain_timeout=drain_timeout,
+                            input_roots=tuple(p.expanduser().resolve() for p in input_root),
+                            allow_private_network=allow_private_network)
     if tracing:
         from ffrtmp.tracing import Tracing
 

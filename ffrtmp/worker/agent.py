@@ -30,6 +30,7 @@ from ffrtmp.worker.capabilities import Capabilities
 from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
+from ffrtmp.worker.sources import InputPolicy
 
 log = logging.getLogger("ffrtmp.worker")
 
@@ -58,6 +59,10 @@ class WorkerOptions:
     node_timeout: float = defaults.NODE_TIMEOUT
     tracing: Any = None
     """A `ffrtmp.tracing.Tracing`, or None: each attempt's run becomes a span in its job's trace."""
+    input_roots: tuple[Path, ...] = ()
+    """Local inputs are read only under these dirs (none: no local inputs)."""
+    allow_private_network: bool = False
+    """URL inputs and RTMP outputs may reach loopback, private and link-local addresses."""
 
 
 class WorkerExit(Exception):
@@ -73,6 +78,7 @@ class Agent:
         self.options = options
         self.capabilities = capabilities
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
+        self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
         self.sampler = ResourceSampler(options.work_dir)
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.wake_read, self.wake_write = os.pipe()
@@ -294,7 +300,7 @@ class Agent:
         self.attempts[job_id] = attempt
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.capabilities.encoder_map(),
                                self.emit, cpu_count=self.capabilities.cpu_count,
-                               gst_launch=self.capabilities.gstreamer)
+                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return

@@ -2,19 +2,23 @@
 
 Like the original: testsrc2 with noise at the job's resolution, fps and duration, encoded once with a
 fast encoder; later jobs with the same parameters reuse the file. A sine audio track is added for streams.
-A file is written under a temporary name and renamed when complete; temporary files left by a worker
-that died mid-write are removed by the next generation.
+Only the worker writes here: a file is written under a temporary name and renamed when complete (temporary
+files left by a worker that died mid-write are removed by the next generation), and no job output may name
+this directory (jobspec and the runner refuse it), so a job can neither name nor poison a cached source.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import threading
 from pathlib import Path
 
 from ffrtmp.errors import FfrtmpError
+from ffrtmp.worker.childenv import child_environment
+from ffrtmp.worker.sources import ffmpeg_input, file_url
 from ffrtmp.worker.tools import run_quiet
 
 GENERATE_TIMEOUT_FACTOR = 20.0
@@ -30,8 +34,12 @@ class InputError(FfrtmpError):
 
 
 def generated_path(inputs_dir: Path, resolution: str, fps: int, duration: float, audio: bool) -> Path:
+    """Named by every parameter and by a digest of the command that makes it: a change to the command (or a
+    file an older version left, or one written there by anything else) is never taken for this source."""
     seconds = min(duration, MAX_GENERATED_SECONDS)
-    return inputs_dir / f"testsrc2_{resolution}_{fps}fps_{seconds:g}s{'_a' if audio else ''}.mp4"
+    recipe = generate_argv("ffmpeg", Path("out.mp4"), resolution, fps, duration, audio)
+    digest = hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:12]
+    return inputs_dir / f"testsrc2_{resolution}_{fps}fps_{seconds:g}s{'_a' if audio else ''}_{digest}.mp4"
 
 
 def generate_argv(ffmpeg: str, target: Path, resolution: str, fps: int, duration: float, audio: bool) -> list[str]:
@@ -44,7 +52,7 @@ def generate_argv(ffmpeg: str, target: Path, resolution: str, fps: int, duration
              "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-g", str(2 * fps)]
     if audio:
         argv += ["-c:a", "aac", "-b:a", "128k"]
-    return argv + ["-f", "mp4", str(target)]
+    return argv + ["-f", "mp4", file_url(str(target))]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -85,7 +93,7 @@ def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, d
         timeout = 60 + GENERATE_TIMEOUT_FACTOR * min(duration, MAX_GENERATED_SECONDS)
         try:
             done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
+                                  stdin=subprocess.DEVNULL, check=False, env=child_environment())
         except subprocess.TimeoutExpired:
             partial.unlink(missing_ok=True)
             raise InputError(f"generating the test source took longer than {timeout:.0f}s") from None
@@ -107,7 +115,7 @@ def audio_codec(ffprobe: str | None, source: str) -> tuple[str | None, str | Non
     if ffprobe is None:
         return None, "ffprobe is not installed"
     argv = [ffprobe, "-v", "error", *(URL_PROBE if "://" in source else []), "-select_streams", "a:0",
-            "-show_entries", "stream=codec_name", "-of", "csv=p=0", "-i", source]
+            "-show_entries", "stream=codec_name", "-of", "csv=p=0", *ffmpeg_input(source)]
     try:
         done = run_quiet(argv, timeout=PROBE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from functools import lru_cache
 
+from ffrtmp.worker.childenv import child_environment
+
 
 @lru_cache(maxsize=8)
 def find_ffmpeg(explicit: str | None = None) -> str | None:
@@ -52,4 +54,4 @@ def find_gst_inspect(gst_launch: str | None) -> str | None:
 def run_quiet(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run a short probe command; never through a shell."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          errors="replace", check=False)
+                          errors="replace", check=False, env=child_environment())
