@@ -97,7 +97,7 @@ def main() -> None:
         source = root / "input.mp4"
         make_input(ffmpeg, source)
         ours, theirs = [], []
-        with LocalCluster(root / "cluster") as cluster:
+        with LocalCluster(root / "cluster", env={"FFRTMP_INPUT_ROOT": str(root)}) as cluster:
             cluster.start_master()
             for name in WORKERS:
                 cluster.start_worker(name, "--engines", "ffmpeg", slots=1)
