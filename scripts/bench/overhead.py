@@ -69,9 +69,10 @@ def logged_argv(cluster: LocalCluster, ids: list[str], out_dir: Path) -> list[li
             job = client.get(job_id)
             line = next(item["line"] for item in client.logs(job_id)["lines"] if item["line"].startswith("$ "))
             argv = line[2:].split(" ")
-            if " ".join(argv) != line[2:] or argv[-1] != job["output"]:
+            # the log names the output `file:WORK_DIR/outputs/<id>.mp4` (no worker path)
+            if " ".join(argv) != line[2:] or Path(argv[-1]).name != Path(job["output"]).name:
                 raise RuntimeError(f"cannot take the argv back from {line!r}")
-            commands.append([*argv[:-1], str(out_dir / Path(argv[-1]).name)])
+            commands.append([*argv[:-1], "file:" + str(out_dir / Path(argv[-1]).name)])
     return commands
 
 
