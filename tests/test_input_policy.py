@@ -46,7 +46,8 @@ def test_address_problem(address: str, problem: str | None) -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/meta.json?.txt", "http://localhost/x.mp4",
                                  "rtmp://[::1]/live/k", "http://169.254.169.254/latest/meta-data/",
-                                 "rtsp://192.168.1.20/stream", "http://[::ffff:127.0.0.1]:9090/metrics"])
+                                 "rtsp://192.168.1.20/stream", "http://[::ffff:127.0.0.1]:9090/metrics",
+                                 "http://2130706433/", "http://0x7f.1/"])
 def test_private_destinations_are_refused_unless_allowed(url: str) -> None:
     with pytest.raises(NetworkRefused, match=r"^input: .*--allow-private-network"):
         check_destination("input", url, allow_private=False)
@@ -55,6 +56,13 @@ def test_private_destinations_are_refused_unless_allowed(url: str) -> None:
 
 def test_a_public_address_passes() -> None:
     check_destination("output", "rtmp://93.184.216.34/live/key", allow_private=False)
+
+
+def test_a_host_that_does_not_resolve_is_worth_a_retry(strict: Harness) -> None:
+    """Never opened (where it points is unknown), but DNS may be back for the next attempt: not invalid_input."""
+    result = strict.run(make_attempt("job-dns", input="http://ffrtmp-test.invalid/a.mp4")).finished()
+    assert (result["status"], result["failure"]) == ("failed", Failure.ENCODER_ERROR.value)
+    assert result["error"] == "input: the host 'ffrtmp-test.invalid' could not be resolved on this worker"
 
 
 # ---- local inputs --------------------------------------------------------------------------------------

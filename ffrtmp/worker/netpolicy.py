@@ -21,6 +21,10 @@ class NetworkRefused(FfrtmpError):
     """A URL the worker will not open for a job; the message names the field and says why."""
 
 
+class HostUnresolved(NetworkRefused):
+    """The host could not be resolved now: maybe a passing DNS problem, so the attempt may be retried."""
+
+
 def address_problem(address: IPAddress) -> str | None:
     """Why a job may not reach `address` (loopback, private, link-local, ...), or None for a public one."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -56,7 +60,7 @@ def check_destination(field: str, url: str, *, allow_private: bool) -> None:
     try:
         addresses = resolve(host, parts.port)
     except (OSError, UnicodeError, ValueError):
-        raise NetworkRefused(f"{field}: the host {host!r} could not be resolved on this worker") from None
+        raise HostUnresolved(f"{field}: the host {host!r} could not be resolved on this worker") from None
     for address in addresses:
         problem = address_problem(address)
         if problem:

@@ -34,7 +34,14 @@ from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.joblog import JobLogFilter
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
-from ffrtmp.worker.sources import InputPolicy, SourceRefused, check_source, check_stream_output, is_url
+from ffrtmp.worker.sources import (
+    InputPolicy,
+    SourceRefused,
+    SourceUnavailable,
+    check_source,
+    check_stream_output,
+    is_url,
+)
 from ffrtmp.worker.tools import find_ffprobe, find_gstreamer
 
 KILL_GRACE = 5.0
@@ -233,6 +240,8 @@ class AttemptRunner:
             if params.get("input"):
                 source = check_source(params["input"], self.policy)
                 self.filter.url_input = is_url(source)
+        except SourceUnavailable as exc:
+            raise AttemptFailed(Failure.ENCODER_ERROR, str(exc)) from None  # retried: DNS may be back
         except SourceRefused as exc:
             raise AttemptFailed(Failure.INVALID_INPUT, str(exc)) from None
         if source is None and engine == "ffmpeg":

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ffrtmp.errors import FfrtmpError
-from ffrtmp.worker.netpolicy import NetworkRefused, check_destination
+from ffrtmp.worker.netpolicy import HostUnresolved, NetworkRefused, check_destination
 
 MEDIA_DEMUXERS = ("mov", "matroska", "mpegts", "flv", "live_flv", "avi", "mpeg", "mxf", "ogg", "ivf", "nut", "asf",
                   "h264", "hevc", "m4v", "mp3", "aac", "wav", "flac", "yuv4mpegpipe", "rtsp")
@@ -28,6 +28,10 @@ PROTOCOLS = {"file": "file", "http": "http,tcp", "https": "https,http,tls,tcp", 
 
 class SourceRefused(FfrtmpError):
     """This worker will not read the input (or push to the output) a job names."""
+
+
+class SourceUnavailable(SourceRefused):
+    """The input's or output's host cannot be resolved now (worth a retry, unlike a refusal)."""
 
 
 @dataclass(frozen=True)
@@ -67,17 +71,20 @@ def resolve_local_input(given: str, roots: tuple[Path, ...]) -> Path:
 def check_source(given: str, policy: InputPolicy) -> str:
     """The input as the engines get it: a resolved absolute path, or a URL whose host the policy allows."""
     if is_url(given):
-        try:
-            check_destination("input", given, allow_private=policy.allow_private_network)
-        except NetworkRefused as exc:
-            raise SourceRefused(str(exc)) from None
+        _check_destination("input", given, policy)
         return given
     return str(resolve_local_input(given, policy.input_roots))
 
 
 def check_stream_output(url: str, policy: InputPolicy) -> None:
+    _check_destination("output", url, policy)
+
+
+def _check_destination(field: str, url: str, policy: InputPolicy) -> None:
     try:
-        check_destination("output", url, allow_private=policy.allow_private_network)
+        check_destination(field, url, allow_private=policy.allow_private_network)
+    except HostUnresolved as exc:
+        raise SourceUnavailable(str(exc)) from None
     except NetworkRefused as exc:
         raise SourceRefused(str(exc)) from None
 
