@@ -183,6 +183,10 @@ def check_output(value: Any, output_roots: tuple[str, ...] = ()) -> str:
         return text
     if ".." in path.parts:
         raise InvalidInput("output", f"{text!r} escapes the worker's work dir ('..' is not allowed)")
+    if _PROTOCOL_PREFIX.match(text):
+        # such a directory would make the same name pass as an "existing" input elsewhere (H2 of the review)
+        raise InvalidInput("output", f"{text!r} reads as an FFmpeg protocol ({text.split(':', 1)[0]}:); "
+                           "give a path without ':' in its first part")
     if path.parts and path.parts[0] == GENERATED_DIR:
         raise InvalidInput("output", f"{text!r} is inside the worker's cache of generated sources "
                            f"({GENERATED_DIR}/): choose another directory")

@@ -27,7 +27,8 @@ from ffrtmp.worker.inputs import generated_path
 from ffrtmp.worker.joblog import SUMMARY, JobLogFilter
 from ffrtmp.worker.netpolicy import NetworkRefused, address_problem, check_destination
 from ffrtmp.worker.sources import InputPolicy, SourceRefused, ffmpeg_input, resolve_local_input
-from tests.conftest import eventually
+from tests.conftest import _require, eventually
+from tests.rtmp import RtmpServer
 from tests.test_gstreamer_engine import context as gst_context
 from tests.test_runner import LONG, Harness, finish, make_attempt
 
@@ -169,6 +170,7 @@ def test_network_errors_of_a_url_input_are_summarised(tmp_path: Path) -> None:
     ("input", "tcp://1.2.3.4:9?listen=1"), ("input", "udp://1.2.3.4:9?localport=53"),
     ("input", "srt://1.2.3.4:9?mode=listener"), ("input", "http://h/a.mp4?listen=1"), ("input", "http:///a.mp4"),
     ("output", "rtmp://h/live/k?listen=1"), ("output", "inputs/testsrc2_320x240_10fps_20s.mp4"),
+    ("output", "concat:/etc/passwd|/etc/X11/rgb.txt/x.mp4"),
 ])
 def test_submit_refuses_protocol_tricks_naming_the_field(field: str, value: str) -> None:
     with pytest.raises(InvalidInput) as refused:
@@ -259,6 +261,24 @@ def test_an_http_input_is_read_but_a_redirect_is_not_followed(harness: Harness, 
     assert moved["status"] == "failed", moved  # a redirect could point at what the worker may not reach
 
 
+@pytest.fixture(scope="module")
+def gst_encoders(gst_launch: str, gst_inspect: str) -> dict[str, dict[str, Any]]:
+    from ffrtmp.worker.gst_encoders import detect
+
+    found = {e.name: e.to_dict() for e in detect(gst_inspect, gst_launch)}
+    _require("x264enc" if found.get("x264enc", {}).get("available") else None, "x264enc (gstreamer1.0-plugins-ugly)")
+    return found
+
+
+def test_gstreamer_reads_an_http_input_but_follows_no_redirect(tmp_path: Path, site: str,
+                                                              gst_encoders: dict[str, dict[str, Any]]) -> None:
+    gst = Harness(tmp_path / "gst-work", None, gst_encoders)
+    direct = gst.run(make_attempt("job-gst", engine="gstreamer", input=f"{site}/clip.mp4")).finished()
+    assert direct["status"] == "completed", direct
+    moved = gst.run(make_attempt("job-gst-moved", engine="gstreamer", input=f"{site}/moved.mp4")).finished()
+    assert moved["status"] == "failed", moved
+
+
 def test_the_default_worker_refuses_a_loopback_input_before_starting(strict: Harness, site: str) -> None:
     recorder = strict.run(make_attempt("job-ssrf", input=f"{site}/clip.mp4"))
     result = recorder.finished()
@@ -283,6 +303,20 @@ def test_an_output_into_the_generated_source_cache_is_refused(harness: Harness) 
     assert "cache of generated sources" in result["error"] and not cached.exists()
     assert harness.run(make_attempt("job-next")).finished()["status"] == "completed"
     assert cached.exists()
+
+
+@pytest.mark.slow
+def test_an_rtmp_input_is_read_through_the_allow_lists(harness: Harness, rtmp_server: RtmpServer) -> None:
+    """A relay: one attempt pushes to nginx-rtmp, another reads that stream (flv over rtmp,tcp) into a file."""
+    url = rtmp_server.url(f"relay-{harness.paths.work_dir.parent.name}")
+    pusher = make_attempt("job-push", output=url, **LONG)
+    pushed, push_thread = harness.start(pusher)
+    eventually(lambda: "started" in pushed.kinds(), timeout=30, message="the push to start")
+    relayed = harness.run(make_attempt("job-relay", input=url, output="relay.mp4")).finished()
+    pusher.cancel.set()
+    finish(push_thread)
+    assert relayed["status"] == "completed", relayed
+    assert relayed["output"].endswith("relay.mp4") and relayed["metrics"]["output_bytes"] > 0
 
 
 def test_a_stream_to_a_loopback_server_is_refused_by_default(strict: Harness) -> None:

@@ -95,6 +95,10 @@ def worker(
     capabilities = detect(wanted, ffmpeg)
     for engine, reason in capabilities.missing.items():
         console.print(f"[yellow]engine {engine} unavailable:[/] {reason}", highlight=False)
+    for root in input_root:
+        if not root.expanduser().is_dir():
+            console.print(f"[yellow]input root {root} is not a directory:[/] jobs can read nothing there",
+                          highlight=False)
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
