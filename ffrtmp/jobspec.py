@@ -30,8 +30,6 @@ QUERYLESS_SCHEMES = ("tcp", "udp", "srt")
 """FFmpeg takes socket options from these URLs' queries."""
 LISTENING_OPTIONS = frozenset({"listen", "listen_timeout"})
 """Query options that would make a worker's FFmpeg listen, refused in any URL."""
-GENERATED_DIR = "inputs"
-"""The worker's cache of generated sources (in its work dir): no output may write there."""
 _PROTOCOL_PREFIX = re.compile(r"^[A-Za-z0-9+.\-]+:")
 """What FFmpeg reads as `protocol:` at the start of a name (concat:, data:, pipe:, fd:, file:, lavfi: ...)."""
 
@@ -187,9 +185,6 @@ def check_output(value: Any, output_roots: tuple[str, ...] = ()) -> str:
         # such a directory would make the same name pass as an "existing" input elsewhere (H2 of the review)
         raise InvalidInput("output", f"{text!r} reads as an FFmpeg protocol ({text.split(':', 1)[0]}:); "
                            "give a path without ':' in its first part")
-    if path.parts and path.parts[0] == GENERATED_DIR:
-        raise InvalidInput("output", f"{text!r} is inside the worker's cache of generated sources "
-                           f"({GENERATED_DIR}/): choose another directory")
     return text
 
 

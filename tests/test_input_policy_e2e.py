@@ -194,7 +194,7 @@ def test_a_file_inside_the_input_root_is_transcoded(attack: Attack) -> None:
     ("input", "data:text/plain,hello"),
     ("input", "tcp://127.0.0.1:9?listen=1&listen_timeout=15000"),
     ("input", "srt://127.0.0.1:9?mode=listener"),
-    ("output", "inputs/testsrc2_160x120_10fps_1s.mp4"),
+    ("output", "concat:/etc/passwd|/etc/X11/rgb.txt/x.mp4"),
 ])
 def test_the_cli_refuses_protocol_tricks_at_submit(attack: Attack, field: str, value: str) -> None:
     cluster = attack.cluster

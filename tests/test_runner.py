@@ -160,7 +160,7 @@ def test_logs_are_numbered_and_start_with_the_command_line(harness: Harness, ffm
     command = texts[1]
     assert command.startswith("$ ffmpeg ")  # the program's name, not where it lives on the worker
     assert "-c:v libx264" in command
-    assert str(harness.paths.work_dir) not in " ".join(texts) and "file:WORK_DIR/outputs/job-1.mp4" in command
+    assert str(harness.paths.work_dir) not in " ".join(texts) and "file:WORK_DIR/outputs/" in command
     kinds = recorder.kinds()
     assert kinds.index("started") > kinds.index("log")  # the command line is logged before the start
     assert all(stream in ("worker", "stdout", "stderr") for _, _, stream, _ in logs)
@@ -175,7 +175,7 @@ def test_a_given_input_starts_the_log_with_the_command_line(harness: Harness) ->
     recorder = harness.run(make_attempt("job-b", input=source))
     assert recorder.finished()["status"] == "completed"
     assert recorder.texts()[0].startswith("$ ")
-    assert source.endswith("/outputs/job-a.mp4") and "-i file:WORK_DIR/outputs/job-a.mp4" in recorder.texts()[0]
+    assert f"-i file:WORK_DIR/{Path(source).relative_to(harness.paths.work_dir.resolve())} " in recorder.texts()[0]
 
 
 def test_the_generated_input_is_cached(harness: Harness) -> None:

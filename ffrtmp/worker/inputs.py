@@ -4,7 +4,7 @@ Like the original: testsrc2 with noise at the job's resolution, fps and duration
 fast encoder; later jobs with the same parameters reuse the file. A sine audio track is added for streams.
 Only the worker writes here: a file is written under a temporary name and renamed when complete (temporary
 files left by a worker that died mid-write are removed by the next generation), and no job output may name
-this directory (jobspec and the runner refuse it), so a job can neither name nor poison a cached source.
+this directory (the runner refuses it), so a job can neither name nor poison a cached source.
 """
 
 from __future__ import annotations
