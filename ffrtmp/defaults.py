@@ -182,6 +182,9 @@ MAX_BITRATE = _env_str("FFRTMP_MAX_BITRATE", "50M")
 LIST_PAGE = 1000
 """The most jobs one `list` request returns; the reply's cursor fetches the next page."""
 
+ALLOW_PRIVATE_NETWORK = os.environ.get("FFRTMP_ALLOW_PRIVATE_NETWORK", "").lower() in ("1", "true", "yes")
+"""Whether a worker lets jobs reach loopback, private and link-local addresses (off: public hosts only)."""
+
 ZAP_DOMAIN = b"ffrtmp"
 """The ZAP domain of the master socket; enforced so CURVE fails closed."""
 

@@ -38,6 +38,7 @@ from ffrtmp.worker.outputs import discard, publish
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.retention import RetentionSweeper
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
+from ffrtmp.worker.sources import InputPolicy
 from ffrtmp.worker.spool import ResultSpool
 from ffrtmp.worker.stopping import FORCE_WAIT, StopPlan, Verdict, end_attempts, exit_line
 
@@ -72,6 +73,10 @@ class WorkerOptions:
     """Outputs in the work dir older than this are deleted (0: never); stray partials always are."""
     tracing: Any = None
     """A `ffrtmp.tracing.Tracing`, or None: each attempt's run becomes a span in its job's trace."""
+    input_roots: tuple[Path, ...] = ()
+    """Local inputs are read only under these dirs (none: no local inputs)."""
+    allow_private_network: bool = False
+    """URL inputs and RTMP outputs may reach loopback, private and link-local addresses."""
 
 
 class WorkerExit(Exception):
@@ -92,6 +97,7 @@ class Agent:
         self.encoders = capabilities.encoder_map()
         """Built once: capabilities are fixed at start-up; rebuilt per JOB it was 71 % of a busy worker's CPU."""
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
+        self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
         self.sampler = ResourceSampler(options.work_dir)
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.wake_read, self.wake_write = os.pipe()
@@ -440,7 +446,7 @@ class Agent:
         self.attempts[job_id] = attempt
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
                                self.emit, cpu_count=self.capabilities.cpu_count,
-                               gst_launch=self.capabilities.gstreamer)
+                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return
