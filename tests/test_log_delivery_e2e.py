@@ -48,8 +48,9 @@ def chatty_source(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> str:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path / "cluster", master_args=FAST, env={"FFRTMP_TIMEOUT": "30"}) as local:
+def cluster(tmp_path: Path, chatty_source: str) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path / "cluster", master_args=FAST,
+                      env={"FFRTMP_TIMEOUT": "30", "FFRTMP_INPUT_ROOT": str(Path(chatty_source).parent)}) as local:
         local.start_master(metrics_port=0)
         yield local
 

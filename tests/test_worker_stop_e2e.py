@@ -23,10 +23,11 @@ STOP_ARGS = ["--drain-timeout", str(DRAIN), "--deliver-timeout", str(DELIVER)]
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+def cluster(tmp_path: Path, source: str) -> Iterator[LocalCluster]:  # noqa: F811
     # A node timeout long enough for a master restart on a busy machine, short enough for a test.
     with LocalCluster(tmp_path / "cluster", master_args=["--heartbeat-interval", "200ms", "--node-timeout", "4s",
-                                                         "--retry-backoff", "200ms"]) as local:
+                                                         "--retry-backoff", "200ms"],
+                      env={"FFRTMP_INPUT_ROOT": str(Path(source).parent)}) as local:  # workers may read it
         local.start_master()
         yield local
 
