@@ -114,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-logs-") as root, LocalCluster(Path(root)) as cluster:
         cluster.start_master()
-        cluster.start_worker("probe", "--engines", "null", "--label", "role=probe")
+        cluster.start_worker("probe", "--label", "role=probe")
         cluster.wait_for_nodes(["probe"])
         quiet = dispatch_latencies(cluster, args.probes)
         key, client_key = str(cluster.master_dir / "master.key"), str(cluster.root / "config" / "client.key_secret")
