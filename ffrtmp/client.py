@@ -59,18 +59,97 @@ def _with_trace(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "trace": carrier} if carrier else args
 
 
+RESUBSCRIBE_AFTER = 3.0
+"""A follow that hears nothing this long (the master sends a keep-alive every second) is sent again."""
+RESTART_PAUSE = 0.25
+"""After the master said it restarts: the first re-subscription waits this long (the new one is starting)."""
+
+
+class Subscription:
+    """One `logs.follow` that survives a master restart.
+
+    The follow state lives in the master's memory, so when its keep-alives stop (or it says it is
+    restarting) the request is sent again, from the last (attempt, seq) seen; lines seen already are
+    skipped. Only `timeout` seconds with no word from the master at all give up (MasterUnreachable).
+    """
+
+    def __init__(self, client: Client, args: dict[str, Any]) -> None:
+        self.client = client
+        self.args = args
+        self.last: tuple[int, int] | None = None
+        self.rid = client._send_request("logs.follow", args)
+        self.heard = time.monotonic()
+        self.resend_at = self.heard + RESUBSCRIBE_AFTER
+        self.resubscribed = 0
+
+    def next(self, until: float | None = None) -> Message | None:
+        """The next PARTIAL (only lines not seen yet) or the final REPLY; None once `until` has passed."""
+        while True:
+            now = time.monotonic()
+            if until is not None and now >= until:
+                return None
+            give_up = self.heard + self.client.timeout
+            stop = min(give_up, self.resend_at, until if until is not None else give_up)
+            try:  # always look at least briefly: what arrived while the caller was busy counts
+                message = self.client._next_message(self.rid, max(0.01, stop - now), self.client.timeout)
+            except MasterUnreachable:
+                if self.client._socket.handshake_error:
+                    raise
+                now = time.monotonic()
+                if until is not None and until <= min(now, give_up):
+                    return None
+                if now >= give_up:
+                    raise MasterUnreachable(f"no keep-alive from the master for {self.client.timeout:g}s: "
+                                            + self.client._socket.explain_silence(self.client.timeout)) from None
+                if now >= self.resend_at:
+                    self._resubscribe()
+                continue
+            if (message.kind is Kind.REPLY and message.body["status"] == 503
+                    and "restarting" in str(message.body.get("error"))):
+                self.resend_at = time.monotonic() + RESTART_PAUSE  # it stops now: follow again once it is back
+                continue
+            self.heard = time.monotonic()
+            self.resend_at = self.heard + RESUBSCRIBE_AFTER
+            if message.kind is Kind.PARTIAL and isinstance(message.body["body"], dict):
+                lines = message.body["body"].get("lines", [])
+                if lines:
+                    message.body["body"]["lines"] = self._unseen(lines)
+            return message
+
+    def _unseen(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fresh = []
+        for line in lines:
+            place = (line.get("attempt"), line.get("seq"))
+            if not (isinstance(place[0], int) and isinstance(place[1], int)):
+                continue
+            key = (place[0], place[1])
+            if self.last is None or key > self.last:
+                fresh.append(line)
+                self.last = key
+        return fresh
+
+    def _resubscribe(self) -> None:
+        args = {**self.args, "replaces": self.rid}
+        if self.last is not None:
+            args = {**{k: v for k, v in args.items() if k != "tail"}, "after": list(self.last)}
+        self.rid = self.client._send_request("logs.follow", args)
+        self.resubscribed += 1
+        self.resend_at = time.monotonic() + RESUBSCRIBE_AFTER
+
+
 class LogStream:
     """Lines of a followed job, in order; `job` is set once the master says the job has ended."""
 
-    def __init__(self, client: Client, rid: str) -> None:
+    def __init__(self, client: Client, args: dict[str, Any]) -> None:
         self.client = client
-        self.rid = rid
+        self.subscription = Subscription(client, args)
         self.job: dict[str, Any] | None = None
         self.status: str | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while self.job is None:
-            message = self.client._next_message(self.rid, self.client.timeout)
+            message = self.subscription.next()
+            assert message is not None
             if message.kind is Kind.REPLY:
                 if message.body["status"] != 200:
                     raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
@@ -234,27 +313,28 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         if on_update is None:
-            rid = self._send_request("logs.follow", {"id": job_id, "lines": False})
+            follow = Subscription(self, {"id": job_id, "lines": False})
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                message = follow.next(deadline)
+                if message is None:
                     raise TimeoutError(f"job {job_id} did not end within {timeout}s")
-                try:
-                    message = self._next_message(rid, self.timeout if left is None else min(self.timeout, left))
-                except MasterUnreachable:
-                    if left is not None and left <= self.timeout:
-                        raise TimeoutError(f"job {job_id} did not end within {timeout}s") from None
-                    raise
                 if message.kind is Kind.REPLY:
                     if message.body["status"] != 200:
                         raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
                     return self.get(job_id)
+        heard = time.monotonic()
         while True:
             try:
-                job = self.get(job_id)
+                job = self.request("get", {"id": job_id}, timeout=min(self.timeout, RESUBSCRIBE_AFTER))
             except RateLimited as exc:
                 time.sleep(retry_after(str(exc), poll))
                 continue
+            except MasterUnreachable:
+                # A master restart takes a few seconds: ask again until it has been silent for `timeout`.
+                if self._socket.handshake_error or time.monotonic() - heard >= self.timeout:
+                    raise
+                continue
+            heard = time.monotonic()
             on_update(job)
             if job["status"] in TERMINAL:
                 return job
@@ -284,14 +364,15 @@ class Client:
 
         Yields line dicts (attempt, seq, at, stream, line); afterwards `.job` holds the job's final
         id/status/error. `attempt`: one attempt, `"all"`, or None for the latest and any retries after it.
-        Raises `MasterUnreachable` when the master goes silent for longer than the timeout.
+        Survives a master restart (it follows again from the last line seen); raises `MasterUnreachable`
+        when the master says nothing at all for longer than the timeout.
         """
         args: dict[str, Any] = {"id": job_id}
         if attempt is not None:
             args["attempt"] = attempt
         if tail is not None:
             args["tail"] = tail
-        return LogStream(self, self._send_request("logs.follow", args))
+        return LogStream(self, args)
 
     def _next_message(self, rids: set[str] | str, left: float, timeout: float | None = None) -> Message:
         """The next PARTIAL or REPLY to one of `rids` (late replies to earlier requests are skipped).

@@ -158,6 +158,12 @@ LOG_BATCH_LINES = 100
 LOG_BATCH_SECONDS = 0.25
 """... or at least this often."""
 
+LOG_MAX_FOLLOWERS = _env_int("FFRTMP_MAX_FOLLOWERS", 4096)
+"""Log followers and waits (`logs --follow`, `Client.wait`) a master serves at once, all keys together."""
+
+LOG_MAX_FOLLOWERS_PER_KEY = _env_int("FFRTMP_MAX_FOLLOWERS_PER_KEY", 256)
+"""Log followers and waits one API key (or one connection, without keys) may hold open at once."""
+
 DEFAULT_DURATION = 10.0
 """Seconds of generated source when a job names none."""
 
@@ -178,6 +184,9 @@ MAX_BITRATE = _env_str("FFRTMP_MAX_BITRATE", "50M")
 
 LIST_PAGE = 1000
 """The most jobs one `list` request returns; the reply's cursor fetches the next page."""
+
+ALLOW_PRIVATE_NETWORK = os.environ.get("FFRTMP_ALLOW_PRIVATE_NETWORK", "").lower() in ("1", "true", "yes")
+"""Whether a worker lets jobs reach loopback, private and link-local addresses (off: public hosts only)."""
 
 ZAP_DOMAIN = b"ffrtmp"
 """The ZAP domain of the master socket; enforced so CURVE fails closed."""

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
@@ -25,6 +26,12 @@ CODEC_ALIASES = {"hevc": "h265", "avc": "h264", "x264": "h264", "x265": "h265"}
 OUTPUT_SUFFIXES = (".mp4", ".mkv", ".webm", ".flv", ".ts", ".mov", ".m4v")
 STREAM_SCHEMES = ("rtmp://", "rtmps://")
 INPUT_SCHEMES = ("http://", "https://", "rtmp://", "rtmps://", "rtsp://", "srt://", "udp://", "tcp://")
+QUERYLESS_SCHEMES = ("tcp", "udp", "srt")
+"""FFmpeg takes socket options from these URLs' queries."""
+LISTENING_OPTIONS = frozenset({"listen", "listen_timeout"})
+"""Query options that would make a worker's FFmpeg listen, refused in any URL."""
+_PROTOCOL_PREFIX = re.compile(r"^[A-Za-z0-9+.\-]+:")
+"""What FFmpeg reads as `protocol:` at the start of a name (concat:, data:, pipe:, fd:, file:, lavfi: ...)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _ENCODER = re.compile(r"^[a-z0-9_]{2,40}$")
@@ -117,8 +124,16 @@ def _input(value: Any) -> str:
     text = _text("input", value)
     if text.startswith("-"):
         raise InvalidInput("input", f"{text!r} must not start with '-' (it would read as an option)")
-    if "://" in text and not text.lower().startswith(INPUT_SCHEMES):
-        raise InvalidInput("input", f"{text!r}: URL scheme not supported (use {', '.join(INPUT_SCHEMES)})")
+    if "://" in text:
+        if not text.lower().startswith(INPUT_SCHEMES):
+            raise InvalidInput("input", f"{text!r}: URL scheme not supported (use {', '.join(INPUT_SCHEMES)})")
+        check_url("input", text)
+        return text
+    if _PROTOCOL_PREFIX.match(text) or text.startswith("subfile,"):
+        raise InvalidInput("input", f"{text!r} reads as an FFmpeg protocol ({text.split(':', 1)[0].split(',')[0]}:); "
+                           "give a file path under the worker's --input-root or a URL")
+    if ".." in PurePosixPath(text).parts:
+        raise InvalidInput("input", f"{text!r} escapes the worker's input roots ('..' is not allowed)")
     return text
 
 
@@ -126,11 +141,36 @@ CLIENT_SIDE = None
 """`output_roots` on a client: only the master knows its `--output-root`s, so absolute outputs are left to it."""
 
 
+def check_url(field_name: str, url: str) -> None:
+    """A URL FFmpeg or GStreamer may open for a job: a host, and no query option that makes it listen or bind.
+
+    FFmpeg reads options from the query of tcp://, udp:// and srt:// URLs (`listen`, `localport`, `mode=listener`),
+    so those take no query at all; `listen` is refused in any URL. Where the host points (private networks) is the
+    worker's check, at run time (ffrtmp.worker.netpolicy).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as exc:
+        raise InvalidInput(field_name, f"{url!r} is not a valid URL: {exc}") from None
+    if not host:
+        raise InvalidInput(field_name, f"{url!r} names no host")
+    scheme = parts.scheme.lower()
+    if parts.query and scheme in QUERYLESS_SCHEMES:
+        raise InvalidInput(field_name, f"{url!r}: {scheme}:// URLs take no '?' options here (they set up sockets)")
+    keys = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if keys & LISTENING_OPTIONS:
+        raise InvalidInput(field_name, f"{url!r}: the URL option {sorted(keys & LISTENING_OPTIONS)[0]!r} is not "
+                           "allowed (a job may not make a worker listen)")
+
+
 def check_output(value: Any, output_roots: tuple[str, ...] | None = ()) -> str:
     """An RTMP URL, a path relative to the job's own output directory, or an absolute path under an allowed root
     (any absolute path when `output_roots` is `CLIENT_SIDE`: the master decides)."""
     text = _text("output", value)
     if text.lower().startswith(STREAM_SCHEMES):
+        check_url("output", text)
         return text
     if "://" in text:
         raise InvalidInput("output", f"{text!r}: only rtmp:// and rtmps:// URLs or file paths are accepted")
@@ -146,6 +186,10 @@ def check_output(value: Any, output_roots: tuple[str, ...] | None = ()) -> str:
         return text
     if ".." in path.parts:
         raise InvalidInput("output", f"{text!r} escapes the job's output directory ('..' is not allowed)")
+    if _PROTOCOL_PREFIX.match(text):
+        # such a directory would make the same name pass as an "existing" input elsewhere (H2 of the review)
+        raise InvalidInput("output", f"{text!r} reads as an FFmpeg protocol ({text.split(':', 1)[0]}:); "
+                           "give a path without ':' in its first part")
     return text
 
 

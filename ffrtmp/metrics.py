@@ -91,6 +91,8 @@ class MasterCollector(Collector):
         yield from self._counters()
         yield GaugeMetricFamily("ffrtmp_master_uptime_seconds", "Seconds since this master started",
                                 value=time.monotonic() - self.coordinator.started_mono)
+        yield GaugeMetricFamily("ffrtmp_log_followers", "Log followers and waits open now (capped by "
+                                "--max-followers)", value=self.coordinator.logbook.open_followers)
         info = GaugeMetricFamily("ffrtmp_master_info", "Always 1; the master's version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -181,6 +183,8 @@ class MasterCollector(Collector):
             ("ffrtmp_unroutable_messages", counters.unroutable, "Messages that could not reach their peer"),
             ("ffrtmp_preauth_dropped_frames", self.coordinator.inbound.dropped + counters.refused_batches,
              "Frames from peers that are not workers dropped unread (over their budget, or a BATCH)"),
+            ("ffrtmp_log_duplicate_lines", self.coordinator.logbook.duplicates,
+             "Log lines a worker sent again (after a reconnect) that were stored already, ignored"),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         by_kind = CounterMetricFamily("ffrtmp_messages", "Messages handled, by kind", labels=["kind"])

@@ -191,7 +191,8 @@ class RouterSocket:
                 return False
             raise TransportError(f"send failed: {exc}") from None
 
-    def close(self) -> None:
+    def close(self, linger: float = 0.0) -> None:
+        """`linger`: seconds to deliver what is still queued (a goodbye); 0 drops it."""
         monitor = getattr(self, "monitor", None)
         if monitor is not None:
             with contextlib.suppress(zmq.ZMQError):
@@ -199,7 +200,7 @@ class RouterSocket:
             monitor.close(0)
         sock = getattr(self, "socket", None)
         if sock is not None:
-            sock.close(0)
+            sock.close(int(linger * 1000))
         if self.authenticator is not None:
             self.authenticator.stop()
         self.context.term()

@@ -38,8 +38,12 @@ class InProcessCluster:
 
     def add_worker(self, name: str, *, slots: int = 1, capabilities: Capabilities | None = None,
                    **options: Any) -> Agent:
+        """A worker that reads inputs under the cluster's root and reaches 127.0.0.1 (the test nginx-rtmp),
+        unless `input_roots`/`allow_private_network` say otherwise."""
         from ffrtmp.security import client_keypair
 
+        options.setdefault("input_roots", (self.root,))
+        options.setdefault("allow_private_network", True)
         keys = client_keypair()
         agent = Agent(WorkerOptions(master=self.url, master_key=load_public_key(self.master_key), client_keys=keys,
                                     name=name, fingerprint=f"fp-{name}", slots=slots,

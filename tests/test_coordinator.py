@@ -191,6 +191,9 @@ def test_a_late_result_from_a_node_thought_dead_is_ignored(cluster: Cluster) -> 
     cluster.coordinator.tick(cluster.now)
     cluster.result(b"w2", job_id, 2)
     cluster.result(b"w1", job_id, 1)  # alpha wakes up with its stale result
+    assert not cluster.net.take(b"w1", Kind.ACK), "not before alpha has joined again: it resends after WELCOME"
+    cluster.hello(b"w1", "alpha", running=[{"job": job_id, "attempt": 1}])
+    cluster.result(b"w1", job_id, 1)
     assert cluster.net.take(b"w1", Kind.ACK), "stale results are still acknowledged"
     job = cluster.job(job_id)
     assert job["status"] == "completed" and job["node"] == "beta" and job["attempts"] == 2

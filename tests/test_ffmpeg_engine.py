@@ -43,7 +43,9 @@ def test_argv_is_a_list_of_strings_starting_with_ffmpeg(tmp_path: Path) -> None:
 def test_file_mode_flags(tmp_path: Path) -> None:
     ctx = context(tmp_path)
     argv = build(ctx).argv
-    assert value_of(argv, "-i") == ctx.input_path
+    assert value_of(argv, "-i") == "file:" + ctx.input_path  # a name never reads as a protocol
+    assert value_of(argv, "-protocol_whitelist") == "file"
+    assert "tty" not in value_of(argv, "-format_whitelist").split(",")
     assert value_of(argv, "-c:v") == "libx264"
     assert value_of(argv, "-b:v") == "800k"
     assert value_of(argv, "-maxrate") == "800k"
@@ -56,7 +58,7 @@ def test_file_mode_flags(tmp_path: Path) -> None:
     assert "-nostdin" in argv
     assert "-re" not in argv
     assert "-stream_loop" not in argv
-    assert argv[-2:] == ["-an", ctx.output]
+    assert argv[-2:] == ["-an", "file:" + ctx.output]
 
 
 def test_gop_is_twice_the_frame_rate(tmp_path: Path) -> None:
@@ -151,15 +153,15 @@ def test_encoder_options_by_family() -> None:
 def test_shell_metacharacters_in_the_output_stay_one_argument(tmp_path: Path) -> None:
     nasty = str(tmp_path / "outputs" / "a b; rm -rf ~ $(touch x) `id` | cat > y & 'q\".mp4")
     argv = build(context(tmp_path, output=nasty)).argv
-    assert argv[-1] == nasty
-    assert argv.count(nasty) == 1
+    assert argv[-1] == "file:" + nasty
+    assert sum(nasty in arg for arg in argv) == 1
 
 
 def test_shell_metacharacters_in_the_input_stay_one_argument(tmp_path: Path) -> None:
     ctx = context(tmp_path)
     ctx.input_path = str(tmp_path / "in $(reboot); x.mp4")
     argv = build(ctx).argv
-    assert value_of(argv, "-i") == ctx.input_path
+    assert value_of(argv, "-i") == "file:" + ctx.input_path
 
 
 def test_containers_by_codec() -> None:

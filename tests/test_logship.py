@@ -56,7 +56,7 @@ def test_a_full_batch_leaves_at_once(sock: FakeSocket) -> None:
     body = sock.frames[0]
     assert (body["job"], body["attempt"]) == ("job", 1)
     assert body["lines"] == [list(line(seq)) for seq in range(1, 4)]
-    assert ship.pending() == 0
+    assert ship.unsent() == 0
 
 
 def test_batches_never_exceed_max_lines(sock: FakeSocket) -> None:
@@ -78,7 +78,7 @@ def test_a_partial_batch_waits_for_max_age(sock: FakeSocket) -> None:
     assert sock.frames == []
     ship.flush(10.25)  # the oldest line is max_age old
     assert sock.batch_sizes() == [2]
-    assert ship.pending() == 0
+    assert ship.unsent() == 0
 
 
 def test_age_counts_from_the_oldest_line_of_each_job(sock: FakeSocket) -> None:
@@ -107,7 +107,7 @@ def test_flush_job_sends_at_once(sock: FakeSocket) -> None:
     ship.add("other", 1, line(1), now=0.0)
     ship.flush_job("job", 1)
     assert [body["job"] for body in sock.frames] == ["job"]
-    assert ship.pending() == 1
+    assert ship.unsent() == 1
 
 
 def test_flush_job_for_an_unknown_job_sends_nothing(sock: FakeSocket) -> None:
@@ -129,7 +129,7 @@ def test_lines_stay_spooled_while_send_fails_and_leave_in_order(sock: FakeSocket
     ship.flush(101.0)
     assert sock.texts() == [f"line {seq}" for seq in range(1, 8)]
     assert sock.batch_sizes() == [3, 3, 1]
-    assert ship.pending() == 0
+    assert ship.unsent() == 0
     assert ship.due_in(200.0) == math.inf
 
 
@@ -142,7 +142,7 @@ def test_a_send_failing_midway_keeps_the_rest(sock: FakeSocket) -> None:
     sock.up = True
     ship.flush_job("job", 1)
     assert sock.texts() == ["line 1", "line 2"]
-    assert ship.pending() == 3
+    assert ship.unsent() == 3
     sock.budget = None
     ship.flush(1.0)
     assert sock.texts() == [f"line {seq}" for seq in range(1, 6)]

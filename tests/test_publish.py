@@ -186,6 +186,7 @@ def test_a_stale_attempt_is_never_told_to_publish(cluster: Cluster) -> None:
     cluster.deliver(b"w2", Kind.HEARTBEAT, {"jobs": []})
     cluster.coordinator.tick(cluster.now)
     assert [m.body["attempt"] for m in cluster.net.take(b"w2", Kind.JOB)] == [2]
+    cluster.hello(b"w1", "alpha", running=[{"job": job_id, "attempt": 1}])  # a result waits for the rejoin
     cluster.result(b"w1", job_id, 1, output=FINAL, partial=PARTIAL)
     assert acks(cluster, b"w1") == [{"job": job_id, "attempt": 1}]
     cluster.result(b"w1", job_id, 1, output=FINAL, published=True)  # a forged "published" counts no more

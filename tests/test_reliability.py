@@ -29,8 +29,10 @@ def source(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> str:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path / "cluster", master_args=FAST) as local:
+def cluster(tmp_path: Path, source: str) -> Iterator[LocalCluster]:
+    # The workers read the shared clip: its dir is their input root.
+    with LocalCluster(tmp_path / "cluster", master_args=FAST,
+                      env={"FFRTMP_INPUT_ROOT": str(Path(source).parent)}) as local:
         local.start_master()
         yield local
 

@@ -18,6 +18,7 @@ from ffrtmp.jobspec import validate_submission
 from ffrtmp.worker import encoders as encoder_probe
 from ffrtmp.worker import runner as runner_module
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
+from ffrtmp.worker.sources import InputPolicy
 from tests.conftest import eventually
 
 TINY: dict[str, Any] = {"resolution": "160x120", "fps": 10, "duration": 1, "codec": "h264", "bitrate": "100k"}
@@ -66,14 +67,19 @@ def make_attempt(job: str = "job-1", *, engine: str = "ffmpeg", timeout: float |
 
 
 class Harness:
-    def __init__(self, work: Path, ffmpeg: str | None, encoders: dict[str, Any]) -> None:
+    """A runner as a test's worker: by default it reads inputs under the work dir's parent (the test's tmp_path)
+    and reaches 127.0.0.1 (the test nginx-rtmp); pass `policy` to test the worker's defaults."""
+
+    def __init__(self, work: Path, ffmpeg: str | None, encoders: dict[str, Any],
+                 policy: InputPolicy | None = None) -> None:
         self.paths = WorkerPaths(work)
         self.ffmpeg = ffmpeg
         self.encoders = encoders
+        self.policy = policy or InputPolicy(input_roots=(work.parent,), allow_private_network=True)
 
     def start(self, attempt: Attempt) -> tuple[Recorder, threading.Thread]:
         recorder = Recorder()
-        runner = AttemptRunner(attempt, self.paths, self.ffmpeg, self.encoders, recorder)
+        runner = AttemptRunner(attempt, self.paths, self.ffmpeg, self.encoders, recorder, policy=self.policy)
         thread = threading.Thread(target=runner.run, name=f"test-{attempt.job}", daemon=True)
         thread.start()
         return recorder, thread
@@ -117,7 +123,7 @@ def ffmpeg_processes_writing(output: Path) -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.name() == "ffmpeg" and str(output) in child.cmdline():
+            if child.name() == "ffmpeg" and {str(output), f"file:{output}"} & set(child.cmdline()):
                 found.append(child)
         except psutil.NoSuchProcess:
             continue
@@ -164,8 +170,9 @@ def test_logs_are_numbered_and_start_with_the_command_line(harness: Harness, ffm
     texts = recorder.texts()
     assert texts[0].startswith("preparing test source 160x120@10")
     command = texts[1]
-    assert command.startswith(f"$ {ffmpeg} ")
+    assert command.startswith("$ ffmpeg ")  # the program's name, not where it lives on the worker
     assert "-c:v libx264" in command
+    assert str(harness.paths.work_dir) not in " ".join(texts) and "file:WORK_DIR/outputs/" in command
     kinds = recorder.kinds()
     assert kinds.index("started") > kinds.index("log")  # the command line is logged before the start
     assert all(stream in ("worker", "stdout", "stderr") for _, _, stream, _ in logs)
@@ -180,7 +187,7 @@ def test_a_given_input_starts_the_log_with_the_command_line(harness: Harness) ->
     recorder = harness.run(make_attempt("job-b", input=source))
     assert recorder.finished()["status"] == "completed"
     assert recorder.texts()[0].startswith("$ ")
-    assert f"-i {source}" in recorder.texts()[0]
+    assert f"-i file:WORK_DIR/{Path(source).relative_to(harness.paths.work_dir.resolve())} " in recorder.texts()[0]
 
 
 def test_the_generated_input_is_cached(harness: Harness) -> None:

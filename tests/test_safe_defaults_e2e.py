@@ -233,7 +233,7 @@ def test_oversized_jobs_are_refused_naming_the_field(tmp_path: Path) -> None:
 def test_the_database_is_private_and_stream_keys_stay_out_of_the_master_log(tmp_path: Path, ffmpeg: str) -> None:
     with LocalCluster(tmp_path) as cluster:
         cluster.start_master()
-        cluster.start_worker("w1", "--engines", "ffmpeg")
+        cluster.start_worker("w1", "--engines", "ffmpeg", "--allow-private-network")  # the push reaches 127.0.0.1
         cluster.wait_for_nodes(["w1"])
         port = free_port()  # nobody listens: the push fails
         done = ffrtmp(cluster, "jobs", "submit", "--scenario", "t", "--engine", "ffmpeg", "--resolution", "160x120",

@@ -161,3 +161,13 @@ def test_a_write_fault_caught_inside_a_transaction_still_fails_the_whole_batch(t
                               1.0, 3)
         assert not store.conn.in_transaction  # SQLite ended it
     assert store.status_counts() == {}
+
+
+def test_a_wall_clock_step_back_does_not_postpone_the_retry_of_a_full_store(cluster: Cluster) -> None:
+    cap(cluster)
+    assert big_submit(cluster)["status"] == 507
+    retry_at = cluster.coordinator.store_health.retry_at
+    uncap(cluster)
+    # The wall clock steps back 300 s; the monotonic clock goes on past the backoff.
+    cluster.coordinator.tick(cluster.now - 300, retry_at + 0.01)
+    assert not cluster.coordinator.store_health.degraded

@@ -23,10 +23,11 @@ STOP_ARGS = ["--drain-timeout", str(DRAIN), "--deliver-timeout", str(DELIVER)]
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+def cluster(tmp_path: Path, source: str) -> Iterator[LocalCluster]:  # noqa: F811
     # A node timeout long enough for a master restart on a busy machine, short enough for a test.
     with LocalCluster(tmp_path / "cluster", master_args=["--heartbeat-interval", "200ms", "--node-timeout", "4s",
-                                                         "--retry-backoff", "200ms"]) as local:
+                                                         "--retry-backoff", "200ms"],
+                      env={"FFRTMP_INPUT_ROOT": str(Path(source).parent)}) as local:  # workers may read it
         local.start_master()
         yield local
 
@@ -100,7 +101,9 @@ def test_a_frozen_master_past_the_node_timeout_makes_the_worker_stop_its_ffmpeg(
         stopped_after = time.monotonic() - frozen_at
     finally:
         os.kill(cluster.master.pid, signal.SIGCONT)
-    assert stopped_after >= 3.5, f"stopped after {stopped_after:.1f}s: before the node timeout"
+    # The lease counts from the master's last word, which a loaded master may have sent a while before the
+    # freeze: stopping a little early is the safe side (the master gives the job away only later).
+    assert stopped_after >= 2.5, f"stopped after {stopped_after:.1f}s: well before the node timeout"
     assert "worker lost its master" in cluster.log_tail("w1", 40)
     with cluster.client() as client:
         eventually(lambda: client.get(job_id)["attempts"] == 2, timeout=20, message="the job to move on")

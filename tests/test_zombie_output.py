@@ -34,8 +34,9 @@ def source(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> str:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path / "cluster", master_args=FAST) as local:
+def cluster(tmp_path: Path, source: str) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path / "cluster", master_args=FAST,
+                      env={"FFRTMP_INPUT_ROOT": str(Path(source).parent)}) as local:  # workers may read it
         local.start_master()
         yield local
 

@@ -110,6 +110,12 @@ def master(
     submit_key_ttl: str = typer.Option(duration_text(defaults.SUBMIT_KEY_TTL), "--submit-key-ttl",
                                        envvar="FFRTMP_SUBMIT_KEY_TTL", help="How long a submit's idempotency key is "
                                        "remembered (a rerun of `jobs submit --from` within it creates nothing twice)."),
+    max_followers: int = typer.Option(defaults.LOG_MAX_FOLLOWERS, "--max-followers", min=1,
+                                      envvar="FFRTMP_MAX_FOLLOWERS",
+                                      help="Log followers and waits served at once, all keys together."),
+    max_followers_per_key: int = typer.Option(defaults.LOG_MAX_FOLLOWERS_PER_KEY, "--max-followers-per-key", min=1,
+                                              envvar="FFRTMP_MAX_FOLLOWERS_PER_KEY",
+                                              help="Log followers and waits one API key may hold open."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -144,7 +150,8 @@ def master(
     config.submit_key_ttl = duration_option(submit_key_ttl, "submit-key-ttl") or defaults.SUBMIT_KEY_TTL
     config.logs = LogPolicy(retention=duration_option(log_retention, "log-retention") or defaults.LOG_RETENTION,
                             max_job_bytes=parse_size(log_max_job, field="log-max-job"),
-                            max_total_bytes=parse_size(log_max_total, field="log-max-total"))
+                            max_total_bytes=parse_size(log_max_total, field="log-max-total"),
+                            max_followers=max_followers, max_followers_per_key=max_followers_per_key)
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
                             config=config, insecure=insecure)

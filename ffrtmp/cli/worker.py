@@ -69,6 +69,13 @@ def worker(
                                           envvar="FFRTMP_DELIVER_TIMEOUT", help="When stopping: seconds results "
                                           "get to reach the master once nothing runs; then the worker exits anyway, "
                                           "keeping them in the work dir for its next start."),
+    input_root: list[Path] = typer.Option([], "--input-root", envvar="FFRTMP_INPUT_ROOT",
+                                          help="Jobs may read local input files under this dir (repeatable; "
+                                          "env: dirs separated by ':'). Default: none."),
+    allow_private_network: bool = typer.Option(defaults.ALLOW_PRIVATE_NETWORK, "--allow-private-network",
+                                               envvar="FFRTMP_ALLOW_PRIVATE_NETWORK",
+                                               help="Let URL inputs and RTMP outputs reach loopback, private "
+                                               "and link-local addresses."),
     prefetch: int = typer.Option(defaults.PREFETCH, "--prefetch", min=0, max=256, envvar="FFRTMP_PREFETCH",
                                  help="Jobs held beyond the free slots, so the next starts the moment one ends "
                                  "(0: off)."),
@@ -104,13 +111,19 @@ def worker(
     capabilities = detect(wanted, ffmpeg)
     for engine, reason in capabilities.missing.items():
         console.print(f"[yellow]engine {engine} unavailable:[/] {reason}", highlight=False)
+    for root in input_root:
+        if not root.expanduser().is_dir():
+            console.print(f"[yellow]input root {root} is not a directory:[/] jobs can read nothing there",
+                          highlight=False)
     if capabilities.ffmpeg:
         console.print(f"ffmpeg: {capabilities.ffmpeg} ({capabilities.ffmpeg_source})", highlight=False)
     options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
                             burst=burst, drain_timeout=drain_timeout, output_retention=retention,
-                            deliver_timeout=deliver_timeout, prefetch=prefetch)
+                            deliver_timeout=deliver_timeout,
+                            input_roots=tuple(p.expanduser().resolve() for p in input_root),
+                            allow_private_network=allow_private_network, prefetch=prefetch)
     if tracing:
         from ffrtmp.tracing import Tracing
 

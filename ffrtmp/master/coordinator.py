@@ -208,7 +208,7 @@ class Coordinator:
         """Frames as (route, frame) or (route, frame, the sender's CURVE key from ZAP)."""
         self.set_clocks(now, mono)
         self._pending_cache = None
-        if not self.store_health.writable(now):
+        if not self.store_health.writable(self.mono):
             degraded.handle_batch(self, frames, now)
             self.flush()
             return
@@ -227,7 +227,7 @@ class Coordinator:
     def tick(self, now: float, mono: float | None = None) -> None:
         """Upkeep: dead nodes, due retries, and the periodic pass; dispatch when anything changed."""
         self.set_clocks(now, mono)
-        if not self.store_health.writable(now):
+        if not self.store_health.writable(self.mono):
             self.logbook.keepalive(self.mono, self._status_of)  # followers keep waiting; nothing else can be written
             self.flush()
             return
@@ -502,6 +502,7 @@ class Coordinator:
         session.attempts.clear()
         if session.route is not None:
             self.by_route.pop(session.route, None)
+            self.logbook.forget_route(session.route)
         session.route = None
         session.status = "offline"
         self.store.update_node(session.name, status="offline", last_seen=session.last_seen)

@@ -40,7 +40,7 @@ def _messages(frame: bytes) -> list[Message]:
 
 
 def _refuse(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
-    error = coordinator.store_health.refusal(now)
+    error = coordinator.store_health.refusal(coordinator.mono)
     coordinator.queue(route, encode(Kind.REPLY, {"rid": message.body["rid"][:64], "status": error.status,
                                                  "error": str(error)}))
 
@@ -49,8 +49,9 @@ def batch_failed(coordinator: Coordinator, frames: Frames, exc: WriteFault, now:
     """The batch was rolled back: nothing of it was stored, so nothing of it may be sent or believed."""
     coordinator.outbox.clear()
     coordinator.acks.clear()  # the workers send those results again
+    coordinator.logbook.forget_uncommitted()  # and those log lines: none of them is acknowledged
     coordinator.endings.clear()
-    coordinator.store_health.failed(exc.cause, now)
+    coordinator.store_health.failed(exc.cause, coordinator.mono)
     for route, frame, *_ in frames:
         for message in _messages(frame):
             if message.kind is Kind.REQUEST:

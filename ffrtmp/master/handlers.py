@@ -99,6 +99,7 @@ def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old:
               now: float) -> NodeSession:
     if old is not None and old.route is not None:
         coordinator.by_route.pop(old.route, None)
+        coordinator.logbook.forget_route(old.route)
     session = NodeSession(
         name=body["name"], fingerprint=body["fingerprint"], route=route, slots=body["slots"],
         engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
@@ -186,7 +187,10 @@ def on_heartbeat(coordinator: Coordinator, route: bytes, message: Message, now: 
         else:
             coordinator.attempt_failed(session, job_id, state.attempt, Failure.WORKER_LOST,
                                  f"{session.name} no longer runs it", now)
-    coordinator.queue(route, encode(Kind.HEARTBEAT, {"pending": _pending_for(coordinator, session)}))
+    reply: dict[str, Any] = {"pending": _pending_for(coordinator, session)}
+    if acks := coordinator.logbook.take_acks(route):
+        reply["logs"] = acks
+    coordinator.queue(route, encode(Kind.HEARTBEAT, reply))
 
 
 def _record_progress(coordinator: Coordinator, session: NodeSession, job_id: str, attempt: int, item: dict[str, Any],
@@ -237,33 +241,45 @@ def on_started(coordinator: Coordinator, route: bytes, message: Message, now: fl
 
 def on_log(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
     session, body = coordinator.session_of(route), message.body
-    if session is None or not session.runs(body["job"], body["attempt"]):
+    if session is None:  # not joined (yet, or since a master restart): unacknowledged, so resent once welcomed
         coordinator.counters.stale += 1
         return
     lines: list[tuple[int, float, str, str]] = []
     for item in body["lines"][:1000]:
-        if (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int)
+        if (isinstance(item, list) and len(item) == 4 and type(item[0]) is int and -(2**53) <= item[0] <= 2**53
                 and isinstance(item[1], int | float) and isinstance(item[2], str) and isinstance(item[3], str)):
             lines.append((item[0], float(item[1]), item[2][:16], item[3][:MAX_LOG_LINE]))
-    if lines:
+    if not lines:
+        return
+    if session.runs(body["job"], body["attempt"]):
         coordinator.logbook.append(body["job"], body["attempt"], lines)
+    else:
+        coordinator.counters.stale += 1
+    # Stored, or ignored for good (stale): either way the worker may forget them (after the commit: the
+    # acknowledgement leaves on a heartbeat reply, which is only sent once its batch is committed).
+    coordinator.logbook.received(route, body["job"], body["attempt"], max(line[0] for line in lines))
 
 
 def on_result(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
     body = message.body
     job_id, attempt = body["job"], body["attempt"]
     session = coordinator.session_of(route)
-    if _awaits_publishing(body) and session is not None and session.runs(job_id, attempt):
+    if session is None:
+        # Not joined (a master restarted under a running worker): unacknowledged, the worker lists the
+        # attempt in its HELLO, gets it adopted, and sends the result again after WELCOME.
+        coordinator.counters.stale += 1
+        return
+    if _awaits_publishing(body) and session.runs(job_id, attempt):
         # Accepted: the worker now renames its partial file to the output's name and reports again. The job
         # becomes `completed` only on that report, so a completed job never names a file that is absent.
         coordinator.ack(route, job_id, attempt, publish=True)
         return
-    # Always acknowledge, even a stale or repeated result, so the worker stops resending it.
+    # Acknowledge even a stale or repeated result, so the worker stops resending it.
     coordinator.ack(route, job_id, attempt)
-    if session is None or not session.runs(job_id, attempt):
+    if not session.runs(job_id, attempt):
         coordinator.counters.stale += 1
-        state = session.attempts.get(job_id) if session is not None else None
-        if session is not None and state is not None and state.stopping and state.attempt == attempt:
+        state = session.attempts.get(job_id)
+        if state is not None and state.stopping and state.attempt == attempt:
             session.remove(job_id)  # the attempt the master stopped has ended: its slot is free
             coordinator.dirty = True
         return

@@ -187,7 +187,16 @@ def logs(coordinator: Coordinator, caller: Principal, args: Args, now: float) ->
 def follow_logs(coordinator: Coordinator, caller: Principal, route: bytes, rid: str, args: Args, now: float) -> None:
     """Stream a job's log: stored lines, then new ones as they come, then a final reply when the job ends."""
     job, attempt, every, tail = _log_args(coordinator, caller, args)
-    coordinator.logbook.follow(route, rid, job, attempt, tail, every, lines=args.get("lines", True) is not False)
+    after = args.get("after")
+    if after is not None and not (isinstance(after, list) and len(after) == 2 and all(
+            type(x) is int and 0 <= x <= 2**53 for x in after)):
+        raise InvalidInput("after", "must be [attempt, seq], two whole numbers (the last line seen)")
+    replaces = args.get("replaces")
+    if replaces is not None and not (isinstance(replaces, str) and len(replaces) <= 64):
+        raise InvalidInput("replaces", "must be the request id of an earlier follow (64 characters at most)")
+    owner = caller.key if caller.key != "-" else (coordinator.sender or route.hex())
+    coordinator.logbook.follow(route, rid, job, attempt, tail, every, lines=args.get("lines", True) is not False,
+                               owner=owner, after=(after[0], after[1]) if after else None, replaces=replaces)
 
 
 def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:

@@ -36,6 +36,9 @@ BUSY_BATCH = 8
 GROUP_COMMIT_WINDOW = 0.002
 """How long a busy master gathers messages for one commit (the most it adds to their latency)."""
 
+GOODBYE_LINGER = 0.5
+"""Seconds the socket may take, when the master stops, to deliver what it was just told to send."""
+
 STATE_FILE = "master.json"
 """Written to the data dir: where this master listens, so local tools can find it."""
 
@@ -86,6 +89,7 @@ class MasterServer:
         if options.tracing is not None:
             self.coordinator.observer.add(MasterTracer(options.tracing))
         self.stop_event = threading.Event()
+        self.goodbye_linger = 0.0
         self.port = int(self.socket.endpoint.rsplit(":", 1)[1])
         self._write_state()
 
@@ -135,7 +139,18 @@ class MasterServer:
                     if self.metrics is not None:
                         self.metrics.last_loop = time.monotonic()
         finally:
+            self.say_goodbye()
             self.close()
+
+    def say_goodbye(self) -> None:
+        """Tell log followers we are stopping, so they re-subscribe as soon as a master is back."""
+        if self.coordinator.logbook.followers:
+            try:
+                self.coordinator.logbook.restarting()
+                self.coordinator.flush()
+                self.goodbye_linger = GOODBYE_LINGER
+            except Exception:
+                log.exception("could not tell the log followers that the master stops")
 
     def collect_batch(self) -> list[tuple[bytes, bytes, str | None]]:
         """What is queued, and, when that is a lot (we are busy), what arrives in the next moment too.
@@ -162,7 +177,7 @@ class MasterServer:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
-        self.socket.close()
+        self.socket.close(linger=self.goodbye_linger)
         self.store.close()
         if self.options.tracing is not None:
             self.options.tracing.shutdown()  # flushes the spans still buffered

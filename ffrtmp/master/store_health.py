@@ -70,7 +70,8 @@ def describe(directory: str | Path | None, exc: BaseException | None, min_free: 
 
 @dataclass
 class StoreHealth:
-    """The degraded-mode state machine, driven by the caller's clock (`now`) so tests pin it."""
+    """The degraded-mode state machine, driven by the caller's monotonic clock (`now`): tests pin it, and a
+    wall-clock step never moves a retry."""
 
     directory: str | None
     """The store's directory; None for an in-memory store (no disk to watch)."""

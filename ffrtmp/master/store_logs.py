@@ -25,19 +25,39 @@ class LogRows:
         row = self.conn.execute("SELECT log_bytes, log_dropped FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
+    def log_owner(self, job_id: str) -> tuple[int, int, str]:
+        """(bytes stored, lines dropped by the cap, tenant) for one job."""
+        row = self.conn.execute("SELECT log_bytes, log_dropped, tenant FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return (int(row[0]), int(row[1]), str(row[2])) if row else (0, 0, "")
+
+    def max_log_seq(self, job_id: str, attempt: int) -> int | None:
+        """The highest seq stored for one attempt (None: none yet)."""
+        row = self.conn.execute("SELECT max(seq) FROM logs WHERE job_id = ? AND attempt = ?",
+                                (job_id, attempt)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def log_bytes_by_tenant(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT tenant, sum(log_bytes) FROM jobs WHERE log_bytes > 0 GROUP BY tenant")
+        return {str(row[0]): int(row[1]) for row in rows}
+
     def total_log_bytes(self) -> int:
         return int(self.conn.execute("SELECT coalesce(sum(log_bytes), 0) FROM jobs").fetchone()[0])
 
-    def jobs_with_old_logs(self, finished_before: float | None, limit: int) -> list[tuple[str, int]]:
-        """(job id, log bytes) of finished jobs that still hold logs, oldest first; before a time when given."""
-        sql = ("SELECT id, log_bytes FROM jobs INDEXED BY jobs_with_logs WHERE log_bytes > 0"
+    def jobs_with_old_logs(self, finished_before: float | None, limit: int,
+                           tenant: str | None = None) -> list[tuple[str, int, str]]:
+        """(job id, log bytes, tenant) of finished jobs that still hold logs, oldest first; before a time when
+        given, of one tenant when given."""
+        sql = ("SELECT id, log_bytes, tenant FROM jobs INDEXED BY jobs_with_logs WHERE log_bytes > 0"
                " AND finished_at IS NOT NULL")
-        args: tuple[Any, ...] = (limit,)
+        args: list[Any] = []
         if finished_before is not None:
             sql += " AND finished_at < ?"
-            args = (finished_before, limit)
-        rows = self.conn.execute(sql + " ORDER BY finished_at LIMIT ?", args)
-        return [(row[0], int(row[1])) for row in rows]
+            args.append(finished_before)
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            args.append(tenant)
+        rows = self.conn.execute(sql + " ORDER BY finished_at LIMIT ?", (*args, limit))
+        return [(row[0], int(row[1]), str(row[2])) for row in rows]
 
     def delete_logs(self, job_ids: list[str]) -> None:
         marks = ",".join("?" * len(job_ids))

@@ -38,6 +38,7 @@ from ffrtmp.worker.outputs import discard, publish
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.retention import RetentionSweeper
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
+from ffrtmp.worker.sources import InputPolicy
 from ffrtmp.worker.spool import ResultSpool
 from ffrtmp.worker.stopping import FORCE_WAIT, StopPlan, Verdict, end_attempts, exit_line
 
@@ -74,6 +75,10 @@ class WorkerOptions:
     """Outputs in the work dir older than this are deleted (0: never); stray partials always are."""
     tracing: Any = None
     """A `ffrtmp.tracing.Tracing`, or None: each attempt's run becomes a span in its job's trace."""
+    input_roots: tuple[Path, ...] = ()
+    """Local inputs are read only under these dirs (none: no local inputs)."""
+    allow_private_network: bool = False
+    """URL inputs and RTMP outputs may reach loopback, private and link-local addresses."""
 
 
 class WorkerExit(Exception):
@@ -94,6 +99,7 @@ class Agent:
         self.encoders = capabilities.encoder_map()
         """Built once: capabilities are fixed at start-up; rebuilt per JOB it was 71 % of a busy worker's CPU."""
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
+        self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
         self.sampler = ResourceSampler(options.work_dir)
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.wake_read, self.wake_write = os.pipe()
@@ -157,6 +163,7 @@ class Agent:
         self.poller.register(self.sock.socket, zmq.POLLIN)
         self.poller.register(self.wake_read, zmq.POLLIN)
         self.welcomed = False
+        self.logs.pause()
         self.last_hello = 0.0
 
     @property
@@ -341,6 +348,7 @@ class Agent:
         if not self.master_publishes:  # a master that records 'completed' on the first RESULT
             for key in list(self.publishing):
                 self.unacked[key] = (self._published(self.unacked[key][0], *self.publishing.pop(key)), now)
+        self.logs.resend(now)  # before the results, so each attempt's lines arrive ahead of its end
         self.results_due.extend(body for body, _ in self.unacked.values())
         self.send_results()
         log.info("joined %s as %s (%d slots)", self.options.master, self.options.name, self.options.slots)
@@ -352,12 +360,17 @@ class Agent:
 
     def on_resync(self, message: Message, now: float) -> None:
         self.welcomed = False
+        self.logs.pause()
         self.last_hello = 0.0
 
     def on_heartbeat(self, message: Message, now: float) -> None:
         pending = message.body.get("pending")
         if isinstance(pending, int):
             self.master_pending = pending
+        for item in message.body.get("logs", []):  # the highest seq the master stored, per attempt
+            if (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in item[1:])):
+                self.logs.ack(item[0], item[1], item[2])
 
     def on_drain(self, message: Message, now: float) -> None:
         self.start_drain(now)
@@ -454,7 +467,7 @@ class Agent:
                 extra={"job": job_id, "attempt": number, "node": self.options.name})
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
                                self.emit, cpu_count=self.capabilities.cpu_count,
-                               gst_launch=self.capabilities.gstreamer)
+                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return

@@ -2,13 +2,15 @@
 
 Like the original: testsrc2 with noise at the job's resolution, fps and duration, encoded once with a
 fast encoder; later jobs with the same parameters reuse the file. A sine audio track is added for streams.
-A file is written under a temporary name and renamed when complete; temporary files left by a worker
-that died mid-write are removed by the next generation.
+Only the worker writes here: a file is written under a temporary name and renamed when complete (temporary
+files left by a worker that died mid-write are removed by the next generation), and no job output may name
+this directory (the runner refuses it), so a job can neither name nor poison a cached source.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import subprocess
@@ -16,6 +18,8 @@ import threading
 from pathlib import Path
 
 from ffrtmp.errors import FfrtmpError
+from ffrtmp.worker.childenv import child_environment
+from ffrtmp.worker.sources import ffmpeg_input, file_url
 from ffrtmp.worker.tools import run_quiet
 
 GENERATE_TIMEOUT_FACTOR = 20.0
@@ -31,8 +35,12 @@ class InputError(FfrtmpError):
 
 
 def generated_path(inputs_dir: Path, resolution: str, fps: int, duration: float, audio: bool) -> Path:
+    """Named by every parameter and by a digest of the command that makes it: a change to the command (or a
+    file an older version left, or one written there by anything else) is never taken for this source."""
     seconds = min(duration, MAX_GENERATED_SECONDS)
-    return inputs_dir / f"testsrc2_{resolution}_{fps}fps_{seconds:g}s{'_a' if audio else ''}.mp4"
+    recipe = generate_argv("ffmpeg", Path("out.mp4"), resolution, fps, duration, audio)
+    digest = hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:12]
+    return inputs_dir / f"testsrc2_{resolution}_{fps}fps_{seconds:g}s{'_a' if audio else ''}_{digest}.mp4"
 
 
 def generate_argv(ffmpeg: str, target: Path, resolution: str, fps: int, duration: float, audio: bool) -> list[str]:
@@ -45,7 +53,7 @@ def generate_argv(ffmpeg: str, target: Path, resolution: str, fps: int, duration
              "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-g", str(2 * fps)]
     if audio:
         argv += ["-c:a", "aac", "-b:a", "128k"]
-    return argv + ["-f", "mp4", str(target)]
+    return argv + ["-f", "mp4", file_url(str(target))]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -86,7 +94,7 @@ def ensure_generated(ffmpeg: str, inputs_dir: Path, resolution: str, fps: int, d
         timeout = 60 + GENERATE_TIMEOUT_FACTOR * min(duration, MAX_GENERATED_SECONDS)
         try:
             done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
+                                  stdin=subprocess.DEVNULL, check=False, env=child_environment())
         except subprocess.TimeoutExpired:
             partial.unlink(missing_ok=True)
             raise InputError(f"generating the test source took longer than {timeout:.0f}s") from None
@@ -111,7 +119,7 @@ def audio_codec(ffmpeg: str | None, source: str) -> tuple[str | None, str | None
     """
     if ffmpeg is None:
         return None, "ffmpeg is not installed"
-    argv = [ffmpeg, "-hide_banner", "-nostdin", *(URL_PROBE if "://" in source else []), "-i", source]
+    argv = [ffmpeg, "-hide_banner", "-nostdin", *(URL_PROBE if "://" in source else []), *ffmpeg_input(source)]
     try:
         done = run_quiet(argv, timeout=PROBE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:

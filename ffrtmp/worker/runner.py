@@ -25,6 +25,7 @@ from typing import Any
 
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
+from ffrtmp.worker.childenv import child_environment
 from ffrtmp.worker.diagnosis import Diagnosis
 from ffrtmp.worker.disk import space_problem
 from ffrtmp.worker.encoders import best_for, engine_of
@@ -34,9 +35,18 @@ from ffrtmp.worker.engines import gstreamer as gstreamer_engine
 from ffrtmp.worker.engines.choice import choose_engine
 from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
+from ffrtmp.worker.joblog import JobLogFilter
 from ffrtmp.worker.lines import LineSplitter
 from ffrtmp.worker.outputs import OutputPlan, OutputRefused, discard, plan, resolve_output
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
+from ffrtmp.worker.sources import (
+    InputPolicy,
+    SourceRefused,
+    SourceUnavailable,
+    check_source,
+    check_stream_output,
+    is_url,
+)
 from ffrtmp.worker.tools import FFMPEG_HINT, find_gstreamer
 
 KILL_GRACE = 5.0
@@ -101,7 +111,8 @@ Emit = Callable[[Event], None]
 
 class AttemptRunner:
     def __init__(self, attempt: Attempt, paths: WorkerPaths, ffmpeg: str | None, encoders: dict[str, Any],
-                 emit: Emit, cpu_count: int = 1, gst_launch: str | None = None) -> None:
+                 emit: Emit, cpu_count: int = 1, gst_launch: str | None = None,
+                 policy: InputPolicy | None = None) -> None:
         self.attempt = attempt
         self.paths = paths
         self.ffmpeg = ffmpeg
@@ -111,12 +122,16 @@ class AttemptRunner:
         has_elements = any(engine_of(info) == "gstreamer" for info in encoders.values() if isinstance(info, dict))
         self.gst_launch = gst_launch or (find_gstreamer() if has_elements else None)
         """GStreamer runs only where detection found its elements (the worker offers the engine)."""
+        self.policy = policy or InputPolicy()
+        """What inputs and stream outputs this worker allows (none local, public hosts only, by default)."""
+        self.filter = JobLogFilter(paths.work_dir)
         self.seq = 0
         self.diagnosis = Diagnosis()
         self.output: OutputPlan | None = None
         """The file output's partial and final names, once known (None for streams and null jobs)."""
 
     def log(self, stream: str, text: str) -> None:
+        text = self.filter.line(text)
         self.seq += 1
         if stream == "stderr":
             self.diagnosis.add(text)
@@ -222,11 +237,20 @@ class AttemptRunner:
             self.output = plan(output, self.attempt.job, self.attempt.attempt)
             output = self.attempt.partial = self.output.partial
         source: str | None = None
-        if params.get("input"):
-            source = params["input"]
-            if "://" not in source and not Path(source).exists():
-                raise AttemptFailed(Failure.INVALID_INPUT, f"input {source!r} does not exist on this worker")
-        elif engine == "ffmpeg":
+        try:
+            if streaming:
+                check_stream_output(output, self.policy)
+            elif self.paths.inputs.resolve() in Path(output).parents:
+                raise SourceRefused(f"output {params.get('output')!r} is inside this worker's cache of generated "
+                                    "sources")
+            if params.get("input"):
+                source = check_source(params["input"], self.policy)
+                self.filter.url_input = is_url(source)
+        except SourceUnavailable as exc:
+            raise AttemptFailed(Failure.ENCODER_ERROR, str(exc)) from None  # retried: DNS may be back
+        except SourceRefused as exc:
+            raise AttemptFailed(Failure.INVALID_INPUT, str(exc)) from None
+        if source is None and engine == "ffmpeg":
             assert self.ffmpeg is not None
             self.log("worker", f"preparing test source {params['resolution']}@{params['fps']} "
                      f"for {params['duration']:g}s")
@@ -272,7 +296,8 @@ class AttemptRunner:
             argv = [nice, "-n", str(NICE), *argv]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, **command.env})
+                                    stderr=subprocess.PIPE, start_new_session=True,
+                                    env={**child_environment(), **command.env})
         except OSError as exc:
             raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
         self.attempt.pid = proc.pid

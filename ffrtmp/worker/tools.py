@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ffrtmp.worker.childenv import child_environment
+
 FFMPEG_HINT = ("install FFmpeg (e.g. apt install ffmpeg, brew install ffmpeg), pass --ffmpeg PATH, "
                "or reinstall ffrtmp with its dependencies (pip install imageio-ffmpeg brings a bundled one)")
 """What to do when no FFmpeg is found: each of these works on its own."""
@@ -85,4 +87,4 @@ def find_gst_inspect(gst_launch: str | None) -> str | None:
 def run_quiet(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run a short probe command; never through a shell."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          errors="replace", check=False)
+                          errors="replace", check=False, env=child_environment())

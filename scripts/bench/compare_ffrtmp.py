@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ffrtmp on the workload the peers get (compare_peers.py), as JSON lines.
 
-A real master and 2 real workers (processes, CURVE on, `--engines null`, several slots each) on loopback; given
+A real master and 2 real workers (processes, CURVE on, default engines, several slots each) on loopback; given
 several slot counts, each is tried first with a short throughput run (`tune` lines) and the fastest is kept:
   * latency: on the idle cluster, single jobs one at a time. submit→running is the client's clock just before
     `submit` → the worker's start stamp of the attempt, read at full (float) precision from the master's
@@ -51,7 +51,7 @@ def start(root: Path, slots: int) -> LocalCluster:
     cluster = LocalCluster(root, master_args=MASTER_ARGS)
     cluster.start_master()
     for name in WORKERS:
-        cluster.start_worker(name, "--engines", "null", slots=slots)
+        cluster.start_worker(name, slots=slots)  # default workers: every engine found, as users run them
     cluster.wait_for_nodes(WORKERS)
     return cluster
 
@@ -229,7 +229,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-") as root:
         slots = tune_slots(Path(root), candidates, args.tune_jobs) if len(candidates) > 1 else candidates[0]
         config = {"version": __version__, "variant": f"slots:{slots}", "slots": slots,
-                  "setting": f"master + 2 `ffrtmp worker --engines null --slots {slots}` processes, CURVE on",
+                  "setting": f"master + 2 `ffrtmp worker --slots {slots}` processes (default engines), CURVE on",
                   "broker": "SQLite WAL (acknowledged submits durable)"}
         with start(Path(root) / "cluster", slots) as cluster:
             latency(cluster, args.singles, config)

@@ -110,7 +110,7 @@ def run_preauth(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-preauth-") as root, LocalCluster(Path(root)) as cluster:
         cluster.start_master()
         calm_key = cluster.api_key("submit", "calm")
-        cluster.start_worker("flood-worker", "--engines", "null", "--api-key", cluster.api_key("worker", "ops"),
+        cluster.start_worker("flood-worker", "--api-key", cluster.api_key("worker", "*"),
                              slots=4)
         admin = Client(cluster.url, master_key=str(cluster.master_dir / "master.key"), api_key=cluster.api_key(
             "admin", "ops"), client_key=str(cluster.root / "config" / "client.key_secret"))
@@ -208,7 +208,7 @@ def main() -> None:
         with cluster:
             cluster.start_master()
             flood_key, calm_key = cluster.api_key("read", "noisy"), cluster.api_key("submit", "calm")
-            cluster.start_worker("flood-worker", "--engines", "null", "--api-key", cluster.api_key("worker", "*"),
+            cluster.start_worker("flood-worker", "--api-key", cluster.api_key("worker", "*"),
                                  slots=4)
             master_key, client_key = str(cluster.master_dir / "master.key"), str(cluster.root / "config" /
                                                                                  "client.key_secret")

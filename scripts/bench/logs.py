@@ -50,6 +50,9 @@ def chatty_worker(url: str, master_key: str, client_key: str, name: str, slots: 
         while frame is not None:
             message = decode(frame)
             for one in unbatch(message) if message.kind is Kind.BATCH else [message]:  # JOBs come several a frame
+                if one.kind is Kind.HEARTBEAT:  # the master acknowledges stored lines here
+                    for job_id, attempt, seq in one.body.get("logs", []):
+                        shipper.ack(job_id, attempt, seq)
                 if one.kind is Kind.JOB:
                     jobs[one.body["job"]] = [one.body["attempt"], time.monotonic(), 0]
                     sock.send(encode(Kind.STARTED, {"job": one.body["job"], "attempt": one.body["attempt"],
@@ -111,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-logs-") as root, LocalCluster(Path(root)) as cluster:
         cluster.start_master()
-        cluster.start_worker("probe", "--engines", "null", "--label", "role=probe")
+        cluster.start_worker("probe", "--label", "role=probe")
         cluster.wait_for_nodes(["probe"])
         quiet = dispatch_latencies(cluster, args.probes)
         key, client_key = str(cluster.master_dir / "master.key"), str(cluster.root / "config" / "client.key_secret")

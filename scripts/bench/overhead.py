@@ -72,11 +72,13 @@ def logged_argv(cluster: LocalCluster, ids: list[str], out_dir: Path) -> list[li
             job = client.get(job_id)
             line = next(item["line"] for item in client.logs(job_id)["lines"] if item["line"].startswith("$ "))
             argv = line[2:].split(" ")
-            written = Path(argv[-1])  # the attempt's partial file beside the output, renamed once accepted
-            if " ".join(argv) != line[2:] or written.parent != Path(job["output"]).parent \
+            # the attempt's partial file beside the output, renamed once accepted; the log says
+            # file:WORK_DIR/…, not the worker's path
+            written = Path(argv[-1].removeprefix("file:"))
+            if " ".join(argv) != line[2:] or written.parent.name != Path(job["output"]).parent.name \
                     or not PARTIAL.search(written.name):
                 raise RuntimeError(f"cannot take the argv back from {line!r}")
-            commands.append([*argv[:-1], str(out_dir / Path(argv[-1]).name)])
+            commands.append([*argv[:-1], "file:" + str(out_dir / Path(argv[-1]).name)])
     return commands
 
 
@@ -103,7 +105,7 @@ def main() -> None:
         source = root / "input.mp4"
         make_input(ffmpeg, source)
         ours, theirs = [], []
-        with LocalCluster(root / "cluster") as cluster:
+        with LocalCluster(root / "cluster", env={"FFRTMP_INPUT_ROOT": str(root)}) as cluster:
             cluster.start_master()
             for name in WORKERS:
                 cluster.start_worker(name, "--engines", "ffmpeg",

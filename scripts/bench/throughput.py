@@ -81,7 +81,7 @@ def main() -> None:
         cluster.start_master()
         names = ["bench-1", "bench-2"]
         for name in names:
-            cluster.start_worker(name, "--engines", "null", slots=args.slots)
+            cluster.start_worker(name, slots=args.slots)  # default workers, as users run them
         cluster.wait_for_nodes(names)
         latency(cluster, args.singles)
         throughput(cluster, args.jobs)

@@ -55,7 +55,7 @@ def main() -> None:
         store.close()
         stored_s = time.monotonic() - began
         cluster.start_master()
-        cluster.start_worker("hol-worker", "--engines", "null", slots=4)
+        cluster.start_worker("hol-worker", slots=4)
         assert cluster.master is not None
         with Client(cluster.url, master_key=str(cluster.master_dir / "master.key"), timeout=30,
                     client_key=str(cluster.root / "config" / "client.key_secret")) as client:

@@ -2,12 +2,14 @@
 
 File mode: `-i INPUT -c:v ENC -b:v BR -maxrate BR -bufsize 2*BR -g 2*FPS OUT`.
 RTMP mode adds `-re` (real time), AAC audio, `-tune zerolatency` (x264/x265) and `-f flv`. Progress comes
-from `-progress pipe:1`.
+from `-progress pipe:1`. Inputs are opened with sources.ffmpeg_input's protocol and demuxer allow-lists, and
+file outputs are given as `file:` + absolute path.
 """
 
 from __future__ import annotations
 
 from ffrtmp.worker.engines import Command, JobContext
+from ffrtmp.worker.sources import ffmpeg_input, file_url
 
 CONTAINER_FOR_CODEC = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4"}
 
@@ -61,7 +63,7 @@ def build(ctx: JobContext) -> Command:
         argv += ["-re"]
     if ctx.spec.get("_loop_input"):
         argv += ["-stream_loop", "-1"]
-    argv += ["-i", ctx.input_path, "-t", f"{float(params['duration']):g}", "-map", "0:v:0"]
+    argv += [*ffmpeg_input(ctx.input_path), "-t", f"{float(params['duration']):g}", "-map", "0:v:0"]
     if ctx.streaming:
         argv += ["-map", "0:a:0?"]
     argv += ["-c:v", ctx.encoder, *encoder_options(ctx.encoder, params.get("preset"), ctx.cpu_count, ctx.streaming)]
@@ -73,5 +75,5 @@ def build(ctx: JobContext) -> Command:
     if ctx.streaming:
         argv += ["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-f", "flv", ctx.output]
     else:
-        argv += ["-an", ctx.output]
+        argv += ["-an", file_url(ctx.output)]  # never read as a protocol, whatever the name
     return Command(argv=argv, progress_format="ffmpeg", encoder=ctx.encoder)

@@ -56,7 +56,10 @@ def video_source(ctx: JobContext, caps: str, frames: int) -> list[str]:
     if ctx.input_path is None:
         live = "true" if ctx.streaming else "false"
         return ["videotestsrc", f"is-live={live}", f"num-buffers={frames}", *PATTERN, "!", caps]
-    if "://" in ctx.input_path:
+    if ctx.input_path.lower().startswith(("http://", "https://")):
+        # souphttpsrc rather than uridecodebin's: a redirect could point inside the worker's networks
+        decode = ["souphttpsrc", f"location={quoted(ctx.input_path)}", "automatic-redirect=false", "!", "decodebin"]
+    elif "://" in ctx.input_path:
         decode = ["uridecodebin", f"uri={quoted(ctx.input_path)}"]
     else:
         decode = ["filesrc", f"location={quoted(ctx.input_path)}", "!", "decodebin"]
