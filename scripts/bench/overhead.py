@@ -17,6 +17,7 @@ the argv as logged, without nice.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shlex
 import shutil
 import subprocess
@@ -62,6 +63,20 @@ def through_ffrtmp(cluster: LocalCluster, source: Path, count: int) -> tuple[flo
     if failed:
         raise RuntimeError(f"{len(failed)} transcodes did not complete: {failed[0].get('error')}")
     return wall, ids
+
+
+def slot_idle_ms(cluster: LocalCluster, ids: list[str]) -> float:
+    """Mean time a worker's slot sat idle between one job's recorded end and its next job's start (what
+    prefetch removes: the round trip to the master). Negative: the next started before the master recorded
+    the last one's end."""
+    with cluster.client() as client:
+        jobs = [client.get(job_id) for job_id in ids]
+    gaps: list[float] = []
+    for node in {job["node"] for job in jobs}:
+        runs = sorted((dt.datetime.fromisoformat(j["started_at"]).timestamp(),
+                       dt.datetime.fromisoformat(j["finished_at"]).timestamp()) for j in jobs if j["node"] == node)
+        gaps += [after[0] - before[1] for before, after in zip(runs, runs[1:], strict=False)]
+    return 1000 * sum(gaps) / len(gaps) if gaps else 0.0
 
 
 def logged_argv(cluster: LocalCluster, ids: list[str], out_dir: Path) -> list[list[str]]:
@@ -114,13 +129,14 @@ def main() -> None:
             for round_ in range(1, args.rounds + 1):
                 wall, ids = through_ffrtmp(cluster, source, args.transcodes)
                 ours.append(wall)
+                idle = slot_idle_ms(cluster, ids)
                 out_dir = root / f"xargs-{round_}"
                 out_dir.mkdir()
                 commands = logged_argv(cluster, ids, out_dir)
                 theirs.append(through_xargs(commands, root))
                 emit({"bench": "overhead_round", "round": round_, "transcodes": args.transcodes,
                       "ffrtmp_seconds": round(ours[-1], 3), "xargs_seconds": round(theirs[-1], 3),
-                      "ratio": round(ours[-1] / theirs[-1], 4)})
+                      "ratio": round(ours[-1] / theirs[-1], 4), "slot_idle_ms": round(idle, 2)})
         ratio = sum(ours) / sum(theirs)
         emit({"bench": "overhead", "system": "ffrtmp", "transcodes": args.transcodes, "rounds": args.rounds,
               "ffrtmp_seconds": round(sum(ours) / len(ours), 3), "xargs_seconds": round(sum(theirs) / len(theirs), 3),
