@@ -115,6 +115,9 @@ DRAIN_TIMEOUT: float = _env("FFRTMP_DRAIN_TIMEOUT", 60.0, float)  # seconds, as 
 DELIVER_TIMEOUT: float = _env("FFRTMP_DELIVER_TIMEOUT", 10.0, float)  # seconds, as --deliver-timeout reads it
 """A stopping worker offers its unacknowledged results this long once nothing runs, then exits keeping them."""
 
+PREFETCH = _env_int("FFRTMP_PREFETCH", 1)
+"""Jobs a worker holds beyond its free slots, so the next one starts the moment a slot frees; 0: none."""
+
 LOG_MAX_JOB_BYTES = _env_size("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
 """A job's stored log is cut (with a marker line) past this size."""
 

@@ -158,7 +158,7 @@ class MasterCollector(Collector):
                 continue  # its last figures are stale: only `up` stays
             draining.add_metric([name], 1 if session.status == "draining" else 0)
             slots.add_metric([name], session.slots)
-            running.add_metric([name], len(session.attempts))
+            running.add_metric([name], session.busy)
             resources = session.resources if isinstance(session.resources, dict) else {}
             for family, key in ((cpu, "cpu_percent"), (memory, "memory_percent"), (disk, "disk_free")):
                 value = as_number(resources.get(key))

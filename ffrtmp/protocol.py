@@ -61,6 +61,7 @@ SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
         "labels": (_DICT, False),
         "running": (_LIST, False),
         "key": (_STR, False),
+        "prefetch": (_INT, False),
     },
     Kind.WELCOME: {"node": (_STR, True), "heartbeat_interval": (_NUM, True), "node_timeout": (_NUM, True)},
     Kind.REFUSED: {"status": (_INT, True), "error": (_STR, True)},

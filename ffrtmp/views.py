@@ -196,12 +196,17 @@ def nodes_table(nodes: list[dict[str, Any]], width: int = 120) -> Table:
         usable = sorted(name for name, info in encoders.items() if isinstance(info, dict) and info.get("available"))
         hardware = [n for n in usable if encoders[n].get("hardware")]
         add_row(table, keep, [
-            node["name"], status_text(node["status"]), f"{node.get('running', 0)}/{node['slots']}",
+            node["name"], status_text(node["status"]), f"{node.get('running', 0)}/{node['slots']}" + _queued(node),
             ",".join(node.get("engines", [])),
             f"{len(usable)} usable" + (f" ({', '.join(hardware)})" if hardware else ""),
             _bar(resources.get("cpu_percent"), bar), _bar(resources.get("memory_percent"), bar),
             ",".join(f"{k}={v}" for k, v in (node.get("labels") or {}).items()) or "-", ago(node.get("last_seen"))])
     return table
+
+
+def _queued(node: dict[str, Any]) -> str:
+    """The prefetched jobs a node holds (they start when its slots free), when there are any."""
+    return f" +{node['queued']} queued" if node.get("queued") else ""
 
 
 def node_detail(node: dict[str, Any]) -> Group:
@@ -211,7 +216,8 @@ def node_detail(node: dict[str, Any]) -> Group:
     resources = node.get("resources") or {}
     for key, value in (
         ("name", node["name"]), ("status", status_text(node["status"])), ("version", node.get("version")),
-        ("slots", f"{node.get('running', 0)} busy of {node['slots']}"), ("engines", ", ".join(node["engines"])),
+        ("slots", f"{node.get('running', 0)} busy of {node['slots']}" + _queued(node)),
+        ("engines", ", ".join(node["engines"])),
         ("labels", ", ".join(f"{k}={v}" for k, v in (node.get("labels") or {}).items()) or "-"),
         ("cpu", _bar(resources.get("cpu_percent"), 20)), ("memory", _bar(resources.get("memory_percent"), 20)),
         ("disk free", f"{resources.get('disk_free', 0) / 2**30:.1f} GiB" if resources.get("disk_free") else "-"),

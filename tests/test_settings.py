@@ -72,6 +72,7 @@ SET: dict[str, str] = {
     "FFRTMP_SUBMIT_KEY_TTL": "2h",
     "FFRTMP_OUTPUT_RETENTION": '2d',
     "FFRTMP_DELIVER_TIMEOUT": "3",
+    "FFRTMP_PREFETCH": "0",
     "FFRTMP_PREAUTH_RATE": '250',
 }
 
@@ -126,6 +127,7 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_SUBMIT_KEY_TTL": lambda r: parse_duration(r["master"]["submit_key_ttl"]),
     "FFRTMP_OUTPUT_RETENTION": lambda r: parse_duration(r["worker"]["output_retention"]),
     "FFRTMP_DELIVER_TIMEOUT": lambda r: r["worker"]["deliver_timeout"],
+    "FFRTMP_PREFETCH": lambda r: (r["worker"]["prefetch"], r["defaults"]["PREFETCH"]),
     "FFRTMP_PREAUTH_RATE": lambda r: r["defaults"]["PREAUTH_RATE"],
 }
 
@@ -159,6 +161,7 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_SUBMIT_KEY_TTL": 7200.0,
     "FFRTMP_OUTPUT_RETENTION": 2 * 86400.0,
     "FFRTMP_DELIVER_TIMEOUT": 3.0,
+    "FFRTMP_PREFETCH": (0, 0),
     "FFRTMP_PREAUTH_RATE": 250.0,
 }
 

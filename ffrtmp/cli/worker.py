@@ -76,6 +76,9 @@ def worker(
                                                envvar="FFRTMP_ALLOW_PRIVATE_NETWORK",
                                                help="Let URL inputs and RTMP outputs reach loopback, private "
                                                "and link-local addresses."),
+    prefetch: int = typer.Option(defaults.PREFETCH, "--prefetch", min=0, max=256, envvar="FFRTMP_PREFETCH",
+                                 help="Jobs held beyond the free slots, so the next starts the moment one ends "
+                                 "(0: off)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -120,7 +123,7 @@ def worker(
                             burst=burst, drain_timeout=drain_timeout, output_retention=retention,
                             deliver_timeout=deliver_timeout,
                             input_roots=tuple(p.expanduser().resolve() for p in input_root),
-                            allow_private_network=allow_private_network)
+                            allow_private_network=allow_private_network, prefetch=prefetch)
     if tracing:
         from ffrtmp.tracing import Tracing
 

@@ -105,7 +105,7 @@ def _register(coordinator: Coordinator, route: bytes, body: dict[str, Any], old:
         engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
         encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
         resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
-        last_seen=now, heard_at=coordinator.mono, curve_key=coordinator.sender)
+        last_seen=now, heard_at=coordinator.mono, curve_key=coordinator.sender, prefetch=body.get("prefetch", 0))
     if old is not None:
         session.attempts = old.attempts
     coordinator.nodes[session.name] = session
@@ -174,6 +174,9 @@ def on_heartbeat(coordinator: Coordinator, route: bytes, message: Message, now: 
             coordinator.counters.stale += 1
             coordinator.queue(route, encode(Kind.CANCEL, {"job": job_id, "attempt": attempt}))
             continue
+        if item.get("queued") is True:
+            session.attempts[job_id].hold(coordinator.mono)  # prefetched, not started: nothing to stall yet
+            continue
         _record_progress(coordinator, session, job_id, attempt, item, now)
     grace = 2 * coordinator.config.heartbeat_interval + 2.0
     for job_id, state in list(session.attempts.items()):
@@ -228,7 +231,11 @@ def on_started(coordinator: Coordinator, route: bytes, message: Message, now: fl
         coordinator.counters.stale += 1
         return
     # The worker's clock: trusted only within the attempt's lifetime, never in the future.
-    started = min(max(float(body["at"]), session.attempts[body["job"]].assigned_at), now)
+    state = session.attempts[body["job"]]
+    started = min(max(float(body["at"]), state.assigned_at), now)
+    if state.queued:  # it waited prefetched: its stall and timeout clocks start now
+        state.queued = False
+        state.begin(coordinator.mono)
     coordinator.job_started(body["job"], body["attempt"], started)
 
 

@@ -34,6 +34,20 @@ class AttemptState:
     tenant: str = ""
     stopping: bool = False
     """Failed by the master (stalled, timed out) but still holding a slot until the worker confirms."""
+    timeout: float | None = None
+    queued: bool = False
+    """Prefetched: its worker holds it, not started, until a slot frees (as its heartbeats say)."""
+
+    def hold(self, mono: float) -> None:
+        """Its worker holds it unstarted: no stall, and no timeout, counts until it starts."""
+        self.queued = True
+        self.begin(mono)
+
+    def begin(self, mono: float) -> None:
+        """It starts (or is still held) now: its stall and timeout clocks count from here."""
+        self.progress_at = max(self.progress_at, mono)
+        if self.timeout:
+            self.deadline = max(self.deadline or mono, mono + self.timeout)
 
     def advance(self, snapshot: dict[str, Any], now: float) -> bool:
         """Record a heartbeat's figures (`now`: the monotonic clock); True when they differ from the last ones."""
@@ -73,6 +87,9 @@ class NodeSession:
     """The id of the API key it joined with ('-' on an open master): checked on each message, bound to its name."""
     serves: frozenset[str] | None = None
     """The tenants whose jobs its key lets it run; None: all."""
+    prefetch: int = 0
+    """Jobs its worker holds beyond its slots (HELLO), so the next starts when one ends: placement fills them
+    after every free slot; `attempts` counts them like the running ones."""
 
     @property
     def accepting(self) -> bool:
@@ -100,14 +117,14 @@ class NodeSession:
         return NodeView(name=self.name, slots=self.slots, active=len(self.attempts), engines=self.engines,
                         labels=self.labels, codecs=self.codecs(),
                         cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting,
-                        tenants=self.serves)
+                        tenants=self.serves, prefetch=self.prefetch)
 
     def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
             timeout: float | None = None, tenant: str = "", mono: float | None = None) -> AttemptState:
         """`now` is wall time, `mono` the monotonic clock (deadlines); `mono` defaults to `now`."""
         mono = now if mono is None else mono
         state = AttemptState(attempt=attempt, assigned_at=now, queue=queue, tenant=tenant, assigned_mono=mono,
-                             deadline=mono + timeout if timeout else None, progress_at=mono)
+                             deadline=mono + timeout if timeout else None, progress_at=mono, timeout=timeout)
         self.attempts[job_id] = state
         return state
 
@@ -126,9 +143,20 @@ class NodeSession:
                 "encoders": self.encoders, "labels": self.labels, "resources": self.resources,
                 "curve_key": self.curve_key, "api_key": self.key}
 
+    @property
+    def busy(self) -> int:
+        """Slots in use: its worker runs at most `slots` of its attempts, the rest wait prefetched."""
+        return min(len(self.attempts), self.slots)
+
+    @property
+    def queued(self) -> int:
+        """Attempts its worker holds prefetched, beyond its slots."""
+        return len(self.attempts) - self.busy
+
     def live(self) -> dict[str, Any]:
         """What `nodes list` adds to the stored row while the node is known in memory."""
-        return {"status": self.status, "running": len(self.attempts), "jobs": sorted(self.running),
+        return {"status": self.status, "running": self.busy, "queued": self.queued, "prefetch": self.prefetch,
+                "jobs": sorted(self.running),
                 "resources": self.resources, "last_seen": self.last_seen,
                 "progress": {job: state.progress.get("progress") for job, state in self.attempts.items()}}
 
@@ -138,6 +166,8 @@ def check_hello(body: dict[str, Any]) -> None:
     check_name("name", body["name"])
     if not 1 <= body["slots"] <= MAX_SLOTS:
         raise InvalidInput("slots", f"{body['slots']} must be from 1 to {MAX_SLOTS}")
+    if not 0 <= body.get("prefetch", 0) <= MAX_SLOTS:
+        raise InvalidInput("prefetch", f"{body['prefetch']} must be from 0 to {MAX_SLOTS}")
     engines = body["engines"]
     if not engines or not all(isinstance(e, str) and len(e) <= 32 for e in engines):
         raise InvalidInput("engines", "must be a non-empty list of engine names")

@@ -250,7 +250,7 @@ def stats(coordinator: Coordinator, caller: Principal, args: Args, now: float) -
     return {
         "jobs": {status: counts.get(status, 0) for status in STATUSES},
         "nodes": {"total": len(nodes), "slots": sum(s.slots for s in nodes),
-                  "busy_slots": sum(len(s.attempts) for s in nodes)},
+                  "busy_slots": sum(s.busy for s in nodes), "queued": sum(s.queued for s in nodes)},
         "queues": coordinator.store.pending_by_queue(caller.scope),
         "activity": coordinator.activity.series(now, tenant=caller.scope),
         "version": __version__,

@@ -29,10 +29,13 @@ class NodeView:
     accepting: bool = True
     tenants: frozenset[str] | None = None
     """The tenants whose jobs this node's worker key lets it run; None: all."""
+    prefetch: int = 0
+    """Jobs its worker holds beyond its slots, started the moment a slot frees."""
 
     @property
     def free(self) -> int:
-        return self.slots - self.active if self.accepting else 0
+        """Jobs it can take now: free slots, then room in its prefetch queue."""
+        return self.slots + self.prefetch - self.active if self.accepting else 0
 
 
 def engine_fits(engine: str, node: NodeView) -> bool:
@@ -88,7 +91,8 @@ def place(jobs: Iterable[Mapping[str, Any]], nodes: list[NodeView]) -> tuple[lis
             reasons[job["id"]] = wait_reason(job, nodes)
             continue
         avoid = set(job.get("avoid", ()))
-        best = min(fitting, key=lambda n: (n.name in avoid, n.active / n.slots, n.cpu, n.name))
+        # A free slot anywhere beats a prefetch queue: a job is queued behind others only when it must wait anyway.
+        best = min(fitting, key=lambda n: (n.active >= n.slots, n.name in avoid, n.active / n.slots, n.cpu, n.name))
         best.active += 1
         assignments.append((job["id"], best.name))
     return assignments, reasons

@@ -69,6 +69,8 @@ class WorkerOptions:
     node_timeout: float = defaults.NODE_TIMEOUT
     deliver_timeout: float = defaults.DELIVER_TIMEOUT
     """When stopping, how long unacknowledged results are offered to the master once nothing runs."""
+    prefetch: int = defaults.PREFETCH
+    """Jobs held beyond the free slots (not started), so the next starts the moment a slot frees."""
     output_retention: float = defaults.OUTPUT_RETENTION
     """Outputs in the work dir older than this are deleted (0: never); stray partials always are."""
     tracing: Any = None
@@ -104,6 +106,9 @@ class Agent:
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_write, False)
         self.attempts: dict[str, Attempt] = {}
+        """Every attempt this worker holds: running, and prefetched ones (`held`) waiting for a slot."""
+        self.held: dict[str, dict[str, Any] | None] = {}
+        """Prefetched attempts not started yet, oldest first: job id → the JOB's trace carrier."""
         self.unacked: dict[tuple[str, int], tuple[dict[str, Any], float]] = {}
         """RESULT bodies sent and not yet acknowledged, with when they were last sent."""
         self.results_due: list[dict[str, Any]] = []
@@ -196,6 +201,7 @@ class Agent:
             "slots": self.options.slots, "engines": self.capabilities.engines,
             "encoders": self.encoders, "labels": self.options.labels,
             "resources": self.sampler.sample(), "running": running, "draining": self.draining,
+            "prefetch": self.options.prefetch,
         }
         if self.options.api_key:
             body["key"] = self.options.api_key
@@ -289,10 +295,13 @@ class Agent:
     def lease_expired(self, now: float) -> None:
         """The master has been silent for the node timeout: it has given our attempts away, so stop them."""
         silent = self.lease.silent_for(now)
+        reason = (f"worker lost its master: silent for {silent:.0f}s, past the node timeout "
+                  f"of {self.lease.node_timeout:g}s, so the master has given this attempt away")
+        if self.held:
+            self.drop_held(list(self.held), reason, now)
         for attempt in self.attempts.values():
             if not attempt.cancel.is_set():
-                attempt.cancel_reason = (f"worker lost its master: silent for {silent:.0f}s, past the node timeout "
-                                         f"of {self.lease.node_timeout:g}s, so the master has given this attempt away")
+                attempt.cancel_reason = reason
                 log.warning("job %s attempt %d stopped: %s", attempt.job, attempt.attempt, attempt.cancel_reason,
                             extra={"job": attempt.job, "attempt": attempt.attempt, "node": self.options.name})
                 attempt.cancel.set()
@@ -303,7 +312,8 @@ class Agent:
             self.connect(now)
 
     def heartbeat_body(self) -> dict[str, Any]:
-        jobs = [{"job": a.job, "attempt": a.attempt, **a.progress} for a in self.attempts.values()]
+        jobs = [{"job": a.job, "attempt": a.attempt, **({"queued": True} if a.job in self.held else a.progress)}
+                for a in self.attempts.values()]
         jobs += [{"job": job, "attempt": attempt} for job, attempt in self.unacked]
         return {"jobs": jobs, "resources": self.sampler.sample(), "draining": self.draining}
 
@@ -414,6 +424,8 @@ class Agent:
         if current is not None and current.attempt == message.body["attempt"]:
             current.cancel_reason = "canceled by the master"
             current.cancel.set()
+            if current.job in self.held:
+                self.drop_held([current.job], current.cancel_reason, now)
 
     def on_job(self, message: Message, now: float) -> None:
         job_id, number, spec = message.body["job"], message.body["attempt"], message.body["spec"]
@@ -423,27 +435,36 @@ class Agent:
                 return  # a duplicate delivery
             current.cancel_reason = "superseded by a newer attempt"
             current.cancel.set()
+            if job_id in self.held:
+                self.drop_held([job_id], current.cancel_reason, now)
         problem = spec_problem(spec)
         if problem is not None:  # checked again here: a worker runs nothing it has not understood
             self._finish(job_id, number, {"status": "failed", "failure": Failure.INVALID_INPUT.value,
                                           "error": f"malformed job spec: {problem}"}, now)
             return
-        if self.draining or len(self.attempts) >= self.options.slots:
+        if self.draining or len(self.attempts) >= self.options.slots + self.options.prefetch:
             reason = "the worker is draining" if self.draining else "no free slot"
             self._finish(job_id, number, {"status": "failed", "failure": Failure.WORKER_LOST.value, "error": reason,
                                           "refused": True}, now)
             return
         attempt = Attempt(job=job_id, attempt=number, spec=spec, received_at=now)
+        self.attempts[job_id] = attempt
+        if len(self.attempts) - len(self.held) > self.options.slots:
+            self.held[job_id] = message.body.get("trace")  # prefetched: starts when a slot frees (start_held)
+            return
+        self._start(attempt, message.body.get("trace"))
+
+    def _start(self, attempt: Attempt, trace: dict[str, Any] | None) -> None:
+        job_id, number, spec = attempt.job, attempt.attempt, attempt.spec
         if self.options.tracing is not None:
             self.spans[(job_id, number)] = self.options.tracing.start(
-                "ffrtmp.run", carrier=message.body.get("trace"), attributes={
+                "ffrtmp.run", carrier=trace, attributes={
                     "ffrtmp.job": job_id, "ffrtmp.attempt": number, "ffrtmp.node": self.options.name,
                     "ffrtmp.engine": spec.get("engine"), "ffrtmp.scenario": spec.get("scenario")})
         # null jobs come by the thousand: they are logged at debug level only
         log.log(logging.DEBUG if spec.get("engine") == "null" else logging.INFO, "job %s attempt %d: %s %s",
                 job_id, number, spec.get("engine"), spec.get("scenario"),
                 extra={"job": job_id, "attempt": number, "node": self.options.name})
-        self.attempts[job_id] = attempt
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
                                self.emit, cpu_count=self.capabilities.cpu_count,
                                gst_launch=self.capabilities.gstreamer, policy=self.input_policy)
@@ -453,10 +474,41 @@ class Agent:
         attempt.thread = threading.Thread(target=runner.run, name=f"job-{job_id[:8]}", daemon=True)
         attempt.thread.start()
 
+    def start_held(self) -> None:
+        """Start prefetched attempts while slots are free (never while draining: those were handed back)."""
+        while self.held and not self.draining and len(self.attempts) - len(self.held) < self.options.slots:
+            job_id = next(iter(self.held))
+            self._start(self.attempts[job_id], self.held.pop(job_id))
+
+    def drop_held(self, job_ids: list[str], reason: str, now: float) -> None:
+        """End prefetched attempts that never started (reported like a runner's end: a `worker…` reason makes
+        them lost, to be retried). All leave the queue first, so none of them starts on a slot another frees."""
+        for job_id in job_ids:
+            self.held.pop(job_id, None)
+        for job_id in job_ids:
+            attempt = self.attempts[job_id]
+            attempt.cancel_reason = reason
+            attempt.cancel.set()
+            self._finish(job_id, attempt.attempt, {"status": "canceled", "error": reason,
+                                                   "failure": Failure.CANCELED.value}, now)
+
+    def hand_back_held(self, now: float) -> None:
+        """Draining: prefetched attempts not started go back to the master at once, not after the drain."""
+        for job_id in list(self.held):
+            self.held.pop(job_id)
+            self._finish(job_id, self.attempts[job_id].attempt, {
+                "status": "failed", "failure": Failure.WORKER_LOST.value, "refused": True,
+                "error": "the worker is draining (a prefetched job, not started)"}, now)
+
     # ---- events from runners ----------------------------------------------------------------------
 
     def drain_events(self, now: float | None = None) -> None:
         now = self.mono() if now is None else now
+        # A prefetched null job started by an ending here emits its own events at once: handle them too.
+        while not self.events.empty():
+            self._drain_events_once(now)
+
+    def _drain_events_once(self, now: float) -> None:
         events: list[Event] = []
         while True:
             try:
@@ -487,6 +539,8 @@ class Agent:
             del self.attempts[job_id]
             if result["status"] == "canceled" and current.cancel_reason.startswith("worker"):
                 result = {**result, "status": "failed", "failure": Failure.WORKER_LOST.value}
+            if self.held:
+                self.start_held()  # the freed slot takes the next prefetched attempt now, not a round trip later
         if result["status"] == "completed":
             self.completed += 1
         else:
@@ -530,6 +584,9 @@ class Agent:
     def start_drain(self, now: float) -> None:
         if not self.stop.stopping:
             self.stop.request(now)
+            if self.held:
+                log.info("draining: %d prefetched jobs not started go back to the master", len(self.held))
+                self.hand_back_held(now)
             log.info("draining: no new jobs; %d running will finish (they are stopped after %gs)",
                      len(self.attempts), self.options.drain_timeout)
             self.next_heartbeat = now
@@ -569,6 +626,8 @@ class Agent:
 
     def shutdown(self) -> None:
         """Stop what still runs (a forced stop: SIGKILL after FORCE_WAIT), keep undelivered results on disk."""
+        if self.held:  # never started: reported (and kept) as lost, so they are retried
+            self.drop_held(list(self.held), "worker shutting down", self.mono())
         end_attempts(list(self.attempts.values()), FORCE_WAIT if self.stop_now else 10.0, self.mono)
         self.drain_events()
         for key, (partial, _) in self.publishing.items():

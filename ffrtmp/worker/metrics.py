@@ -46,7 +46,8 @@ class WorkerCollector(Collector):
                                 "ones", value=1 if agent.draining else 0)
         yield from self._resources()
         yield GaugeMetricFamily("ffrtmp_worker_slots", "Concurrent job slots", value=agent.options.slots)
-        attempts = list(agent.attempts.values())
+        held = agent.held.copy()  # prefetched, not started: no slot, nothing to show yet
+        attempts = [a for a in list(agent.attempts.values()) if a.job not in held]
         yield GaugeMetricFamily("ffrtmp_worker_active_jobs", "Attempts running now", value=len(attempts))
         yield CounterMetricFamily("ffrtmp_worker_jobs_completed", "Attempts completed", value=agent.completed)
         yield CounterMetricFamily("ffrtmp_worker_jobs_failed", "Attempts that failed or were canceled",

@@ -9,12 +9,15 @@ side always gets the warmer machine; the ratio is the sum of ffrtmp's wall times
 ffrtmp runs FFmpeg under `nice -n 10` (by design, so the master and workers stay responsive); xargs runs
 the argv as logged, without nice.
 
-    python scripts/bench/overhead.py [--transcodes 40] [--rounds 3]
+    python scripts/bench/overhead.py [--transcodes 40] [--rounds 3] [--prefetch N]
+
+`--prefetch` is passed to the workers (default: theirs, 1); `--prefetch 0` measures workers without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shlex
 import shutil
 import subprocess
@@ -62,6 +65,20 @@ def through_ffrtmp(cluster: LocalCluster, source: Path, count: int) -> tuple[flo
     return wall, ids
 
 
+def slot_idle_ms(cluster: LocalCluster, ids: list[str]) -> float:
+    """Mean time a worker's slot sat idle between one job's recorded end and its next job's start (what
+    prefetch removes: the round trip to the master). Negative: the next started before the master recorded
+    the last one's end."""
+    with cluster.client() as client:
+        jobs = [client.get(job_id) for job_id in ids]
+    gaps: list[float] = []
+    for node in {job["node"] for job in jobs}:
+        runs = sorted((dt.datetime.fromisoformat(j["started_at"]).timestamp(),
+                       dt.datetime.fromisoformat(j["finished_at"]).timestamp()) for j in jobs if j["node"] == node)
+        gaps += [after[0] - before[1] for before, after in zip(runs, runs[1:], strict=False)]
+    return 1000 * sum(gaps) / len(gaps) if gaps else 0.0
+
+
 def logged_argv(cluster: LocalCluster, ids: list[str], out_dir: Path) -> list[list[str]]:
     """The argv each job ran (its log's `$ …` line), with the output moved to `out_dir`."""
     commands = []
@@ -93,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transcodes", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prefetch", type=int, default=None, help="the workers' --prefetch (default: theirs)")
     args = parser.parse_args()
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -105,23 +123,26 @@ def main() -> None:
         with LocalCluster(root / "cluster", env={"FFRTMP_INPUT_ROOT": str(root)}) as cluster:
             cluster.start_master()
             for name in WORKERS:
-                cluster.start_worker(name, "--engines", "ffmpeg", slots=1)
+                cluster.start_worker(name, "--engines", "ffmpeg",
+                                     *([] if args.prefetch is None else ["--prefetch", str(args.prefetch)]), slots=1)
             cluster.wait_for_nodes(WORKERS)
             for round_ in range(1, args.rounds + 1):
                 wall, ids = through_ffrtmp(cluster, source, args.transcodes)
                 ours.append(wall)
+                idle = slot_idle_ms(cluster, ids)
                 out_dir = root / f"xargs-{round_}"
                 out_dir.mkdir()
                 commands = logged_argv(cluster, ids, out_dir)
                 theirs.append(through_xargs(commands, root))
                 emit({"bench": "overhead_round", "round": round_, "transcodes": args.transcodes,
                       "ffrtmp_seconds": round(ours[-1], 3), "xargs_seconds": round(theirs[-1], 3),
-                      "ratio": round(ours[-1] / theirs[-1], 4)})
+                      "ratio": round(ours[-1] / theirs[-1], 4), "slot_idle_ms": round(idle, 2)})
         ratio = sum(ours) / sum(theirs)
         emit({"bench": "overhead", "system": "ffrtmp", "transcodes": args.transcodes, "rounds": args.rounds,
               "ffrtmp_seconds": round(sum(ours) / len(ours), 3), "xargs_seconds": round(sum(theirs) / len(theirs), 3),
               "ratio": round(ratio, 4), "overhead_percent": round((ratio - 1) * 100, 2),
               "work": f"{SIZE} {SECONDS}s {FPS}fps libx264 veryfast 1000k, 2 workers x 1 slot vs xargs -P 2",
+              "prefetch": "worker default" if args.prefetch is None else args.prefetch,
               "command": " ".join(commands[0])})
 
 
