@@ -91,7 +91,9 @@ def test_a_frozen_master_past_the_node_timeout_makes_the_worker_stop_its_ffmpeg(
     cluster.start_worker("w1")
     cluster.wait_for_nodes(["w1"])
     with cluster.client() as client:
-        job_id, _ = start_slow_job(client, source)
+        # 1080p at preset slower: the encode outlasts the freeze on an idle machine too, so only the lease ends it.
+        job_id = client.submit_many([slow_job(source, resolution="1920x1080")])[0]
+        eventually(lambda: client.get(job_id)["status"] == "running", timeout=30, message="the job to run")
     encoders = eventually(lambda: encoders_of(job_id), message="its ffmpeg")
     assert cluster.master is not None
     frozen_at = time.monotonic()
