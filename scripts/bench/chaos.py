@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from faults import ClockStep, EncoderWatch, FullDisk, Network, can_manage_namespaces  # noqa: E402
 
-from ffrtmp.client import TERMINAL  # noqa: E402
-from ffrtmp.errors import FfrtmpError, MasterUnreachable  # noqa: E402
+from ffrtmp.client import TERMINAL, retry_after  # noqa: E402
+from ffrtmp.errors import FfrtmpError, MasterUnreachable, RateLimited  # noqa: E402
 from ffrtmp.local import LocalCluster  # noqa: E402
 from ffrtmp.units import parse_duration  # noqa: E402
 
@@ -265,12 +265,21 @@ def unmarked_gaps(lines: list[dict[str, Any]]) -> int:
     return gaps
 
 
+def patient(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`call(*args, **kwargs)`, waiting out the master's rate limit (500 jobs' logs in a row trip it, rightly)."""
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except RateLimited as exc:
+            time.sleep(retry_after(str(exc), 0.5))
+
+
 def log_gaps(client_for: Callable[[], Any], jobs: list[dict[str, Any]]) -> tuple[int, int]:
     """(unmarked gaps, jobs with a gap) over every job's stored log, all attempts."""
     total = jobs_with = 0
     with client_for() as client:
         for job in jobs:
-            found = unmarked_gaps(client.logs(job["id"], attempt="all")["lines"])
+            found = unmarked_gaps(patient(client.logs, job["id"], attempt="all")["lines"])
             total += found
             jobs_with += found > 0
     return total, jobs_with
@@ -361,7 +370,7 @@ def main() -> None:
         wall = time.time() - started
         chaos.check_master()
         with cluster.client(timeout=30) as client:
-            jobs = [client.get(job_id) for job_id in ids]
+            jobs = [patient(client.get, job_id) for job_id in ids]
         missing = outputs_missing(jobs)  # while the workers' dirs still exist
         gaps, gap_jobs = log_gaps(lambda: cluster.client(timeout=30), jobs)
         together = watch.overlaps()

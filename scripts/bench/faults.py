@@ -1,9 +1,9 @@
 """The faults `chaos.py` injects besides SIGKILL: partitions, a stepped master clock, a full master disk.
 
 Each one touches only what it made itself: network namespaces and veth pairs with its own names and addresses
-(10.213.N.0/30, one pair per namespace), a tmpfs it mounted, an offset file read by `clockwrap.py`. Each is a
-context manager whose exit undoes everything, so a failed run leaves nothing behind. Also here: a watcher of
-the FFmpeg processes, to measure how long two attempts of one job encoded at once.
+(10.X.N.0/30, one pair per namespace, X unused here), a tmpfs it mounted, an offset file read by `clockwrap.py`.
+Each is a context manager whose exit undoes everything, so a failed run leaves nothing behind. Also here: a
+watcher of the FFmpeg processes, to measure how long two attempts of one job encoded at once.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-SUBNET = "10.213"
-"""Addresses of the benchmark's veth pairs: 10.213.N.1 (host end), 10.213.N.2 (in namespace N)."""
+SUBNETS = range(200, 250)
+"""The run takes the first 10.X.0.0/16 (X in 200..249) with no address on this machine: 10.X.N.1 is the host end
+of pair N, 10.X.N.2 its end in namespace N. Two runs at once take different ones."""
 
 
 def can_manage_namespaces() -> str | None:
@@ -48,11 +49,13 @@ class Network:
         self.created: list[str] = []
         self.partitioned: set[int] = set()
         taken = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
-        if f" {SUBNET}." in taken:
-            raise RuntimeError(f"{SUBNET}.0.0/16 is already in use on this machine; not touching it")
+        free = [f"10.{x}" for x in SUBNETS if f" 10.{x}." not in taken]
+        if not free:
+            raise RuntimeError("every 10.X.0.0/16 for X in 200..249 is in use on this machine; not touching them")
+        self.subnet = free[0]
 
     def host_address(self, index: int) -> str:
-        return f"{SUBNET}.{index}.1"
+        return f"{self.subnet}.{index}.1"
 
     def namespace(self, index: int) -> str:
         return f"{self.tag}-{index}"
@@ -72,7 +75,7 @@ class Network:
                 _ip("addr", "add", f"{self.host_address(index)}/30", "dev", host_end)
                 _ip("link", "set", host_end, "up")
                 inside = ["netns", "exec", ns, "ip"]
-                _ip(*inside, "addr", "add", f"{SUBNET}.{index}.2/30", "dev", ns_end)
+                _ip(*inside, "addr", "add", f"{self.subnet}.{index}.2/30", "dev", ns_end)
                 _ip(*inside, "link", "set", ns_end, "up")
                 _ip(*inside, "link", "set", "lo", "up")
                 # The master listens on namespace 0's host end; every namespace reaches it through its own pair.
