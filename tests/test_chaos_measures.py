@@ -44,3 +44,14 @@ def test_overlap_is_the_time_two_attempts_of_one_job_were_both_seen() -> None:
 def test_the_partial_name_gives_job_and_attempt() -> None:
     match = PARTIAL_ARG.search("/w/outputs/t/abc123/out.abc123.attempt-2.partial.mp4")
     assert match is not None and (match[1], match[2]) == ("abc123", "2")
+
+
+def test_a_rewrite_of_the_benchmarks_page_keeps_the_chaos_section(tmp_path: Path) -> None:
+    from report import KEPT_BEGIN, KEPT_END, write_docs
+
+    md = tmp_path / "benchmarks.md"
+    section = f"{KEPT_BEGIN}\n## Chaos\n\nmeasured by hand\n{KEPT_END}"
+    md.write_text(f"# old\n\n{section}\n\n## Raw results\n")
+    write_docs([], md, tmp_path / "benchmarks.png", "scripts/bench/run")
+    text = md.read_text()
+    assert section in text and text.index(section) < text.index("## Raw results")
