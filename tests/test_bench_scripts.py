@@ -78,6 +78,9 @@ def test_chaos_script_loses_nothing() -> None:
               and chaos["master_stops"], "clock": chaos["clock_steps"], "partition": chaos["partitions"],
               "disk": chaos["disk_fills"]}
     assert all(struck[name] for name in faults.split(",")), struck
+    # The full disk bit (submits refused as "store full") and the master recovered by itself each time.
+    assert chaos["disk_full_refused_submits"] == chaos["disk_fills"]
+    assert None not in chaos["disk_recovered_after_s"]
 
 
 def test_scale_script_sees_no_false_dead_nodes() -> None:

@@ -7,8 +7,10 @@ Every --interval seconds the next fault of the enabled ones (`--faults`, comma l
   partition  cut a worker off the master for --hold seconds (a blackhole route inside its network namespace;
              workers chaos-2 and chaos-3 run in namespaces the run creates; needs root)
   stop       SIGSTOP a random worker, or every 2nd time the master, for --hold seconds, then SIGCONT
-  clock      step the master's wall clock by +300 s, back, by -300 s, back (clockwrap.py runs the master)
-  disk       fill the master's data dir (its own tmpfs; needs root) for --hold seconds, then free it
+  clock      step the master's wall clock by -300 s (then +300 s) for --hold seconds, and back (clockwrap.py
+             runs the master: it adds the offset in a file to the master's time.time())
+  disk       fill the master's data dir (its own tmpfs; needs root) for --hold seconds, then free it; a submit
+             meanwhile must be refused as "store full", and accepted again soon after
 At the end one JSON line: lost, completed_twice, outputs_missing (every completed job's file must exist and
 decode), log_gaps_unmarked (a missing log seq with no marker line), encoders_together_max_s (two attempts of a
 job encoding at once, watched in /proc; goal: at most the node timeout), master_exits (the master exiting on
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faults import ClockStep, EncoderWatch, FullDisk, Network, can_manage_namespaces  # noqa: E402
 
 from ffrtmp.client import TERMINAL, retry_after  # noqa: E402
-from ffrtmp.errors import FfrtmpError, MasterUnreachable, RateLimited  # noqa: E402
+from ffrtmp.errors import FfrtmpError, MasterUnreachable, RateLimited, StoreUnavailable  # noqa: E402
 from ffrtmp.local import LocalCluster  # noqa: E402
 from ffrtmp.units import parse_duration  # noqa: E402
 
@@ -51,7 +53,8 @@ WORKERS = ["chaos-1", "chaos-2", "chaos-3"]
 NAMESPACED = {"chaos-2": 0, "chaos-3": 1}
 """Workers run inside a network namespace when partitions are on (by namespace index)."""
 FAULTS = ("kill", "partition", "stop", "clock", "disk")
-CLOCK_STEPS = (300.0, 0.0, -300.0, 0.0)
+CLOCK_STEPS = (-300.0, 300.0)
+"""Each clock fault steps to one of these, holds, and steps back: both directions of a 300 s step each time."""
 CLOCKWRAP = Path(__file__).resolve().parent / "clockwrap.py"
 
 
@@ -106,6 +109,10 @@ class Chaos:
         self.errors: list[str] = []
         self.turns = dict.fromkeys(FAULTS, 0)
         self.rounds = 0
+        self.disk_refusals = 0
+        self.probes = 0
+        """Probe jobs submitted (they run too: the end waits for them as well)."""
+        self.disk_recoveries: list[float | None] = []
         self.timeline: list[tuple[float, str, int]] = []
 
     def run(self) -> None:
@@ -164,16 +171,53 @@ class Chaos:
             finally:
                 proc.send_signal(signal.SIGCONT)
         elif fault == "clock" and self.clock is not None:
-            self.clock.set(CLOCK_STEPS[turn % len(CLOCK_STEPS)])
-            self.disturbances.append(time.time())
-            self.counts["clock_steps"] += 1
+            self.step_clock(CLOCK_STEPS[turn % len(CLOCK_STEPS)])
+            try:
+                self.wait(self.hold)
+            finally:
+                self.step_clock(0.0)
         elif fault == "disk" and self.disk is not None:
             self.disk.fill()
             self.counts["disk_fills"] += 1
             try:
-                self.wait(self.hold)
+                self.disk_refusals += self.submit_refused(self.hold)
             finally:
                 self.disk.release()
+            self.disk_recoveries.append(self.seconds_until_submit_works())
+
+    def step_clock(self, offset: float) -> None:
+        assert self.clock is not None
+        self.clock.set(offset)
+        self.disturbances.append(time.time())
+        self.counts["clock_steps"] += 1
+
+    def probe(self) -> None:
+        with self.cluster.client(timeout=5) as client:
+            client.submit("chaos-probe", engine="null")
+        self.probes += 1
+
+    def submit_refused(self, seconds: float) -> bool:
+        """Whether the master refused a submit as "store full" while the disk was full (it must: the fault bit)."""
+        deadline, refused = time.monotonic() + seconds, False
+        while not self.wait(0.5) and time.monotonic() < deadline:
+            try:
+                self.probe()
+            except StoreUnavailable:
+                refused = True
+            except FfrtmpError:
+                pass
+        return refused
+
+    def seconds_until_submit_works(self, limit: float = 120.0) -> float | None:
+        """After the disk is freed: how long until a submit is accepted again (the master recovers by itself)."""
+        freed = time.monotonic()
+        while time.monotonic() - freed < limit:
+            try:
+                self.probe()
+                return round(time.monotonic() - freed, 2)
+            except FfrtmpError:
+                self.wait(0.2)
+        return None
 
     def kill_worker(self, name: str) -> None:
         proc = self.cluster.workers[name]
@@ -298,7 +342,7 @@ def wait_until_done(cluster: ChaosCluster, chaos: Chaos, count: int, cycles: int
         except (MasterUnreachable, FfrtmpError):
             time.sleep(0.5)
             continue
-        if stats["completed"] + stats["failed"] + stats["canceled"] >= count:
+        if stats["completed"] + stats["failed"] + stats["canceled"] >= count + chaos.probes:
             return
         time.sleep(0.5)
 
@@ -386,6 +430,7 @@ def main() -> None:
         "encoders_together_max_s": round(max(together.values()), 2) if together else 0.0,
         "encoders_together_jobs": len(together), "node_timeout_s": node_timeout,
         "max_attempts": max(j["attempts"] for j in jobs), **chaos.counts, "hold_s": hold,
+        "disk_full_refused_submits": chaos.disk_refusals, "disk_recovered_after_s": chaos.disk_recoveries,
         "redispatch_after_death_p50_s": round(statistics.median(delays), 2) if delays else None,
         "redispatch_after_death_max_s": round(max(delays), 2) if delays else None,
         "redispatch_goal_s": node_timeout + 1, "redispatches_measured": len(delays),
