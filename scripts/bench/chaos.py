@@ -428,7 +428,7 @@ def main() -> None:
         "jobs_with_unmarked_gaps": gap_jobs, "master_exits": len(chaos.master_exits),
         "master_exit_details": chaos.master_exits[:3],
         "encoders_together_max_s": round(max(together.values()), 2) if together else 0.0,
-        "encoders_together_jobs": len(together), "node_timeout_s": node_timeout,
+        "encoders_together_jobs": len(together), "encodes_watched": len(watch.seen), "node_timeout_s": node_timeout,
         "max_attempts": max(j["attempts"] for j in jobs), **chaos.counts, "hold_s": hold,
         "disk_full_refused_submits": chaos.disk_refusals, "disk_recovered_after_s": chaos.disk_recoveries,
         "redispatch_after_death_p50_s": round(statistics.median(delays), 2) if delays else None,
