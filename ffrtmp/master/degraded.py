@@ -40,7 +40,7 @@ def _messages(frame: bytes) -> list[Message]:
 
 
 def _refuse(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
-    error = coordinator.store_health.refusal(now)
+    error = coordinator.store_health.refusal(coordinator.mono)
     coordinator.queue(route, encode(Kind.REPLY, {"rid": message.body["rid"][:64], "status": error.status,
                                                  "error": str(error)}))
 
@@ -50,7 +50,7 @@ def batch_failed(coordinator: Coordinator, frames: Frames, exc: WriteFault, now:
     coordinator.outbox.clear()
     coordinator.acks.clear()  # the workers send those results again
     coordinator.endings.clear()
-    coordinator.store_health.failed(exc.cause, now)
+    coordinator.store_health.failed(exc.cause, coordinator.mono)
     for route, frame, *_ in frames:
         for message in _messages(frame):
             if message.kind is Kind.REQUEST:
