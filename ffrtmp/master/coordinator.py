@@ -208,7 +208,7 @@ class Coordinator:
         """Frames as (route, frame) or (route, frame, the sender's CURVE key from ZAP)."""
         self.set_clocks(now, mono)
         self._pending_cache = None
-        if not self.store_health.writable(self.mono):
+        if not self.store_health.writable(self.mono):  # an interval: a stepped wall clock must not stall it
             degraded.handle_batch(self, frames, now)
             self.flush()
             return
@@ -227,7 +227,7 @@ class Coordinator:
     def tick(self, now: float, mono: float | None = None) -> None:
         """Upkeep: dead nodes, due retries, and the periodic pass; dispatch when anything changed."""
         self.set_clocks(now, mono)
-        if not self.store_health.writable(self.mono):
+        if not self.store_health.writable(self.mono):  # an interval: a stepped wall clock must not stall it
             self.logbook.keepalive(self.mono, self._status_of)  # followers keep waiting; nothing else can be written
             self.flush()
             return

@@ -15,6 +15,8 @@ Record = dict[str, Any]
 PEERS = ("celery", "rq", "dramatiq", "huey")
 SYSTEMS = ("ffrtmp", *PEERS)
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
+KEPT_BEGIN, KEPT_END = "<!-- kept:begin -->", "<!-- kept:end -->"
+"""Around sections the suite does not run (the chaos run needs root): a rewrite of the file keeps them."""
 
 
 # ---- reading ------------------------------------------------------------------------------------------
@@ -411,7 +413,21 @@ def _overhead_intro(records: list[Record]) -> str:
             f"Ratio of the mean wall times: **{record['ratio']:.3f}** ({record['overhead_percent']:+.1f} %).{spread}")
 
 
+def kept_sections(md: Path) -> str:
+    """The hand-kept sections of the current file, markers included ("" when there are none)."""
+    try:
+        text = md.read_text()
+    except OSError:
+        return ""
+    return "\n".join(re.findall(re.escape(KEPT_BEGIN) + r".*?" + re.escape(KEPT_END), text, re.S))
+
+
 def write_docs(records: list[Record], md: Path, png: Path, command: str) -> None:
     drawn = chart(records, png)
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(records, png.name if drawn else None, command))
+    kept = kept_sections(md)
+    body = markdown(records, png.name if drawn else None, command)
+    if kept:
+        # Before the raw results, so the file still ends with them.
+        body = body.replace("## Raw results", f"{kept}\n\n## Raw results", 1)
+    md.write_text(body)
