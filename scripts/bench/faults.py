@@ -194,7 +194,7 @@ class EncoderWatch:
                 if not argv or not argv[0].endswith(b"ffmpeg"):
                     continue
                 for raw in argv:
-                    arg = raw.decode(errors="replace")
+                    arg = raw.decode(errors="replace").removeprefix("file:")  # workers pass paths as file:PATH
                     match = PARTIAL_ARG.search(arg) if arg.startswith(self.root) else None
                     if match:
                         span = self.seen.setdefault((match[1], int(match[2])), [now, now])
