@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from ffrtmp.local import ClusterError, wait_for
@@ -77,3 +78,18 @@ def eventually(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
         return wait_for(condition, timeout, message, interval)
     except ClusterError as exc:
         raise AssertionError(str(exc)) from None
+
+
+def child_processes(name: str, matches: Callable[[list[str]], bool]) -> list[psutil.Process]:
+    """This test process's live descendants called `name` whose argv `matches`.
+
+    A child that exits (or is a zombie not yet reaped) between listing and reading is skipped, not an error.
+    """
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name() == name and matches(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found

@@ -16,7 +16,7 @@ from ffrtmp.worker.engines import JobContext, UnsupportedJob
 from ffrtmp.worker.engines.gstreamer import build, quoted
 from ffrtmp.worker.gst_encoders import detect as detect_elements
 from ffrtmp.worker.runner import Attempt
-from tests.conftest import _require, eventually
+from tests.conftest import _require, child_processes, eventually
 from tests.test_runner import Harness, assert_process_group_gone, finish, make_attempt, own_dir, partial_of
 
 GST = "/usr/bin/gst-launch-1.0"
@@ -167,14 +167,7 @@ def probe(ffprobe: str, path: str) -> dict[str, Any]:
 
 
 def gst_processes_writing(output: Path) -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name() == "gst-launch-1.0" and any(str(output) in arg for arg in child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+    return child_processes("gst-launch-1.0", lambda argv: any(str(output) in arg for arg in argv))
 
 
 def test_a_completed_gstreamer_run(harness: Harness, ffprobe: str) -> None:

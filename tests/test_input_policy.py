@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from ffrtmp.errors import InvalidInput
@@ -27,7 +26,7 @@ from ffrtmp.worker.inputs import generated_path
 from ffrtmp.worker.joblog import SUMMARY, JobLogFilter
 from ffrtmp.worker.netpolicy import NetworkRefused, address_problem, check_destination
 from ffrtmp.worker.sources import InputPolicy, SourceRefused, ffmpeg_input, resolve_local_input
-from tests.conftest import _require, eventually
+from tests.conftest import _require, child_processes, eventually
 from tests.rtmp import RtmpServer
 from tests.test_gstreamer_engine import context as gst_context
 from tests.test_runner import LONG, Harness, finish, make_attempt
@@ -212,8 +211,8 @@ def test_ffmpeg_runs_without_the_workers_secrets(harness: Harness, monkeypatch: 
     monkeypatch.setenv("LANG", "C.UTF-8")
     attempt = make_attempt("job-env", **LONG)
     recorder, thread = harness.start(attempt)
-    ffmpeg = eventually(lambda: [p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"
-                                 and "job-env" in " ".join(p.cmdline())], timeout=30, message="the ffmpeg process")[0]
+    ffmpeg = eventually(lambda: child_processes("ffmpeg", lambda argv: "job-env" in " ".join(argv)),
+                        timeout=30, message="the ffmpeg process")[0]
     environment = ffmpeg.environ()
     attempt.cancel.set()
     finish(thread)

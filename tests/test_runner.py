@@ -19,7 +19,7 @@ from ffrtmp.worker import encoders as encoder_probe
 from ffrtmp.worker import runner as runner_module
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 from ffrtmp.worker.sources import InputPolicy
-from tests.conftest import eventually
+from tests.conftest import child_processes, eventually
 
 TINY: dict[str, Any] = {"resolution": "160x120", "fps": 10, "duration": 1, "codec": "h264", "bitrate": "100k"}
 LONG: dict[str, Any] = {**TINY, "duration": 86400}
@@ -120,14 +120,7 @@ def partial_of(harness: Harness, job: str, name: str, attempt: int = 1) -> Path:
 
 def ffmpeg_processes_writing(output: Path) -> list[psutil.Process]:
     """This test process's ffmpeg children whose command line names `output`."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name() == "ffmpeg" and {str(output), f"file:{output}"} & set(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+    return child_processes("ffmpeg", lambda argv: bool({str(output), f"file:{output}"} & set(argv)))
 
 
 def assert_process_group_gone(pid: int) -> None:
