@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from ffrtmp import __version__
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS
 from ffrtmp.master.observer import Observer
-from ffrtmp.master.store_health import free_bytes
+from ffrtmp.master.store.health import free_bytes
 
 if TYPE_CHECKING:
     from ffrtmp.master.coordinator import Coordinator

@@ -64,7 +64,7 @@ def test_a_store_from_an_older_version_is_not_migrated_under_its_running_master(
 
     import sqlite_utils
 
-    from ffrtmp.master.schema import MIGRATIONS
+    from ffrtmp.master.store.schema import MIGRATIONS
 
     path = tmp_path / "master.db"
     conn = sqlite3.connect(path, isolation_level=None)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ffrtmp.jobspec import JobSpec, validate_submission
 from ffrtmp.master.dispatch import fair_order
-from ffrtmp.master.store_dispatch import needs_key, needs_of
+from ffrtmp.master.store.dispatch import needs_key, needs_of
 from ffrtmp.protocol import Kind
 from tests.test_coordinator import T0, Cluster
 

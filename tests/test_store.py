@@ -12,7 +12,7 @@ import pytest
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec, validate_submission
 from ffrtmp.master.store import Store
-from ffrtmp.master.store_dispatch import needs_key
+from ffrtmp.master.store.dispatch import needs_key
 
 T0 = 1_700_000_000.0
 
@@ -536,7 +536,7 @@ def test_m005_rekeys_an_existing_stores_attempts_and_history(tmp_path: Path) -> 
 
     import sqlite_utils
 
-    from ffrtmp.master.schema import MIGRATIONS
+    from ffrtmp.master.store.schema import MIGRATIONS
 
     path = tmp_path / "master.db"
     conn = sqlite3.connect(path, isolation_level=None)

@@ -11,7 +11,7 @@ import pytest
 
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.master.store import Store
-from ffrtmp.master.store_health import WriteFault
+from ffrtmp.master.store.health import WriteFault
 from ffrtmp.protocol import Kind, encode
 from tests.test_coordinator import Cluster
 

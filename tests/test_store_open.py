@@ -22,7 +22,7 @@ import pytest
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.master.store import Store
-from ffrtmp.master.store_open import open_store, prepare_data_dir
+from ffrtmp.master.store.opening import open_store, prepare_data_dir
 from tests.conftest import eventually
 
 ROOT = os.geteuid() == 0

@@ -38,7 +38,7 @@ from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.store import Ending, Store
-from ffrtmp.master.store_health import StoreHealth, WriteFault
+from ffrtmp.master.store.health import StoreHealth, WriteFault
 from ffrtmp.protocol import Kind, Message, decode, encode, encode_batch, unbatch
 
 log = logging.getLogger("ffrtmp.master")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ffrtmp.errors import ProtocolError
 from ffrtmp.master import handlers
 from ffrtmp.master.nodes import NodeSession
-from ffrtmp.master.store_health import WriteFault
+from ffrtmp.master.store.health import WriteFault
 from ffrtmp.protocol import Kind, Message, decode, encode, unbatch
 
 if TYPE_CHECKING:

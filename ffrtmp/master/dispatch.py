@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ffrtmp.master.auth import quotas
 from ffrtmp.master.scheduler import NodeView, place, wait_reason, why_not
-from ffrtmp.master.store_dispatch import needs_of
+from ffrtmp.master.store.dispatch import needs_of
 from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, encode_batch
 
 if TYPE_CHECKING:

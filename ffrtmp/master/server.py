@@ -16,8 +16,8 @@ from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
 from ffrtmp.master.protection import HOW_TO_OPEN, had_api_keys, resolve_bind
-from ffrtmp.master.store_health import WriteFault, describe
-from ffrtmp.master.store_open import open_store, prepare_data_dir
+from ffrtmp.master.store.health import WriteFault, describe
+from ffrtmp.master.store.opening import open_store, prepare_data_dir
 from ffrtmp.master.traces import MasterTracer
 from ffrtmp.metrics import MasterMetrics, serve
 from ffrtmp.redact import RedactUrls

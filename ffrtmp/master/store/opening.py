@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
-from ffrtmp.master.store import Store
-from ffrtmp.master.store_health import describe, free_bytes, is_write_fault
+from ffrtmp.master.store.health import describe, free_bytes, is_write_fault
+from ffrtmp.master.store.sqlite import Store
 from ffrtmp.security import private_database
 
 MOVE_AWAY = "move it away to start an empty store, or point --db at the right file"

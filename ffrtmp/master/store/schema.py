@@ -224,7 +224,7 @@ def m008_dispatch_lanes(db: sqlite_utils.Database) -> None:
     nobody can run no longer stop the scan (store_dispatch.py).
     """
     from ffrtmp.master.columns import from_json
-    from ffrtmp.master.store_dispatch import needs_key
+    from ffrtmp.master.store.dispatch import needs_key
 
     db.execute("ALTER TABLE jobs ADD COLUMN needs TEXT NOT NULL DEFAULT ''")
     rows = db.execute("SELECT seq, engine, params, labels FROM jobs").fetchall()

@@ -23,11 +23,11 @@ import sqlite_utils
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
-from ffrtmp.master.schema import MIGRATIONS
-from ffrtmp.master.store_dispatch import DispatchRows, needs_key
-from ffrtmp.master.store_health import WriteFault, is_write_fault
-from ffrtmp.master.store_logs import LogRows
-from ffrtmp.master.store_nodes import NodeRows
+from ffrtmp.master.store.dispatch import DispatchRows, needs_key
+from ffrtmp.master.store.health import WriteFault, is_write_fault
+from ffrtmp.master.store.logs import LogRows
+from ffrtmp.master.store.nodes import NodeRows
+from ffrtmp.master.store.schema import MIGRATIONS
 
 ACTIVE = ("assigned", "running")
 TERMINAL = ("completed", "failed", "canceled")
