@@ -1,4 +1,4 @@
-"""A full store (research F4) in the unit tier: the coordinator on a real SQLite file whose growth is capped
+"""A full store (F4, docs/design.md) in the unit tier: the coordinator on a real SQLite file whose growth is capped
 with `PRAGMA max_page_count`, so writes fail with a real SQLITE_FULL; a fixed clock drives the retries."""
 
 from __future__ import annotations
