@@ -10,8 +10,6 @@ Either way: BATCH, several messages of the kinds above in one frame (short jobs 
 one frame for many costs far less than one each).
 """
 
-from __future__ import annotations
-
 import json
 import math
 from dataclasses import dataclass
@@ -107,6 +105,8 @@ class Message:
 
 
 # ---- the bodies the master reads, as `decode` has checked them (SCHEMAS above; extras are unchecked) ----
+# (No `from __future__ import annotations` in this module: TypedDict reads NotRequired only from real
+# annotations on Python 3.11.)
 
 
 class RunningItem(TypedDict):
