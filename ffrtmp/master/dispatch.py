@@ -1,4 +1,4 @@
-"""Dispatch: pending jobs onto free slots, in the order of SPEC §3, without head-of-line blocking.
+"""Dispatch: pending jobs onto free slots, heaviest first, without head-of-line blocking.
 
 Placement itself is pure (scheduler.place); this module feeds it the candidates (with tenant running quotas
 applied), records why the rest wait, claims the picks in bulk and sends each worker its JOBs in one frame.
@@ -106,8 +106,8 @@ def read_candidates(state: MasterState, nodes: list[NodeView], now: float) -> li
 
 def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None,
                turns: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """SPEC §3 order with a fair share between tenants: heavier first; at equal weight the tenants take turns
-    (each one's first job, then each one's second, ...), FIFO inside a tenant, so one tenant's backlog never
+    """Heaviest first (the job's weight), with a fair share between tenants: at equal weight the tenants
+    take turns (each one's first job, then each one's second, ...), FIFO inside a tenant, so one tenant's backlog never
     starves another. With aging (`aged_before`), jobs created before it come first, oldest first.
 
     `turns` (tenant → jobs dispatched so far, kept by the caller across passes; see `served`) carries the

@@ -1,7 +1,7 @@
 """Client requests: one small function per operation (the registry in operations.py names them).
 
 Each returns the reply body or raises an `FfrtmpError` whose status becomes the reply's (and, on the
-client, the exit code of SPEC §4). Arguments come from the network: every one is checked here.
+client, the CLI's exit code: see ffrtmp.errors). Arguments come from the network: every one is checked here.
 """
 
 from __future__ import annotations
