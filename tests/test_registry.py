@@ -114,3 +114,14 @@ def test_iterating_is_safe_while_nodes_are_dropped() -> None:
     for session in registry:
         registry.drop(session.name)
     assert registry.nodes == {}
+
+
+def test_release_returns_the_attempt_and_hold_gives_it_its_slot_back() -> None:
+    registry = NodeRegistry()
+    alpha = joined(registry, node(slots=1))
+    alpha.add("j1", 4, T0)
+    held = registry.release(alpha, "j1")
+    assert held is not None and held.attempt == 4 and free_of(registry, "alpha") == 1
+    assert registry.release(alpha, "j1") is None
+    registry.hold(alpha, "j1", held)
+    assert alpha.runs("j1", 4) and free_of(registry, "alpha") == 0

@@ -84,7 +84,7 @@ def resync_attempts(state: MasterState, now: float) -> None:
             if job_id in stored and stored[job_id]["attempt"] == held.attempt:
                 held.stopping = False  # a stop decided in the rolled-back batch did not happen
             elif not held.stopping:
-                session.attempts.pop(job_id)
+                state.registry.release(session, job_id)
         _add_missing(state, session, stored, now)
     for name, stored in active.items():  # a node the batch made the master forget
         session = NodeSession(name=name, fingerprint="", route=None, slots=1, engines=frozenset(),

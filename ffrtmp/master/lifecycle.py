@@ -99,8 +99,9 @@ class Lifecycle:
     def finish_later(self, ending: Ending, session: NodeSession) -> None:
         """A job ended (completed or canceled on its worker): its slot is free now, and its end is recorded
         with the rest of its frame's endings."""
-        state = session.attempts.pop(ending.job_id)
-        self.endings.append((ending, session, state))
+        held = session.attempts[ending.job_id]  # the caller checked that the node runs it
+        self.registry.release(session, ending.job_id)
+        self.endings.append((ending, session, held))
 
     def finish_pending(self) -> None:
         """Record the endings gathered from one frame, in one go (a worker reports hundreds of short jobs at once).
@@ -142,7 +143,8 @@ class Lifecycle:
             # find it gone and it is retried like any lost attempt, rather than left running forever.
             log.exception("job %s attempt %d: its end could not be recorded; it will be retried", ending.job_id,
                           ending.attempt, extra=attempt_context(ending.job_id, ending.attempt, session.name))
-            session.attempts.setdefault(ending.job_id, state)
+            if ending.job_id not in session.attempts:
+                self.registry.hold(session, ending.job_id, state)
             return None
 
     def job_finished(self, job: dict[str, Any] | str) -> None:
@@ -174,7 +176,7 @@ class Lifecycle:
         if session.route is not None:
             self.outbox.cancel(session.route, job_id, state.attempt)
         self.attempt_failed(session, job_id, state.attempt, failure, error, now)
-        session.attempts[job_id] = state
+        self.registry.hold(session, job_id, state)
         state.stopping = True
 
     def jobs_undeliverable(self, route: bytes, job_ids: list[str]) -> Callable[[], None]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ffrtmp.errors import Conflict
-from ffrtmp.master.nodes import NodeSession
+from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.scheduler import NodeView
 
 
@@ -83,9 +83,13 @@ class NodeRegistry:
     def drop(self, name: str) -> None:
         self.nodes.pop(name, None)
 
-    def release(self, session: NodeSession, job_id: str) -> None:
-        """The attempt of `job_id` on `session` is over: its slot is free for placement."""
-        session.remove(job_id)
+    def release(self, session: NodeSession, job_id: str) -> AttemptState | None:
+        """The attempt of `job_id` on `session` is over: its slot is free for placement. Returns what it was."""
+        return session.attempts.pop(job_id, None)
+
+    def hold(self, session: NodeSession, job_id: str, held: AttemptState) -> None:
+        """The attempt holds its slot (again): one being stopped, or an ending that could not be recorded."""
+        session.attempts[job_id] = held
 
     def views(self) -> list[NodeView]:
         """What placement sees of every node that is not offline (free room counts every held attempt)."""
