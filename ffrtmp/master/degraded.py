@@ -101,7 +101,7 @@ def _add_missing(state: MasterState, session: NodeSession, stored: dict[str, dic
             params = row["params"] if isinstance(row["params"], dict) else {}
             timeout = row["timeout"] if isinstance(row["timeout"], int | float) else None
             session.add(job_id, attempt, now, str(row["queue"]), timeout_of(timeout, params),
-                        tenant=str(row["tenant"]))
+                        tenant=str(row["tenant"]), mono=state.clock.mono)
 
 
 def handle_batch(state: MasterState, frames: Frames, now: float) -> None:
@@ -111,7 +111,8 @@ def handle_batch(state: MasterState, frames: Frames, now: float) -> None:
         for message in _messages(frame):
             session = state.registry.session_of(route)
             if session is not None:
-                session.last_seen = now
+                # Expiry reads heard_at (monotonic): a node heard from while the store is down is alive.
+                session.last_seen, session.heard_at = now, state.clock.mono
             if message.kind is Kind.REQUEST:
                 _request(state, route, message, now)
             elif message.kind is Kind.HEARTBEAT and session is not None:
@@ -147,7 +148,7 @@ def _heartbeat(state: MasterState, route: bytes, session: NodeSession, message: 
         if isinstance(item, dict) and isinstance(item.get("job"), str):
             held = session.attempts.get(item["job"])
             if held is not None and held.attempt == item.get("attempt"):
-                held.advance(_figures(item), now)
+                held.advance(_figures(item), state.clock.mono)
     try:
         pending = handlers.pending_for(state, session)
     except sqlite3.Error:
