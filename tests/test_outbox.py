@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ffrtmp.master.clock import Clock, DispatchDue
 from ffrtmp.master.outbox import Outbox
-from ffrtmp.protocol import Kind, decode, unbatch
+from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, decode, unbatch
 
 
 def outbox() -> Outbox:
@@ -23,6 +23,16 @@ def test_acknowledgements_to_one_worker_leave_as_one_frame_after_the_rest() -> N
     assert [m.body for m in unbatch(decode(frames[1][1]))] == [
         {"job": "a", "attempt": 1}, {"job": "b", "attempt": 2, "publish": True}]
     assert box.take() == [] and box.acks == {}
+
+
+def test_more_acknowledgements_than_one_batch_holds_leave_in_several_a_worker_accepts() -> None:
+    box = outbox()
+    for n in range(MAX_BATCH_ITEMS + 5):
+        box.ack(b"w1", f"job-{n}", 1)
+    frames = box.take()
+    batches = [unbatch(decode(frame)) for _, frame, _ in frames]  # unbatch refuses more than MAX_BATCH_ITEMS
+    assert [len(items) for items in batches] == [MAX_BATCH_ITEMS, 5]
+    assert [m.body["job"] for items in batches for m in items] == [f"job-{n}" for n in range(MAX_BATCH_ITEMS + 5)]
 
 
 def test_undo_drops_only_what_one_handler_queued() -> None:

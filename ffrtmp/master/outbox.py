@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ffrtmp.protocol import Kind, encode, encode_batch
+from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, encode, encode_batch
 
 OnFail = Callable[[], None]
 Frame = tuple[bytes, bytes, OnFail | None]
@@ -67,9 +67,11 @@ class Outbox:
         self.acks.clear()
 
     def take(self) -> list[Frame]:
-        """Everything queued, acknowledgements folded into one frame per worker; the queue is empty after."""
+        """Everything queued, acknowledgements folded into BATCHes per worker (no more items in one than a worker
+        accepts); the queue is empty after."""
         for route, acks in self.acks.items():
-            self.frames.append((route, encode_batch(acks), None))
+            for start in range(0, len(acks), MAX_BATCH_ITEMS):
+                self.frames.append((route, encode_batch(acks[start:start + MAX_BATCH_ITEMS]), None))
         self.acks = {}
         frames, self.frames = self.frames, []
         return frames
