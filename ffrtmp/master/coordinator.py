@@ -16,9 +16,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ffrtmp import defaults
@@ -37,7 +36,7 @@ from ffrtmp.master.nodes import AttemptState, NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.ratelimit import KIND_OF, RateLimiter
 from ffrtmp.master.recovery import RetryPolicy
-from ffrtmp.master.store import Ending, Store
+from ffrtmp.master.store import Ending, JobRow, Store
 from ffrtmp.master.store.health import StoreHealth, WriteFault
 from ffrtmp.protocol import Kind, Message, decode, encode, encode_batch, unbatch
 
@@ -148,8 +147,7 @@ class Coordinator:
         """Monotonic."""
         self.observer = Observers()
         store.on_commit = self.observer.committed
-        self.store_health = StoreHealth(None if store.path == ":memory:" else str(Path(store.path).parent),
-                                        config.store_min_free)
+        self.store_health = StoreHealth(store.directory, config.store_min_free)
         """Degraded mode: while the store's disk is full or failing, writes are refused (see store_health)."""
         self._handlers: dict[Kind, Callable[[Coordinator, bytes, Message, float], None]] = {
             Kind.HELLO: handlers.on_hello,
@@ -471,7 +469,7 @@ class Coordinator:
                 log.exception("job %s ended, but telling its followers and observers failed", ending.job_id,
                               extra=_context(ending.job_id, ending.attempt, ""))
 
-    def _finish_alone(self, ending: Ending, session: NodeSession, state: AttemptState) -> dict[str, Any] | None:
+    def _finish_alone(self, ending: Ending, session: NodeSession, state: AttemptState) -> JobRow | None:
         try:
             with self.store.savepoint():
                 return self.store.finish_jobs([ending])[0]
@@ -485,7 +483,7 @@ class Coordinator:
             session.attempts.setdefault(ending.job_id, state)
             return None
 
-    def job_finished(self, job: dict[str, Any] | str) -> None:
+    def job_finished(self, job: Mapping[str, Any] | str) -> None:
         """A job reached completed, failed or canceled (its row, or its id): tell its followers and observers."""
         if isinstance(job, str):
             found = self.store.get_job(job)

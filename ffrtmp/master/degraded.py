@@ -11,13 +11,13 @@ them again once the store is back (see `StoreHealth.writable`).
 from __future__ import annotations
 
 import logging
-import sqlite3
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ffrtmp.errors import ProtocolError
 from ffrtmp.master import handlers
 from ffrtmp.master.nodes import NodeSession
-from ffrtmp.master.store.health import WriteFault
+from ffrtmp.master.store import STORE_ERRORS, WriteFault
 from ffrtmp.protocol import Kind, Message, decode, encode, unbatch
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def resync_attempts(coordinator: Coordinator, now: float) -> None:
     Attempts dispatched in the rolled-back batch were never sent: forgotten. Attempts it ended (results,
     stops) are active again; their workers report them again. A stop still being confirmed is kept.
     """
-    active: dict[str, dict[str, dict[str, object]]] = {}
+    active: dict[str, dict[str, Mapping[str, object]]] = {}
     for row in coordinator.store.active_attempts():
         active.setdefault(str(row["node"]), {})[str(row["job_id"])] = row
     for name, session in coordinator.nodes.items():
@@ -96,7 +96,7 @@ def resync_attempts(coordinator: Coordinator, now: float) -> None:
         _add_missing(coordinator, session, stored, now)
 
 
-def _add_missing(coordinator: Coordinator, session: NodeSession, stored: dict[str, dict[str, object]],
+def _add_missing(coordinator: Coordinator, session: NodeSession, stored: dict[str, Mapping[str, object]],
                  now: float) -> None:
     for job_id, row in stored.items():
         attempt = int(row["attempt"])  # type: ignore[call-overload]
@@ -128,7 +128,7 @@ def _request(coordinator: Coordinator, route: bytes, message: Message, now: floa
     queued = len(coordinator.outbox)
     try:
         coordinator.on_request(route, message, now)
-    except (WriteFault, sqlite3.Error) as exc:
+    except STORE_ERRORS as exc:
         del coordinator.outbox[queued:]
         log.warning("a read failed while the store is degraded: %s", exc)
         _refuse(coordinator, route, message, now)
@@ -153,6 +153,6 @@ def _heartbeat(coordinator: Coordinator, route: bytes, session: NodeSession, mes
                 state.advance(_figures(item), now)
     try:
         pending = handlers._pending_for(coordinator, session)
-    except sqlite3.Error:
+    except STORE_ERRORS:
         pending = 1  # unknown: a --burst worker must not stop because of it
     coordinator.queue(route, encode(Kind.HEARTBEAT, {"pending": pending}))

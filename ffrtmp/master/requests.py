@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ffrtmp import __version__, defaults
@@ -16,7 +16,7 @@ from ffrtmp.errors import InvalidInput, NotFound, RateLimited
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
 from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
-from ffrtmp.master.store import TERMINAL
+from ffrtmp.master.store import TERMINAL, JobRow
 from ffrtmp.master.tenants import allowed_lanes, check_lane
 from ffrtmp.protocol import Kind, encode
 
@@ -92,7 +92,8 @@ def submit(coordinator: Coordinator, caller: Principal, args: Args, now: float) 
 
 
 def _check_pending_quota(coordinator: Coordinator, tenant: str, adding: int) -> None:
-    quota = quotas(coordinator.store).get(tenant, {}).get("max_pending")
+    limits = quotas(coordinator.store).get(tenant)
+    quota = limits["max_pending"] if limits is not None else None
     if quota is None:
         return
     pending = coordinator.store.tenant_pending(tenant)
@@ -162,7 +163,7 @@ def retry(coordinator: Coordinator, caller: Principal, args: Args, now: float) -
 
 
 def _log_args(coordinator: Coordinator, caller: Principal,
-              args: Args) -> tuple[dict[str, Any], int | None, bool, int | None]:
+              args: Args) -> tuple[JobRow, int | None, bool, int | None]:
     """The job, the one attempt asked for (None: latest or all), whether all were asked for, and the tail."""
     job_id = _job_id(coordinator, caller, args)
     job = coordinator.store.get_job(job_id)
@@ -204,7 +205,7 @@ def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:
     return session.live() if session is not None else None
 
 
-def _node_for(coordinator: Coordinator, caller: Principal, row: dict[str, Any]) -> dict[str, Any]:
+def _node_for(coordinator: Coordinator, caller: Principal, row: Mapping[str, Any]) -> dict[str, Any]:
     """A node as `caller` may see it: a tenant's key sees the ids and progress of its own jobs only."""
     live = _node_live(coordinator, row["name"])
     session = coordinator.nodes.get(row["name"])

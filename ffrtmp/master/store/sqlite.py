@@ -1,4 +1,4 @@
-"""The master's durable state: one narrow module of verb-named functions over SQLite.
+"""The master's durable state in SQLite (`SqliteStore`, the embedded backend of the `Store` interface).
 
 Everything the master must not lose lives here and nowhere else. Writes happen inside `transaction()`
 (`BEGIN IMMEDIATE`, so a read-then-write never meets SQLITE_BUSY); the coordinator opens one per batch of
@@ -14,23 +14,35 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlite_utils
 
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
+from ffrtmp.master.store.api import (
+    ACTIVE,
+    TERMINAL,
+    ActiveAttempt,
+    Assignment,
+    AttemptRow,
+    Ending,
+    HistoryRow,
+    JobRow,
+    WriteFault,
+)
 from ffrtmp.master.store.dispatch import DispatchRows, needs_key
-from ffrtmp.master.store.health import WriteFault, is_write_fault
+from ffrtmp.master.store.health import is_write_fault
+from ffrtmp.master.store.keys import KeyRows
 from ffrtmp.master.store.logs import LogRows
 from ffrtmp.master.store.nodes import NodeRows
+from ffrtmp.master.store.reader import SqliteReader
+from ffrtmp.master.store.savepoints import LazySavepointConnection
 from ffrtmp.master.store.schema import MIGRATIONS
 
-ACTIVE = ("assigned", "running")
-TERMINAL = ("completed", "failed", "canceled")
+__all__ = ["ACTIVE", "TERMINAL", "Ending", "SqliteStore"]
 ENDING_COLUMNS = ("seq, id, status, attempts, node, queue, priority, engine, scenario, tenant, weight, max_retries,"
                   " timeout, progress, created_at, started_at, not_before, reason, log_bytes, log_dropped")
 """What `finish_jobs` reads of a job, and returns with the ending applied (all but the spec's JSON columns)."""
@@ -40,37 +52,26 @@ IN_CHUNK = 500
 """Ids per `IN (...)` list (SQLite allows 32,766 parameters; smaller lists keep statements cheap to prepare)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """How one attempt ended, as its worker reported it or the master decided."""
-
-    job_id: str
-    attempt: int
-    status: str
-    at: float
-    error: str | None = None
-    failure: str | None = None
-    metrics: dict[str, Any] | None = None
-    output: str | None = None
-    started_at: float | None = None
-
-
-
-def _job(row: sqlite3.Row) -> dict[str, Any]:
+def _job(row: sqlite3.Row) -> JobRow:
     job = dict(row)
     for key, default in (("params", {}), ("labels", {}), ("metrics", {}), ("avoid", [])):
         job[key] = from_json(job[key], default)
-    return job
+    return cast(JobRow, job)
 
 
-class Store(LogRows, NodeRows, DispatchRows):
+class SqliteStore(LogRows, NodeRows, DispatchRows, KeyRows):
+    """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
+
+    conn: LazySavepointConnection
+
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a store that needs migrating is refused, since
         only the master that will use the new schema may change it under itself."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0,
+                                    factory=LazySavepointConnection)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL survives a crash of the master process (kill -9); only power loss can drop the
@@ -124,6 +125,14 @@ class Store(LogRows, NodeRows, DispatchRows):
     def close(self) -> None:
         self.conn.close()
 
+    @property
+    def directory(self) -> str | None:
+        return None if self.path == ":memory:" else str(Path(self.path).parent)
+
+    def reader(self) -> SqliteReader:
+        """Reads for another thread, on a read-only connection of their own (a WAL reader never blocks us)."""
+        return SqliteReader(self.path)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction; nested uses join the outer one."""
@@ -145,7 +154,7 @@ class Store(LogRows, NodeRows, DispatchRows):
             self._depth = 0
             self._rollback()
             if is_write_fault(exc):
-                raise WriteFault(exc) from exc  # type: ignore[arg-type]
+                raise WriteFault(exc) from exc
             raise
         self._depth = 0
         if not self.conn.in_transaction:
@@ -171,19 +180,20 @@ class Store(LogRows, NodeRows, DispatchRows):
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """Inside a transaction: undo only this block's writes when it raises."""
-        self.conn.execute("SAVEPOINT message")
+        """Inside a transaction: undo only this block's writes when it raises. Issued lazily (savepoints.py):
+        a block that writes nothing costs no statement."""
+        self.conn.open_scope()
         try:
             yield
         except BaseException as exc:
             self._counts = self._queue_depth = None
             if is_write_fault(exc) or isinstance(exc, WriteFault):
                 # The disk failed, not this block: the whole batch must go (SQLite may have ended it already).
-                raise exc if isinstance(exc, WriteFault) else WriteFault(exc) from exc  # type: ignore[arg-type]
-            self.conn.execute("ROLLBACK TO message")
-            self.conn.execute("RELEASE message")
+                self.conn.scopes.pop()
+                raise exc if isinstance(exc, WriteFault) else WriteFault(exc) from exc
+            self.conn.close_scope(undo=True)
             raise
-        self.conn.execute("RELEASE message")
+        self.conn.close_scope(undo=False)
 
     def _moved(self, old: str | None, new: str | None, count: int = 1, lane: tuple[str, str] | None = None) -> None:
         """`count` jobs went from status `old` to `new`; `lane` (queue, priority) when one side is pending."""
@@ -259,30 +269,30 @@ class Store(LogRows, NodeRows, DispatchRows):
             raise InvalidInput("id", f"{prefix!r} matches several jobs; give more characters")
         return str(rows[0]["id"])
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
-    def job_history(self, job_id: str) -> list[dict[str, Any]]:
+    def job_history(self, job_id: str) -> list[HistoryRow]:
         rows = self.conn.execute("SELECT at, status, attempt, node, reason FROM history"
                                  " WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?) ORDER BY rowid", (job_id,))
-        return [dict(row) for row in rows]
+        return [cast(HistoryRow, dict(row)) for row in rows]
 
-    def job_attempts(self, job_id: str) -> list[dict[str, Any]]:
+    def job_attempts(self, job_id: str) -> list[AttemptRow]:
         rows = self.conn.execute("SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, a.started_at,"
                                  " a.finished_at, a.error, a.failure FROM jobs j JOIN attempts a ON a.job_seq = j.seq"
                                  " WHERE j.id = ? ORDER BY a.attempt", (job_id,))
-        return [dict(row) for row in rows]
+        return [cast(AttemptRow, dict(row)) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[dict[str, Any]]:
+                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[JobRow]:
         """Newest first; with `before` (a cursor: the last page's smallest seq), the jobs older than it."""
         with closing(self.iter_jobs(status, queue, node, limit, tenant, before)) as rows:
             return list(rows)
 
     def iter_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
                   limit: int = 50, tenant: str | None = None,
-                  before: int | None = None) -> Generator[dict[str, Any], None, None]:
+                  before: int | None = None) -> Generator[JobRow, None, None]:
         """`list_jobs` read lazily, so a caller can stop early; close it before writing on this connection."""
         where: list[str] = []
         args: list[str | int] = []
@@ -349,7 +359,7 @@ class Store(LogRows, NodeRows, DispatchRows):
             depth.setdefault(row[0], {})[row[1]] = row[2]
         return depth
 
-    def assign_job(self, job_id: str, node: str, now: float) -> dict[str, Any]:
+    def assign_job(self, job_id: str, node: str, now: float) -> Assignment:
         """pending → assigned. Returns what the worker needs, with `attempt`: the new fencing token."""
         row = self.conn.execute(
             "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, node = ?, reason = NULL, progress = NULL"
@@ -391,7 +401,7 @@ class Store(LogRows, NodeRows, DispatchRows):
                                for (job, node), attempt in zip(picks, attempts, strict=True)])
         return attempts
 
-    def mark_running(self, job_id: str, attempt: int, started_at: float) -> dict[str, Any] | None:
+    def mark_running(self, job_id: str, attempt: int, started_at: float) -> JobRow | None:
         """assigned → running; returns the job as stored, or None when the attempt is stale or not assigned."""
         row = self.conn.execute(
             "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?)"
@@ -414,12 +424,12 @@ class Store(LogRows, NodeRows, DispatchRows):
 
     def finish_job(self, job_id: str, attempt: int, status: str, now: float, *, error: str | None = None,
                    failure: str | None = None, metrics: dict[str, Any] | None = None,
-                   output: str | None = None, started_at: float | None = None) -> dict[str, Any] | None:
+                   output: str | None = None, started_at: float | None = None) -> JobRow | None:
         """Record the end of the current attempt as the end of the job, exactly once (see `finish_jobs`)."""
         return self.finish_jobs([Ending(job_id, attempt, status, now, error=error, failure=failure,
                                         metrics=metrics, output=output, started_at=started_at)])[0]
 
-    def finish_jobs(self, endings: list[Ending]) -> list[dict[str, Any] | None]:
+    def finish_jobs(self, endings: list[Ending]) -> list[JobRow | None]:
         """Record many attempts' ends as their jobs' ends (a worker's batch of results), each exactly once.
 
         For each ending: the job as stored after it (every column but the spec: params, labels, avoid), or
@@ -434,7 +444,7 @@ class Store(LogRows, NodeRows, DispatchRows):
             rows = self.conn.execute(f"SELECT {ENDING_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
                                      chunk)
             current.update((row["id"], dict(row)) for row in rows)
-        results: list[dict[str, Any] | None] = []
+        results: list[JobRow | None] = []
         jobs, attempts, events = [], [], []
         for ending in endings:
             row = current.get(ending.job_id)
@@ -458,14 +468,14 @@ class Store(LogRows, NodeRows, DispatchRows):
                            "completed" if status == "completed" else (ending.error or status)))
             self._moved(before, status)
             row["status"] = status  # the same attempt ending twice in one batch: the second is stale
-            results.append(job)
+            results.append(cast(JobRow, job))
         if not jobs:
             return results
         cur = self.conn.executemany(
             "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failure = ?, metrics = ?, output = ?,"
             " progress = ?, started_at = ? WHERE seq = ? AND attempts = ? AND status = ?", jobs)
         if cur.rowcount != len(jobs):
-            raise RuntimeError(f"finishing {len(jobs)} jobs changed {cur.rowcount} rows")
+            raise RuntimeError(f"finishing {len(jobs)} jobs changed {cur.rowcount} rows")  # a bug, not a fault
         self.conn.executemany("UPDATE attempts SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
                               " error = ?, failure = ? WHERE job_seq = ? AND attempt = ?", attempts)
         self.conn.executemany("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
@@ -515,7 +525,7 @@ class Store(LogRows, NodeRows, DispatchRows):
         self.conn.execute("UPDATE attempts SET status = ?, finished_at = ?, error = ?, failure = ?"
                           " WHERE job_seq = ? AND attempt = ?", (status, now, error, failure, seq, attempt))
 
-    def cancel_job(self, job_id: str, now: float, reason: str = "canceled by user") -> dict[str, Any] | None:
+    def cancel_job(self, job_id: str, now: float, reason: str = "canceled by user") -> JobRow | None:
         """Any unfinished job → canceled. Returns the job as it was, or None when it had already ended."""
         job = self.get_job(job_id)
         if job is None or job["status"] in TERMINAL:
@@ -553,10 +563,10 @@ class Store(LogRows, NodeRows, DispatchRows):
             " AND h.status IN ('completed', 'failed')", (scan, since))
         return [(row[0], row[1], row[2]) for row in rows]
 
-    def active_attempts(self) -> list[dict[str, Any]]:
+    def active_attempts(self) -> list[ActiveAttempt]:
         rows = self.conn.execute(
             "SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params, j.tenant"
             " FROM attempts a JOIN jobs j"
             " ON j.seq = a.job_seq AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
             " AND j.status IN ('assigned','running')")
-        return [{**dict(row), "params": from_json(row["params"], {})} for row in rows]
+        return [cast(ActiveAttempt, {**dict(row), "params": from_json(row["params"], {})}) for row in rows]
