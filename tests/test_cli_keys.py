@@ -121,3 +121,30 @@ def test_quota_set_grants_queues_and_priorities(tmp_path: Path) -> None:
         assert lanes is not None and lanes["acme"] == (frozenset({"live", "default"}), frozenset({"high", "medium"}))
     finally:
         store.close()
+
+
+def test_db_takes_a_file_path_or_a_postgres_url(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere" / "ffrtmp.db"
+    assert run("keys", "api", "create", "--role", "read", "--db", str(db))[0] == 0, "--db makes the first store"
+    code, out = run("keys", "api", "list", "--db", str(db), "--json")
+    assert code == 0 and [k["role"] for k in json.loads(out)] == ["read"]
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    code, out = run("keys", "api", "list", "--db", str(garbage))
+    assert code == 2 and "is not an SQLite database" in out, "one line naming the file, no traceback"
+    try:
+        import ffrtmp.master.store.postgres  # noqa: F401
+    except ImportError:
+        code, out = run("keys", "api", "list", "--db", "postgresql://postgres@127.0.0.1/ffrtmp")
+        assert code == 2
+        assert out.endswith("db: postgresql://… needs the PostgreSQL backend: pip install 'ffrtmp[postgres]'")
+
+
+def test_master_db_takes_a_postgres_url(tmp_path: Path) -> None:
+    try:
+        import ffrtmp.master.store.postgres  # noqa: F401
+    except ImportError:
+        code, out = run("master", "--data-dir", str(tmp_path), "--port", "0", "--no-metrics", "--db",
+                        "postgres://postgres@127.0.0.1/ffrtmp")
+        assert code == 2
+        assert out.endswith("db: postgres://… needs the PostgreSQL backend: pip install 'ffrtmp[postgres]'")
