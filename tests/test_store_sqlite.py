@@ -200,3 +200,24 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
                                                         "m006_key_scopes", "m007_submit_keys", "m008_dispatch_lanes"]
         finally:
             again.close()
+
+
+def test_a_coordinator_batch_of_results_issues_a_few_savepoints_not_one_per_message(tmp_path: Path) -> None:
+    """The master guards each message with a savepoint; on a worker's batch of 200 results only the
+    frame's one write of all endings (and the dispatch pass, when it writes) issues one."""
+    from ffrtmp.protocol import Kind, encode_batch
+    from tests.test_coordinator import Cluster
+
+    cluster = Cluster(tmp_path)
+    cluster.hello(b"w1", "alpha", slots=200)
+    reply = cluster.request("submit", {"jobs": [{"scenario": "t", "engine": "null"}] * 200})
+    ids = reply["body"]["ids"]
+    assert {m.body["job"] for m in cluster.net.take(b"w1", Kind.JOB)} == set(ids)
+    conn = cluster.store.conn
+    opened, issued = conn.opened, conn.issued
+    results = [(Kind.RESULT, {"job": job_id, "attempt": 1, "status": "completed", "at": cluster.now,
+                              "started_at": cluster.now}) for job_id in ids]
+    cluster.coordinator.handle_batch([(b"w1", encode_batch(results))], cluster.now)
+    assert cluster.store.status_counts() == {"completed": 200}
+    assert conn.opened - opened >= 200, "every message is still guarded"
+    assert conn.issued - issued <= 2, "but only blocks that write issue a SAVEPOINT"

@@ -36,7 +36,7 @@ from benchlib import emit, summary
 from ffrtmp import __version__
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.local import LocalCluster, wait_for
-from ffrtmp.master.store import SqliteStore, Store
+from ffrtmp.master.store import SqliteStore
 
 HELLO_RETRY = 2.0
 RAMP_SECONDS = 5.0

@@ -25,13 +25,15 @@ class LazySavepointConnection(sqlite3.Connection):
     """`scopes` are the savepoints opened and not yet released, innermost last: True once issued."""
 
     scopes: list[bool]
+    opened: int = 0
     issued: int = 0
-    """SAVEPOINT statements issued so far (what tests and benchmarks count)."""
+    """Savepoints asked for, and SAVEPOINT statements issued, so far (what tests and benchmarks count)."""
 
     def open_scope(self) -> None:
         if not hasattr(self, "scopes"):
             self.scopes = []
         self.scopes.append(False)
+        self.opened += 1
         if not self.in_transaction:
             self._issue()  # outside a transaction SAVEPOINT begins one: keep that, every write is then inside it
 
