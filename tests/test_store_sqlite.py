@@ -221,3 +221,14 @@ def test_a_coordinator_batch_of_results_issues_a_few_savepoints_not_one_per_mess
     assert cluster.store.status_counts() == {"completed": 200}
     assert conn.opened - opened >= 200, "every message is still guarded"
     assert conn.issued - issued <= 2, "but only blocks that write issue a SAVEPOINT"
+
+
+def test_the_postgres_factory_of_the_contract_suite_skips_where_it_cannot_run(tmp_path: Path) -> None:
+    import importlib.util
+
+    from tests.store_backends import postgres_store
+
+    if importlib.util.find_spec("ffrtmp.master.store.postgres") is not None:
+        pytest.skip("the PostgreSQL backend is installed here: the contract suite runs it")
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL backend is not installed"):
+        postgres_store(tmp_path)
