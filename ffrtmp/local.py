@@ -114,9 +114,9 @@ class LocalCluster:
     def api_key(self, role: str, tenant: str) -> str:
         """Issue an API key on this cluster's master database (as `ffrtmp keys api create` does)."""
         from ffrtmp.master.auth import create_key
-        from ffrtmp.master.store import Store
+        from ffrtmp.master.store import open_store
 
-        store = Store(self.master_dir / "master.db")
+        store = open_store(self.master_dir / "master.db", 0)
         try:
             return create_key(store, role, tenant)[1]
         finally:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from ffrtmp.cli.app import app
 from ffrtmp.errors import FfrtmpError
 from ffrtmp.master.auth import Authority
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import SqliteStore
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -22,12 +22,12 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def test_create_list_and_revoke_an_api_key(tmp_path: Path) -> None:
-    Store(tmp_path / "master.db").close()
+    SqliteStore(tmp_path / "master.db").close()
     code, out = run("keys", "api", "create", "--role", "submit", "--tenant", "acme", "--data-dir", str(tmp_path),
                     "--json")
     assert code == 0
     created = json.loads(out)
-    store = Store(tmp_path / "master.db")
+    store = SqliteStore(tmp_path / "master.db")
     try:
         assert Authority(store, None).authenticate(created["key"]).tenant == "acme"
     finally:
@@ -45,13 +45,13 @@ def test_create_list_and_revoke_an_api_key(tmp_path: Path) -> None:
 def test_bad_role_tenant_or_missing_database_name_the_problem(tmp_path: Path) -> None:
     code, _ = run("keys", "api", "list", "--data-dir", str(tmp_path))
     assert code == 2, "no database there"
-    Store(tmp_path / "master.db").close()
+    SqliteStore(tmp_path / "master.db").close()
     assert run("keys", "api", "create", "--role", "root", "--data-dir", str(tmp_path))[0] == 2
     assert run("keys", "api", "create", "--role", "read", "--tenant", "a b", "--data-dir", str(tmp_path))[0] == 2
 
 
 def test_quotas_are_set_and_listed(tmp_path: Path) -> None:
-    Store(tmp_path / "master.db").close()
+    SqliteStore(tmp_path / "master.db").close()
     assert run("keys", "quota", "set", "acme", "--max-pending", "10", "--data-dir", str(tmp_path))[0] == 0
     code, out = run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")
     assert json.loads(out) == {"acme": {"max_pending": 10, "max_running": None}}
@@ -76,7 +76,7 @@ def test_a_store_from_an_older_version_is_not_migrated_under_its_running_master(
     applied = {row[0] for row in conn.execute("SELECT name FROM _sqlite_migrations")}
     conn.close()
     assert "m005_attempts_and_history_by_seq" not in applied, "the store was left as it was"
-    Store(path).close()  # the new master migrates it
+    SqliteStore(path).close()  # the new master migrates it
     assert run("keys", "api", "list", "--data-dir", str(tmp_path))[0] == 0
 
 
@@ -92,7 +92,7 @@ def test_the_first_key_can_be_made_before_the_masters_first_start(tmp_path: Path
 
 
 def test_worker_keys_name_their_tenant_and_nodes(tmp_path: Path) -> None:
-    Store(tmp_path / "master.db").close()
+    SqliteStore(tmp_path / "master.db").close()
     every = json.loads(run("keys", "api", "create", "--role", "worker", "--data-dir", str(tmp_path), "--json")[1])
     scoped = json.loads(run("keys", "api", "create", "--role", "worker", "--tenant", "acme", "--node", "gpu-*",
                             "--data-dir", str(tmp_path), "--json")[1])
@@ -107,7 +107,7 @@ def test_worker_keys_name_their_tenant_and_nodes(tmp_path: Path) -> None:
 def test_quota_set_grants_queues_and_priorities(tmp_path: Path) -> None:
     from ffrtmp.master.tenants import allowed_lanes
 
-    Store(tmp_path / "master.db").close()
+    SqliteStore(tmp_path / "master.db").close()
     code, out = run("keys", "quota", "set", "acme", "--queues", "live,default", "--priorities", "high,medium",
                     "--data-dir", str(tmp_path))
     assert code == 0 and "queues live,default" in out
@@ -115,9 +115,36 @@ def test_quota_set_grants_queues_and_priorities(tmp_path: Path) -> None:
     listed = json.loads(run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")[1])
     assert listed == {"acme": {"max_pending": None, "max_running": None, "queues": ["live", "default"],
                                "priorities": ["high", "medium"]}}
-    store = Store(tmp_path / "master.db")
+    store = SqliteStore(tmp_path / "master.db")
     try:
         lanes = allowed_lanes(store)
         assert lanes is not None and lanes["acme"] == (frozenset({"live", "default"}), frozenset({"high", "medium"}))
     finally:
         store.close()
+
+
+def test_db_takes_a_file_path_or_a_postgres_url(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere" / "ffrtmp.db"
+    assert run("keys", "api", "create", "--role", "read", "--db", str(db))[0] == 0, "--db makes the first store"
+    code, out = run("keys", "api", "list", "--db", str(db), "--json")
+    assert code == 0 and [k["role"] for k in json.loads(out)] == ["read"]
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    code, out = run("keys", "api", "list", "--db", str(garbage))
+    assert code == 2 and "is not an SQLite database" in out, "one line naming the file, no traceback"
+    try:
+        import ffrtmp.master.store.postgres  # noqa: F401
+    except ImportError:
+        code, out = run("keys", "api", "list", "--db", "postgresql://postgres@127.0.0.1/ffrtmp")
+        assert code == 2
+        assert out.endswith("db: postgresql://… needs the PostgreSQL backend: pip install 'ffrtmp[postgres]'")
+
+
+def test_master_db_takes_a_postgres_url(tmp_path: Path) -> None:
+    try:
+        import ffrtmp.master.store.postgres  # noqa: F401
+    except ImportError:
+        code, out = run("master", "--data-dir", str(tmp_path), "--port", "0", "--no-metrics", "--db",
+                        "postgres://postgres@127.0.0.1/ffrtmp")
+        assert code == 2
+        assert out.endswith("db: postgres://… needs the PostgreSQL backend: pip install 'ffrtmp[postgres]'")

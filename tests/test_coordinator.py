@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import SqliteStore
 from ffrtmp.protocol import Kind, Message, decode, encode, unbatch
 
 T0 = 1_700_000_000.0
@@ -38,7 +38,7 @@ class Net:
 
 class Cluster:
     def __init__(self, tmp_path: Path, **config: Any) -> None:
-        self.store = Store(tmp_path / "master.db")
+        self.store = SqliteStore(tmp_path / "master.db")
         self.net = Net()
         self.config = MasterConfig(**config)
         self.coordinator = Coordinator(self.store, self.config, self.net.send, rng=random.Random(7))

@@ -145,10 +145,10 @@ def test_requirement_keys_group_exactly_what_placement_looks_at() -> None:
 
 
 def test_the_migration_fills_needs_for_jobs_stored_before_it(tmp_path: Path) -> None:
-    from ffrtmp.master.store import Store
+    from ffrtmp.master.store import SqliteStore
 
     path = tmp_path / "master.db"
-    store = Store(path)
+    store = SqliteStore(path)
     with store.transaction():
         (job_id,) = store.insert_jobs(specs(1, labels={"gpu": "a100"}), T0, 3)
         store.conn.execute("UPDATE jobs SET needs = ''")
@@ -157,7 +157,7 @@ def test_the_migration_fills_needs_for_jobs_stored_before_it(tmp_path: Path) -> 
         store.conn.execute("CREATE INDEX jobs_dispatch ON jobs(weight DESC, seq) WHERE status = 'pending'")
         store.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_dispatch_lanes'")
     store.close()
-    again = Store(path)
+    again = SqliteStore(path)
     (needs,) = again.conn.execute("SELECT needs FROM jobs WHERE id = ?", (job_id,)).fetchone()
     assert needs == needs_key("null", {}, {"gpu": "a100"})
     indexes = {row[0] for row in again.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

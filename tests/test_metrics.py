@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ffrtmp.local import LocalCluster
+from ffrtmp.master.metrics import MasterMetrics
 from ffrtmp.master.server import STATE_FILE
-from ffrtmp.metrics import MasterMetrics
 from ffrtmp.protocol import Kind
 from ffrtmp.worker.agent import Agent
 from ffrtmp.worker.capabilities import Capabilities
@@ -48,7 +48,7 @@ def families_of(metrics: MasterMetrics) -> Families:
 @pytest.fixture
 def scripted(tmp_path: Path) -> tuple[Cluster, MasterMetrics]:
     cluster = Cluster(tmp_path)
-    return cluster, MasterMetrics(cluster.coordinator, str(tmp_path / "master.db"))
+    return cluster, MasterMetrics(cluster.coordinator, cluster.store.reader())
 
 
 def test_the_spec_series_and_the_job_histograms_follow_a_job(scripted: tuple[Cluster, MasterMetrics]) -> None:
@@ -128,7 +128,7 @@ def test_per_node_gauges_come_from_heartbeats_and_an_offline_node_keeps_only_up(
 
 def test_a_stalled_attempt_and_stale_messages_are_counted(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, stall_timeout=30.0)
-    metrics = MasterMetrics(cluster.coordinator, str(tmp_path / "master.db"))
+    metrics = MasterMetrics(cluster.coordinator, cluster.store.reader())
     cluster.hello(b"w1", "alpha")
     job_id = cluster.submit()
     cluster.deliver(b"w1", Kind.STARTED, {"job": job_id, "attempt": 7, "at": cluster.now})  # not its attempt
@@ -195,11 +195,10 @@ def test_health_fails_when_the_loop_hangs_or_the_store_is_gone(tmp_path: Path) -
         release.set()
         eventually(lambda: get(f"{base}/health")[0] == 200, message="/health once the loop ticks again")
 
-        with metrics.collector.lock:  # the store's file is gone from under the metrics' connection
-            metrics.collector.db_path = str(tmp_path / "missing.db")
-            if metrics.collector.conn is not None:
-                metrics.collector.conn.close()
-            metrics.collector.conn = None
+        reader = metrics.collector.reader  # the store's file is gone from under the metrics' connection
+        with reader.lock:  # type: ignore[attr-defined]
+            reader.path = str(tmp_path / "missing.db")  # type: ignore[attr-defined]
+            reader.close()
         assert get(f"{base}/health")[0] == 503
         status, body, _ = get(f"{base}/metrics")
         assert status == 200 and "ffrtmp_nodes_total" in body and "ffrtmp_jobs_pending" not in body, \

@@ -69,9 +69,9 @@ def test_a_batch_of_requests_from_a_client_is_refused_unread(tmp_path: Path) -> 
     assert cluster.coordinator.counters.messages.get("request", 0) == 0
     from prometheus_client import generate_latest
 
-    from ffrtmp.metrics import MasterMetrics
+    from ffrtmp.master.metrics import MasterMetrics
 
-    text = generate_latest(MasterMetrics(cluster.coordinator, str(tmp_path / "master.db")).registry).decode()
+    text = generate_latest(MasterMetrics(cluster.coordinator, cluster.store.reader()).registry).decode()
     assert "ffrtmp_preauth_dropped_frames_total 1.0" in text
 
 

@@ -14,8 +14,8 @@ from ffrtmp.errors import InvalidInput
 from ffrtmp.master import requests
 from ffrtmp.master.auth import create_key, revoke_key, set_quota
 from ffrtmp.master.limits import JobLimits
-from ffrtmp.master.protection import had_api_keys, is_loopback, resolve_bind
-from ffrtmp.master.store import Store
+from ffrtmp.master.protection import is_loopback, resolve_bind
+from ffrtmp.master.store import SqliteStore
 from ffrtmp.master.tenants import parse_allowed, set_allowed
 from ffrtmp.protocol import Kind
 from ffrtmp.redact import redact_urls
@@ -288,13 +288,11 @@ def test_protected_mode_binds_loopback_and_refuses_an_open_network_bind() -> Non
 
 
 def test_a_database_that_ever_had_a_key_counts_as_secured(tmp_path: Path) -> None:
-    path = tmp_path / "master.db"
-    assert not had_api_keys(path), "no database yet"
-    store = Store(path)
-    assert not had_api_keys(path)
+    store = SqliteStore(tmp_path / "master.db")
+    assert not store.had_api_keys()
     key_id, _ = create_key(store, "admin", None)
     revoke_key(store, key_id)
-    assert had_api_keys(path), "a revoked key still means the master is not open"
+    assert store.had_api_keys(), "a revoked key still means the master is not open"
     store.close()
 
 

@@ -1,9 +1,13 @@
-"""ffrtmp.master.store: the durable state, on a real SQLite file, with a fixed clock."""
+"""The store contract: every backend in tests/store_backends.py passes it, with a fixed clock.
+
+Only the `Store` interface is used here (never a backend's connection); SQLite internals (query plans,
+migrations of old files, full disks) are tested in test_store_sqlite.py.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec, validate_submission
 from ffrtmp.master.store import Store
 from ffrtmp.master.store.dispatch import needs_key
+from tests.store_backends import BACKENDS
 
 T0 = 1_700_000_000.0
 
@@ -21,9 +26,14 @@ def spec(**options: Any) -> JobSpec:
     return validate_submission({"scenario": "test1", **options})
 
 
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> Callable[[Path], Store]:
+    return BACKENDS[request.param]
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    db = Store(tmp_path / "master.db")
+def store(backend: Callable[[Path], Store], tmp_path: Path) -> Iterator[Store]:
+    db = backend(tmp_path)
     yield db
     db.close()
 
@@ -116,23 +126,6 @@ def test_pending_candidates_skip_non_pending(store: Store) -> None:
     first, second = add(store), add(store)
     store.assign_job(first, "n1", T0)
     assert candidate_ids(store) == [second]
-
-
-def test_dispatch_queries_use_the_lanes_index(store: Store) -> None:
-    """The dispatch queries must walk `jobs_lanes` in order, not sort every pending job (docs/design.md)."""
-    store.insert_jobs([spec(queue=q) for q in ("live", "default", "batch") * 20], T0, 3)
-    statements: list[str] = []
-    store.conn.set_trace_callback(statements.append)
-    try:
-        list(store.pending_candidates(T0, 10))
-    finally:
-        store.conn.set_trace_callback(None)
-    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(queries) <= 1 + 3 * 4, "per lane (3 weights): its head and at most 3 probes for the next"
-    for query in queries:
-        plan = " | ".join(row["detail"] for row in store.conn.execute("EXPLAIN QUERY PLAN " + query))
-        assert "jobs_lanes" in plan
-        assert "TEMP B-TREE" not in plan
 
 
 # ---- assign, run, finish (fencing) ------------------------------------------------------------------
@@ -509,63 +502,23 @@ def test_list_jobs_filters_newest_first(store: Store) -> None:
 # ---- durability and transactions --------------------------------------------------------------------
 
 
-def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "master.db"
-    first = Store(path)
-    job_id = first.insert_jobs([spec()], T0, 3)[0]
-    first.upsert_node(node_row("w1"), T0)
-    first.close()
+def test_data_survives_reopening(store: Store, backend: Callable[[Path], Store], tmp_path: Path) -> None:
+    job_id = store.insert_jobs([spec()], T0, 3)[0]
+    store.upsert_node(node_row("w1"), T0)
+    store.close()
     for _ in range(2):
-        again = Store(path)
+        again = backend(tmp_path)
         try:
             assert status(again, job_id) == "pending"
             assert again.get_node("w1") is not None
-            applied = again.conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
-            assert [row["name"] for row in applied] == ["m001_initial", "m002_log_accounting", "m003_keys_and_tenants",
-                                                             "m004_tenant_listing",
-                                                             "m005_attempts_and_history_by_seq",
-                                                             "m006_key_scopes",
-                                                             "m007_submit_keys", "m008_dispatch_lanes"]
         finally:
             again.close()
 
 
-def test_m005_rekeys_an_existing_stores_attempts_and_history(tmp_path: Path) -> None:
-    """A store written before m005 (attempts and history keyed by job id) keeps all of both after it."""
-    import sqlite3
-
-    import sqlite_utils
-
-    from ffrtmp.master.store.schema import MIGRATIONS
-
-    path = tmp_path / "master.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m005_attempts_and_history_by_seq")
-    for seq, job_id in ((1, "a" * 32), (2, "b" * 32)):
-        conn.execute("INSERT INTO jobs (seq, id, status, scenario, queue, priority, weight, engine, params,"
-                     " max_retries, created_at, attempts, node) VALUES (?, ?, 'running', 's', 'default', 'medium',"
-                     " 2, 'null', '{}', 3, ?, 1, 'w1')", (seq, job_id, T0))
-        conn.execute("INSERT INTO attempts (job_id, attempt, node, status, assigned_at) VALUES (?, 1, 'w1',"
-                     " 'running', ?)", (job_id, T0 + seq))
-        for status in ("pending", "assigned", "running"):
-            conn.execute("INSERT INTO history (job_id, at, status, reason) VALUES (?, ?, ?, 'r')",
-                         (job_id, T0 + seq, status))
-    conn.close()
-    store = Store(path)
-    try:
-        for seq, job_id in ((1, "a" * 32), (2, "b" * 32)):
-            assert [h["status"] for h in store.job_history(job_id)] == ["pending", "assigned", "running"]
-            (attempt,) = store.job_attempts(job_id)
-            assert (attempt["job_id"], attempt["assigned_at"], attempt["status"]) == (job_id, T0 + seq, "running")
-        assert sorted(a["job_id"] for a in store.active_attempts()) == ["a" * 32, "b" * 32]
-    finally:
-        store.close()
-
-
-def test_transaction_commits(store: Store, tmp_path: Path) -> None:
+def test_transaction_commits(store: Store, backend: Callable[[Path], Store], tmp_path: Path) -> None:
     with store.transaction():
         job_id = add(store)
-    other = Store(tmp_path / "master.db")
+    other = backend(tmp_path)
     try:
         assert other.get_job(job_id) is not None
     finally:
@@ -624,21 +577,6 @@ def test_assign_jobs_assigns_many_at_once_and_fences_on_the_attempt_count(store:
         store.assign_jobs(picks, T0)  # the same (stale) rows again: nothing is pending with those counts
 
 
-def test_listings_walk_an_index_in_order_without_sorting(store: Store) -> None:
-    """`jobs list` stays fast on a million jobs: every filter combination has an index in `seq` order."""
-    store.insert_jobs([spec() for _ in range(20)], T0, 3, tenant="acme")
-    for status, tenant in ((None, None), ("pending", None), (None, "acme"), ("pending", "acme")):
-        statements: list[str] = []
-        store.conn.set_trace_callback(statements.append)
-        try:
-            store.list_jobs(status=status, tenant=tenant, limit=5)
-        finally:
-            store.conn.set_trace_callback(None)
-        query = statements[-1]
-        plan = " | ".join(row["detail"] for row in store.conn.execute("EXPLAIN QUERY PLAN " + query))
-        assert "TEMP B-TREE" not in plan, (status, tenant, plan)
-
-
 def test_status_counts_follow_every_transition_without_recounting(store: Store) -> None:
     import random
 
@@ -673,13 +611,15 @@ def test_status_counts_follow_every_transition_without_recounting(store: Store) 
             elif status == "pending":
                 store.cancel_job(job_id, T0)
     kept = store.status_counts()
-    recounted = {row["status"]: row["n"] for row in
-                 store.conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")}
-    assert kept == recounted
+    every = store.list_jobs(limit=len(ids) + 1)
+    recounted: dict[str, int] = {}
     depth: dict[str, dict[str, int]] = {}
-    for row in store.conn.execute("SELECT queue, priority, count(*) FROM jobs WHERE status = 'pending'"
-                                  " GROUP BY queue, priority"):
-        depth.setdefault(row[0], {})[row[1]] = row[2]
+    for job in every:
+        recounted[job["status"]] = recounted.get(job["status"], 0) + 1
+        if job["status"] == "pending":
+            lane = depth.setdefault(job["queue"], {})
+            lane[job["priority"]] = lane.get(job["priority"], 0) + 1
+    assert kept == recounted
     assert store.pending_by_queue() == depth
 
 
@@ -690,3 +630,95 @@ def test_a_rolled_back_transition_is_recounted(store: Store) -> None:
         store.assign_job(job_id, "n1", T0)
         raise RuntimeError("boom")
     assert store.status_counts() == {"pending": 1}
+
+
+# ---- savepoints -------------------------------------------------------------------------------------
+
+
+def test_a_savepoint_undoes_only_its_own_block(store: Store) -> None:
+    with store.transaction():
+        kept = add(store)
+        with pytest.raises(RuntimeError), store.savepoint():
+            add(store)
+            store.assign_job(kept, "n1", T0)
+            raise RuntimeError("a bug in one message")
+        with store.savepoint():
+            pass  # a block that writes nothing
+        with store.savepoint():
+            second = add(store)
+    assert sorted(job["id"] for job in store.list_jobs()) == sorted([kept, second])
+    assert status(store, kept) == "pending" and store.job_attempts(kept) == []
+    assert store.status_counts() == {"pending": 2}
+
+
+def test_nested_savepoints_undo_the_inner_block_only(store: Store) -> None:
+    with store.transaction(), store.savepoint():
+        outer = add(store)
+        with pytest.raises(ValueError), store.savepoint():
+            add(store)
+            raise ValueError("inner")
+    assert [job["id"] for job in store.list_jobs()] == [outer]
+
+
+# ---- API keys and tenants ---------------------------------------------------------------------------
+
+
+def key_row(key_id: str, **changes: Any) -> Any:
+    return {"id": key_id, "hash": "h" * 64, "role": "submit", "tenant": "acme", "node": None, "note": "ci",
+            "created_at": T0, **changes}
+
+
+def test_api_keys_are_stored_found_listed_and_revoked(store: Store) -> None:
+    assert not store.had_api_keys() and store.list_api_keys() == []
+    with store.transaction():
+        store.insert_api_key(key_row("a" * 12))
+        store.insert_api_key(key_row("b" * 12, role="worker", tenant="*", node="gpu-*", created_at=T0 + 1))
+    found = store.find_api_key("a" * 12)
+    assert found is not None
+    assert (found["hash"], found["role"], found["tenant"], found["node"], found["revoked_at"]) == \
+        ("h" * 64, "submit", "acme", None, None)
+    assert store.find_api_key("c" * 12) is None
+    listed = store.list_api_keys()
+    assert [k["id"] for k in listed] == ["a" * 12, "b" * 12], "oldest first"
+    assert all("hash" not in k for k in listed), "a listing never shows hashes"
+    assert listed[1]["node"] == "gpu-*" and listed[0]["note"] == "ci"
+    with store.transaction():
+        assert store.revoke_api_key("a" * 12, T0 + 5)
+        assert not store.revoke_api_key("a" * 12, T0 + 6), "revoked already"
+        assert not store.revoke_api_key("c" * 12, T0 + 6), "no such key"
+    revoked = store.find_api_key("a" * 12)
+    assert revoked is not None and revoked["revoked_at"] == T0 + 5
+    assert store.had_api_keys(), "a revoked key still counts: the master never opens again"
+
+
+def test_quotas_and_granted_lanes_per_tenant(store: Store) -> None:
+    assert store.quotas() == {} and store.granted_lanes() == {}
+    with store.transaction():
+        store.set_quota("acme", 10, None)
+        store.set_lanes("acme", ("default", "batch"), None)
+        store.set_lanes("zeta", None, ("low",))
+        store.set_quota("acme", 20, 3)  # a second set replaces the first, and keeps the lanes
+    assert store.quotas() == {"acme": {"max_pending": 20, "max_running": 3},
+                              "zeta": {"max_pending": None, "max_running": None}}
+    assert store.granted_lanes() == {"acme": {"queues": ["default", "batch"]}, "zeta": {"priorities": ["low"]}}
+    with store.transaction():
+        store.set_lanes("acme", None, None)
+    assert store.granted_lanes() == {"zeta": {"priorities": ["low"]}}
+
+
+# ---- the reader (another thread's connection) -------------------------------------------------------
+
+
+def test_the_reader_sees_committed_counts_in_one_snapshot(store: Store) -> None:
+    reader = store.reader()
+    try:
+        reader.ping()
+        assert reader.job_counts() == ({}, {})
+        with store.transaction():
+            ids = store.insert_jobs([spec(queue="live", priority="high"), spec(), spec()], T0, 3)
+            store.assign_job(ids[2], "n1", T0)
+        counts, depth = reader.job_counts()
+        assert counts == {"pending": 2, "assigned": 1}
+        assert depth == {("live", "high"): 1, ("default", "medium"): 1}
+    finally:
+        reader.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ffrtmp.jobspec import validate_submission
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import SqliteStore
 from ffrtmp.master.store.health import WriteFault
 from ffrtmp.protocol import Kind, encode
 from tests.test_coordinator import Cluster
@@ -154,7 +154,7 @@ def test_low_free_space_refuses_writes_before_sqlite_fails_and_retries_with_back
 
 def test_a_write_fault_caught_inside_a_transaction_still_fails_the_whole_batch(tmp_path: Path) -> None:
     """SQLite rolls back by itself on SQLITE_FULL; code that caught the error must not commit what followed."""
-    store = Store(tmp_path / "master.db")
+    store = SqliteStore(tmp_path / "master.db")
     pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
     store.conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(WriteFault), store.transaction():

@@ -21,7 +21,7 @@ import pytest
 
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import validate_submission
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import SqliteStore
 from ffrtmp.master.store.opening import open_store, prepare_data_dir
 from tests.conftest import eventually
 
@@ -32,7 +32,7 @@ NOBODY = 65534
 
 def make_store(path: Path, jobs: int = 2000) -> None:
     """A valid ffrtmp store with some jobs, checkpointed into the main file (no -wal beside it)."""
-    store = Store(path)
+    store = SqliteStore(path)
     with store.transaction():
         store.insert_jobs([validate_submission({"scenario": "x", "engine": "null"})] * jobs, 1.0, 3)
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -19,7 +19,7 @@ from ffrtmp.errors import MasterUnreachable
 from ffrtmp.local import LocalCluster
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
 from ffrtmp.master.server import MasterOptions, MasterServer
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import SqliteStore, Store
 from tests.conftest import eventually
 from tests.test_coordinator import T0, Cluster, Net
 
@@ -61,7 +61,7 @@ def test_keys_survive_a_master_restart_and_are_forgotten_after_their_ttl(tmp_pat
     cluster = Cluster(tmp_path, submit_key_ttl=3600.0)
     ids = submit(cluster, 2, "k")["body"]["ids"]
     cluster.store.close()
-    store = Store(tmp_path / "master.db")  # a new master on the same store
+    store = SqliteStore(tmp_path / "master.db")  # a new master on the same store
     restarted = Coordinator(store, MasterConfig(submit_key_ttl=3600.0, store_min_free=0), Net().send)
     restarted.restore(T0)
     assert store.submitted_ids("", "k") == ids

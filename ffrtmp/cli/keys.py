@@ -9,7 +9,7 @@ import typer
 
 from ffrtmp.cli.common import console, print_json
 from ffrtmp.jobspec import check_name
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import Store, open_store
 
 app = typer.Typer(help="CURVE key pairs for masters, workers and clients.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -47,24 +47,27 @@ app.add_typer(quota, name="quota")
 
 DataDir = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_default=False,
                        help="The master's data dir (default ~/.local/share/ffrtmp); run this on the master's machine.")
-DbPath = typer.Option(None, "--db", help="The master's database (default DATA_DIR/master.db).")
+DbPath = typer.Option(None, "--db", help="The master's database: an SQLite file (default DATA_DIR/master.db) or a "
+                      "postgresql:// URL.")
 
 
-def _store(data_dir: Path | None, db: Path | None, create: bool = False) -> Store:
-    """The master's store. With `create`, a missing one is made (no master runs on it yet), so the first
-    key can exist before the master's first start, which then listens beyond loopback (protected mode)."""
+def _store(data_dir: Path | None, db: str | None, create: bool = False) -> Store:
+    """The master's store. With `create`, a missing SQLite file is made (no master runs on it yet), so the
+    first key can exist before the master's first start, which then listens beyond loopback (protected mode).
+    An existing store is never migrated: the master may be running, and only it may change the schema."""
     from ffrtmp import defaults
     from ffrtmp.errors import InvalidInput
-    from ffrtmp.security import private_database
+    from ffrtmp.master.store.opening import is_url
 
-    path = db or (data_dir or defaults.data_dir()) / "master.db"
+    if db is not None and is_url(db):
+        return open_store(db, 0, migrate=False)
+    path = Path(db) if db else (data_dir or defaults.data_dir()) / "master.db"
     if not path.exists():
         if not create:
             raise InvalidInput("db", f"{path} does not exist: run this where the master keeps its data "
                                "(--data-dir/--db)")
-        private_database(path)
-        return Store(path)
-    return Store(path, migrate=False)  # the master may be running: never change the schema under it
+        return open_store(path, 0)  # made private from its first byte
+    return open_store(path, 0, migrate=False)
 
 
 @api.command("create")
@@ -77,7 +80,7 @@ def api_create(
     node: str = typer.Option(None, "--node", help="Worker keys: the only node name it may register as, or "
                              "PREFIX* for names starting with PREFIX (default: any)."),
     data_dir: Path = DataDir,
-    db: Path = DbPath,
+    db: str = DbPath,
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Issue a key; it is printed once and stored only as a hash. The master checks it on every request."""
@@ -98,7 +101,7 @@ def api_create(
 
 
 @api.command("list")
-def api_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
+def api_list(data_dir: Path = DataDir, db: str = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
     """The keys, without their secrets."""
     from rich.table import Table
 
@@ -117,14 +120,14 @@ def api_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = ty
     for column in ("ID", "ROLE", "TENANT", "NODE", "CREATED", "REVOKED", "NOTE"):
         table.add_column(column)
     for key in keys:
-        table.add_row(key["id"], key["role"], key["tenant"], key["node"] or "-", key["created_at"],
-                      key["revoked_at"] or "-", key["note"])
+        table.add_row(*("-" if key[column] is None else str(key[column])
+                        for column in ("id", "role", "tenant", "node", "created_at", "revoked_at", "note")))
     console.print(table)
 
 
 @api.command("revoke")
 def api_revoke(key_id: str = typer.Argument(..., help="The key's id (see `keys api list`)."),
-               data_dir: Path = DataDir, db: Path = DbPath) -> None:
+               data_dir: Path = DataDir, db: str = DbPath) -> None:
     """Revoke a key; the master refuses it from its next request on."""
     from ffrtmp.master.auth import revoke_key
 
@@ -146,7 +149,7 @@ def quota_set(
     priorities: str = typer.Option(None, "--priorities", help="Priorities its jobs may use, comma-separated (e.g. "
                                    "medium,low). Once any tenant has a list, tenants without one get medium,low."),
     data_dir: Path = DataDir,
-    db: Path = DbPath,
+    db: str = DbPath,
 ) -> None:
     """Set a tenant's quotas (leave one out for no limit); the master applies them at once."""
     from ffrtmp.master.auth import set_quota
@@ -166,7 +169,7 @@ def quota_set(
 
 
 @quota.command("list")
-def quota_list(data_dir: Path = DataDir, db: Path = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
+def quota_list(data_dir: Path = DataDir, db: str = DbPath, json_output: bool = typer.Option(False, "--json")) -> None:
     """Tenants with quotas."""
     from ffrtmp.master.auth import quotas
     from ffrtmp.master.tenants import granted_lanes

@@ -16,14 +16,12 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from ffrtmp.errors import InvalidInput, NotAuthorized, NotFound
 from ffrtmp.jobspec import check_name
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import STORE_ERRORS, ApiKeyRow, Quota, Store
 
 ROLES = ("admin", "submit", "read", "worker")
 GRANTS = {
@@ -95,8 +93,8 @@ class Authority:
         if now - self._checked < KEYS_CHECK_EVERY:
             return
         self._checked = now
-        rows = self.store.conn.execute("SELECT id, revoked_at FROM api_keys").fetchall()
-        self._active = frozenset(row[0] for row in rows if row[1] is None)
+        rows = self.store.list_api_keys()
+        self._active = frozenset(row["id"] for row in rows if row["revoked_at"] is None)
         self._had_keys = self._had_keys or bool(rows)  # sticky: a master that had keys never opens again
 
     def keys_exist(self) -> bool:
@@ -132,8 +130,7 @@ class Authority:
         if self.legacy_key is not None and hmac.compare_digest(self.legacy_key.encode(), token.encode()):
             return Principal("legacy", "admin", "")
         match = _KEY.match(token)
-        row = self.store.conn.execute("SELECT hash, role, tenant, node, revoked_at FROM api_keys WHERE id = ?",
-                                      (match.group(1),)).fetchone() if match else None
+        row = self.store.find_api_key(match.group(1)) if match else None
         expected = row["hash"] if row is not None else _hash("no such key")
         if not hmac.compare_digest(expected, _hash(token)) or row is None or row["revoked_at"] is not None:
             if self.is_open():
@@ -170,23 +167,19 @@ def create_key(store: Store, role: str, tenant: str | None, note: str = "",
     key_id = secrets.token_hex(6)
     token = f"ffk_{key_id}_{secrets.token_urlsafe(32)}"
     with store.transaction():
-        store.conn.execute("INSERT INTO api_keys (id, hash, role, tenant, node, note, created_at)"
-                           " VALUES (?,?,?,?,?,?,?)",
-                           (key_id, _hash(token), role, tenant, node, note[:200], time.time()))
+        store.insert_api_key({"id": key_id, "hash": _hash(token), "role": role, "tenant": tenant, "node": node,
+                              "note": note[:200], "created_at": time.time()})
     return key_id, token
 
 
-def list_keys(store: Store) -> list[dict[str, Any]]:
-    rows = store.conn.execute("SELECT id, role, tenant, node, note, created_at, revoked_at FROM api_keys"
-                              " ORDER BY created_at")
-    return [dict(row) for row in rows]
+def list_keys(store: Store) -> list[ApiKeyRow]:
+    return store.list_api_keys()
 
 
 def revoke_key(store: Store, key_id: str) -> None:
     with store.transaction():
-        cur = store.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                                 (time.time(), key_id))
-    if cur.rowcount != 1:
+        revoked = store.revoke_api_key(key_id, time.time())
+    if not revoked:
         raise NotFound(f"no active API key {key_id!r}")
 
 
@@ -196,14 +189,11 @@ def set_quota(store: Store, tenant: str, max_pending: int | None, max_running: i
         if value is not None and value < 0:
             raise InvalidInput(name, "must be 0 or more (leave it out for no limit)")
     with store.transaction():
-        store.conn.execute("INSERT INTO tenants (name, max_pending, max_running) VALUES (?,?,?) ON CONFLICT(name)"
-                           " DO UPDATE SET max_pending = excluded.max_pending, max_running = excluded.max_running",
-                           (tenant, max_pending, max_running))
+        store.set_quota(tenant, max_pending, max_running)
 
 
-def quotas(store: Store) -> dict[str, dict[str, int | None]]:
+def quotas(store: Store) -> dict[str, Quota]:
     try:
-        rows = store.conn.execute("SELECT name, max_pending, max_running FROM tenants").fetchall()
-    except sqlite3.Error:
-        return {}
-    return {row["name"]: {"max_pending": row["max_pending"], "max_running": row["max_running"]} for row in rows}
+        return store.quotas()
+    except STORE_ERRORS:
+        return {}  # unreadable now: no quota is enforced rather than every request failing

@@ -64,8 +64,7 @@ class Coordinator:
         logbook = Logbook(store, config.logs, outbox.queue)
         lifecycle = Lifecycle(store, registry, outbox, logbook, clock=clock, due=due, observer=observer,
                               activity=activity, policy=config.retry, rng=rng or random.Random(), counters=counters)
-        health = StoreHealth(None if store.path == ":memory:" else str(Path(store.path).parent),
-                             config.store_min_free)
+        health = StoreHealth(store.directory, config.store_min_free)
         """Degraded mode: while the store's disk is full or failing, writes are refused (see store_health)."""
         self.state = MasterState(
             store=store, config=config, clock=clock, due=due, registry=registry, outbox=outbox,

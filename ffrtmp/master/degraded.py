@@ -12,7 +12,6 @@ them again once the store is back (see `StoreHealth.writable`).
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from ffrtmp.errors import ProtocolError
 from ffrtmp.master import handlers
@@ -21,7 +20,7 @@ from ffrtmp.master.lifecycle import timeout_of
 from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.operations import READ_ONLY
 from ffrtmp.master.state import MasterState
-from ffrtmp.master.store.health import WriteFault
+from ffrtmp.master.store import STORE_ERRORS, WriteFault
 from ffrtmp.protocol import Kind, Message, decode, unbatch
 
 log = logging.getLogger("ffrtmp.master")
@@ -126,7 +125,7 @@ def _request(state: MasterState, route: bytes, message: Message, now: float) -> 
     queued = len(state.outbox.frames)
     try:
         on_request(state, route, message, now)
-    except (WriteFault, sqlite3.Error) as exc:
+    except STORE_ERRORS as exc:
         del state.outbox.frames[queued:]
         log.warning("a read failed while the store is degraded: %s", exc)
         _refuse(state, route, message, now)
@@ -151,6 +150,6 @@ def _heartbeat(state: MasterState, route: bytes, session: NodeSession, message: 
                 held.advance(_figures(item), state.clock.mono)
     try:
         pending = handlers.pending_for(state, session)
-    except sqlite3.Error:
+    except STORE_ERRORS:
         pending = 1  # unknown: a --burst worker must not stop because of it
     state.outbox.send(route, Kind.HEARTBEAT, {"pending": pending})

@@ -13,7 +13,7 @@ past the total cap the tenant holding the most log pays first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,7 +163,7 @@ class Logbook:
 
     # ---- following --------------------------------------------------------------------------------
 
-    def follow(self, route: bytes, rid: str, job: dict[str, Any], attempt: int | None, tail: int | None,
+    def follow(self, route: bytes, rid: str, job: Mapping[str, Any], attempt: int | None, tail: int | None,
                every_attempt: bool, lines: bool = True, *, owner: str = "", after: tuple[int, int] | None = None,
                replaces: str | None = None) -> None:
         """Send what is stored, then either end (a finished job) or stream what comes.
@@ -216,7 +216,8 @@ class Logbook:
             if follower.wants(attempt):
                 self._send_partial(follower, job_id, rows, None)
 
-    def _send_partial(self, follower: Follower, job_id: str, rows: list[dict[str, Any]], status: str | None) -> None:
+    def _send_partial(self, follower: Follower, job_id: str, rows: Sequence[Mapping[str, Any]],
+                      status: str | None) -> None:
         fresh = [row for row in rows if (row["attempt"], row["seq"]) not in follower.sent]
         follower.sent.update((row["attempt"], row["seq"]) for row in fresh)
         body: dict[str, Any] = {"lines": fresh}
@@ -242,7 +243,7 @@ class Logbook:
         else:
             self.following.pop(follower.owner, None)
 
-    def job_ended(self, job: dict[str, Any]) -> None:
+    def job_ended(self, job: Mapping[str, Any]) -> None:
         self.highest.pop(job["id"], None)  # no more lines are taken for it
         for follower in self.followers.pop(job["id"], []):
             self._release(follower)
@@ -258,7 +259,7 @@ class Logbook:
         self.following.clear()
         self.open_followers = 0
 
-    def _end(self, follower: Follower, job: dict[str, Any]) -> None:
+    def _end(self, follower: Follower, job: Mapping[str, Any]) -> None:
         body = {"id": job["id"], "status": job["status"], "error": job["error"], "attempts": job["attempts"]}
         self.queue(follower.route, encode(Kind.REPLY, {"rid": follower.rid, "status": 200, "body": body}), None)
 

@@ -6,6 +6,7 @@ raise; the base class does nothing, and `Observers` fans one call out to several
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -16,14 +17,14 @@ class Observer:
     def job_assigned(self, job_id: str, attempt: int, node: str, now: float) -> None:
         """An attempt was sent to a node."""
 
-    def job_running(self, job: dict[str, Any], now: float) -> None:
+    def job_running(self, job: Mapping[str, Any], now: float) -> None:
         """A job's current attempt started running (the job row, as stored)."""
 
     def attempt_failed(self, job_id: str, attempt: int, node: str, failure: str, error: str,
                        retry_at: float | None, now: float) -> None:
         """An attempt ended badly; `retry_at` when the job will be tried again, None when it failed for good."""
 
-    def job_finished(self, job: dict[str, Any], now: float) -> None:
+    def job_finished(self, job: Mapping[str, Any], now: float) -> None:
         """A job reached completed, failed or canceled (the job row, as stored)."""
 
     def committed(self, seconds: float) -> None:
@@ -49,7 +50,7 @@ class Observers(Observer):
         for observer in self.observers:
             observer.job_assigned(job_id, attempt, node, now)
 
-    def job_running(self, job: dict[str, Any], now: float) -> None:
+    def job_running(self, job: Mapping[str, Any], now: float) -> None:
         for observer in self.observers:
             observer.job_running(job, now)
 
@@ -58,7 +59,7 @@ class Observers(Observer):
         for observer in self.observers:
             observer.attempt_failed(job_id, attempt, node, failure, error, retry_at, now)
 
-    def job_finished(self, job: dict[str, Any], now: float) -> None:
+    def job_finished(self, job: Mapping[str, Any], now: float) -> None:
         for observer in self.observers:
             observer.job_finished(job, now)
 

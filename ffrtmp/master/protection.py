@@ -8,8 +8,6 @@ Once a master has either, the default bind is every interface (0.0.0.0).
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
-from pathlib import Path
 
 from ffrtmp.errors import InvalidInput
 
@@ -28,20 +26,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name (or '*'): it may resolve to anything
-
-
-def had_api_keys(db_path: Path) -> bool:
-    """True when the master's database holds any API key, revoked ones included (read-only: a peek)."""
-    if not db_path.exists():
-        return False
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            return conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False  # a store from before API keys (no table): it has none
 
 
 def resolve_bind(bind: str, *, secured: bool, insecure: bool) -> tuple[str, bool]:

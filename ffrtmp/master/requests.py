@@ -89,7 +89,8 @@ def submit(state: MasterState, caller: Principal, args: Args, now: float) -> Any
 
 
 def _check_pending_quota(state: MasterState, tenant: str, adding: int) -> None:
-    quota = quotas(state.store).get(tenant, {}).get("max_pending")
+    limits = quotas(state.store).get(tenant)
+    quota = limits["max_pending"] if limits is not None else None
     if quota is None:
         return
     pending = state.store.tenant_pending(tenant)

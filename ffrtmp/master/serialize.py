@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 JOB_TIME_FIELDS = ("created_at", "started_at", "finished_at")
@@ -14,8 +15,8 @@ def iso(timestamp: float | None) -> str | None:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_json(job: dict[str, Any], history: list[dict[str, Any]] | None = None,
-             attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def job_json(job: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None = None,
+             attempts: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     out = {
         "id": job["id"],
         "status": job["status"],
@@ -48,7 +49,7 @@ def job_json(job: dict[str, Any], history: list[dict[str, Any]] | None = None,
     return out
 
 
-def node_json(node: dict[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any]:
+def node_json(node: Mapping[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any]:
     out = {
         "name": node["name"],
         "status": node["status"],

@@ -15,11 +15,11 @@ from types import FrameType
 from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
-from ffrtmp.master.protection import HOW_TO_OPEN, had_api_keys, resolve_bind
-from ffrtmp.master.store.health import WriteFault, describe
-from ffrtmp.master.store.opening import open_store, prepare_data_dir
+from ffrtmp.master.metrics import MasterMetrics, serve
+from ffrtmp.master.protection import HOW_TO_OPEN, resolve_bind
+from ffrtmp.master.store import WriteFault, open_store, prepare_data_dir
+from ffrtmp.master.store.health import describe
 from ffrtmp.master.traces import MasterTracer
-from ffrtmp.metrics import MasterMetrics, serve
 from ffrtmp.redact import RedactUrls
 from ffrtmp.security import master_keypair
 from ffrtmp.tracing import Tracing
@@ -48,7 +48,8 @@ class MasterOptions:
     bind: str = defaults.BIND_ADDRESS
     port: int = defaults.MASTER_PORT
     data_dir: Path = field(default_factory=defaults.data_dir)
-    db: Path | None = None
+    db: str | Path | None = None
+    """An SQLite file, or a postgresql:// URL."""
     tls: bool = True
     cert: Path | None = None
     key: Path | None = None
@@ -66,9 +67,15 @@ class MasterServer:
         self.options = options
         prepare_data_dir(options.data_dir, options.config.store_min_free)
         self.db_path = options.db if options.db is not None else options.data_dir / "master.db"
+        # Checked first, then made private (security.private_database), so a foreign file is never touched.
+        self.store = open_store(self.db_path, options.config.store_min_free)
         secured = (options.config.api_key is not None or options.allow_keys is not None
-                   or had_api_keys(self.db_path))
-        options.bind, protected = resolve_bind(options.bind, secured=secured, insecure=options.insecure)
+                   or self.store.had_api_keys())
+        try:
+            options.bind, protected = resolve_bind(options.bind, secured=secured, insecure=options.insecure)
+        except InvalidInput:
+            self.store.close()
+            raise
         if protected:
             log.warning("protected mode: no API key and no --allow-keys, so listening on %s only; %s",
                         options.bind, HOW_TO_OPEN)
@@ -76,14 +83,12 @@ class MasterServer:
         host = "*" if options.bind in ("0.0.0.0", "*") else options.bind
         port = "*" if options.port == 0 else str(options.port)
         self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
-        # Checked first, then made private (security.private_database), so a foreign file is never touched.
-        self.store = open_store(self.db_path, options.config.store_min_free)
         options.config.version = __version__
         self.coordinator = Coordinator(self.store, options.config, self.socket.send)
         self.metrics: MasterMetrics | None = None
         self.http = None
         if options.metrics:
-            self.metrics = MasterMetrics(self.coordinator, str(self.db_path))
+            self.metrics = MasterMetrics(self.coordinator, self.store.reader())
             self.http = serve(self.metrics, "0.0.0.0" if options.bind in ("0.0.0.0", "*") else options.bind,
                               options.metrics_port)
         if options.tracing is not None:
@@ -120,7 +125,7 @@ class MasterServer:
             coordinator.restore(time.time(), time.monotonic())
         except WriteFault as exc:  # the disk filled between the start-up checks and now
             self.close()
-            raise InvalidInput("db", f"{describe(self.db_path.parent, exc.cause, coordinator.config.store_min_free)}"
+            raise InvalidInput("db", f"{describe(self.store.directory, exc.cause, coordinator.config.store_min_free)}"
                                ", then start the master again") from None
         last_tick = -TICK_EVERY  # monotonic: a wall-clock step never pauses upkeep (F2)
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,

@@ -8,12 +8,9 @@ Admin keys are never restricted.
 
 from __future__ import annotations
 
-import json
-import sqlite3
-
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, check_name
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import STORE_ERRORS, Store, TenantLanes
 
 DEFAULT_QUEUES = ("default", "batch")
 DEFAULT_PRIORITIES = ("medium", "low")
@@ -37,37 +34,29 @@ def set_allowed(store: Store, tenant: str, queues: tuple[str, ...] | None,
                 priorities: tuple[str, ...] | None) -> None:
     check_name("tenant", tenant)
     with store.transaction():
-        store.conn.execute("INSERT INTO tenants (name, queues, priorities) VALUES (?,?,?) ON CONFLICT(name)"
-                           " DO UPDATE SET queues = excluded.queues, priorities = excluded.priorities",
-                           (tenant, json.dumps(queues) if queues else None,
-                            json.dumps(priorities) if priorities else None))
+        store.set_lanes(tenant, queues, priorities)
 
 
-def granted_lanes(store: Store) -> dict[str, dict[str, list[str]]]:
+def granted_lanes(store: Store) -> dict[str, TenantLanes]:
     """The lists set with `keys quota set --queues/--priorities`, per tenant that has one."""
     try:
-        rows = store.conn.execute("SELECT name, queues, priorities FROM tenants"
-                                  " WHERE queues IS NOT NULL OR priorities IS NOT NULL").fetchall()
-    except sqlite3.Error:
+        return store.granted_lanes()
+    except STORE_ERRORS:
         return {}
-    return {row["name"]: {field: json.loads(row[field]) for field in ("queues", "priorities") if row[field]}
-            for row in rows}
 
 
 def allowed_lanes(store: Store) -> dict[str, tuple[frozenset[str], frozenset[str]]] | None:
     """tenant → (queues, priorities) it may use, with '' for tenants without a list; None: all allowed."""
     try:
-        rows = store.conn.execute("SELECT name, queues, priorities FROM tenants"
-                                  " WHERE queues IS NOT NULL OR priorities IS NOT NULL").fetchall()
-    except sqlite3.Error:
+        granted = store.granted_lanes()
+    except STORE_ERRORS:
         return None
-    if not rows:
+    if not granted:
         return None
     lanes = {"": (frozenset(DEFAULT_QUEUES), frozenset(DEFAULT_PRIORITIES))}
-    for row in rows:
-        queues = json.loads(row["queues"]) if row["queues"] else DEFAULT_QUEUES
-        priorities = json.loads(row["priorities"]) if row["priorities"] else DEFAULT_PRIORITIES
-        lanes[row["name"]] = (frozenset(queues), frozenset(priorities))
+    for name, lists in granted.items():
+        lanes[name] = (frozenset(lists.get("queues", DEFAULT_QUEUES)),
+                       frozenset(lists.get("priorities", DEFAULT_PRIORITIES)))
     return lanes
 
 

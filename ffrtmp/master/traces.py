@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ffrtmp.master.observer import Observer
@@ -40,7 +41,7 @@ class MasterTracer(Observer):
         current = self.attempts.get(job_id)
         return self.tracing.carrier(current[1]) if current else None
 
-    def job_running(self, job: dict[str, Any], now: float) -> None:
+    def job_running(self, job: Mapping[str, Any], now: float) -> None:
         current = self.attempts.get(job["id"])
         if current is not None:
             current[1].add_event("running", attributes={"ffrtmp.node": job.get("node") or ""})
@@ -56,7 +57,7 @@ class MasterTracer(Observer):
             self.queued[job_id] = self.tracing.start("ffrtmp.queue", parent=parent, at=now,
                                                      attributes={"ffrtmp.retry_at": retry_at})
 
-    def job_finished(self, job: dict[str, Any], now: float) -> None:
+    def job_finished(self, job: Mapping[str, Any], now: float) -> None:
         job_id = job["id"]
         error = None if job["status"] == "completed" else f"{job['status']}: {job.get('error') or ''}"
         for spans in (self.queued, self.attempts):

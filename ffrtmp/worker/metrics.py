@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ffrtmp import __version__
-from ffrtmp.metrics import as_number, serve_http
+from ffrtmp.httpserve import as_number, serve_http
 from ffrtmp.worker.capabilities import KNOWN_ENGINES
 
 if TYPE_CHECKING:

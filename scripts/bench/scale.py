@@ -36,7 +36,7 @@ from benchlib import emit, summary
 from ffrtmp import __version__
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.local import LocalCluster, wait_for
-from ffrtmp.master.store import Store
+from ffrtmp.master.store import SqliteStore
 
 HELLO_RETRY = 2.0
 RAMP_SECONDS = 5.0
@@ -51,7 +51,7 @@ RESOURCES = {"cpu_percent": 12.5, "cpu_count": 16, "load1": 1.25, "memory_total"
 def build_store(db: Path, count: int) -> float:
     """`count` finished jobs in a fresh store at `db`; returns the seconds it took."""
     began = time.perf_counter()
-    store = Store(db)
+    store = SqliteStore(db)
     spec = validate_submission({"scenario": "archive", "engine": "ffmpeg", "resolution": "1280x720",
                                 "bitrate": "2500k", "duration": 60, "output": "out/archive.mp4"})
     span, now, chunk = 30 * 86400.0, time.time(), 50_000

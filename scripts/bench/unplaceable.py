@@ -28,7 +28,7 @@ from benchlib import emit, summary  # noqa: E402
 from ffrtmp.client import Client  # noqa: E402
 from ffrtmp.jobspec import validate_submission  # noqa: E402
 from ffrtmp.local import LocalCluster, wait_for  # noqa: E402
-from ffrtmp.master.store import Store  # noqa: E402
+from ffrtmp.master.store import SqliteStore  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ffrtmp-bench-hol-") as root, LocalCluster(Path(root)) as cluster:
         began = time.monotonic()
-        store = Store(cluster.master_dir / "master.db")
+        store = SqliteStore(cluster.master_dir / "master.db")
         stuck = validate_submission({"scenario": "hol", "engine": "null", "queue": "live", "priority": "high",
                                      "labels": {"never": "1"}})
         with store.transaction():

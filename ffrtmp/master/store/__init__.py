@@ -1,11 +1,41 @@
 """The master's durable state: jobs, attempts, history, nodes, logs, keys.
 
-`Store` is the SQLite backend (the embedded default). Everything outside this package goes through the
-names exported here, so a second backend can stand behind the same interface.
+`Store` is the interface (a Protocol, api.py) everything outside this package uses; `open_store(db)` opens
+one: a path is the embedded SQLite backend (`SqliteStore`), a `postgresql://` URL the PostgreSQL one. No
+module outside this package runs SQL.
 """
 
 from __future__ import annotations
 
-from ffrtmp.master.store.sqlite import TERMINAL, Ending, Store
+import sqlite3
 
-__all__ = ["TERMINAL", "Ending", "Store"]
+from ffrtmp.master.store.api import (
+    ACTIVE,
+    TERMINAL,
+    ActiveAttempt,
+    ApiKeyRow,
+    Assignment,
+    AttemptRow,
+    Ending,
+    HistoryRow,
+    JobRow,
+    LogLine,
+    NodeRow,
+    Quota,
+    Store,
+    StoreError,
+    StoreReader,
+    StoreUnreachable,
+    TenantLanes,
+    WriteFault,
+)
+from ffrtmp.master.store.opening import open_store, prepare_data_dir
+from ffrtmp.master.store.sqlite import SqliteStore
+
+STORE_ERRORS: tuple[type[Exception], ...] = (StoreError, sqlite3.Error)
+"""What a read of the store raises when the store itself is at fault: `StoreError`, or the SQLite backend's
+own errors, which it leaves as they are so that its write-fault detection sees the error codes."""
+
+__all__ = ["ACTIVE", "STORE_ERRORS", "TERMINAL", "ActiveAttempt", "ApiKeyRow", "Assignment", "AttemptRow", "Ending",
+           "HistoryRow", "JobRow", "LogLine", "NodeRow", "Quota", "SqliteStore", "Store", "StoreError",
+           "StoreReader", "StoreUnreachable", "TenantLanes", "WriteFault", "open_store", "prepare_data_dir"]

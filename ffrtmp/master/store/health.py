@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ffrtmp.errors import StoreUnavailable
+from ffrtmp.master.store.api import WriteFault
+
+__all__ = ["WriteFault", "StoreHealth", "describe", "free_bytes", "is_write_fault"]
 
 log = logging.getLogger("ffrtmp.master")
 
@@ -27,17 +30,6 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 """How long the master waits before it tries writing again, doubling after each failed try."""
 MIB = 1024 * 1024
-
-
-class WriteFault(Exception):
-    """A write failed because of the disk (see `is_write_fault`); the transaction was rolled back.
-
-    Not an `FfrtmpError`, so no handler's error path mistakes it for a refused request: it ends the batch.
-    """
-
-    def __init__(self, cause: sqlite3.Error) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def is_write_fault(exc: BaseException) -> bool:

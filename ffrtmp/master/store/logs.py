@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, cast
+
+from ffrtmp.master.store.api import LogLine
 
 
 class LogRows:
@@ -65,7 +67,7 @@ class LogRows:
         self.conn.execute(f"UPDATE jobs SET log_bytes = 0 WHERE id IN ({marks})", job_ids)
 
     def job_logs(self, job_id: str, attempt: int | None = None, tail: int | None = None,
-                 min_attempt: int | None = None) -> list[dict[str, Any]]:
+                 min_attempt: int | None = None) -> list[LogLine]:
         """Lines of one attempt, or of all (`attempt` None), or of `min_attempt` onward; the last `tail` only."""
         where = "job_id = ?"
         args: list[Any] = [job_id]
@@ -81,4 +83,4 @@ class LogRows:
             args.append(tail)
         else:
             sql = f"SELECT attempt, seq, at, stream, line FROM logs WHERE {where} ORDER BY attempt, seq"
-        return [dict(row) for row in self.conn.execute(sql, args)]
+        return [cast(LogLine, dict(row)) for row in self.conn.execute(sql, args)]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 from ffrtmp.master.columns import from_json, to_json
+from ffrtmp.master.store.api import NodeRow
 
 
 class NodeRows:
@@ -49,18 +50,18 @@ class NodeRows:
                                 " WHERE j.id = ? AND a.attempt = ?", (job_id, attempt)).fetchone()
         return row[0] if row is not None else None
 
-    def list_nodes(self) -> list[dict[str, Any]]:
+    def list_nodes(self) -> list[NodeRow]:
         return [_node(row) for row in self.conn.execute("SELECT * FROM nodes ORDER BY name")]
 
-    def get_node(self, name: str) -> dict[str, Any] | None:
+    def get_node(self, name: str) -> NodeRow | None:
         row = self.conn.execute("SELECT * FROM nodes WHERE name = ?", (name,)).fetchone()
         return _node(row) if row else None
 
 
-def _node(row: sqlite3.Row) -> dict[str, Any]:
+def _node(row: sqlite3.Row) -> NodeRow:
     node = dict(row)
     for key, default in (("engines", []), ("encoders", {}), ("labels", {}), ("resources", {})):
         node[key] = from_json(node[key], default)
-    return node
+    return cast(NodeRow, node)
 
 

@@ -1,4 +1,5 @@
-"""Start-up checks of the data dir and the database: every way they can be wrong is one clear line, exit 2.
+"""Opening the master's store (`open_store`: a path or a PostgreSQL URL), and the start-up checks of the data
+dir and the SQLite file: every way they can be wrong is one clear line, exit 2.
 
 Checked before the master serves anything, so a store it cannot use never starts and looks healthy:
 a data dir that is a file or cannot be written, a database that is garbage, damaged, another
@@ -9,17 +10,49 @@ after the checks, so another application's file is never touched.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import cast
 
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
+from ffrtmp.master.store.api import Store
 from ffrtmp.master.store.health import describe, free_bytes, is_write_fault
-from ffrtmp.master.store.sqlite import Store
+from ffrtmp.master.store.sqlite import SqliteStore
 from ffrtmp.security import private_database
 
 MOVE_AWAY = "move it away to start an empty store, or point --db at the right file"
+URL_SCHEMES = ("postgresql://", "postgres://")
+"""A `--db` that starts so names a PostgreSQL database; anything else is the path of an SQLite file."""
+POSTGRES_MODULE = "ffrtmp.master.store.postgres"
+
+
+def is_url(db: str | Path) -> bool:
+    return isinstance(db, str) and db.startswith(URL_SCHEMES)
+
+
+def open_store(db: str | Path, min_free: int = defaults.STORE_MIN_FREE, *, migrate: bool = True) -> Store:
+    """The master's store: a `postgresql://` (or `postgres://`) URL opens the PostgreSQL backend, anything
+    else is an SQLite file (checked as `open_sqlite_store` says). `migrate=False` (tools beside a running
+    master): a store that needs migrating is refused. Bad input or a store that cannot be used: InvalidInput."""
+    if is_url(db):
+        return _open_postgres(str(db), migrate)
+    return open_sqlite_store(Path(db), min_free, migrate=migrate)
+
+
+def _open_postgres(url: str, migrate: bool) -> Store:
+    scheme = url.split("://", 1)[0]
+    try:
+        module = importlib.import_module(POSTGRES_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (POSTGRES_MODULE, "psycopg") and not (exc.name or "").startswith("psycopg"):
+            raise
+        raise InvalidInput("db", f"{scheme}://… needs the PostgreSQL backend: pip install 'ffrtmp[postgres]'"
+                           ) from None
+    opener = module.open_postgres_store
+    return cast(Store, opener(url) if migrate else opener(url, migrate=False))
 
 
 def _os_problem(exc: OSError) -> str:
@@ -68,8 +101,8 @@ def _describe_sqlite(path: Path, exc: sqlite3.Error, min_free: int) -> str:
     return f"{path}: {text}: check the file, or {MOVE_AWAY}"
 
 
-def open_store(path: Path, min_free: int = defaults.STORE_MIN_FREE) -> Store:
-    """The master's store at `path`, migrated and checked writable, or InvalidInput naming what is wrong."""
+def open_sqlite_store(path: Path, min_free: int = defaults.STORE_MIN_FREE, *, migrate: bool = True) -> SqliteStore:
+    """The SQLite store at `path`, migrated and checked writable, or InvalidInput naming what is wrong."""
     if path.is_dir():
         raise InvalidInput("db", f"{path} is a directory, not a database file: {MOVE_AWAY}")
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
@@ -83,11 +116,11 @@ def open_store(path: Path, min_free: int = defaults.STORE_MIN_FREE) -> Store:
     free = free_bytes(path.parent)
     if free is not None and free < min_free:
         raise InvalidInput("db", f"{describe(path.parent, None, min_free)}, then start the master again")
-    store: Store | None = None
+    store: SqliteStore | None = None
     try:
         if not path.exists():
             private_database(path)  # a new store is 0600 from its first byte (its WAL and SHM follow its mode)
-        store = Store(path)
+        store = SqliteStore(path, migrate=migrate)
         store.check_writable()
         private_database(path)  # an existing store of ours (another application's was refused above)
     except sqlite3.Error as exc:

@@ -1,4 +1,4 @@
-"""The master's durable state: one narrow module of verb-named functions over SQLite.
+"""The master's durable state in SQLite (`SqliteStore`, the embedded backend of the `Store` interface).
 
 Everything the master must not lose lives here and nowhere else. Writes happen inside `transaction()`
 (`BEGIN IMMEDIATE`, so a read-then-write never meets SQLITE_BUSY); the coordinator opens one per batch of
@@ -14,63 +14,52 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlite_utils
 
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
+from ffrtmp.master.store.api import (
+    ACTIVE,
+    TERMINAL,
+    ActiveAttempt,
+    AttemptRow,
+    Ending,
+    HistoryRow,
+    JobRow,
+    WriteFault,
+)
 from ffrtmp.master.store.dispatch import DispatchRows, needs_key
-from ffrtmp.master.store.health import WriteFault, is_write_fault
+from ffrtmp.master.store.health import is_write_fault
+from ffrtmp.master.store.keys import KeyRows
 from ffrtmp.master.store.logs import LogRows
 from ffrtmp.master.store.nodes import NodeRows
+from ffrtmp.master.store.reader import SqliteReader
+from ffrtmp.master.store.savepoints import LazySavepointConnection
 from ffrtmp.master.store.schema import MIGRATIONS
+from ffrtmp.master.store.transitions import TransitionRows, job_from_row
 
-ACTIVE = ("assigned", "running")
-TERMINAL = ("completed", "failed", "canceled")
-ENDING_COLUMNS = ("seq, id, status, attempts, node, queue, priority, engine, scenario, tenant, weight, max_retries,"
-                  " timeout, progress, created_at, started_at, not_before, reason, log_bytes, log_dropped")
-"""What `finish_jobs` reads of a job, and returns with the ending applied (all but the spec's JSON columns)."""
+__all__ = ["ACTIVE", "TERMINAL", "Ending", "SqliteStore"]
 RECENT_SCAN = 200_000
 """History rows read back at start for the last hour's activity, at most (a bounded cost on a huge store)."""
-IN_CHUNK = 500
-"""Ids per `IN (...)` list (SQLite allows 32,766 parameters; smaller lists keep statements cheap to prepare)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """How one attempt ended, as its worker reported it or the master decided."""
+class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows):
+    """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
 
-    job_id: str
-    attempt: int
-    status: str
-    at: float
-    error: str | None = None
-    failure: str | None = None
-    metrics: dict[str, Any] | None = None
-    output: str | None = None
-    started_at: float | None = None
+    conn: LazySavepointConnection
 
-
-
-def _job(row: sqlite3.Row) -> dict[str, Any]:
-    job = dict(row)
-    for key, default in (("params", {}), ("labels", {}), ("metrics", {}), ("avoid", [])):
-        job[key] = from_json(job[key], default)
-    return job
-
-
-class Store(LogRows, NodeRows, DispatchRows):
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a store that needs migrating is refused, since
         only the master that will use the new schema may change it under itself."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0,
+                                    factory=LazySavepointConnection)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL survives a crash of the master process (kill -9); only power loss can drop the
@@ -124,6 +113,14 @@ class Store(LogRows, NodeRows, DispatchRows):
     def close(self) -> None:
         self.conn.close()
 
+    @property
+    def directory(self) -> str | None:
+        return None if self.path == ":memory:" else str(Path(self.path).parent)
+
+    def reader(self) -> SqliteReader:
+        """Reads for another thread, on a read-only connection of their own (a WAL reader never blocks us)."""
+        return SqliteReader(self.path)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction; nested uses join the outer one."""
@@ -145,7 +142,7 @@ class Store(LogRows, NodeRows, DispatchRows):
             self._depth = 0
             self._rollback()
             if is_write_fault(exc):
-                raise WriteFault(exc) from exc  # type: ignore[arg-type]
+                raise WriteFault(exc) from exc
             raise
         self._depth = 0
         if not self.conn.in_transaction:
@@ -171,35 +168,20 @@ class Store(LogRows, NodeRows, DispatchRows):
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """Inside a transaction: undo only this block's writes when it raises."""
-        self.conn.execute("SAVEPOINT message")
+        """Inside a transaction: undo only this block's writes when it raises. Issued lazily (savepoints.py):
+        a block that writes nothing costs no statement."""
+        self.conn.open_scope()
         try:
             yield
         except BaseException as exc:
             self._counts = self._queue_depth = None
             if is_write_fault(exc) or isinstance(exc, WriteFault):
                 # The disk failed, not this block: the whole batch must go (SQLite may have ended it already).
-                raise exc if isinstance(exc, WriteFault) else WriteFault(exc) from exc  # type: ignore[arg-type]
-            self.conn.execute("ROLLBACK TO message")
-            self.conn.execute("RELEASE message")
+                self.conn.scopes.pop()
+                raise exc if isinstance(exc, WriteFault) else WriteFault(exc) from exc
+            self.conn.close_scope(undo=True)
             raise
-        self.conn.execute("RELEASE message")
-
-    def _moved(self, old: str | None, new: str | None, count: int = 1, lane: tuple[str, str] | None = None) -> None:
-        """`count` jobs went from status `old` to `new`; `lane` (queue, priority) when one side is pending."""
-        if self._counts is not None:
-            if old is not None:
-                self._counts[old] -= count
-            if new is not None:
-                self._counts[new] += count
-        if self._queue_depth is not None and lane is not None and (old == "pending") != (new == "pending"):
-            self._queue_depth[lane] += count if new == "pending" else -count
-
-    def _history(self, seq: int, now: float, status: str, reason: str,
-                 attempt: int | None = None, node: str | None = None) -> None:
-        """One event of the job whose `seq` is given (history and attempts are keyed by seq: see m005)."""
-        self.conn.execute("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
-                          (seq, now, status, attempt, node, reason))
+        self.conn.close_scope(undo=False)
 
     # ---- jobs -----------------------------------------------------------------------------------------
 
@@ -259,30 +241,30 @@ class Store(LogRows, NodeRows, DispatchRows):
             raise InvalidInput("id", f"{prefix!r} matches several jobs; give more characters")
         return str(rows[0]["id"])
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
+        return job_from_row(row) if row else None
 
-    def job_history(self, job_id: str) -> list[dict[str, Any]]:
+    def job_history(self, job_id: str) -> list[HistoryRow]:
         rows = self.conn.execute("SELECT at, status, attempt, node, reason FROM history"
                                  " WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?) ORDER BY rowid", (job_id,))
-        return [dict(row) for row in rows]
+        return [cast(HistoryRow, dict(row)) for row in rows]
 
-    def job_attempts(self, job_id: str) -> list[dict[str, Any]]:
+    def job_attempts(self, job_id: str) -> list[AttemptRow]:
         rows = self.conn.execute("SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, a.started_at,"
                                  " a.finished_at, a.error, a.failure FROM jobs j JOIN attempts a ON a.job_seq = j.seq"
                                  " WHERE j.id = ? ORDER BY a.attempt", (job_id,))
-        return [dict(row) for row in rows]
+        return [cast(AttemptRow, dict(row)) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[dict[str, Any]]:
+                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[JobRow]:
         """Newest first; with `before` (a cursor: the last page's smallest seq), the jobs older than it."""
         with closing(self.iter_jobs(status, queue, node, limit, tenant, before)) as rows:
             return list(rows)
 
     def iter_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
                   limit: int = 50, tenant: str | None = None,
-                  before: int | None = None) -> Generator[dict[str, Any], None, None]:
+                  before: int | None = None) -> Generator[JobRow, None, None]:
         """`list_jobs` read lazily, so a caller can stop early; close it before writing on this connection."""
         where: list[str] = []
         args: list[str | int] = []
@@ -297,7 +279,7 @@ class Store(LogRows, NodeRows, DispatchRows):
         rows = self.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
         try:
             for row in rows:
-                yield _job(row)
+                yield job_from_row(row)
         finally:
             rows.close()
 
@@ -349,201 +331,6 @@ class Store(LogRows, NodeRows, DispatchRows):
             depth.setdefault(row[0], {})[row[1]] = row[2]
         return depth
 
-    def assign_job(self, job_id: str, node: str, now: float) -> dict[str, Any]:
-        """pending → assigned. Returns what the worker needs, with `attempt`: the new fencing token."""
-        row = self.conn.execute(
-            "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, node = ?, reason = NULL, progress = NULL"
-            " WHERE id = ? AND status = 'pending'"
-            " RETURNING seq, attempts, scenario, engine, queue, priority, params, labels, timeout, tenant",
-            (node, job_id)).fetchone()
-        if row is None:
-            raise NotFound(f"job {job_id} is not pending")
-        attempt = int(row["attempts"])
-        self._moved("pending", "assigned", lane=(row["queue"], row["priority"]))
-        self.conn.execute("INSERT INTO attempts (job_seq, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
-                          (row["seq"], attempt, node, "assigned", now))
-        self._history(row["seq"], now, "assigned", f"assigned to {node}", attempt, node)
-        return {"attempt": attempt, "scenario": row["scenario"], "engine": row["engine"], "queue": row["queue"],
-                "priority": row["priority"], "params": from_json(row["params"], {}),
-                "labels": from_json(row["labels"], {}), "timeout": row["timeout"], "tenant": row["tenant"]}
-
-    def assign_jobs(self, picks: list[tuple[dict[str, Any], str]], now: float) -> list[int]:
-        """Many pending → assigned at once (dispatch): `picks` are candidate rows with their node.
-
-        Returns each job's new attempt number. The rows come from this connection inside the same
-        transaction, so their attempt counts are current; the WHERE clause checks it anyway.
-        """
-        attempts = [job["attempts"] + 1 for job, _ in picks]
-        cur = self.conn.executemany(
-            "UPDATE jobs SET status = 'assigned', attempts = ?, node = ?, reason = NULL, progress = NULL"
-            " WHERE seq = ? AND attempts = ? AND status = 'pending'",
-            [(attempt, node, job["seq"], job["attempts"])
-             for (job, node), attempt in zip(picks, attempts, strict=True)])
-        if cur.rowcount != len(picks):
-            raise NotFound("a job to dispatch was no longer pending")
-        for job, _ in picks:
-            self._moved("pending", "assigned", lane=(job["queue"], job["priority"]))
-        self.conn.executemany("INSERT INTO attempts (job_seq, attempt, node, status, assigned_at) VALUES (?,?,?,?,?)",
-                              [(job["seq"], attempt, node, "assigned", now)
-                               for (job, node), attempt in zip(picks, attempts, strict=True)])
-        self.conn.executemany("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
-                              [(job["seq"], now, "assigned", attempt, node, f"assigned to {node}")
-                               for (job, node), attempt in zip(picks, attempts, strict=True)])
-        return attempts
-
-    def mark_running(self, job_id: str, attempt: int, started_at: float) -> dict[str, Any] | None:
-        """assigned → running; returns the job as stored, or None when the attempt is stale or not assigned."""
-        row = self.conn.execute(
-            "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, ?)"
-            " WHERE id = ? AND attempts = ? AND status = 'assigned' RETURNING *", (started_at, job_id, attempt)
-        ).fetchone()
-        if row is None:
-            return None
-        self._moved("assigned", "running")
-        self.conn.execute("UPDATE attempts SET status = 'running', started_at = ? WHERE job_seq = ? AND attempt = ?",
-                          (started_at, row["seq"], attempt))
-        self._history(row["seq"], started_at, "running", f"running on {row['node']}", attempt, row["node"])
-        return _job(row)
-
-    def record_progress(self, job_id: str, attempt: int, progress: float | None, metrics: dict[str, Any]) -> bool:
-        cur = self.conn.execute(
-            "UPDATE jobs SET progress = ?, metrics = ? WHERE id = ? AND attempts = ?"
-            " AND status IN ('assigned','running')",
-            (progress, to_json(metrics), job_id, attempt))
-        return cur.rowcount == 1
-
-    def finish_job(self, job_id: str, attempt: int, status: str, now: float, *, error: str | None = None,
-                   failure: str | None = None, metrics: dict[str, Any] | None = None,
-                   output: str | None = None, started_at: float | None = None) -> dict[str, Any] | None:
-        """Record the end of the current attempt as the end of the job, exactly once (see `finish_jobs`)."""
-        return self.finish_jobs([Ending(job_id, attempt, status, now, error=error, failure=failure,
-                                        metrics=metrics, output=output, started_at=started_at)])[0]
-
-    def finish_jobs(self, endings: list[Ending]) -> list[dict[str, Any] | None]:
-        """Record many attempts' ends as their jobs' ends (a worker's batch of results), each exactly once.
-
-        For each ending: the job as stored after it (every column but the spec: params, labels, avoid), or
-        None when the attempt is stale or the job already ended (a late or repeated result changes nothing).
-        `started_at`: the attempt's start, when no STARTED came before the result (recorded as well).
-        A few statements for the whole batch, not four per job: this is the hot path of short jobs.
-        """
-        current: dict[str, dict[str, Any]] = {}
-        ids = list({ending.job_id for ending in endings})
-        for start in range(0, len(ids), IN_CHUNK):
-            chunk = ids[start:start + IN_CHUNK]
-            rows = self.conn.execute(f"SELECT {ENDING_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
-                                     chunk)
-            current.update((row["id"], dict(row)) for row in rows)
-        results: list[dict[str, Any] | None] = []
-        jobs, attempts, events = [], [], []
-        for ending in endings:
-            row = current.get(ending.job_id)
-            if row is None or row["attempts"] != ending.attempt or row["status"] not in ACTIVE:
-                results.append(None)
-                continue
-            before, status, now = row["status"], ending.status, ending.at
-            began = now if ending.started_at is None else min(ending.started_at, now)
-            metrics = ending.metrics or {}
-            job = {**row, "status": status, "finished_at": now, "error": ending.error, "failure": ending.failure,
-                   "metrics": metrics, "output": ending.output,
-                   "progress": 1.0 if status == "completed" else row["progress"],
-                   "started_at": began if row["started_at"] is None else row["started_at"]}
-            jobs.append((status, now, ending.error, ending.failure, to_json(metrics), ending.output, job["progress"],
-                         job["started_at"], row["seq"], ending.attempt, before))
-            attempts.append((status, began, now, ending.error, ending.failure, row["seq"], ending.attempt))
-            node = row["node"]
-            if ending.started_at is not None and before == "assigned":
-                events.append((row["seq"], began, "running", ending.attempt, node, f"running on {node}"))
-            events.append((row["seq"], now, status, ending.attempt, node,
-                           "completed" if status == "completed" else (ending.error or status)))
-            self._moved(before, status)
-            row["status"] = status  # the same attempt ending twice in one batch: the second is stale
-            results.append(job)
-        if not jobs:
-            return results
-        cur = self.conn.executemany(
-            "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failure = ?, metrics = ?, output = ?,"
-            " progress = ?, started_at = ? WHERE seq = ? AND attempts = ? AND status = ?", jobs)
-        if cur.rowcount != len(jobs):
-            raise RuntimeError(f"finishing {len(jobs)} jobs changed {cur.rowcount} rows")
-        self.conn.executemany("UPDATE attempts SET status = ?, started_at = coalesce(started_at, ?), finished_at = ?,"
-                              " error = ?, failure = ? WHERE job_seq = ? AND attempt = ?", attempts)
-        self.conn.executemany("INSERT INTO history (job_seq, at, status, attempt, node, reason) VALUES (?,?,?,?,?,?)",
-                              events)
-        return results
-
-    def requeue_job(self, job_id: str, attempt: int, now: float, *, failure: str, error: str | None,
-                    not_before: float, avoid: str | None = None, free: bool = False) -> bool:
-        """The current attempt failed in a retryable way: back to pending after `not_before`.
-
-        `free`: the attempt does not count against the job's retries (the worker turned it down).
-        """
-        row = self.conn.execute("SELECT avoid, status, queue, priority, seq FROM jobs WHERE id = ? AND attempts = ?"
-                                " AND status IN ('assigned','running')", (job_id, attempt)).fetchone()
-        if row is None:
-            return False
-        self._moved(row["status"], "pending", lane=(row["queue"], row["priority"]))
-        nodes = from_json(row[0], [])
-        if avoid and avoid not in nodes:
-            nodes.append(avoid)
-        self.conn.execute(
-            "UPDATE jobs SET status = 'pending', node = NULL, progress = NULL, not_before = ?, error = ?,"
-            " failure = ?, avoid = ?, max_retries = max_retries + ? WHERE id = ?",
-            (not_before, error, failure, to_json(nodes), int(free), job_id))
-        self._end_attempt(row["seq"], attempt, "failed", now, error, failure)
-        wait = f", retry in {not_before - now:.0f}s" if not_before > now + 0.5 else ""
-        self._history(row["seq"], now, "pending", f"{failure}: {error or 'attempt ended'}{wait}", attempt, avoid)
-        return True
-
-    def readopt_job(self, job_id: str, attempt: int, node: str, now: float) -> bool:
-        """A requeued job whose attempt turns out to be still running on `node` → running again, same attempt."""
-        cur = self.conn.execute(
-            "UPDATE jobs SET status = 'running', node = ?, not_before = 0, error = NULL, failure = NULL"
-            " WHERE id = ? AND attempts = ? AND status = 'pending' RETURNING queue, priority, seq",
-            (node, job_id, attempt))
-        adopted = cur.fetchone()
-        if adopted is None:
-            return False
-        self._moved("pending", "running", lane=(adopted[0], adopted[1]))
-        self.conn.execute("UPDATE attempts SET status = 'running', finished_at = NULL, error = NULL, failure = NULL"
-                          " WHERE job_seq = ? AND attempt = ?", (adopted[2], attempt))
-        self._history(adopted[2], now, "running", f"adopted back: {node} still runs it", attempt, node)
-        return True
-
-    def _end_attempt(self, seq: int, attempt: int, status: str, now: float, error: str | None,
-                     failure: str | None) -> None:
-        self.conn.execute("UPDATE attempts SET status = ?, finished_at = ?, error = ?, failure = ?"
-                          " WHERE job_seq = ? AND attempt = ?", (status, now, error, failure, seq, attempt))
-
-    def cancel_job(self, job_id: str, now: float, reason: str = "canceled by user") -> dict[str, Any] | None:
-        """Any unfinished job → canceled. Returns the job as it was, or None when it had already ended."""
-        job = self.get_job(job_id)
-        if job is None or job["status"] in TERMINAL:
-            return None
-        self.conn.execute("UPDATE jobs SET status = 'canceled', finished_at = ?, error = ?, failure = 'canceled'"
-                          " WHERE id = ?", (now, reason, job_id))
-        self._moved(job["status"], "canceled", lane=(job["queue"], job["priority"]))
-        if job["status"] in ACTIVE:
-            self._end_attempt(job["seq"], job["attempts"], "canceled", now, reason, "canceled")
-        self._history(job["seq"], now, "canceled", reason, job["attempts"] or None, job["node"])
-        return job
-
-    def retry_job(self, job_id: str, now: float) -> bool:
-        """A failed or canceled job → pending again, with its retry budget renewed."""
-        before = self.conn.execute("SELECT status, queue, priority, seq FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        cur = self.conn.execute(
-            "UPDATE jobs SET status = 'pending', not_before = 0, finished_at = NULL, error = NULL, failure = NULL,"
-            " node = NULL, progress = NULL, max_retries = max_retries + attempts WHERE id = ?"
-            " AND status IN ('failed','canceled')", (job_id,))
-        if cur.rowcount != 1:
-            return False
-        self._moved(before[0], "pending", lane=(before[1], before[2]))
-        self._history(before[3], now, "pending", "retried by hand")
-        return True
-
-    def set_wait_reason(self, job_id: str, reason: str | None) -> None:
-        self.conn.execute("UPDATE jobs SET reason = ? WHERE id = ? AND status = 'pending'", (reason, job_id))
-
     def recent_endings(self, since: float, scan: int = RECENT_SCAN) -> list[tuple[float, str, str]]:
         """(time, status, tenant) of jobs completed or failed since `since`, from the newest `scan` history rows
         (history is appended in time order: this reads its tail, never the whole table)."""
@@ -553,10 +340,10 @@ class Store(LogRows, NodeRows, DispatchRows):
             " AND h.status IN ('completed', 'failed')", (scan, since))
         return [(row[0], row[1], row[2]) for row in rows]
 
-    def active_attempts(self) -> list[dict[str, Any]]:
+    def active_attempts(self) -> list[ActiveAttempt]:
         rows = self.conn.execute(
             "SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params, j.tenant"
             " FROM attempts a JOIN jobs j"
             " ON j.seq = a.job_seq AND j.attempts = a.attempt WHERE a.status IN ('assigned','running')"
             " AND j.status IN ('assigned','running')")
-        return [{**dict(row), "params": from_json(row["params"], {})} for row in rows]
+        return [cast(ActiveAttempt, {**dict(row), "params": from_json(row["params"], {})}) for row in rows]

@@ -1,8 +1,8 @@
 """Prometheus metrics of the master (README "Metrics and monitoring") on their own registry, plus /health and /ready.
 
 Three sources, each read where it is cheap and safe:
-- job counts and queue depth, at scrape time, through a separate read-only SQLite connection: a WAL reader
-  never blocks the coordinator, and the HTTP thread never touches the coordinator's own connection;
+- job counts and queue depth, at scrape time, through the store's reader (`Store.reader()`: a connection of
+  its own, so the HTTP thread never touches the coordinator's);
 - nodes and event counters, at scrape time, from the coordinator's memory (copied first: it changes under us);
 - waits, run times, finished jobs and commit latency, observed as they happen through the Observer hooks.
 
@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
-import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator, Mapping
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ffrtmp import __version__
+from ffrtmp.httpserve import as_number, serve_http
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS
 from ffrtmp.master.observer import Observer
+from ffrtmp.master.store import StoreError, StoreReader
 from ffrtmp.master.store.health import free_bytes
 
 if TYPE_CHECKING:
@@ -42,46 +42,19 @@ COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 LOOP_STALE = 5.0
 """/health fails when the master's loop has not ticked for this long (it ticks every 0.1 s)."""
 
-TEXT = "text/plain; charset=utf-8"
 P = ParamSpec("P")
 
 
-def as_number(value: Any) -> float | None:
-    """A heartbeat's figure as a float, or None: workers' resources are input, not trusted."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 class MasterCollector(Collector):
-    def __init__(self, coordinator: Coordinator, db_path: str) -> None:
+    def __init__(self, coordinator: Coordinator, reader: StoreReader) -> None:
         self.coordinator = coordinator
-        self.db_path = db_path
-        self.lock = threading.Lock()
-        self.conn: sqlite3.Connection | None = None
-
-    def _read(self, *queries: str) -> list[list[Any]]:
-        """Run reads in one snapshot on our own read-only connection (so the queue depths add up to the
-        pending count); a connection that failed is dropped and reopened next time."""
-        with self.lock:
-            try:
-                if self.conn is None:
-                    self.conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, check_same_thread=False,
-                                                isolation_level=None)
-                self.conn.execute("BEGIN")
-                try:
-                    return [self.conn.execute(sql).fetchall() for sql in queries]
-                finally:
-                    self.conn.execute("COMMIT")
-            except sqlite3.Error:
-                if self.conn is not None:
-                    self.conn.close()
-                self.conn = None
-                raise
+        self.reader = reader
 
     def store_answers(self) -> bool:
         try:
-            self._read("SELECT 1 FROM jobs LIMIT 1")
+            self.reader.ping()
             return True
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.warning("the store does not answer: %s", exc)
             return False
 
@@ -108,13 +81,10 @@ class MasterCollector(Collector):
 
     def _jobs(self) -> Iterator[Any]:
         try:
-            by_status, depth = self._read("SELECT status, count(*) FROM jobs GROUP BY status",
-                                          "SELECT queue, priority, count(*) FROM jobs WHERE status = 'pending'"
-                                          " GROUP BY queue, priority")
-        except sqlite3.Error as exc:
+            counts, depth = self.reader.job_counts()
+        except StoreError as exc:
             log.warning("job metrics left out of this scrape: %s", exc)
             return
-        counts = dict(by_status)
         for status in ("pending", "running", "completed", "failed", "canceled"):
             # `assigned` is a running job whose worker has not said STARTED yet.
             value = counts.get(status, 0) + (counts.get("assigned", 0) if status == "running" else 0)
@@ -123,7 +93,7 @@ class MasterCollector(Collector):
                                    "for their backoff included)", labels=["queue", "priority"])
         # Every standard pair is always there (0 when empty), so alerts with `for:` see a continuous series.
         pairs = {(q, p): 0 for q in QUEUE_WEIGHTS for p in PRIORITY_WEIGHTS}
-        pairs.update({(str(q), str(p)): n for q, p, n in depth})
+        pairs.update(depth)
         for (queue, priority), n in pairs.items():
             family.add_metric([queue, priority], n)
         yield family
@@ -213,9 +183,9 @@ def _never_raises(hook: Callable[Concatenate[MasterMetrics, P], None]) -> Callab
 
 
 class MasterMetrics(Observer):
-    def __init__(self, coordinator: Coordinator, db_path: str) -> None:
+    def __init__(self, coordinator: Coordinator, reader: StoreReader) -> None:
         self.registry = CollectorRegistry()
-        self.collector = MasterCollector(coordinator, db_path)
+        self.collector = MasterCollector(coordinator, reader)
         self.registry.register(self.collector)
         registry = self.registry
         self.duration = Histogram("ffrtmp_job_duration_seconds", "Run time of jobs that ended, first start to "
@@ -244,7 +214,7 @@ class MasterMetrics(Observer):
             self.submitted.labels(queue, priority).inc(n)
 
     @_never_raises
-    def job_running(self, job: dict[str, Any], now: float) -> None:
+    def job_running(self, job: Mapping[str, Any], now: float) -> None:
         created, started = job.get("created_at"), job.get("started_at")
         # The store keeps the first start, so only the first attempt's start (started_at == now) is a wait.
         if created is not None and started is not None and started == now:
@@ -256,7 +226,7 @@ class MasterMetrics(Observer):
         self.failures.labels(str(failure)).inc()
 
     @_never_raises
-    def job_finished(self, job: dict[str, Any], now: float) -> None:
+    def job_finished(self, job: Mapping[str, Any], now: float) -> None:
         self.finished.labels(job["queue"], job["status"]).inc()
         start, end = job.get("started_at"), job.get("finished_at")
         if start is not None and end is not None:
@@ -287,44 +257,3 @@ class MasterMetrics(Observer):
 def serve(metrics: MasterMetrics, host: str, port: int) -> ThreadingHTTPServer:
     """The master's endpoint: /metrics, /health (loop alive, store answers), /ready (restored and ticking)."""
     return serve_http(metrics.registry, host, port, {"/health": metrics.healthy, "/ready": metrics.ready})
-
-
-def serve_http(registry: CollectorRegistry, host: str, port: int,
-               checks: dict[str, Callable[[], bool | str]]) -> ThreadingHTTPServer:
-    """Serve /metrics from `registry` and each check path as 200 ok / 503 (with the reason when the check
-    gives one instead of False), in a daemon thread (no auth)."""
-
-    def answer(path: str) -> tuple[int, bytes, str]:
-        if path == "/metrics":
-            return 200, generate_latest(registry), CONTENT_TYPE_LATEST
-        if path in checks:
-            ok = checks[path]()
-            if isinstance(ok, str):
-                return 503, ok.encode() + b"\n", TEXT
-            return (200, b"ok\n", TEXT) if ok else (503, b"unavailable\n", TEXT)
-        return 404, b"not found\n", TEXT
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            path = self.path.split("?", 1)[0]
-            try:
-                code, body, content_type = answer(path)
-            except Exception:  # a bug in a collector answers 500, never a dropped connection
-                log.exception("GET %s failed", path)
-                code, body, content_type = 500, b"internal error\n", TEXT
-            self._reply(code, body, content_type)
-
-        def _reply(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug(format, *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    return server
