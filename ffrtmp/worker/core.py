@@ -31,7 +31,7 @@ from ffrtmp.worker.lease import MasterLease
 from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.retention import RetentionSweeper
-from ffrtmp.worker.runner import Event
+from ffrtmp.worker.runner import Attempt, Event
 from ffrtmp.worker.spool import ResultSpool
 from ffrtmp.worker.stopping import StopPlan, Verdict, exit_line
 
@@ -115,7 +115,8 @@ class WorkerCore:
         return self.stop.stopping
 
     @property
-    def attempts(self) -> dict[str, Any]:
+    def attempts(self) -> dict[str, Attempt]:
+        """Every attempt this worker holds (see `Jobs.attempts`)."""
         return self.jobs.attempts
 
     def connected(self) -> None:
