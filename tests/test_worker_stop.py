@@ -167,7 +167,7 @@ def test_results_carry_wall_time_and_are_resent_on_the_monotonic_clock(tmp_path:
         assert body["at"] == wall.now and sent_at == mono.now
         wall.now -= 300  # the system clock steps back: nothing here may wait for it
         mono.now += 2.0
-        agent.results_due.clear()
+        agent.core.results.take_due()
         agent.keep_alive(mono.now)
         assert agent.unacked[("j1", 1)][1] == mono.now, "resent after RESULT_RESEND_INTERVAL of monotonic time"
     finally:
@@ -209,7 +209,7 @@ def test_the_lease_stops_running_attempts_after_node_timeout_of_master_silence(
         mono.now += 0.2
         agent.keep_alive(mono.now)
         assert attempt.cancel.is_set() and attempt.cancel_reason.startswith("worker lost its master")
-        agent._finish("j1", 1, {"status": "canceled", "error": attempt.cancel_reason}, mono.now)
+        agent.core.jobs.finish("j1", 1, {"status": "canceled", "error": attempt.cancel_reason}, 0.0, mono.now)
         body = agent.unacked[("j1", 1)][0]
         assert (body["status"], body["failure"]) == ("failed", "worker_lost"), "its result is kept to report"
     finally:

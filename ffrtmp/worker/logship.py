@@ -38,10 +38,17 @@ class Spool:
 
 
 class LogShipper:
-    def __init__(self, send: Callable[[bytes], bool], *, max_lines: int = defaults.LOG_BATCH_LINES,
+    def __init__(self, send: Callable[[bytes], bool] | None = None, *, max_lines: int = defaults.LOG_BATCH_LINES,
                  max_age: float = defaults.LOG_BATCH_SECONDS, spool_limit: int = SPOOL_LIMIT,
-                 resend_after: float = RESEND_AFTER) -> None:
-        self.send = send
+                 resend_after: float = RESEND_AFTER,
+                 send_message: Callable[[Kind, dict[str, Any]], bool] | None = None) -> None:
+        """`send` takes encoded frames; `send_message` (the worker core's way) takes the kind and body."""
+        if send_message is None:
+            if send is None:
+                raise ValueError("LogShipper needs send or send_message")
+            frames = send
+            send_message = lambda kind, body: frames(encode(kind, body))  # noqa: E731
+        self.send_message = send_message
         self.resend_after = resend_after
         self.max_lines = max_lines
         self.max_age = max_age
@@ -153,7 +160,7 @@ class LogShipper:
         while spool.sent < len(spool.lines):
             batch = spool.lines[spool.sent: spool.sent + self.max_lines]
             body: dict[str, Any] = {"job": key[0], "attempt": key[1], "lines": [list(line) for line in batch]}
-            if not self.send(encode(Kind.LOG, body)):
+            if not self.send_message(Kind.LOG, body):
                 return  # keep the rest spooled; the next flush tries again
             spool.sent += len(batch)
         self.first_at.pop(key, None)

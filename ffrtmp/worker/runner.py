@@ -2,8 +2,9 @@
 process, read it, stop it.
 
 The process (ffmpeg or gst-launch-1.0) gets its own process group (so a cancel kills it and anything it
-spawned), a lower CPU priority, and an argv list (never a shell). Every line it writes becomes a LOG event;
-progress updates a snapshot the agent reads for heartbeats. The agent's loop never waits on any of this.
+spawned), a lower CPU priority and an argv list (never a shell), and it dies with the worker (`childdeath.py`).
+Every line it writes becomes a LOG event; progress updates a snapshot the agent reads for heartbeats. The
+agent's loop never waits on any of this.
 A file output is written under the attempt's own partial name (`outputs.py`); the runner deletes only that
 file, and the agent renames it once the master accepts the attempt.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
+from ffrtmp.worker.childdeath import die_with_parent
 from ffrtmp.worker.childenv import child_environment
 from ffrtmp.worker.diagnosis import Diagnosis
 from ffrtmp.worker.disk import space_problem
@@ -297,6 +299,7 @@ class AttemptRunner:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True,
+                                    preexec_fn=die_with_parent(),  # killed with the worker (childdeath.py)
                                     env={**child_environment(), **command.env})
         except OSError as exc:
             raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
