@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import typer
 
@@ -55,8 +55,11 @@ def _store(data_dir: Path | None, db: Path | None, create: bool = False) -> Stor
     key can exist before the master's first start, which then listens beyond loopback (protected mode)."""
     from ffrtmp import defaults
     from ffrtmp.errors import InvalidInput
+    from ffrtmp.master.store.postgres_url import open_url_store, postgres_url_of
     from ffrtmp.security import private_database
 
+    if db is not None and postgres_url_of(db) is not None:  # only a master migrates a PostgreSQL store
+        return cast(Store, open_url_store(db, migrate=False))
     path = db or (data_dir or defaults.data_dir()) / "master.db"
     if not path.exists():
         if not create:

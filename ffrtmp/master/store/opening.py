@@ -12,10 +12,12 @@ import errno
 import os
 import sqlite3
 from pathlib import Path
+from typing import cast
 
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.store.health import describe, free_bytes, is_write_fault
+from ffrtmp.master.store.postgres_url import open_url_store, postgres_url_of
 from ffrtmp.master.store.sqlite import Store
 from ffrtmp.security import private_database
 
@@ -70,6 +72,8 @@ def _describe_sqlite(path: Path, exc: sqlite3.Error, min_free: int) -> str:
 
 def open_store(path: Path, min_free: int = defaults.STORE_MIN_FREE) -> Store:
     """The master's store at `path`, migrated and checked writable, or InvalidInput naming what is wrong."""
+    if postgres_url_of(path) is not None:  # --db postgresql://...: the master migrates its database
+        return cast(Store, open_url_store(path, migrate=True))  # same methods (the Store protocol will say so)
     if path.is_dir():
         raise InvalidInput("db", f"{path} is a directory, not a database file: {MOVE_AWAY}")
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):

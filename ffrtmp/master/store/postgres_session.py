@@ -92,6 +92,8 @@ class Session:
         self.fenced: tuple[str, int] | None = None
         """(name, term) every write transaction checks first (`fence`); None: no fencing."""
         self.on_fence_lost: Callable[[], Exception] | None = None
+        self.connect_error = ""
+        """Why the last connection attempt failed (for the first connection's message)."""
 
     # ---- the connection ----------------------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class Session:
                                    keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
             conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
         except psycopg.Error as exc:
+            self.connect_error = first_line(exc)
             raise self.fault(exc) from None
         self._conn = conn
         return conn
@@ -116,9 +119,9 @@ class Session:
         """The first connection: a URL that leads nowhere is the user's to fix (InvalidInput, exit 2)."""
         try:
             return self.connect()
-        except (StoreUnavailable, WriteFault) as exc:
-            raise InvalidInput("db", f"{self.shown}: cannot connect ({exc}): check that PostgreSQL runs there "
-                               "and the URL's user, host, port and database") from None
+        except (StoreUnavailable, WriteFault):
+            raise InvalidInput("db", f"{self.shown}: cannot connect ({self.connect_error}): check that PostgreSQL "
+                               "runs there and the URL's user, host, port and database") from None
 
     def close(self) -> None:
         if self._conn is not None:
