@@ -169,7 +169,13 @@ class Session:
             return
         self._depth = 1  # from here on a fault ends the batch (WriteFault), BEGIN's own included
         try:
-            self.execute("BEGIN")
+            try:
+                self.execute("BEGIN")
+            except WriteFault:
+                # The connection died while idle (a killed backend, a restarted server): nothing was done
+                # yet, so a fresh connection may begin the transaction instead.
+                self.close()
+                self.execute("BEGIN")
         except BaseException:
             self._depth = 0
             raise
