@@ -5,7 +5,7 @@
         job_id = client.submit(scenario="test1", bitrate="2000k")
         job = client.wait(job_id)
 
-Every call raises an `FfrtmpError` subclass on failure (its `exit_code` is the CLI's, SPEC §4). A master
+Every call raises an `FfrtmpError` subclass on failure (its `exit_code` is the CLI's, README "Exit codes"). A master
 that does not answer (down, wrong address, wrong key) raises `MasterUnreachable` within `timeout` seconds,
 with a message that names the address and what to check.
 """

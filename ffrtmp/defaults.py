@@ -220,7 +220,7 @@ def work_dir() -> Path:
 
 
 def api_key_from_env() -> str | None:
-    """The API key from the environment names of SPEC §2, first one set wins."""
+    """The API key from FFRTMP_API_KEY, MASTER_API_KEY or FFMPEG_RTMP_API_KEY: the first one set wins."""
     for name in ("FFRTMP_API_KEY", "MASTER_API_KEY", "FFMPEG_RTMP_API_KEY"):
         value = os.environ.get(name)
         if value:

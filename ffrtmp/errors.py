@@ -1,4 +1,4 @@
-"""One small error hierarchy; each error knows the exit code of SPEC §4 it maps to."""
+"""One small error hierarchy; each error knows the CLI exit code and the reply status it maps to (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -187,7 +187,7 @@ def check_output(value: Any, output_roots: tuple[str, ...] | None = ()) -> str:
     if ".." in path.parts:
         raise InvalidInput("output", f"{text!r} escapes the job's output directory ('..' is not allowed)")
     if _PROTOCOL_PREFIX.match(text):
-        # such a directory would make the same name pass as an "existing" input elsewhere (H2 of the review)
+        # such a directory would make the same name pass as an "existing" input elsewhere (H2, docs/design.md)
         raise InvalidInput("output", f"{text!r} reads as an FFmpeg protocol ({text.split(':', 1)[0]}:); "
                            "give a path without ':' in its first part")
     return text

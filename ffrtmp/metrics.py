@@ -1,4 +1,4 @@
-"""Prometheus metrics of the master (SPEC §5) on their own registry, plus /health and /ready.
+"""Prometheus metrics of the master (README "Metrics and monitoring") on their own registry, plus /health and /ready.
 
 Three sources, each read where it is cheap and safe:
 - job counts and queue depth, at scrape time, through a separate read-only SQLite connection: a WAL reader
@@ -6,7 +6,7 @@ Three sources, each read where it is cheap and safe:
 - nodes and event counters, at scrape time, from the coordinator's memory (copied first: it changes under us);
 - waits, run times, finished jobs and commit latency, observed as they happen through the Observer hooks.
 
-The names are a contract (SPEC §5, contrib/ dashboards and alert rules, tests/test_contrib.py checks them).
+The names are a contract (the README's table, contrib/ dashboards and alert rules, tests/test_contrib.py checks them).
 """
 
 from __future__ import annotations

@@ -10,13 +10,11 @@ Either way: BATCH, several messages of the kinds above in one frame (short jobs 
 one frame for many costs far less than one each).
 """
 
-from __future__ import annotations
-
 import json
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from ffrtmp.defaults import PROTOCOL_VERSION
 from ffrtmp.errors import ProtocolError, ProtocolMismatch
@@ -104,6 +102,107 @@ MAX_STRING = 64 * 1024
 class Message:
     kind: Kind
     body: dict[str, Any]
+
+
+# ---- the bodies the master reads, as `decode` has checked them (SCHEMAS above; extras are unchecked) ----
+# (No `from __future__ import annotations` in this module: TypedDict reads NotRequired only from real
+# annotations on Python 3.11.)
+
+
+class RunningItem(TypedDict):
+    job: str
+    attempt: int
+
+
+class HelloBody(TypedDict):
+    name: str
+    fingerprint: str
+    version: str
+    slots: int
+    engines: list[Any]
+    encoders: NotRequired[dict[str, Any]]
+    resources: NotRequired[dict[str, Any]]
+    labels: NotRequired[dict[str, Any]]
+    running: NotRequired[list[Any]]
+    """Items like `RunningItem`, each still to be checked (they come from the network)."""
+    key: NotRequired[str]
+    prefetch: NotRequired[int]
+    draining: NotRequired[object]
+
+
+class HeartbeatBody(TypedDict):
+    jobs: NotRequired[list[Any]]
+    """Items of job, attempt and progress figures, each still to be checked."""
+    resources: NotRequired[dict[str, Any]]
+    pending: NotRequired[int]
+    logs: NotRequired[list[Any]]
+    draining: NotRequired[object]
+
+
+class StartedBody(TypedDict):
+    job: str
+    attempt: int
+    at: float
+
+
+class LogBody(TypedDict):
+    job: str
+    attempt: int
+    lines: list[Any]
+    """[seq, at, stream, text] items, each still to be checked."""
+
+
+class ResultBody(TypedDict):
+    job: str
+    attempt: int
+    status: str
+    at: float
+    error: NotRequired[str | None]
+    failure: NotRequired[str | None]
+    metrics: NotRequired[dict[str, Any]]
+    output: NotRequired[str | None]
+    started_at: NotRequired[float]
+    partial: NotRequired[object]
+    published: NotRequired[object]
+    refused: NotRequired[object]
+
+
+class RequestBody(TypedDict):
+    rid: str
+    op: str
+    args: NotRequired[dict[str, Any]]
+    key: NotRequired[str]
+
+
+BODIES: dict[Kind, type] = {Kind.HELLO: HelloBody, Kind.HEARTBEAT: HeartbeatBody, Kind.STARTED: StartedBody,
+                            Kind.LOG: LogBody, Kind.RESULT: ResultBody, Kind.REQUEST: RequestBody}
+"""The typed body of each kind the master reads; its keys are the kind's SCHEMAS fields (a test holds them
+together), plus unchecked extras the handlers judge themselves."""
+
+
+def hello_body(message: Message) -> HelloBody:
+    return cast(HelloBody, message.body)
+
+
+def heartbeat_body(message: Message) -> HeartbeatBody:
+    return cast(HeartbeatBody, message.body)
+
+
+def started_body(message: Message) -> StartedBody:
+    return cast(StartedBody, message.body)
+
+
+def log_body(message: Message) -> LogBody:
+    return cast(LogBody, message.body)
+
+
+def result_body(message: Message) -> ResultBody:
+    return cast(ResultBody, message.body)
+
+
+def request_body(message: Message) -> RequestBody:
+    return cast(RequestBody, message.body)
+
 
 
 def encode(kind: Kind, body: dict[str, Any] | None = None) -> bytes:

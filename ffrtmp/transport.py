@@ -1,4 +1,4 @@
-"""ZeroMQ sockets with CURVE set up the one safe way (see research/zmq-perf.md §2).
+"""ZeroMQ sockets with CURVE set up the one safe way (see docs/protocol.md, "CURVE").
 
 The master binds one ROUTER; workers and clients connect DEALERs. Order matters and is fixed here:
 context → authenticator → socket → security options (incl. `ZAP_ENFORCE_DOMAIN`, so a missing

@@ -1,4 +1,4 @@
-"""FFmpeg comes with the install (SPEC §1): `--ffmpeg`/`FFRTMP_FFMPEG`, then PATH, then imageio-ffmpeg's binary."""
+"""FFmpeg comes with the install: `--ffmpeg`/`FFRTMP_FFMPEG`, then PATH, then imageio-ffmpeg's binary."""
 
 from __future__ import annotations
 

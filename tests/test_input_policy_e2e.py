@@ -1,4 +1,4 @@
-"""The review's H1/H2/M6 attacks, black box: a real master and workers, an "attacker" RTMP server, an "internal
+"""The H1/H2/M6 attacks (docs/design.md), black box: a real master and workers, an "attacker" RTMP server, an "internal
 service" on 127.0.0.1 and a secret text file on the worker. Each attack worked before the input policy.
 
 Two workers: `strict` runs with the defaults (no input roots, public hosts only), `open` reads inputs under

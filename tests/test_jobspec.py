@@ -322,7 +322,7 @@ def test_integer_too_big_for_a_float_is_invalid_input(field: str) -> None:
     assert bad_field(**{field: 10**400}) == field
 
 
-# ---- weight (SPEC §3) -------------------------------------------------------------------------------
+# ---- weight (docs/design.md) -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

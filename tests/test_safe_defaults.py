@@ -1,5 +1,5 @@
-"""Safe defaults (SPEC §10, issue 12): closed after the last key, scoped worker keys, pages, job limits,
-tenant lanes, protected mode, private database files and redacted logs. Scripted peers and a fixed clock."""
+"""Safe defaults (issue 12; H3, M2–M5 of docs/design.md): closed after the last key, scoped worker keys, pages,
+job limits, tenant lanes, protected mode, private database files and redacted logs. Scripted peers and a fixed clock."""
 
 from __future__ import annotations
 

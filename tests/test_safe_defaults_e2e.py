@@ -1,4 +1,4 @@
-"""Safe defaults over real master and worker processes and the CLI (SPEC §10, issue 12)."""
+"""Safe defaults over real master and worker processes and the CLI (issue 12; H3, M2–M5 of docs/design.md)."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_a_squatter_cannot_take_a_killed_workers_name_and_revocation_cuts_a_work
 
 
 def test_a_rogue_cannot_adopt_a_pending_job_by_its_id(tmp_path: Path) -> None:
-    """The review's t_readopt: a HELLO claiming another node's (or a never-run) attempt of a pending job."""
+    """M2 (docs/design.md): a HELLO claiming another node's (or a never-run) attempt of a pending job."""
     with LocalCluster(tmp_path) as cluster:
         worker, admin = make_key(cluster, "--role", "worker"), make_key(cluster, "--role", "admin")
         cluster.start_master()

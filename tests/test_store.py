@@ -119,7 +119,7 @@ def test_pending_candidates_skip_non_pending(store: Store) -> None:
 
 
 def test_dispatch_queries_use_the_lanes_index(store: Store) -> None:
-    """The dispatch queries must walk `jobs_lanes` in order, not sort every pending job (SPEC §3 order)."""
+    """The dispatch queries must walk `jobs_lanes` in order, not sort every pending job (docs/design.md)."""
     store.insert_jobs([spec(queue=q) for q in ("live", "default", "batch") * 20], T0, 3)
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)

@@ -1,4 +1,4 @@
-"""A full store (research F4) in the unit tier: the coordinator on a real SQLite file whose growth is capped
+"""A full store (F4, docs/design.md) in the unit tier: the coordinator on a real SQLite file whose growth is capped
 with `PRAGMA max_page_count`, so writes fail with a real SQLITE_FULL; a fixed clock drives the retries."""
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ def test_degraded_the_master_refuses_writes_serves_reads_and_keeps_nodes(cluster
     assert cluster.net.take(b"w1", Kind.CANCEL) == []
     assert cluster.coordinator.nodes["alpha"].status == "online"
     recover(cluster)
+    # Heard from all along: the first upkeep after the spell finds the node alive and its job still running.
+    assert cluster.coordinator.nodes["alpha"].status == "online"
     assert cluster.job(job_id)["status"] == "running"
     assert cluster.submit()
 
@@ -188,3 +190,20 @@ def test_a_backward_step_of_the_wall_clock_does_not_stop_the_free_space_check(cl
     mono = health.retry_at + 0.01  # the backoff counts in monotonic time too
     cluster.coordinator.tick(cluster.now, mono)
     assert not health.degraded
+
+
+def test_a_node_heard_from_through_a_long_full_disk_spell_is_not_declared_dead(cluster: Cluster) -> None:
+    cluster.hello(b"w1", "alpha")
+    job_id = cluster.submit()
+    cluster.deliver(b"w1", Kind.STARTED, {"job": job_id, "attempt": 1, "at": cluster.now})
+    cap(cluster)
+    assert big_submit(cluster)["status"] == 507
+    for second in range(60):  # the backoff grows past the node timeout: most heartbeats take the degraded path
+        cluster.now += 1
+        cluster.coordinator.tick(cluster.now)  # a retry's upkeep comes before that second's heartbeat
+        big_submit(cluster)  # and the disk is still full, so the backoff keeps growing
+        cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": [{"job": job_id, "attempt": 1, "progress": second / 200}]})
+        assert cluster.coordinator.nodes["alpha"].status == "online", f"declared dead after {second + 1} s"
+    recover(cluster)
+    assert cluster.coordinator.nodes["alpha"].status == "online"
+    assert cluster.job(job_id)["status"] == "running"

@@ -1,4 +1,4 @@
-"""A real master whose data dir is a small tmpfs that fills up (research F4): it stays up, clients get a clear
+"""A real master whose data dir is a small tmpfs that fills up (F4, docs/design.md): it stays up, clients get a clear
 "store full" error (exit 5), /health and the metrics say so, and it takes submits again once space is freed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bad data dirs (research F10): each is one clear line naming the path, exit 2, no traceback, nothing taken over.
+"""Bad data dirs (F10, docs/design.md): each is one line naming the path, exit 2, no traceback, nothing taken over.
 
 The unit tests open the store in-process; the slow ones start the real `ffrtmp master` on each bad dir, with
 read-only and full file systems made of tmpfs mounts (root only) and permission cases run as `nobody`.

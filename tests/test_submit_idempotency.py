@@ -1,4 +1,4 @@
-"""Idempotent submits (research F5): a chunk's key makes a retry or a rerun return the first ids, never new jobs."""
+"""Idempotent submits (F5, docs/design.md): a chunk's key makes a retry or rerun return the first ids, not new jobs."""
 
 from __future__ import annotations
 

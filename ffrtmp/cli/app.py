@@ -1,4 +1,4 @@
-"""The root of the `ffrtmp` command and the one place errors become exit codes (SPEC §4)."""
+"""The root of the `ffrtmp` command and the one place errors become exit codes (README "Exit codes")."""
 
 from __future__ import annotations
 

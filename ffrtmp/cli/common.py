@@ -1,4 +1,4 @@
-"""What every command shares: the connection options of SPEC §2, output helpers, logging set-up."""
+"""What every command shares: the connection options (README "Commands"), output helpers, logging set-up."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def with_connection(func: F | None = None, *, timeout_flag: str = "--timeout") -
     """Add the connection options to a command; it receives them as `conn: Connection`.
 
     `timeout_flag` renames the connection timeout where the command's own `--timeout` means something else
-    (`jobs submit --timeout` is the job's deadline, SPEC §2).
+    (`jobs submit --timeout` is the job's deadline).
     """
     if func is None:
         return lambda f: with_connection(f, timeout_flag=timeout_flag)

@@ -34,13 +34,6 @@ GRANTS = {
 }
 """What each role may do."""
 
-NEEDS = {
-    "submit": "submit", "cancel": "submit", "retry": "submit",
-    "get": "read", "list": "read", "logs": "read", "logs.follow": "read", "stats": "read", "ping": "read",
-    "nodes.list": "read", "nodes.get": "read", "nodes.drain": "admin", "nodes.forget": "admin",
-}
-"""The permission each client operation needs; anything not listed needs admin."""
-
 _KEY = re.compile(r"^ffk_([0-9a-f]{12})_([A-Za-z0-9_\-]{43})$")
 KEYS_CHECK_EVERY = 1.0
 """How often the master rereads which API keys are active (so a new or revoked key takes effect in a second)."""
@@ -148,8 +141,8 @@ class Authority:
             raise self._refused("the API key is missing, wrong or revoked (check --api-key / FFRTMP_API_KEY)")
         return Principal(match.group(1) if match else "?", row["role"], row["tenant"], row["node"])
 
-    def authorize(self, principal: Principal, op: str) -> None:
-        need = NEEDS.get(op, "admin")
+    def authorize(self, principal: Principal, op: str, need: str) -> None:
+        """`need`: the permission `op` needs (ffrtmp.master.operations)."""
         if not principal.may(need):
             raise NotAuthorized(f"a {principal.role} key may not {op} (it needs a role with '{need}')")
 

@@ -1,8 +1,9 @@
 """The master while its store cannot be written (disk full or failing): stay up, refuse writes, keep the cluster.
 
-Two entry points, both called by the coordinator. `batch_failed`: a batch (or tick) met a write fault and was
-rolled back, so what it would have sent is dropped, its requests are told the store is unavailable, and the
-in-memory attempts are put back in line with the store. `handle_batch`: a batch that arrives while degraded.
+Two entry points, both called by the coordinator with its state. `batch_failed`: a batch (or tick) met a
+write fault and was rolled back, so what it would have sent is dropped, its requests are told the store is
+unavailable, and the in-memory attempts are put back in line with the store. `handle_batch`: a batch that
+arrives while degraded.
 Nodes stay alive and their heartbeats are answered (their progress kept in memory), reads are served, and
 every write is refused with `StoreUnavailable` (exit 5). Worker reports are not acknowledged, so workers send
 them again once the store is back (see `StoreHealth.writable`).
@@ -12,21 +13,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import TYPE_CHECKING
 
 from ffrtmp.errors import ProtocolError
 from ffrtmp.master import handlers
+from ffrtmp.master.client_gate import on_request
+from ffrtmp.master.lifecycle import timeout_of
 from ffrtmp.master.nodes import NodeSession
+from ffrtmp.master.operations import READ_ONLY
+from ffrtmp.master.state import MasterState
 from ffrtmp.master.store.health import WriteFault
-from ffrtmp.protocol import Kind, Message, decode, encode, unbatch
-
-if TYPE_CHECKING:
-    from ffrtmp.master.coordinator import Coordinator
+from ffrtmp.protocol import Kind, Message, decode, unbatch
 
 log = logging.getLogger("ffrtmp.master")
-
-READ_OPS = frozenset({"get", "list", "logs", "logs.follow", "nodes.list", "nodes.get", "stats", "ping"})
-"""Requests answered without writing the store; every other one is refused while degraded."""
 
 Frames = list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, str | None]]
 
@@ -39,99 +37,99 @@ def _messages(frame: bytes) -> list[Message]:
         return []
 
 
-def _refuse(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
-    error = coordinator.store_health.refusal(coordinator.mono)
-    coordinator.queue(route, encode(Kind.REPLY, {"rid": message.body["rid"][:64], "status": error.status,
-                                                 "error": str(error)}))
+def _refuse(state: MasterState, route: bytes, message: Message, now: float) -> None:
+    error = state.store_health.refusal(state.clock.mono)
+    state.outbox.send(route, Kind.REPLY, {"rid": message.body["rid"][:64], "status": error.status,
+                                          "error": str(error)})
 
 
-def batch_failed(coordinator: Coordinator, frames: Frames, exc: WriteFault, now: float) -> None:
+def batch_failed(state: MasterState, frames: Frames, exc: WriteFault, now: float) -> None:
     """The batch was rolled back: nothing of it was stored, so nothing of it may be sent or believed."""
-    coordinator.outbox.clear()
-    coordinator.acks.clear()  # the workers send those results again
-    coordinator.logbook.forget_uncommitted()  # and those log lines: none of them is acknowledged
-    coordinator.endings.clear()
-    coordinator.store_health.failed(exc.cause, coordinator.mono)
+    state.outbox.clear()  # and its acknowledgements: the workers send those results again
+    state.logbook.forget_uncommitted()  # and those log lines: none of them is acknowledged
+    state.lifecycle.endings.clear()
+    state.store_health.failed(exc.cause, state.clock.mono)
     for route, frame, *_ in frames:
         for message in _messages(frame):
             if message.kind is Kind.REQUEST:
-                _refuse(coordinator, route, message, now)
+                _refuse(state, route, message, now)
             elif message.kind is Kind.HELLO:
-                _unwelcome(coordinator, route)
-    resync_attempts(coordinator, now)
-    coordinator.dirty = True
+                _unwelcome(state, route)
+    resync_attempts(state, now)
+    state.due.soon()
 
 
-def _unwelcome(coordinator: Coordinator, route: bytes) -> None:
+def _unwelcome(state: MasterState, route: bytes) -> None:
     """A join that was rolled back: its WELCOME was never sent, so nothing may be sent to that connection
     (the worker says HELLO again until it is welcomed)."""
-    name = coordinator.by_route.pop(route, None)
-    session = coordinator.nodes.get(name) if name is not None else None
+    name = state.registry.unroute(route)
+    session = state.registry.get(name) if name is not None else None
     if session is not None and session.route == route:
         session.route = None
         session.status = "offline"
 
 
-def resync_attempts(coordinator: Coordinator, now: float) -> None:
+def resync_attempts(state: MasterState, now: float) -> None:
     """Make every node's attempts those the store calls active again (the batch changed them in memory only).
 
     Attempts dispatched in the rolled-back batch were never sent: forgotten. Attempts it ended (results,
     stops) are active again; their workers report them again. A stop still being confirmed is kept.
     """
     active: dict[str, dict[str, dict[str, object]]] = {}
-    for row in coordinator.store.active_attempts():
+    for row in state.store.active_attempts():
         active.setdefault(str(row["node"]), {})[str(row["job_id"])] = row
-    for name, session in coordinator.nodes.items():
+    for name, session in state.registry.nodes.items():
         stored = active.pop(name, {})
-        for job_id, state in list(session.attempts.items()):
-            if job_id in stored and stored[job_id]["attempt"] == state.attempt:
-                state.stopping = False  # a stop decided in the rolled-back batch did not happen
-            elif not state.stopping:
-                session.attempts.pop(job_id)
-        _add_missing(coordinator, session, stored, now)
+        for job_id, held in list(session.attempts.items()):
+            if job_id in stored and stored[job_id]["attempt"] == held.attempt:
+                held.stopping = False  # a stop decided in the rolled-back batch did not happen
+            elif not held.stopping:
+                state.registry.release(session, job_id)
+        _add_missing(state, session, stored, now)
     for name, stored in active.items():  # a node the batch made the master forget
         session = NodeSession(name=name, fingerprint="", route=None, slots=1, engines=frozenset(),
                               status="offline", last_seen=now)
-        coordinator.nodes[name] = session
-        _add_missing(coordinator, session, stored, now)
+        state.registry.adopt(session)
+        _add_missing(state, session, stored, now)
 
 
-def _add_missing(coordinator: Coordinator, session: NodeSession, stored: dict[str, dict[str, object]],
+def _add_missing(state: MasterState, session: NodeSession, stored: dict[str, dict[str, object]],
                  now: float) -> None:
     for job_id, row in stored.items():
         attempt = int(row["attempt"])  # type: ignore[call-overload]
         if not session.runs(job_id, attempt):
             params = row["params"] if isinstance(row["params"], dict) else {}
             timeout = row["timeout"] if isinstance(row["timeout"], int | float) else None
-            session.add(job_id, attempt, now, str(row["queue"]), coordinator.timeout_of(timeout, params),
-                        tenant=str(row["tenant"]))
+            session.add(job_id, attempt, now, str(row["queue"]), timeout_of(timeout, params),
+                        tenant=str(row["tenant"]), mono=state.clock.mono)
 
 
-def handle_batch(coordinator: Coordinator, frames: Frames, now: float) -> None:
+def handle_batch(state: MasterState, frames: Frames, now: float) -> None:
     """A batch while the store cannot be written: keep nodes alive, answer reads, refuse writes."""
     for route, frame, *sender in frames:
-        coordinator.sender = sender[0] if sender else None
+        state.sender = sender[0] if sender else None
         for message in _messages(frame):
-            session = coordinator.session_of(route)
+            session = state.registry.session_of(route)
             if session is not None:
-                session.last_seen = now
+                # Expiry reads heard_at (monotonic): a node heard from while the store is down is alive.
+                session.last_seen, session.heard_at = now, state.clock.mono
             if message.kind is Kind.REQUEST:
-                _request(coordinator, route, message, now)
+                _request(state, route, message, now)
             elif message.kind is Kind.HEARTBEAT and session is not None:
-                _heartbeat(coordinator, route, session, message, now)
+                _heartbeat(state, route, session, message, now)
 
 
-def _request(coordinator: Coordinator, route: bytes, message: Message, now: float) -> None:
-    if message.body.get("op") not in READ_OPS:
-        _refuse(coordinator, route, message, now)
+def _request(state: MasterState, route: bytes, message: Message, now: float) -> None:
+    if message.body.get("op") not in READ_ONLY:
+        _refuse(state, route, message, now)
         return
-    queued = len(coordinator.outbox)
+    queued = len(state.outbox.frames)
     try:
-        coordinator.on_request(route, message, now)
+        on_request(state, route, message, now)
     except (WriteFault, sqlite3.Error) as exc:
-        del coordinator.outbox[queued:]
+        del state.outbox.frames[queued:]
         log.warning("a read failed while the store is degraded: %s", exc)
-        _refuse(coordinator, route, message, now)
+        _refuse(state, route, message, now)
 
 
 def _figures(item: dict[str, object]) -> dict[str, object]:
@@ -143,16 +141,16 @@ def _figures(item: dict[str, object]) -> dict[str, object]:
             **figures}
 
 
-def _heartbeat(coordinator: Coordinator, route: bytes, session: NodeSession, message: Message, now: float) -> None:
+def _heartbeat(state: MasterState, route: bytes, session: NodeSession, message: Message, now: float) -> None:
     """Progress of the node's attempts, in memory only (no attempt looks stalled once the store is back)."""
     jobs = message.body.get("jobs", [])
     for item in jobs if isinstance(jobs, list) else []:
         if isinstance(item, dict) and isinstance(item.get("job"), str):
-            state = session.attempts.get(item["job"])
-            if state is not None and state.attempt == item.get("attempt"):
-                state.advance(_figures(item), now)
+            held = session.attempts.get(item["job"])
+            if held is not None and held.attempt == item.get("attempt"):
+                held.advance(_figures(item), state.clock.mono)
     try:
-        pending = handlers._pending_for(coordinator, session)
+        pending = handlers.pending_for(state, session)
     except sqlite3.Error:
         pending = 1  # unknown: a --burst worker must not stop because of it
-    coordinator.queue(route, encode(Kind.HEARTBEAT, {"pending": pending}))
+    state.outbox.send(route, Kind.HEARTBEAT, {"pending": pending})

@@ -1,4 +1,4 @@
-"""Dispatch: pending jobs onto free slots, in the order of SPEC §3, without head-of-line blocking.
+"""Dispatch: pending jobs onto free slots, in dispatch order (docs/design.md), without head-of-line blocking.
 
 Placement itself is pure (scheduler.place); this module feeds it the candidates (with tenant running quotas
 applied), records why the rest wait, claims the picks in bulk and sends each worker its JOBs in one frame.
@@ -7,59 +7,26 @@ applied), records why the rest wait, claims the picks in bulk and sends each wor
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ffrtmp.master.auth import quotas
+from ffrtmp.master.lifecycle import timeout_of
 from ffrtmp.master.scheduler import NodeView, place, wait_reason, why_not
+from ffrtmp.master.state import MasterState
 from ffrtmp.master.store.dispatch import needs_of
+from ffrtmp.master.wait_reasons import NEEDS_REASON_CHUNK as NEEDS_REASON_CHUNK  # re-exported
 from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, encode_batch
-
-if TYPE_CHECKING:
-    from ffrtmp.master.coordinator import Coordinator
 
 SPEC_FIELDS = ("scenario", "engine", "queue", "priority", "params", "labels", "timeout", "tenant")
 """What a JOB message tells the worker about the job."""
-NEEDS_REASON_REFRESH = 60.0
-"""Seconds after which a waiting group's reason is written for all its jobs again (retried jobs rejoin it)."""
-NEEDS_REASON_CHUNK = 5000
-"""Job seqs one pass writes a group's reason over, at most: a new reason for 200,000 jobs is written over
-40 passes of a few ms, not in one that holds the loop for half a second."""
-
-
-@dataclass
-class NeedsReasons:
-    """For each requirement group no free node could take: its wait reason, the seq up to which every job of
-    the group has it, and when that reason was first written (monotonic). A new reason is written from the
-    oldest pending job on, a chunk of seqs per pass; then only jobs submitted since are (an idle master with
-    200,000 waiting jobs writes nothing)."""
-
-    written: dict[str, tuple[str, int, float]] = field(default_factory=dict)
-
-    def next_range(self, needs: str, reason: str, first_seq: int, last_seq: int,
-                   mono: float) -> tuple[int, int] | None:
-        """The seqs (above, up to) to write the reason for in this pass; None when all have it."""
-        last = self.written.get(needs)
-        if last is None or last[0] != reason or mono - last[2] >= NEEDS_REASON_REFRESH:
-            last = (reason, first_seq - 1, mono)
-        upto = min(last_seq, last[1] + NEEDS_REASON_CHUNK)
-        self.written[needs] = (reason, max(upto, last[1]), last[2])
-        if len(self.written) > 10_000:  # many groups come and go: forget the others (they are rewritten)
-            self.written = {needs: self.written[needs]}
-        return (last[1], upto) if upto > last[1] else None
-
-    def unfinished(self, last_seq: int) -> bool:
-        return any(upto < last_seq for _, upto, _ in self.written.values())
-
-
-def dispatch_pass(coordinator: Coordinator, now: float) -> None:
+def dispatch_pass(state: MasterState, now: float) -> None:
     """One pass: read the head of every lane some free node can take, place them (pure), claim in bulk, send."""
-    nodes = [s.view() for s in coordinator.nodes.values() if s.status != "offline"]
+    nodes = state.registry.views()
     if not any(n.free > 0 for n in nodes):
         return
-    candidates = read_candidates(coordinator, nodes, now)
+    candidates = read_candidates(state, nodes, now)
     examined: list[dict[str, Any]] = []
-    room = tenant_room(coordinator)
+    room = tenant_room(state)
     held: dict[str, str] = {}
 
     def tracked() -> Iterator[dict[str, Any]]:
@@ -78,33 +45,33 @@ def dispatch_pass(coordinator: Coordinator, now: float) -> None:
     for job in examined:
         reason = reasons.get(job["id"])
         if reason is not None and reason != job["reason"]:
-            coordinator.store.set_wait_reason(job["id"], reason)
+            state.store.set_wait_reason(job["id"], reason)
     if not assignments:
         return
     rows = {job["id"]: job for job in examined}
     picks = [(rows[job_id], node_name) for job_id, node_name in assignments]
     outgoing: dict[bytes, list[tuple[Kind, dict[str, Any]]]] = {}
-    for (job, node_name), attempt in zip(picks, coordinator.store.assign_jobs(picks, now), strict=True):
-        job_id, session = job["id"], coordinator.nodes[node_name]
-        served(coordinator.tenant_turns, job["tenant"])
+    for (job, node_name), attempt in zip(picks, state.store.assign_jobs(picks, now), strict=True):
+        job_id, session = job["id"], state.registry.nodes[node_name]
+        served(state.tenant_turns, job["tenant"])
         spec = {key: job[key] for key in SPEC_FIELDS}
-        coordinator.observer.job_assigned(job_id, attempt, node_name, now)
-        session.add(job_id, attempt, now, job["queue"], coordinator.timeout_of(job["timeout"], job["params"]),
-                    tenant=job["tenant"], mono=coordinator.mono)
+        state.observer.job_assigned(job_id, attempt, node_name, now)
+        session.add(job_id, attempt, now, job["queue"], timeout_of(job["timeout"], job["params"]),
+                    tenant=job["tenant"], mono=state.clock.mono)
         assert session.route is not None
         body: dict[str, Any] = {"job": job_id, "attempt": attempt, "spec": spec}
-        trace = coordinator.observer.trace_carrier(job_id)
+        trace = state.observer.trace_carrier(job_id)
         if trace:
             body["trace"] = trace
         outgoing.setdefault(session.route, []).append((Kind.JOB, body))
     for route, jobs in outgoing.items():  # one frame per worker per pass
         for start in range(0, len(jobs), MAX_BATCH_ITEMS):
             chunk = jobs[start:start + MAX_BATCH_ITEMS]
-            lost = coordinator.jobs_undeliverable(route, [body["job"] for _, body in chunk])
-            coordinator.queue(route, encode_batch(chunk), lost)
+            lost = state.lifecycle.jobs_undeliverable(route, [body["job"] for _, body in chunk])
+            state.outbox.queue(route, encode_batch(chunk), lost)
 
 
-def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float) -> list[dict[str, Any]]:
+def read_candidates(state: MasterState, nodes: list[NodeView], now: float) -> list[dict[str, Any]]:
     """The head of each lane, as many as the free slots that fit it, in fair order. A requirement group no
     free node can take costs one index probe, and its wait reason is written for its jobs (see NeedsReasons)."""
     open_nodes = [n for n in nodes if n.free > 0]
@@ -120,26 +87,26 @@ def read_candidates(coordinator: Coordinator, nodes: list[NodeView], now: float)
             if room_of[needs] == 0:
                 reason = wait_reason(wants, nodes)
                 if not seqs:
-                    seqs.append(coordinator.store.pending_seqs())
-                span = coordinator.needs_reasons.next_range(needs, reason, *seqs[0], coordinator.mono)
+                    seqs.append(state.store.pending_seqs())
+                span = state.needs_reasons.next_range(needs, reason, *seqs[0], state.clock.mono)
                 if span is not None:
                     skipped.append((needs, reason, span))
         return room_of[needs] == 0
 
     heads: list[dict[str, Any]] = []
-    for lane in coordinator.store.pending_lanes(skip):
-        heads.extend(coordinator.store.lane_head(lane, coordinator.steady, room_of[lane[0]]))
+    for lane in state.store.pending_lanes(skip):
+        heads.extend(state.store.lane_head(lane, state.clock.steady, room_of[lane[0]]))
     for needs, reason, span in skipped:
-        coordinator.store.set_needs_reason(needs, reason, *span)
-    if skipped and coordinator.needs_reasons.unfinished(seqs[0][1]):
-        coordinator.dirty = True  # the next tick writes the next chunk
-    aged_before = now - coordinator.config.max_wait if coordinator.config.max_wait is not None else None
-    return fair_order(heads, aged_before, coordinator.tenant_turns)
+        state.store.set_needs_reason(needs, reason, *span)
+    if skipped and state.needs_reasons.unfinished(seqs[0][1]):
+        state.due.soon()  # the next tick writes the next chunk
+    aged_before = now - state.config.max_wait if state.config.max_wait is not None else None
+    return fair_order(heads, aged_before, state.tenant_turns)
 
 
 def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None,
                turns: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """SPEC §3 order with a fair share between tenants: heavier first; at equal weight the tenants take turns
+    """Dispatch order with a fair share between tenants: heavier first; at equal weight the tenants take turns
     (each one's first job, then each one's second, ...), FIFO inside a tenant, so one tenant's backlog never
     starves another. With aging (`aged_before`), jobs created before it come first, oldest first.
 
@@ -178,14 +145,11 @@ def served(turns: dict[str, int], tenant: str) -> None:
     turns[tenant] = max(turns.get(tenant, 0), min(turns.values(), default=0)) + 1
 
 
-def tenant_room(coordinator: Coordinator) -> dict[str, int]:
+def tenant_room(state: MasterState) -> dict[str, int]:
     """Running slots each tenant with a running quota may still fill."""
-    limits = {name: quota["max_running"] for name, quota in quotas(coordinator.store).items()
+    limits = {name: quota["max_running"] for name, quota in quotas(state.store).items()
               if quota["max_running"] is not None}
     if not limits:
         return {}
-    for session in coordinator.nodes.values():
-        for state in session.attempts.values():
-            if state.tenant in limits and not state.stopping:
-                limits[state.tenant] -= 1
-    return limits
+    held = state.registry.held_by_tenant(limits)
+    return {tenant: limit - held[tenant] for tenant, limit in limits.items()}

@@ -8,6 +8,7 @@ from typing import Any
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name
 from ffrtmp.master.scheduler import NodeView
+from ffrtmp.protocol import HelloBody
 
 MAX_SLOTS = 256
 
@@ -161,16 +162,17 @@ class NodeSession:
                 "progress": {job: state.progress.get("progress") for job, state in self.attempts.items()}}
 
 
-def check_hello(body: dict[str, Any]) -> None:
+def check_hello(body: HelloBody) -> None:
     """The HELLO fields the protocol schema cannot judge alone."""
     check_name("name", body["name"])
     if not 1 <= body["slots"] <= MAX_SLOTS:
         raise InvalidInput("slots", f"{body['slots']} must be from 1 to {MAX_SLOTS}")
-    if not 0 <= body.get("prefetch", 0) <= MAX_SLOTS:
-        raise InvalidInput("prefetch", f"{body['prefetch']} must be from 0 to {MAX_SLOTS}")
+    if not 0 <= (prefetch := body.get("prefetch", 0)) <= MAX_SLOTS:
+        raise InvalidInput("prefetch", f"{prefetch} must be from 0 to {MAX_SLOTS}")
     engines = body["engines"]
     if not engines or not all(isinstance(e, str) and len(e) <= 32 for e in engines):
         raise InvalidInput("engines", "must be a non-empty list of engine names")
-    for key in ("encoders", "labels", "resources"):
-        if len(str(body.get(key, ""))) > 256 * 1024:
+    for key, value in (("encoders", body.get("encoders")), ("labels", body.get("labels")),
+                       ("resources", body.get("resources"))):
+        if len(str(value or "")) > 256 * 1024:
             raise InvalidInput(key, "is too large")

@@ -11,11 +11,7 @@ from dataclasses import dataclass
 from ffrtmp.errors import InvalidInput
 
 KINDS = ("submit", "read", "logs", "node")
-KIND_OF = {
-    "submit": "submit", "cancel": "submit", "retry": "submit",
-    "logs": "logs", "logs.follow": "logs",
-}
-"""Client operations by kind; anything else is a read. Worker messages are kind `node`."""
+"""The buckets: each client operation draws on one (ffrtmp.master.operations); worker messages on `node`."""
 
 DEFAULT_LIMITS = {"submit": (500.0, 1000.0), "read": (500.0, 1000.0), "logs": (50.0, 100.0),
                   "node": (20_000.0, 40_000.0)}

@@ -1,30 +1,27 @@
-"""Client requests: one small function per operation, looked up in a table.
+"""Client requests: one small function per operation (the registry in operations.py names them).
 
 Each returns the reply body or raises an `FfrtmpError` whose status becomes the reply's (and, on the
-client, the exit code of SPEC §4). Arguments come from the network: every one is checked here.
+client, the exit code: docs/protocol.md, "Errors"). Arguments come from the network: every one is checked here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput, NotFound, RateLimited
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
 from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
+from ffrtmp.master.state import MasterState
 from ffrtmp.master.store import TERMINAL
 from ffrtmp.master.tenants import allowed_lanes, check_lane
-from ffrtmp.protocol import Kind, encode
-
-if TYPE_CHECKING:
-    from ffrtmp.master.coordinator import Coordinator
+from ffrtmp.master.upkeep import forget_node
+from ffrtmp.protocol import Kind
 
 Args = dict[str, Any]
-Op = Callable[["Coordinator", Principal, Args, float], Any]
 
 MAX_SUBMIT = 50_000
 LIST_BUDGET = 0.003
@@ -52,64 +49,64 @@ def _int_arg(args: Args, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _job_id(coordinator: Coordinator, caller: Principal, args: Args) -> str:
+def _job_id(state: MasterState, caller: Principal, args: Args) -> str:
     """The job the request names; another tenant's job does not exist for the caller."""
-    return coordinator.store.resolve_job_id(_str_arg(args, "id") or "", tenant=caller.scope)
+    return state.store.resolve_job_id(_str_arg(args, "id") or "", tenant=caller.scope)
 
 
-def submit(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+def submit(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
     jobs = args.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise InvalidInput("jobs", "must be a non-empty list of jobs")
     if len(jobs) > MAX_SUBMIT:
         raise InvalidInput("jobs", f"at most {MAX_SUBMIT} jobs in one request")
     key = _str_arg(args, "idempotency_key", required=False, limit=MAX_KEY)
-    if key is not None and (earlier := coordinator.store.submitted_ids(caller.tenant, key)) is not None:
+    if key is not None and (earlier := state.store.submitted_ids(caller.tenant, key)) is not None:
         if len(earlier) != len(jobs):
             raise InvalidInput("idempotency_key", f"{key!r} was used for a submit of {len(earlier)} jobs, this one "
                                f"has {len(jobs)}: use a new key for a new submission")
         return {"ids": earlier, "repeated": True}  # a retry or a rerun: the jobs exist already
     specs = []
-    lanes = allowed_lanes(coordinator.store) if caller.role != "admin" else None
+    lanes = allowed_lanes(state.store) if caller.role != "admin" else None
     for index, raw in enumerate(jobs):
         try:
-            spec = validate_submission(raw, output_roots=coordinator.config.output_roots)
-            coordinator.config.limits.check(spec)
+            spec = validate_submission(raw, output_roots=state.config.output_roots)
+            state.config.limits.check(spec)
             check_lane(lanes, caller.tenant, spec.queue, spec.priority)
             specs.append(spec)
         except InvalidInput as exc:
             field = exc.field if len(jobs) == 1 else f"jobs[{index}].{exc.field}"
             raise InvalidInput(field, exc.problem) from None
-    _check_pending_quota(coordinator, caller.tenant, len(specs))
-    ids = coordinator.store.insert_jobs(specs, now, coordinator.config.max_retries, tenant=caller.tenant)
+    _check_pending_quota(state, caller.tenant, len(specs))
+    ids = state.store.insert_jobs(specs, now, state.config.max_retries, tenant=caller.tenant)
     if key is not None:
-        coordinator.store.remember_submit(caller.tenant, key, ids, now)
-    coordinator.observer.jobs_submitted(
+        state.store.remember_submit(caller.tenant, key, ids, now)
+    state.observer.jobs_submitted(
         [{"id": job_id, "queue": spec.queue, "priority": spec.priority, "engine": spec.engine,
           "trace": args.get("trace")} for job_id, spec in zip(ids, specs, strict=True)], now)
-    coordinator.dirty = True
+    state.due.soon()
     return {"ids": ids}
 
 
-def _check_pending_quota(coordinator: Coordinator, tenant: str, adding: int) -> None:
-    quota = quotas(coordinator.store).get(tenant, {}).get("max_pending")
+def _check_pending_quota(state: MasterState, tenant: str, adding: int) -> None:
+    quota = quotas(state.store).get(tenant, {}).get("max_pending")
     if quota is None:
         return
-    pending = coordinator.store.tenant_pending(tenant)
+    pending = state.store.tenant_pending(tenant)
     if pending + adding > quota:
         raise RateLimited(f"tenant {tenant!r} may have {quota} pending jobs and has {pending}; "
                           f"retry after some have started (quota: ffrtmp keys quota)")
 
 
-def get(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
-    job_id = _job_id(coordinator, caller, args)
-    job = coordinator.store.get_job(job_id)
+def get(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    job_id = _job_id(state, caller, args)
+    job = state.store.get_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    return job_json(job, coordinator.store.job_history(job_id), coordinator.store.job_attempts(job_id))
+    return job_json(job, state.store.job_history(job_id), state.store.job_attempts(job_id))
 
 
-def list_jobs(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+def list_jobs(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
     status = _str_arg(args, "status", required=False)
     queue = _str_arg(args, "queue", required=False)
     if status is not None and status not in STATUSES:
@@ -123,7 +120,7 @@ def list_jobs(coordinator: Coordinator, caller: Principal, args: Args, now: floa
     jobs: list[dict[str, Any]] = []
     cursor = None
     deadline = time.perf_counter() + LIST_BUDGET
-    with contextlib.closing(coordinator.store.iter_jobs(
+    with contextlib.closing(state.store.iter_jobs(
             status=status, queue=queue, node=_str_arg(args, "node", required=False), limit=limit + 1,
             tenant=caller.scope, before=before)) as rows:
         for row in rows:
@@ -136,36 +133,36 @@ def list_jobs(coordinator: Coordinator, caller: Principal, args: Args, now: floa
     return {"jobs": jobs, "next": cursor}
 
 
-def cancel(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
-    job_id = _job_id(coordinator, caller, args)
-    before = coordinator.store.cancel_job(job_id, now)
+def cancel(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    job_id = _job_id(state, caller, args)
+    before = state.store.cancel_job(job_id, now)
     if before is not None:
-        coordinator.job_finished(job_id)
+        state.lifecycle.job_finished(job_id)
     if before is None:
-        job = coordinator.store.get_job(job_id)
+        job = state.store.get_job(job_id)
         return {"id": job_id, "status": job["status"] if job else "unknown", "changed": False}
     if before["status"] in ("assigned", "running"):
-        session = coordinator.nodes.get(before["node"] or "")
+        session = state.registry.get(before["node"] or "")
         if session is not None and session.route is not None:
-            coordinator.queue(session.route, encode(Kind.CANCEL, {"job": job_id, "attempt": before["attempts"]}))
+            state.outbox.cancel(session.route, job_id, before["attempts"])
     return {"id": job_id, "status": "canceled", "changed": True}
 
 
-def retry(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
-    job_id = _job_id(coordinator, caller, args)
-    if not coordinator.store.retry_job(job_id, now):
-        job = coordinator.store.get_job(job_id)
+def retry(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    job_id = _job_id(state, caller, args)
+    if not state.store.retry_job(job_id, now):
+        job = state.store.get_job(job_id)
         status = job["status"] if job else "unknown"
         raise InvalidInput("id", f"job {job_id} is {status}; only failed or canceled jobs can be retried")
-    coordinator.dirty = True
+    state.due.soon()
     return {"id": job_id, "status": "pending"}
 
 
-def _log_args(coordinator: Coordinator, caller: Principal,
+def _log_args(state: MasterState, caller: Principal,
               args: Args) -> tuple[dict[str, Any], int | None, bool, int | None]:
     """The job, the one attempt asked for (None: latest or all), whether all were asked for, and the tail."""
-    job_id = _job_id(coordinator, caller, args)
-    job = coordinator.store.get_job(job_id)
+    job_id = _job_id(state, caller, args)
+    job = state.store.get_job(job_id)
     assert job is not None
     attempt_arg = args.get("attempt")
     every = attempt_arg == "all"
@@ -174,19 +171,19 @@ def _log_args(coordinator: Coordinator, caller: Principal,
     return job, attempt, every, tail
 
 
-def logs(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
-    job, attempt, every, tail = _log_args(coordinator, caller, args)
+def logs(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    job, attempt, every, tail = _log_args(state, caller, args)
     if attempt is None and not every:
         attempt = job["attempts"] or None
-    lines = coordinator.store.job_logs(job["id"], attempt, tail)
-    dropped = coordinator.store.log_size(job["id"])[1]
+    lines = state.store.job_logs(job["id"], attempt, tail)
+    dropped = state.store.log_size(job["id"])[1]
     return {"id": job["id"], "status": job["status"], "attempts": job["attempts"], "lines": lines,
             "done": job["status"] in TERMINAL, "dropped": dropped}
 
 
-def follow_logs(coordinator: Coordinator, caller: Principal, route: bytes, rid: str, args: Args, now: float) -> None:
+def follow_logs(state: MasterState, caller: Principal, route: bytes, rid: str, args: Args, now: float) -> None:
     """Stream a job's log: stored lines, then new ones as they come, then a final reply when the job ends."""
-    job, attempt, every, tail = _log_args(coordinator, caller, args)
+    job, attempt, every, tail = _log_args(state, caller, args)
     after = args.get("after")
     if after is not None and not (isinstance(after, list) and len(after) == 2 and all(
             type(x) is int and 0 <= x <= 2**53 for x in after)):
@@ -194,20 +191,20 @@ def follow_logs(coordinator: Coordinator, caller: Principal, route: bytes, rid: 
     replaces = args.get("replaces")
     if replaces is not None and not (isinstance(replaces, str) and len(replaces) <= 64):
         raise InvalidInput("replaces", "must be the request id of an earlier follow (64 characters at most)")
-    owner = caller.key if caller.key != "-" else (coordinator.sender or route.hex())
-    coordinator.logbook.follow(route, rid, job, attempt, tail, every, lines=args.get("lines", True) is not False,
+    owner = caller.key if caller.key != "-" else state.peer(route)
+    state.logbook.follow(route, rid, job, attempt, tail, every, lines=args.get("lines", True) is not False,
                                owner=owner, after=(after[0], after[1]) if after else None, replaces=replaces)
 
 
-def _node_live(coordinator: Coordinator, name: str) -> dict[str, Any] | None:
-    session = coordinator.nodes.get(name)
+def _node_live(state: MasterState, name: str) -> dict[str, Any] | None:
+    session = state.registry.get(name)
     return session.live() if session is not None else None
 
 
-def _node_for(coordinator: Coordinator, caller: Principal, row: dict[str, Any]) -> dict[str, Any]:
+def _node_for(state: MasterState, caller: Principal, row: dict[str, Any]) -> dict[str, Any]:
     """A node as `caller` may see it: a tenant's key sees the ids and progress of its own jobs only."""
-    live = _node_live(coordinator, row["name"])
-    session = coordinator.nodes.get(row["name"])
+    live = _node_live(state, row["name"])
+    session = state.registry.get(row["name"])
     if live is not None and session is not None and caller.scope is not None:
         mine = {job for job, state in session.attempts.items() if state.tenant == caller.scope}
         live = {**live, "jobs": [job for job in live["jobs"] if job in mine],
@@ -215,77 +212,48 @@ def _node_for(coordinator: Coordinator, caller: Principal, row: dict[str, Any]) 
     return node_json(row, live)
 
 
-def nodes_list(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
-    return {"nodes": [_node_for(coordinator, caller, row) for row in coordinator.store.list_nodes()]}
+def nodes_list(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    return {"nodes": [_node_for(state, caller, row) for row in state.store.list_nodes()]}
 
 
-def nodes_get(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+def nodes_get(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
     name = _str_arg(args, "name") or ""
-    row = coordinator.store.get_node(name)
+    row = state.store.get_node(name)
     if row is None:
         raise NotFound(f"no node {name!r}")
-    return _node_for(coordinator, caller, row)
+    return _node_for(state, caller, row)
 
 
-def nodes_drain(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+def nodes_drain(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
     name = _str_arg(args, "name") or ""
-    session = coordinator.nodes.get(name)
+    session = state.registry.get(name)
     if session is None or session.route is None:
         raise NotFound(f"no connected node {name!r}")
     session.status = "draining"
-    coordinator.store.update_node(name, status="draining")
-    coordinator.queue(session.route, encode(Kind.DRAIN))
+    state.store.update_node(name, status="draining")
+    state.outbox.send(session.route, Kind.DRAIN)
     return {"name": name, "status": "draining", "running": len(session.attempts)}
 
 
-def nodes_forget(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+def nodes_forget(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
     name = _str_arg(args, "name") or ""
-    coordinator.forget_node(name)
+    forget_node(state, name)
     return {"name": name, "forgotten": True}
 
 
-def stats(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
-    counts = coordinator.store.status_counts(caller.scope)
-    nodes = [s for s in coordinator.nodes.values() if s.status != "offline"]
+def stats(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    counts = state.store.status_counts(caller.scope)
+    capacity = state.registry.capacity()
     return {
         "jobs": {status: counts.get(status, 0) for status in STATUSES},
-        "nodes": {"total": len(nodes), "slots": sum(s.slots for s in nodes),
-                  "busy_slots": sum(s.busy for s in nodes), "queued": sum(s.queued for s in nodes)},
-        "queues": coordinator.store.pending_by_queue(caller.scope),
-        "activity": coordinator.activity.series(now, tenant=caller.scope),
+        "nodes": {"total": capacity.nodes, "slots": capacity.slots, "busy_slots": capacity.busy_slots,
+                  "queued": capacity.queued},
+        "queues": state.store.pending_by_queue(caller.scope),
+        "activity": state.activity.series(now, tenant=caller.scope),
         "version": __version__,
-        "uptime": now - coordinator.started_at,
+        "uptime": now - state.started_at,
     }
 
 
-def ping(coordinator: Coordinator, caller: Principal, args: Args, now: float) -> Any:
+def ping(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
     return {"version": __version__, "priorities": list(PRIORITY_WEIGHTS)}
-
-
-OPS: dict[str, Op] = {
-    "submit": submit,
-    "get": get,
-    "list": list_jobs,
-    "cancel": cancel,
-    "retry": retry,
-    "logs": logs,
-    "nodes.list": nodes_list,
-    "nodes.get": nodes_get,
-    "nodes.drain": nodes_drain,
-    "nodes.forget": nodes_forget,
-    "stats": stats,
-    "ping": ping,
-}
-
-
-STREAMS: dict[str, Callable[[Coordinator, Principal, bytes, str, Args, float], None]] = {
-    "logs.follow": follow_logs,
-}
-"""Operations that answer with PARTIALs before their final REPLY."""
-
-
-def handle(coordinator: Coordinator, caller: Principal, op: str, args: Args, now: float) -> Any:
-    handler = OPS.get(op)
-    if handler is None:
-        raise InvalidInput("op", f"unknown operation {op[:40]!r}")
-    return handler(coordinator, caller, args, now)

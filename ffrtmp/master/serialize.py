@@ -1,4 +1,4 @@
-"""Jobs and nodes as the JSON clients see (SPEC §3): stable field names, ISO-8601 UTC times."""
+"""Jobs and nodes as the JSON clients see (`jobs show --json`): stable field names, ISO-8601 UTC times."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Finding the external programs a worker runs: FFmpeg (SPEC §1 order) and GStreamer."""
+"""Finding the external programs a worker runs: FFmpeg (in the README's search order) and GStreamer."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ BUNDLED = "bundled (imageio-ffmpeg)"
 
 @lru_cache(maxsize=8)
 def locate_ffmpeg(explicit: str | None = None) -> FoundFFmpeg:
-    """SPEC §1 order: `--ffmpeg`/`FFRTMP_FFMPEG` (no fallback: what is named is meant), `ffmpeg` on PATH, bundled."""
+    """The search order: `--ffmpeg`/`FFRTMP_FFMPEG` (no fallback: what is named is meant), `ffmpeg` on PATH, bundled."""
     for candidate in (explicit, os.environ.get("FFRTMP_FFMPEG")):
         if candidate:
             found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)

@@ -39,7 +39,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             avoid TEXT NOT NULL DEFAULT '[]',
             reason TEXT
         )""",
-        # The dispatch order (SPEC §3): weight, then FIFO. The index matches the ORDER BY exactly.
+        # The dispatch order (docs/design.md): weight, then FIFO. The index matches the ORDER BY exactly.
         "CREATE INDEX jobs_dispatch ON jobs(weight DESC, seq) WHERE status = 'pending'",
         "CREATE INDEX jobs_by_status ON jobs(status, seq)",
         """CREATE TABLE attempts (
@@ -221,7 +221,7 @@ def m008_dispatch_lanes(db: sqlite_utils.Database) -> None:
     """Each job's requirements key (`needs`) and an index of pending jobs by (needs, tenant, weight, seq).
 
     Dispatch reads the head of each lane and skips whole requirement groups no free node can take, so jobs
-    nobody can run no longer stop the scan (store_dispatch.py).
+    nobody can run no longer stop the scan (store/dispatch.py).
     """
     from ffrtmp.master.columns import from_json
     from ffrtmp.master.store.dispatch import needs_key

@@ -74,7 +74,7 @@ class Store(LogRows, NodeRows, DispatchRows):
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL survives a crash of the master process (kill -9); only power loss can drop the
-        # last commits. Measured: 4x the commit rate of FULL (research/zmq-perf.md §6).
+        # last commits. Measured: 4x the commit rate of FULL (docs/design.md, "The store").
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=10000")
         self.conn.execute("PRAGMA cache_size=-16384")  # 16 MiB: the hot pages stay in memory, RSS stays low
@@ -304,7 +304,7 @@ class Store(LogRows, NodeRows, DispatchRows):
     def pending_candidates(self, now: float, limit: int,
                            aged_before: float | None = None) -> Iterator[dict[str, Any]]:
         """Pending jobs in dispatch order whose backoff has passed, at most `limit`: the head of every lane
-        (store_dispatch.py), merged in SPEC §3 order with tenants taking turns (dispatch.fair_order). With
+        (store/dispatch.py), merged in dispatch order with tenants taking turns (dispatch.fair_order). With
         `aged_before` (aging), jobs created before it come first, oldest first. Dispatch itself reads only
         the lanes a free node can take (dispatch.read_candidates)."""
         from ffrtmp.master.dispatch import fair_order  # dispatch builds on the store, not the other way
