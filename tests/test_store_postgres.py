@@ -102,3 +102,15 @@ def test_data_survives_reopening_and_migrations_run_once(postgres_url: str) -> N
             assert [(row["version"], row["name"]) for row in applied] == [(1, "initial"), (2, "leadership")]
         finally:
             again.close()
+
+
+def test_every_public_method_of_the_sqlite_store_is_here_with_the_same_signature() -> None:
+    import inspect
+
+    from ffrtmp.master.store.sqlite import Store
+
+    public = [name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))]
+    assert public, "nothing to compare"
+    for name in public:
+        assert hasattr(PostgresStore, name), f"PostgresStore lacks {name}"
+        assert inspect.signature(getattr(PostgresStore, name)) == inspect.signature(getattr(Store, name)), name
