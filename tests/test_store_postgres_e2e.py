@@ -46,6 +46,18 @@ def test_keys_create_list_and_revoke_on_postgres(postgres_url: str) -> None:
     assert quotas["acme"]["max_pending"] == 5
 
 
+def test_protected_mode_sees_the_keys_of_a_postgresql_store(postgres_url: str) -> None:
+    """A master on PostgreSQL with keys is secured, so it may listen beyond loopback (SPEC §8 needs that)."""
+    from ffrtmp.master.protection import had_api_keys
+
+    assert had_api_keys(Path(postgres_url)) is False, "a new database: no table yet"
+    open_postgres_store(postgres_url).close()
+    assert had_api_keys(Path(postgres_url)) is False
+    assert run("keys", "api", "create", "--role", "admin", "--db", postgres_url)[0] == 0
+    assert had_api_keys(Path(postgres_url)) is True  # as `--db` gives it: a Path
+    assert had_api_keys(Path("postgresql://postgres@127.0.0.1:1/none")) is False
+
+
 def test_a_url_that_leads_nowhere_is_one_line_naming_db(tmp_path: Path) -> None:
     code, out = run("keys", "api", "list", "--db", "postgresql://postgres@127.0.0.1:1/none")
     assert code == 2 and out.startswith("db: ") and "cannot connect" in out and "Traceback" not in out

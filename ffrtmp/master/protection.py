@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from ffrtmp.errors import InvalidInput
+from ffrtmp.master.store.postgres_url import postgres_had_api_keys, postgres_url_of
 
 AUTO = "auto"
 """`--bind`'s default: loopback in protected mode, every interface otherwise."""
@@ -32,6 +33,8 @@ def is_loopback(host: str) -> bool:
 
 def had_api_keys(db_path: Path) -> bool:
     """True when the master's database holds any API key, revoked ones included (read-only: a peek)."""
+    if postgres_url_of(db_path) is not None:
+        return postgres_had_api_keys(db_path)
     if not db_path.exists():
         return False
     try:

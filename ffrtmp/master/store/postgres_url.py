@@ -36,3 +36,20 @@ def open_url_store(db: str | Path, *, migrate: bool) -> PostgresStore:
     except ImportError:
         raise InvalidInput("db", "a PostgreSQL store needs psycopg: pip install 'ffrtmp[postgres]'") from None
     return open_postgres_store(url, migrate=migrate)
+
+
+def postgres_had_api_keys(db: str | Path) -> bool:
+    """True when the database behind `db` holds any API key (protected mode's peek; False when unreadable)."""
+    url = postgres_url_of(db)
+    if url is None:
+        return False
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            found = conn.execute("SELECT EXISTS (SELECT 1 FROM api_keys)").fetchone()
+            return bool(found and found[0])
+    except psycopg.Error:
+        return False  # no such table yet (a new database), or unreachable: the master's start says which
