@@ -4,6 +4,7 @@ per batch, a hot path that ignores terminal jobs, and errors inside a transactio
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
 from ffrtmp.master.store.postgres_schema import MIGRATIONS
 from ffrtmp.master.store.postgres_url import postgres_url_of
 from ffrtmp.master.store.sqlite import Ending
+from tests import test_dispatch_lanes
 from tests.test_coordinator import Cluster
 from tests.test_store import T0, spec
 
@@ -119,26 +121,46 @@ def test_a_submit_a_claim_and_a_batch_of_ends_are_one_statement_each(store: Post
     assert [h["status"] for h in store.job_history(ids[-1])] == ["pending", "assigned", "running", "completed"]
 
 
+def recorded(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every statement the store sends from now on, with its arguments (to EXPLAIN them as sent)."""
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    real: Callable[..., Any] = store.execute
+
+    def kept(sql: Any, args: Any = None) -> Any:
+        sent.append((str(sql), tuple(args or ())))
+        return real(sql, args)
+
+    monkeypatch.setattr(store, "execute", kept)
+    return sent
+
+
 def plan(store: PostgresStore, sql: str, args: tuple[Any, ...]) -> str:
     rows = store.all("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + sql, args)
     return "\n".join(str(row["QUERY PLAN"]) for row in rows)
 
 
-def test_terminal_jobs_piling_up_do_not_enter_the_dispatch_path(store: PostgresStore) -> None:
-    """Dispatch reads partial indexes of pending jobs: 20,000 finished jobs add no page to its reads."""
+PENDING_INDEXES = {"jobs_lanes", "jobs_pending", "jobs_pending_by_tenant"}
+"""The partial indexes of pending jobs: all that dispatch may read."""
+
+
+def test_terminal_jobs_piling_up_do_not_enter_the_dispatch_path(store: PostgresStore,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dispatch reads partial indexes of pending jobs: 20,000 finished jobs add no page to its reads once
+    vacuum has removed their old versions (autovacuum runs often on `jobs`: see the schema)."""
     store.insert_jobs(itertools.repeat(spec(), 20_000), T0, 3)
     store.conn.execute("UPDATE jobs SET status = 'completed', finished_at = ? WHERE seq <= 19990", (T0,))
-    store.conn.execute("ANALYZE jobs")
+    store.conn.execute("VACUUM ANALYZE jobs")
+    sent = recorded(store, monkeypatch)
     (lane,) = list(store.pending_lanes(lambda needs: False))
-    for sql, args in (
-            ("SELECT needs, tenant, weight FROM jobs WHERE status = 'pending' ORDER BY needs, tenant, weight LIMIT 1",
-             ()),
-            ("SELECT seq FROM jobs WHERE status = 'pending' AND needs = %s AND tenant = %s AND weight = %s"
-             " AND not_before <= %s ORDER BY seq LIMIT 5", (*lane, T0)),
-            ("SELECT min(seq) FROM jobs WHERE status = 'pending'", ())):
-        shown = plan(store, sql, args)
-        assert "Seq Scan" not in shown and ("jobs_lanes" in shown or "jobs_pending" in shown), shown
     assert len(store.lane_head(lane, T0, 100)) == 10
+    assert store.pending_seqs() == (19991, 20000)
+    monkeypatch.undo()
+    for sql, args in sent:
+        shown = plan(store, sql, args)
+        scans = set(re.findall(r"(?:Index|Index Only|Bitmap Index) Scan (?:Backward )?using (\w+)", shown))
+        allowed = PENDING_INDEXES | ({"jobs_pkey"} if "max(seq)" in sql else set())  # the newest job: one edge
+        assert "Seq Scan" not in shown and scans and scans <= allowed, shown
+        assert _top_buffers(shown) <= 30, shown  # a few pages per row returned (locked), none per finished job
 
 
 def test_an_error_caught_inside_a_transaction_never_reads_as_committed(store: PostgresStore) -> None:
@@ -191,3 +213,64 @@ def test_the_password_never_shows(postgres_url: str) -> None:
         assert "s3cret" not in store.path and "***" in store.path
     finally:
         store.close()
+
+
+def test_listings_read_an_index_in_seq_order_without_sorting(store: PostgresStore) -> None:
+    """`jobs list` with any filter walks an index newest first and stops at the page: no sort of all jobs."""
+    store.insert_jobs(itertools.repeat(spec(), 2000), T0, 3, tenant="acme")
+    store.insert_jobs(itertools.repeat(spec(), 2000), T0, 3, tenant="other")
+    store.conn.execute("ANALYZE jobs")
+    for where, args in (("", ()), (" WHERE status = %s", ("pending",)), (" WHERE tenant = %s", ("acme",)),
+                        (" WHERE status = %s AND tenant = %s", ("pending", "acme"))):
+        shown = plan(store, f"SELECT * FROM jobs{where} ORDER BY seq DESC LIMIT %s", (*args, 5))
+        assert "Sort" not in shown and "Seq Scan" not in shown, (where, shown)
+
+
+def _top_buffers(shown: str) -> int:
+    """The plan's top node's buffer counts (they include its children's)."""
+    for line in shown.split("\n"):
+        if "Buffers:" in line:
+            return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", line))
+    return 0
+
+
+@pytest.mark.parametrize("kind", ["unplaceable", "runnable"])
+def test_a_dispatch_pass_reads_as_many_pages_with_60_or_6000_jobs_in_its_lanes(
+        kind: str, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loose index scan on PostgreSQL: skipped groups and the jobs behind a lane's head cost nothing."""
+    costs = []
+    for count in (60, 6000):
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        monkeypatch.setattr("tests.test_coordinator.Store", lambda path: open_postgres_store(postgres_url))
+        cluster = Cluster(tmp_path / str(count))
+        try:
+            if kind == "unplaceable":
+                test_dispatch_lanes.insert(cluster, count, labels={"gpu": "a100"}, queue="live", priority="high")
+                test_dispatch_lanes.insert(cluster, count, engine="ffmpeg", codec="h264_nvenc")
+                test_dispatch_lanes.insert(cluster, 10)
+                cluster.hello(b"w1", "alpha", slots=20)  # takes the 10 runnable jobs: 10 slots stay free
+            else:
+                test_dispatch_lanes.insert(cluster, count, tenant="a")
+                test_dispatch_lanes.insert(cluster, count, tenant="b", queue="live")
+                cluster.hello(b"w1", "alpha", slots=4)
+            for _ in range(5):  # the wait reasons are written, a chunk per pass
+                cluster.now += 0.1
+                cluster.coordinator.tick(cluster.now)
+            first = test_dispatch_lanes.dispatched(cluster, b"w1")[0]
+            cluster.store.conn.execute("ANALYZE jobs")
+            sent = recorded(cluster.store, monkeypatch)
+            if kind == "unplaceable":
+                cluster.coordinator.dirty = True
+                cluster.coordinator.tick(cluster.now)
+            else:
+                cluster.result(b"w1", first, 1)  # records the end, frees the slot, and the pass fills it
+                assert len(test_dispatch_lanes.dispatched(cluster, b"w1")) == 1
+            monkeypatch.undo()
+            reads = [(sql, args) for sql, args in sent if sql.lstrip().startswith("SELECT")]
+            assert reads and not [sql for sql, _ in sent if sql.startswith("UPDATE jobs SET reason")]
+            costs.append(sum(_top_buffers(plan(cluster.store, sql, args)) for sql, args in reads))
+        finally:
+            cluster.store.close()
+    assert costs[1] <= costs[0] + 10, costs
