@@ -129,7 +129,7 @@ class MasterServer:
                                ", then start the master again") from None
         last_tick = -TICK_EVERY  # monotonic: a wall-clock step never pauses upkeep (F2)
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
-                 "on" if self.options.tls else "OFF", self.db_path)
+                 "on" if self.options.tls else "OFF", self.store.path)  # a PostgreSQL URL without its password
         try:
             while not self.stop_event.is_set():
                 if self.socket.poll(TICK_EVERY):

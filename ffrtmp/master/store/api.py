@@ -216,6 +216,8 @@ class Store(Protocol):
 
     on_commit: Callable[[float], None] | None
     """Told how long each COMMIT took (metrics)."""
+    path: str
+    """What logs and messages show for the store: the SQLite file, or the PostgreSQL URL without its password."""
 
     @property
     def directory(self) -> str | None:
