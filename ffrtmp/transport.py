@@ -136,13 +136,14 @@ class RouterSocket:
     def poll(self, timeout: float) -> bool:
         return bool(self.socket.poll(int(timeout * 1000), zmq.POLLIN))
 
-    def recv_batch(self, limit: int, admit: Callable[[bytes, str | None, int], bool] | None = None,
+    def recv_batch(self, limit: int, admit: Callable[[bytes, str | None, memoryview], bool] | None = None,
                    turn_over: Callable[[], bool] | None = None) -> list[tuple[bytes, bytes, str | None]]:
         """Up to `limit` queued (route, frame, sender's CURVE key) without waiting.
 
         The key is the ZAP `User-Id` of the connection, the only identity the master trusts; frames of any
-        other multipart shape are dropped. `admit(route, key, size)` False drops a frame before its bytes are
-        even copied; reading stops early once `turn_over()` (a bounded share for peers not yet trusted).
+        other multipart shape are dropped. `admit(route, key, frame)` False drops a frame before its bytes are
+        even copied (`frame` is a view into ZeroMQ's buffer); reading stops early once `turn_over()` (a bounded
+        share for peers not yet trusted).
         """
         batch: list[tuple[bytes, bytes, str | None]] = []
         for _ in range(4 * limit):  # dropped frames count too: a turn never reads for ever
@@ -160,7 +161,7 @@ class RouterSocket:
                 with contextlib.suppress(zmq.ZMQError):
                     sender = str(parts[1].get("User-Id"))
             route = parts[0].bytes
-            if admit is not None and not admit(route, sender, len(parts[1])):
+            if admit is not None and not admit(route, sender, parts[1].buffer):
                 continue
             batch.append((route, parts[1].bytes, sender))
         return batch

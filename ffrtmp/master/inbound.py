@@ -8,32 +8,48 @@ nothing here (their messages have their own limit after decoding), so heartbeats
 A loop turn also ends after `PREAUTH_SHARE` frames, or `PREAUTH_TURN_BYTES` decoded, from such peers: the rest
 wait in ZeroMQ (bounded by its receive high-water mark), and upkeep, dispatch and everyone else's frames get
 their turn between, however much comes in.
+
+A BATCH is refused from anyone but a joined worker; one in the form every ffrtmp encoder writes is recognised
+by its first bytes and dropped unread, whatever its peer's budget: decoding 1,000 requests only to refuse them
+cost ~2 ms a frame and, worse, the garbage collector's full passes that so many new objects set off.
 """
 
 from __future__ import annotations
 
 from ffrtmp import defaults
 from ffrtmp.master.ratelimit import RateLimiter
+from ffrtmp.protocol import Kind, encode
 
 KIND = "inbound"
 BYTES_PER_TOKEN = 4096
 """Decoding is linear in size: a peer pays a token per 4 KiB (the default rate: 4 MiB/s per peer)."""
 AUTH_FAILURE_COST = 50.0
-"""Tokens a failed API key costs its peer: a peer that keeps failing gets a few frames a second through."""
+"""Tokens a failed API key costs its peer (taken down to zero, never below)."""
+AUTH_FAILURE_BAR = 0.05
+"""Seconds a peer's frames are dropped unread after a failed API key: one that keeps failing gets at most 20
+frames a second through. The bucket alone let ~1,000 a second through (it refills one frame's token each
+millisecond), and every one was decoded, checked and answered 401."""
+MAX_BARRED = 100_000
+"""Beyond this many barred peers, the ones whose bar has passed are forgotten."""
 PREAUTH_SHARE = 500
 """Frames from peers that are not joined workers read in one loop turn, at most."""
 PREAUTH_TURN_BYTES = 256 * 1024
 """Bytes of such frames one loop turn decodes, at most (a bigger frame still passes when first in its turn):
 a burst of big frames is spread over turns instead of holding one for hundreds of milliseconds."""
+_BATCH = encode(Kind.BATCH)
+BATCH_HEAD = _BATCH[:_BATCH.index(b',"b"')]
+"""How a BATCH frame starts (`{"v":1,"k":"batch"`): the encoder always writes the version and kind first."""
 
 
 class InboundGate:
     def __init__(self, rate: float = defaults.PREAUTH_RATE, burst: float | None = None) -> None:
         self.limiter = RateLimiter({KIND: (rate, burst if burst is not None else 2 * rate)})
         self.dropped = 0
-        """Frames dropped unread because their peer was over its budget."""
+        """Frames dropped unread: their peer was over its budget, or they were a BATCH."""
         self.turn_left = PREAUTH_SHARE
         self.turn_bytes = PREAUTH_TURN_BYTES
+        self.barred: dict[str, float] = {}
+        """Peer → monotonic time until which its frames are dropped (it just failed an API key)."""
 
     def new_turn(self) -> None:
         self.turn_left = PREAUTH_SHARE
@@ -44,9 +60,22 @@ class InboundGate:
         """This turn has read its share of frames from peers that are not joined workers."""
         return self.turn_left <= 0 or self.turn_bytes <= 0
 
+    def admit_frame(self, peer: str, frame: memoryview, mono: float) -> bool:
+        """`admit` for a frame from a peer that is not a joined worker, and False at once for a BATCH."""
+        if frame[:len(BATCH_HEAD)] == BATCH_HEAD:
+            self.turn_left -= 1
+            self.dropped += 1
+            return False
+        return self.admit(peer, len(frame), mono)
+
     def admit(self, peer: str, nbytes: int, mono: float) -> bool:
         """True: decode and handle the frame; False: drop it unread (its peer is over its budget)."""
         self.turn_left -= 1
+        if self.barred and (until := self.barred.get(peer)) is not None:
+            if mono < until:
+                self.dropped += 1
+                return False
+            del self.barred[peer]
         if self.limiter.check(peer, KIND, mono, cost=1.0 + nbytes // BYTES_PER_TOKEN) is None:
             self.turn_bytes -= nbytes
             return True
@@ -55,3 +84,6 @@ class InboundGate:
 
     def auth_failed(self, peer: str, mono: float) -> None:
         self.limiter.check(peer, KIND, mono, cost=AUTH_FAILURE_COST, partial=True)
+        if len(self.barred) >= MAX_BARRED:
+            self.barred = {key: until for key, until in self.barred.items() if until > mono}
+        self.barred[peer] = mono + AUTH_FAILURE_BAR

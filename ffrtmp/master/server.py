@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -122,6 +123,11 @@ class MasterServer:
             self.close()
             raise InvalidInput("db", f"{describe(self.db_path.parent, exc.cause, coordinator.config.store_min_free)}"
                                ", then start the master again") from None
+        # What start-up made (imports, the restored state) lives as long as the master: frozen, the collector's
+        # full passes skip it. Unfrozen, a full pass took 50-130 ms, and a flood of frames from strangers, each
+        # decoded only to be refused, set one off several times a second (H4).
+        gc.collect()
+        gc.freeze()
         last_tick = -TICK_EVERY  # monotonic: a wall-clock step never pauses upkeep (F2)
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
                  "on" if self.options.tls else "OFF", self.db_path)
@@ -170,8 +176,11 @@ class MasterServer:
             batch += self.socket.recv_batch(defaults.MAX_BATCH - len(batch), self._admit, lambda: gate.turn_over)
         return batch
 
-    def _admit(self, route: bytes, sender: str | None, nbytes: int) -> bool:
-        return self.coordinator.admit(route, sender, nbytes, time.monotonic())
+    def _admit(self, route: bytes, sender: str | None, frame: memoryview) -> bool:
+        coordinator = self.coordinator
+        if route in coordinator.by_route:
+            return True  # joined workers are never charged (coordinator.admit)
+        return coordinator.inbound.admit_frame(sender or route.hex(), frame, time.monotonic())
 
     def close(self) -> None:
         if self.http is not None:
