@@ -135,6 +135,8 @@ class MasterServer:
             while not self.stop_event.is_set():
                 if self.socket.poll(TICK_EVERY):
                     coordinator.handle_batch(self.collect_batch(), time.time(), time.monotonic())
+                    if coordinator.inbound.pause:
+                        self.stop_event.wait(coordinator.inbound.pause)
                 mono = time.monotonic()
                 if mono - last_tick >= TICK_EVERY:
                     last_tick = mono
@@ -145,6 +147,7 @@ class MasterServer:
                     if self.metrics is not None:
                         self.metrics.last_loop = time.monotonic()
         finally:
+            gc.unfreeze()  # for a master run in a thread of a longer-lived process (tests)
             self.say_goodbye()
             self.close()
 
