@@ -148,3 +148,23 @@ def test_a_master_drops_a_strangers_batches_unread_and_answers_a_wrong_key_a_few
         finally:
             stranger.close()
     assert gc.get_freeze_count() == 0, "a master run in a thread leaves its process as it found it"
+
+
+def test_the_router_drops_a_message_of_another_shape_and_reads_on() -> None:
+    router = RouterSocket("tcp://127.0.0.1:*", None)
+    dealer = DealerSocket(router.endpoint, None, None)
+    try:
+        dealer.socket.send_multipart([b"one", b"two"])  # with the route: 3 parts, not (route, frame)
+        assert dealer.send(REQUEST)
+        batch: list[tuple[bytes, bytes, str | None]] = []
+
+        def read() -> bool:
+            router.poll(0.05)
+            batch.extend(router.recv_batch(100))
+            return bool(batch)
+
+        eventually(read, message="the request read")
+        assert [frame for _, frame, _ in batch] == [REQUEST]
+    finally:
+        dealer.close()
+        router.close()
