@@ -12,6 +12,7 @@ from ffrtmp.master.inbound import (
     AUTH_FAILURE_BAR,
     AUTH_FAILURE_COST,
     BATCH_HEAD,
+    DROP_BYTES_PER_FRAME,
     DROP_PAUSE,
     DROP_SHARE,
     InboundGate,
@@ -68,6 +69,15 @@ def test_a_turn_that_dropped_its_share_ends_and_pauses_reading() -> None:
     assert gate.turn_over and gate.pause == DROP_PAUSE
     gate.new_turn()
     assert not gate.turn_over and gate.pause == 0.0
+
+
+def test_big_dropped_frames_end_a_turn_sooner() -> None:
+    gate = InboundGate(rate=1e9)
+    for _ in range(DROP_SHARE // (1 + len(BATCH) // DROP_BYTES_PER_FRAME) + 1):
+        assert not gate.turn_over
+        assert not gate.admit_frame("flooder", memoryview(BATCH), M0)
+    assert gate.turn_over and gate.pause == DROP_PAUSE
+    assert gate.dropped <= 3, "a turn drops two or three BATCHes of 1,000 requests, not 100"
 
 
 def test_a_turn_of_admitted_frames_never_pauses() -> None:
