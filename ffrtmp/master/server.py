@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -127,6 +128,11 @@ class MasterServer:
             self.close()
             raise InvalidInput("db", f"{describe(self.store.directory, exc.cause, coordinator.config.store_min_free)}"
                                ", then start the master again") from None
+        # What start-up made (imports, the restored state) lives as long as the master: frozen, the collector's
+        # full passes skip it. Unfrozen, a full pass took 50-130 ms, and a flood of frames from strangers, each
+        # decoded only to be refused, set one off several times a second (H4).
+        gc.collect()
+        gc.freeze()
         last_tick = -TICK_EVERY  # monotonic: a wall-clock step never pauses upkeep (F2)
         log.info("master %s listening on %s (CURVE %s, store %s)", __version__, self.url,
                  "on" if self.options.tls else "OFF", self.store.path)  # a PostgreSQL URL without its password
@@ -134,6 +140,8 @@ class MasterServer:
             while not self.stop_event.is_set():
                 if self.socket.poll(TICK_EVERY):
                     coordinator.handle_batch(self.collect_batch(), time.time(), time.monotonic())
+                    if coordinator.inbound.pause:
+                        self.stop_event.wait(coordinator.inbound.pause)
                 mono = time.monotonic()
                 if mono - last_tick >= TICK_EVERY:
                     last_tick = mono
@@ -144,6 +152,7 @@ class MasterServer:
                     if self.metrics is not None:
                         self.metrics.last_loop = time.monotonic()
         finally:
+            gc.unfreeze()  # for a master run in a thread of a longer-lived process (tests)
             self.say_goodbye()
             self.close()
 
@@ -175,8 +184,11 @@ class MasterServer:
             batch += self.socket.recv_batch(defaults.MAX_BATCH - len(batch), self._admit, lambda: gate.turn_over)
         return batch
 
-    def _admit(self, route: bytes, sender: str | None, nbytes: int) -> bool:
-        return self.coordinator.admit(route, sender, nbytes, time.monotonic())
+    def _admit(self, route: bytes, sender: str | None, frame: memoryview) -> bool:
+        coordinator = self.coordinator
+        if route in coordinator.by_route:
+            return True  # joined workers are never charged (coordinator.admit)
+        return coordinator.inbound.admit_frame(sender or route.hex(), frame, time.monotonic())
 
     def close(self) -> None:
         if self.http is not None:
