@@ -186,7 +186,7 @@ class MasterServer:
 
     def _admit(self, route: bytes, sender: str | None, frame: memoryview) -> bool:
         coordinator = self.coordinator
-        if route in coordinator.by_route:
+        if coordinator.state.registry.joined(route):
             return True  # joined workers are never charged (coordinator.admit)
         return coordinator.inbound.admit_frame(sender or route.hex(), frame, time.monotonic())
 
