@@ -8,6 +8,10 @@
 Every call raises an `FfrtmpError` subclass on failure (its `exit_code` is the CLI's, SPEC §4). A master
 that does not answer (down, wrong address, wrong key) raises `MasterUnreachable` within `timeout` seconds,
 with a message that names the address and what to check.
+
+`master` may list several masters (`tcp://a:8080,tcp://b:8080`): the client finds the leader (a standby
+names it) and follows it through a failover, trying the next address when one does not answer, all within
+the same `timeout` (ffrtmp/masters.py).
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ffrtmp import defaults
 from ffrtmp.errors import MasterUnreachable, ProtocolError, ProtocolMismatch, RateLimited, error_from_status
 from ffrtmp.jobspec import CLIENT_SIDE, validate_submission
-from ffrtmp.protocol import Kind, Message, decode, encode
+from ffrtmp.masters import MasterList, leader_named, refuses_connections
+from ffrtmp.protocol import NOT_LEADER, Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
 from ffrtmp.tracing import client_carrier
 from ffrtmp.transport import DealerSocket
@@ -35,6 +40,30 @@ SUBMIT_CHUNK = 5000
 
 SUBMIT_TRIES = 3
 """Rounds of `submit_many`: unanswered chunks are sent again this many times in all before it gives up."""
+
+ELECTION_PAUSE = 0.25
+"""A standby said no master leads right now (an election is under way): ask again after this long."""
+SWITCH_PAUSE = 0.1
+"""Before trying the next master after one refused the connection (none may be up yet: no busy loop)."""
+MIN_TRY = 1.0
+"""With several masters, each is given at least this long (or the whole timeout over their number) to answer."""
+
+T = TypeVar("T")
+
+
+class NotLeaderReply(Exception):
+    """A standby answered instead of the leader; `leader` is where to go (None while none leads)."""
+
+    def __init__(self, leader: str | None, text: str) -> None:
+        super().__init__(text)
+        self.leader = leader
+
+
+def reply_error(body: dict[str, Any]) -> Exception:
+    """What a non-200 REPLY stands for: a redirect to the leader, or the error it names."""
+    if body["status"] == NOT_LEADER:
+        return NotLeaderReply(leader_named(body.get("body")), str(body.get("error", "not the leader")))
+    return error_from_status(body["status"], body.get("error", "request failed"))
 
 
 class SubmittedIds(list[str]):
@@ -102,7 +131,18 @@ class Subscription:
                     raise MasterUnreachable(f"no keep-alive from the master for {self.client.timeout:g}s: "
                                             + self.client._socket.explain_silence(self.client.timeout)) from None
                 if now >= self.resend_at:
+                    if len(self.client.masters) > 1:
+                        self.client._switch(self.client.masters.next())  # this one is silent: try the next
                     self._resubscribe()
+                continue
+            if message.kind is Kind.REPLY and message.body["status"] == NOT_LEADER:
+                leader = leader_named(message.body.get("body"))
+                self.heard = time.monotonic()  # a master answered: only where to go is wrong
+                if leader is not None and leader != self.client.master:
+                    self.client._switch(self.client.masters.follow(leader))
+                    self._resubscribe()
+                else:
+                    self.resend_at = self.heard + ELECTION_PAUSE
                 continue
             if (message.kind is Kind.REPLY and message.body["status"] == 503
                     and "restarting" in str(message.body.get("error"))):
@@ -179,14 +219,56 @@ def resolve_master_key(value: str | None, tls: bool = True) -> bytes | None:
 class Client:
     def __init__(self, master: str | None = None, *, api_key: str | None = None, master_key: str | None = None,
                  client_key: str | Path | None = None, timeout: float | None = None, tls: bool = True) -> None:
-        self.master = master or os.environ.get("FFRTMP_MASTER") or defaults.MASTER_URL
+        self.masters = MasterList.parse(master or os.environ.get("FFRTMP_MASTER") or defaults.MASTER_URL)
         self.api_key = api_key or defaults.api_key_from_env()
         self.timeout = defaults.CLIENT_TIMEOUT if timeout is None else timeout
-        server_key = resolve_master_key(master_key, tls)
+        self._server_key = resolve_master_key(master_key, tls)
         key_path = client_key or os.environ.get("FFRTMP_CLIENT_KEY")
-        keys = client_keypair(Path(key_path).expanduser() if key_path else None) if tls else None
-        self._socket = DealerSocket(self.master, server_key, keys)
+        self._keys = client_keypair(Path(key_path).expanduser() if key_path else None) if tls else None
+        self._socket = DealerSocket(self.masters.address, self._server_key, self._keys)
         self._ids = itertools.count(1)
+
+    @property
+    def master(self) -> str:
+        """The master this client talks to now (the leader, once found)."""
+        return self.masters.address
+
+    def _switch(self, address: str) -> None:
+        """Talk to `address` from now on (replies still due from the old one are lost with its socket)."""
+        if address == self._socket.endpoint:
+            return
+        self._socket.close()
+        self._socket = DealerSocket(address, self._server_key, self._keys)
+
+    def _following(self, budget: float, attempt: Callable[[float], T]) -> T:
+        """Run `attempt(seconds it may wait)` on the current master, going to the leader a standby names and
+        past masters that do not answer, until it succeeds or `budget` seconds are spent."""
+        deadline = time.monotonic() + budget
+        redirect: NotLeaderReply | None = None
+        while True:
+            left = deadline - time.monotonic()
+            many = len(self.masters) > 1
+            if left <= 0 and redirect is not None:
+                raise MasterUnreachable(f"no leader found within {budget:g}s among {self.masters}: {redirect}")
+            if many and refuses_connections(self.master):
+                if left <= 0:
+                    raise MasterUnreachable(f"no master answers within {budget:g}s: {self.master} refuses "
+                                            f"connections, and so did the others of {self.masters}")
+                self._switch(self.masters.next())
+                time.sleep(min(SWITCH_PAUSE, max(0.0, left)))
+                continue
+            try:
+                return attempt(max(0.0, min(left, max(MIN_TRY, budget / len(self.masters))) if many else left))
+            except NotLeaderReply as exc:
+                redirect = exc
+                if exc.leader is None or exc.leader == self.master:
+                    time.sleep(min(ELECTION_PAUSE, max(0.0, deadline - time.monotonic())))
+                else:
+                    self._switch(self.masters.follow(exc.leader))
+            except MasterUnreachable:
+                if not many or self._socket.handshake_error or time.monotonic() >= deadline:
+                    raise
+                self._switch(self.masters.next())
 
     def close(self) -> None:
         self._socket.close()
@@ -217,13 +299,17 @@ class Client:
                 continue
             waiting.discard(message.body["rid"])
             if message.body["status"] != 200:
-                raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+                raise reply_error(message.body)
             results[message.body["rid"]] = message.body.get("body")
         return results
 
     def request(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-        rid = self._send_request(op, args or {})
-        return self._await_replies([rid], self.timeout if timeout is None else timeout)[rid]
+        """One request to the leader (found and followed as `_following` says); the same `args` on every try."""
+        def attempt(left: float) -> Any:
+            rid = self._send_request(op, args or {})
+            return self._await_replies([rid], left)[rid]
+
+        return self._following(self.timeout if timeout is None else timeout, attempt)
 
     # ---- jobs ---------------------------------------------------------------------------------------
 
@@ -231,7 +317,9 @@ class Client:
         """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
         raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
         validate_submission(raw, output_roots=CLIENT_SIDE)  # fail fast, before the network; the master checks again
-        ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]
+        # One key per call, the same on every try: a submit resent to a new leader never makes a second job.
+        args = _with_trace({"jobs": [raw], "idempotency_key": os.urandom(16).hex()})
+        ids: list[str] = self.request("submit", args)["ids"]
         return ids[0]
 
     def submit_many(self, jobs: Iterable[dict[str, Any]], key: str | None = None,
@@ -250,11 +338,15 @@ class Client:
         chunks = {index: jobs[start:start + SUBMIT_CHUNK]
                   for index, start in enumerate(range(0, len(jobs), SUBMIT_CHUNK))}
         answers: dict[int, dict[str, Any]] = {}
-        for round_ in range(1, tries + 1):
+
+        def send_unanswered(left: float) -> None:
             rids = {self._send_request("submit", _with_trace({"jobs": chunk, "idempotency_key": f"{call}:{index}"})):
                     index for index, chunk in chunks.items() if index not in answers}
+            self._chunk_replies(rids, left, answers)
+
+        for round_ in range(1, tries + 1):
             try:
-                self._chunk_replies(rids, self.timeout + len(rids) * 2.0, answers)
+                self._following(self.timeout + (len(chunks) - len(answers)) * 2.0, send_unanswered)
                 break
             except MasterUnreachable:
                 if round_ == tries:
@@ -273,7 +365,7 @@ class Client:
             if message.kind is not Kind.REPLY:
                 continue
             if message.body["status"] != 200:
-                raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+                raise reply_error(message.body)
             waiting.discard(message.body["rid"])
             answers[rids[message.body["rid"]]] = message.body.get("body") or {}
 
@@ -422,4 +514,16 @@ class Client:
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("stats")
+        return result
+
+    def cluster(self) -> dict[str, Any]:
+        """Who leads, in which term, and every master seen: `{"leader", "term", "address", "masters": [...]}`.
+
+        Any master answers this one, leader or standby; the first of the list that answers is asked.
+        """
+        def attempt(left: float) -> Any:
+            rid = self._send_request("cluster", {})
+            return self._await_replies([rid], left)[rid]
+
+        result: dict[str, Any] = self._following(self.timeout, attempt)
         return result

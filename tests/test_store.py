@@ -525,7 +525,8 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
                                                              "m004_tenant_listing",
                                                              "m005_attempts_and_history_by_seq",
                                                              "m006_key_scopes",
-                                                             "m007_submit_keys", "m008_dispatch_lanes"]
+                                                             "m007_submit_keys", "m008_dispatch_lanes",
+                                                             "m009_leader_lease"]
         finally:
             again.close()
 

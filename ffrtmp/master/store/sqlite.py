@@ -25,6 +25,7 @@ from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
 from ffrtmp.master.store.dispatch import DispatchRows, needs_key
 from ffrtmp.master.store.health import WriteFault, is_write_fault
+from ffrtmp.master.store.lease_sqlite import LeaseRows
 from ffrtmp.master.store.logs import LogRows
 from ffrtmp.master.store.nodes import NodeRows
 from ffrtmp.master.store.schema import MIGRATIONS
@@ -63,7 +64,7 @@ def _job(row: sqlite3.Row) -> dict[str, Any]:
     return job
 
 
-class Store(LogRows, NodeRows, DispatchRows):
+class Store(LogRows, NodeRows, DispatchRows, LeaseRows):
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a store that needs migrating is refused, since
         only the master that will use the new schema may change it under itself."""
@@ -140,6 +141,7 @@ class Store(LogRows, NodeRows, DispatchRows):
             raise (WriteFault(exc) if is_write_fault(exc) else exc) from exc
         self._depth = 1
         try:
+            self.check_fence()  # a master that lost its lease commits nothing (store/lease_sqlite.py)
             yield
         except BaseException as exc:
             self._depth = 0
