@@ -240,17 +240,25 @@ class Client:
         self._socket.close()
         self._socket = DealerSocket(address, self._server_key, self._keys)
 
+    def _lost_connection(self) -> bool:
+        """The socket's monitor saw a connection attempt fail (the master went away, or was never there)."""
+        self._socket.poll_events()
+        return self._socket.refused
+
     def _following(self, budget: float, attempt: Callable[[float], T]) -> T:
         """Run `attempt(seconds it may wait)` on the current master, going to the leader a standby names and
         past masters that do not answer, until it succeeds or `budget` seconds are spent."""
         deadline = time.monotonic() + budget
         redirect: NotLeaderReply | None = None
+        tries = -1
         while True:
+            tries += 1
             left = deadline - time.monotonic()
             many = len(self.masters) > 1
             if left <= 0 and redirect is not None:
                 raise MasterUnreachable(f"no leader found within {budget:g}s among {self.masters}: {redirect}")
-            if many and refuses_connections(self.master):
+            # A TCP probe only when there is a doubt (each one shows in the master's log as a failed handshake).
+            if many and (tries or self._lost_connection()) and refuses_connections(self.master):
                 if left <= 0:
                     raise MasterUnreachable(f"no master answers within {budget:g}s: {self.master} refuses "
                                             f"connections, and so did the others of {self.masters}")

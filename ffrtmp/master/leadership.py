@@ -23,6 +23,8 @@ from ffrtmp.master.store.leases import LEADER, STANDBY, Leadership, Lease, NotLe
 
 log = logging.getLogger("ffrtmp.master")
 
+EXPIRY_SLACK = 0.01
+"""A standby looks at the lease this long after it should have run out (the clocks of one database)."""
 ANNOUNCE_EVERY = 1.0
 """How often a master refreshes its own row in the masters table (`cluster status` shows its last_seen)."""
 
@@ -165,8 +167,10 @@ class Election:
             return
         if won:
             self._elected(lease, mono)  # outside the try: a failed rebuild is the caller's to handle
-        else:
-            self.lease = lease
+            return
+        self.lease = lease
+        if lease is not None and lease.live:  # look again right as it runs out, not up to a poll later
+            self.due = mono + min(self.timings.poll_every, lease.expires_in + EXPIRY_SLACK)
 
     def _elected(self, lease: Lease, mono: float) -> None:
         self.role, self.term, self.lease = LEADER, lease.term, lease
