@@ -152,7 +152,7 @@ PREAUTH_RATE = _env_float("FFRTMP_PREAUTH_RATE", 1000.0)
 """Frames per second (burst: twice that) the master reads from one peer that is not a joined worker, before
 any authorization (master/inbound.py)."""
 
-LEASE_TTL = _env_float("FFRTMP_LEASE_TTL", 2.5)
+LEASE_TTL = _env_float("FFRTMP_LEASE_TTL", 2.0)
 """How long the leader's lease lasts unrenewed: a killed leader is replaced about this long after its last renewal."""
 
 LEASE_RENEW = _env_float("FFRTMP_LEASE_RENEW", 0.5)
