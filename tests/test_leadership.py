@@ -263,6 +263,13 @@ def test_a_failed_rebuild_gives_the_lease_back(stores: tuple[Store, Store], cloc
     assert not a.leading
     lease = stores[1].current_lease()
     assert lease is not None and not lease.live, "released: a standby may take it at once"
+    clock.advance(TIMINGS.poll_every)
+    tick(clock, a)  # it does not grab the lease straight back: the others get a whole ttl
+    lease = stores[1].current_lease()
+    assert lease is not None and lease.term == 1 and not lease.live
+    b = Election(stores[1], "b", "tcp://b:8080", TIMINGS)
+    tick(clock, b)
+    assert b.leading and b.term == 2
 
 
 @pytest.mark.parametrize(("ttl", "renew", "poll", "field"), [(3.0, 2.0, 0.5, "lease-renew"),

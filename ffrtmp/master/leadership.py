@@ -78,6 +78,8 @@ class Election:
         """Terms this master won."""
         self.failovers = 0
         """Terms this master won after an earlier one (a takeover, from a peer or from its own past run)."""
+        self.unreadable = False
+        """The last look at the lease failed (the store cannot be read)."""
 
     @property
     def leading(self) -> bool:
@@ -162,9 +164,14 @@ class Election:
                 lease = self.store.claim_lease(self.name, self.address, self.timings.ttl)
                 won = lease.holder == self.name and lease.term > before
         except Exception as exc:
-            log.warning("master %s could not read the lease (%s); trying again in %gs", self.name, exc,
-                        self.timings.poll_every)
+            if not self.unreadable:  # said once, not at every poll
+                log.warning("master %s could not read the lease (%s); trying again every %gs", self.name, exc,
+                            self.timings.poll_every)
+            self.unreadable = True
             return
+        if self.unreadable:
+            log.info("master %s reads the lease again", self.name)
+            self.unreadable = False
         if won:
             self._elected(lease, mono)  # outside the try: a failed rebuild is the caller's to handle
             return
@@ -188,6 +195,7 @@ class Election:
             return
         except BaseException:  # it cannot lead (its store fails): let another take over at once
             self.stop(mono)
+            self.due = mono + self.timings.ttl  # and give the others a whole lease's time to do so
             raise
         self._announce(mono)
 

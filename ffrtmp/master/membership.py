@@ -72,8 +72,8 @@ class ClusterMember:
     def tick(self, now: float, mono: float) -> None:
         try:
             self.election.tick(now, mono)
-        except Exception:  # winning failed while rebuilding (its store fails): it released the lease again
-            log.exception("master %s won the lease but could not rebuild its state; standing by", self.name)
+        except Exception as exc:  # winning failed while rebuilding (its store fails): it released the lease again
+            log.error("master %s won the lease but could not rebuild its state (%s); standing by", self.name, exc)
         if self.election.leading:
             try:
                 self.server.coordinator.tick(now, mono)
