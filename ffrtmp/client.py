@@ -27,12 +27,22 @@ from typing import Any, TypeVar
 from ffrtmp import defaults
 from ffrtmp.errors import MasterUnreachable, ProtocolError, ProtocolMismatch, RateLimited, error_from_status
 from ffrtmp.jobspec import CLIENT_SIDE, validate_submission
-from ffrtmp.masters import MasterList, leader_named, refuses_connections
-from ffrtmp.protocol import NOT_LEADER, Kind, Message, decode, encode
+from ffrtmp.masters import (
+    ELECTION_PAUSE,
+    MIN_TRY,
+    SWITCH_PAUSE,
+    MasterList,
+    NotLeaderReply,
+    refuses_connections,
+    reply_error,
+)
+from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
+from ffrtmp.subscription import RESUBSCRIBE_AFTER, LogStream, Subscription
 from ffrtmp.tracing import client_carrier
 from ffrtmp.transport import DealerSocket
 
+T = TypeVar("T")
 TERMINAL = ("completed", "failed", "canceled")
 SUBMIT_CHUNK = 5000
 """Jobs per submit request for `submit_many` (keeps each frame far below the master's size limit)."""
@@ -40,30 +50,6 @@ SUBMIT_CHUNK = 5000
 
 SUBMIT_TRIES = 3
 """Rounds of `submit_many`: unanswered chunks are sent again this many times in all before it gives up."""
-
-ELECTION_PAUSE = 0.25
-"""A standby said no master leads right now (an election is under way): ask again after this long."""
-SWITCH_PAUSE = 0.1
-"""Before trying the next master after one refused the connection (none may be up yet: no busy loop)."""
-MIN_TRY = 1.0
-"""With several masters, each is given at least this long (or the whole timeout over their number) to answer."""
-
-T = TypeVar("T")
-
-
-class NotLeaderReply(Exception):
-    """A standby answered instead of the leader; `leader` is where to go (None while none leads)."""
-
-    def __init__(self, leader: str | None, text: str) -> None:
-        super().__init__(text)
-        self.leader = leader
-
-
-def reply_error(body: dict[str, Any]) -> Exception:
-    """What a non-200 REPLY stands for: a redirect to the leader, or the error it names."""
-    if body["status"] == NOT_LEADER:
-        return NotLeaderReply(leader_named(body.get("body")), str(body.get("error", "not the leader")))
-    return error_from_status(body["status"], body.get("error", "request failed"))
 
 
 class SubmittedIds(list[str]):
@@ -88,117 +74,8 @@ def _with_trace(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "trace": carrier} if carrier else args
 
 
-RESUBSCRIBE_AFTER = 3.0
-"""A follow that hears nothing this long (the master sends a keep-alive every second) is sent again."""
-RESTART_PAUSE = 0.25
-"""After the master said it restarts: the first re-subscription waits this long (the new one is starting)."""
-
-
-class Subscription:
-    """One `logs.follow` that survives a master restart.
-
-    The follow state lives in the master's memory, so when its keep-alives stop (or it says it is
-    restarting) the request is sent again, from the last (attempt, seq) seen; lines seen already are
-    skipped. Only `timeout` seconds with no word from the master at all give up (MasterUnreachable).
-    """
-
-    def __init__(self, client: Client, args: dict[str, Any]) -> None:
-        self.client = client
-        self.args = args
-        self.last: tuple[int, int] | None = None
-        self.rid = client._send_request("logs.follow", args)
-        self.heard = time.monotonic()
-        self.resend_at = self.heard + RESUBSCRIBE_AFTER
-        self.resubscribed = 0
-
-    def next(self, until: float | None = None) -> Message | None:
-        """The next PARTIAL (only lines not seen yet) or the final REPLY; None once `until` has passed."""
-        while True:
-            now = time.monotonic()
-            if until is not None and now >= until:
-                return None
-            give_up = self.heard + self.client.timeout
-            stop = min(give_up, self.resend_at, until if until is not None else give_up)
-            try:  # always look at least briefly: what arrived while the caller was busy counts
-                message = self.client._next_message(self.rid, max(0.01, stop - now), self.client.timeout)
-            except MasterUnreachable:
-                if self.client._socket.handshake_error:
-                    raise
-                now = time.monotonic()
-                if until is not None and until <= min(now, give_up):
-                    return None
-                if now >= give_up:
-                    raise MasterUnreachable(f"no keep-alive from the master for {self.client.timeout:g}s: "
-                                            + self.client._socket.explain_silence(self.client.timeout)) from None
-                if now >= self.resend_at:
-                    if len(self.client.masters) > 1:
-                        self.client._switch(self.client.masters.next())  # this one is silent: try the next
-                    self._resubscribe()
-                continue
-            if message.kind is Kind.REPLY and message.body["status"] == NOT_LEADER:
-                leader = leader_named(message.body.get("body"))
-                self.heard = time.monotonic()  # a master answered: only where to go is wrong
-                if leader is not None and leader != self.client.master:
-                    self.client._switch(self.client.masters.follow(leader))
-                    self._resubscribe()
-                else:
-                    self.resend_at = self.heard + ELECTION_PAUSE
-                continue
-            if (message.kind is Kind.REPLY and message.body["status"] == 503
-                    and "restarting" in str(message.body.get("error"))):
-                self.resend_at = time.monotonic() + RESTART_PAUSE  # it stops now: follow again once it is back
-                continue
-            self.heard = time.monotonic()
-            self.resend_at = self.heard + RESUBSCRIBE_AFTER
-            if message.kind is Kind.PARTIAL and isinstance(message.body["body"], dict):
-                lines = message.body["body"].get("lines", [])
-                if lines:
-                    message.body["body"]["lines"] = self._unseen(lines)
-            return message
-
-    def _unseen(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fresh = []
-        for line in lines:
-            place = (line.get("attempt"), line.get("seq"))
-            if not (isinstance(place[0], int) and isinstance(place[1], int)):
-                continue
-            key = (place[0], place[1])
-            if self.last is None or key > self.last:
-                fresh.append(line)
-                self.last = key
-        return fresh
-
-    def _resubscribe(self) -> None:
-        args = {**self.args, "replaces": self.rid}
-        if self.last is not None:
-            args = {**{k: v for k, v in args.items() if k != "tail"}, "after": list(self.last)}
-        self.rid = self.client._send_request("logs.follow", args)
-        self.resubscribed += 1
-        self.resend_at = time.monotonic() + RESUBSCRIBE_AFTER
-
-
-class LogStream:
-    """Lines of a followed job, in order; `job` is set once the master says the job has ended."""
-
-    def __init__(self, client: Client, args: dict[str, Any]) -> None:
-        self.client = client
-        self.subscription = Subscription(client, args)
-        self.job: dict[str, Any] | None = None
-        self.status: str | None = None
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while self.job is None:
-            message = self.subscription.next()
-            assert message is not None
-            if message.kind is Kind.REPLY:
-                if message.body["status"] != 200:
-                    raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
-                self.job = message.body.get("body") or {}
-                return
-            body = message.body["body"]
-            if isinstance(body, dict):
-                self.status = body.get("status", self.status)
-                yield from body.get("lines", [])
+__all__ = ["Client", "LogStream", "NotLeaderReply", "Subscription", "SubmittedIds", "TERMINAL", "reply_error",
+           "resolve_master_key", "retry_after"]
 
 
 def resolve_master_key(value: str | None, tls: bool = True) -> bytes | None:

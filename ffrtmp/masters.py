@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ffrtmp.errors import InvalidInput
+from ffrtmp.errors import InvalidInput, error_from_status
 from ffrtmp.protocol import NOT_LEADER
 
 REFUSAL_PROBE_TIMEOUT = 0.2
 """A refused connection comes back within a round trip; a partitioned host is left to the request's timeout."""
+ELECTION_PAUSE = 0.25
+"""A standby said no master leads right now (an election is under way): ask again after this long."""
+SWITCH_PAUSE = 0.1
+"""Before trying the next master after one refused the connection (none may be up yet: no busy loop)."""
+MIN_TRY = 1.0
+"""With several masters, each is given at least this long (or the whole timeout over their number) to answer."""
 
 
 def parse_address(text: str, field: str = "master") -> str:
@@ -122,3 +128,18 @@ class MasterList:
 
     def __str__(self) -> str:
         return ",".join(self.addresses)
+
+
+class NotLeaderReply(Exception):
+    """A standby answered instead of the leader; `leader` is where to go (None while none leads)."""
+
+    def __init__(self, leader: str | None, text: str) -> None:
+        super().__init__(text)
+        self.leader = leader
+
+
+def reply_error(body: dict[str, Any]) -> Exception:
+    """What a non-200 REPLY stands for: a redirect to the leader, or the error it names."""
+    if body["status"] == NOT_LEADER:
+        return NotLeaderReply(leader_named(body.get("body")), str(body.get("error", "not the leader")))
+    return error_from_status(body["status"], body.get("error", "request failed"))
