@@ -189,9 +189,17 @@ class Client:
         return results
 
     def request(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-        """One request to the leader (found and followed as `_following` says); the same `args` on every try."""
+        """One request to the leader (found and followed as `_following` says); the same `args` on every try.
+
+        A submit without an idempotency key gets one here, the same on every try: a submit resent to a new
+        leader (the first one stored it, then died before answering) never makes a second job.
+        """
+        args = dict(args or {})
+        if op == "submit" and "idempotency_key" not in args:
+            args["idempotency_key"] = os.urandom(16).hex()
+
         def attempt(left: float) -> Any:
-            rid = self._send_request(op, args or {})
+            rid = self._send_request(op, args)
             return self._await_replies([rid], left)[rid]
 
         return self._following(self.timeout if timeout is None else timeout, attempt)
@@ -202,9 +210,7 @@ class Client:
         """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
         raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
         validate_submission(raw, output_roots=CLIENT_SIDE)  # fail fast, before the network; the master checks again
-        # One key per call, the same on every try: a submit resent to a new leader never makes a second job.
-        args = _with_trace({"jobs": [raw], "idempotency_key": os.urandom(16).hex()})
-        ids: list[str] = self.request("submit", args)["ids"]
+        ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]  # keyed by `request`
         return ids[0]
 
     def submit_many(self, jobs: Iterable[dict[str, Any]], key: str | None = None,
