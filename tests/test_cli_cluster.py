@@ -66,3 +66,24 @@ def test_the_status_table_names_the_leader_and_when_each_master_was_seen() -> No
     console = Console(width=120, record=True)
     console.print(status_table({"leader": None, "term": 3, "masters": []}, T0))
     assert "no leader right now (last term 3)" in console.export_text()
+
+
+def test_the_advertised_address_defaults_to_the_bind_or_the_hosts_name(tmp_path: Path) -> None:
+    import socket
+
+    from ffrtmp.master.coordinator import MasterConfig
+    from ffrtmp.master.server import MasterServer
+
+    for bind, host in (("127.0.0.1", "127.0.0.1"), ("0.0.0.0", socket.getfqdn())):
+        server = MasterServer(MasterOptions(bind=bind, port=0, data_dir=tmp_path / bind, metrics=False,
+                                            insecure=True, name="m1", config=MasterConfig(store_min_free=0)))
+        try:
+            assert server.advertise == f"tcp://{host}:{server.port}"
+        finally:
+            server.close()
+    server = MasterServer(MasterOptions(bind="127.0.0.1", port=0, data_dir=tmp_path / "given", metrics=False,
+                                        advertise="tcp://m1.example:8080", config=MasterConfig(store_min_free=0)))
+    try:
+        assert server.advertise == "tcp://m1.example:8080"
+    finally:
+        server.close()
