@@ -99,3 +99,24 @@ def test_a_log_follower_of_a_stopped_leader_follows_the_new_one(pair: tuple[Runn
         thread.join(20)
     assert "error" not in waited, waited
     assert waited["job"]["status"] == "canceled"  # type: ignore[index]
+
+
+def test_a_lone_master_whose_lease_ran_out_under_it_keeps_its_workers(tmp_path: Path) -> None:
+    """Its loop stalled past the lease (here: the lease is expired under it). Its next write is refused, it
+    takes the next term at once and rebuilds; the worker is asked to resync, never refused."""
+    import sqlite3
+
+    from tests.inprocess import inprocess_cluster, wait_for_workers
+
+    with inprocess_cluster(tmp_path, store_min_free=0) as cluster:
+        cluster.add_worker("w1")
+        wait_for_workers(cluster, "w1")
+        with sqlite3.connect(cluster.server.db_path) as conn:
+            conn.execute("UPDATE leader_lease SET expires_at = 0")
+        with cluster.client() as client:
+            eventually(lambda: client.cluster()["term"] == 2, message="the next term")
+            job = client.submit("t", engine="null", duration=1)
+            assert client.wait(job, timeout=30)["status"] == "completed"
+            assert [n["status"] for n in client.nodes()] == ["online"]
+        agent, thread = cluster.agents[0]
+        assert thread.is_alive(), "the worker was not refused"

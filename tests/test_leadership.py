@@ -279,3 +279,14 @@ def test_timings_that_cannot_keep_a_lease_are_refused(ttl: float, renew: float, 
     with pytest.raises(InvalidInput) as refused:
         LeaseTimings(ttl=ttl, renew_every=renew, poll_every=poll)
     assert refused.value.field == field
+
+
+def test_a_stalled_leader_that_nobody_replaced_takes_the_next_term_in_the_same_tick(
+        stores: tuple[Store, Store], clock: Clock) -> None:
+    one = Events()
+    a = election(stores[0], "a", one)
+    tick(clock, a)
+    clock.advance(3.5)  # its loop was stuck past the lease; no standby around
+    tick(clock, a)
+    assert a.leading and a.term == 2 and one.elected == [1, 2]
+    assert one.deposed == [Lease("a", 1, "tcp://a:8080", -0.5)]

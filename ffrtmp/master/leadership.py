@@ -86,10 +86,9 @@ class Election:
         return self.role == LEADER
 
     def tick(self, now: float, mono: float) -> None:
-        if self.leading:
-            if mono >= self.due or mono >= self.trusted_until:
-                self._renew(mono)
-        elif mono >= self.due:
+        if self.leading and (mono >= self.due or mono >= self.trusted_until):
+            self._renew(mono)
+        if not self.leading and mono >= self.due:  # also right after stepping down: the lease may be free
             self._poll(mono)
         if mono - self.announced >= ANNOUNCE_EVERY:
             self._announce(mono)
@@ -153,7 +152,8 @@ class Election:
         self.due = mono + self.timings.poll_every
         try:
             lease = self.store.current_lease()
-            if lease is not None and lease.live and lease.holder == self.name and lease.address == self.address:
+            if (lease is not None and lease.live and lease.holder == self.name and lease.address == self.address
+                    and not self.elections):
                 # Our own earlier run, killed before it could release (a restart on the same address: that
                 # run no longer holds this port). Expire it, so the claim below opens the next term now.
                 self.store.release_lease(lease.holder, lease.term)

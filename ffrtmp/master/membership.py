@@ -63,22 +63,35 @@ class ClusterMember:
         if not self.election.leading:
             self.desk.answer(frames)
             return
-        try:
-            self.server.coordinator.handle_batch(frames, now, mono)
-        except NotLeader as exc:
-            self.election.lost(exc, mono)
-            self.desk.answer(frames)  # nothing of the batch was stored: its senders go to the leader
+        for _ in range(2):
+            try:
+                self.server.coordinator.handle_batch(frames, now, mono)
+                return
+            except NotLeader as exc:
+                self._lost(exc, now, mono)
+                if not self.election.leading:
+                    break
+            # Still leading: only our own lease had run out (a stalled loop) and nobody took it, so this
+            # master won the next term, rebuilt, and handles the batch again: its peers never see a refusal.
+        self.desk.answer(frames)  # nothing of the batch was stored: its senders go to the leader
 
     def tick(self, now: float, mono: float) -> None:
-        try:
-            self.election.tick(now, mono)
-        except Exception as exc:  # winning failed while rebuilding (its store fails): it released the lease again
-            log.error("master %s won the lease but could not rebuild its state (%s); standing by", self.name, exc)
+        self._elect(now, mono)
         if self.election.leading:
             try:
                 self.server.coordinator.tick(now, mono)
             except NotLeader as exc:
-                self.election.lost(exc, mono)
+                self._lost(exc, now, mono)
+
+    def _lost(self, exc: NotLeader, now: float, mono: float) -> None:
+        self.election.lost(exc, mono)
+        self._elect(now, mono)  # at once: when the lease is free, this master takes the next term
+
+    def _elect(self, now: float, mono: float) -> None:
+        try:
+            self.election.tick(now, mono)
+        except Exception as exc:  # winning failed while rebuilding (its store fails): it released the lease again
+            log.error("master %s won the lease but could not rebuild its state (%s); standing by", self.name, exc)
 
     def stop(self) -> None:
         self.election.stop(time.monotonic())
