@@ -56,7 +56,8 @@ class Election:
 
     def __init__(self, store: Leadership, name: str, address: str, timings: LeaseTimings | None = None, *,
                  on_elected: Callable[[int], None] = lambda term: None,
-                 on_deposed: Callable[[Lease | None], None] = lambda lease: None) -> None:
+                 on_deposed: Callable[[Lease | None], None] = lambda lease: None,
+                 keeps_lease_on: Callable[[BaseException], bool] = lambda exc: False) -> None:
         self.store = store
         self.name = name
         self.address = address
@@ -80,6 +81,10 @@ class Election:
         """Terms this master won after an earlier one (a takeover, from a peer or from its own past run)."""
         self.unreadable = False
         """The last look at the lease failed (the store cannot be read)."""
+        self.keeps_lease_on = keeps_lease_on
+        """Renewal errors that do not end the leadership: the store's disk is full or failing."""
+        self.stalled = False
+        """The last renewal failed that way."""
 
     @property
     def leading(self) -> bool:
@@ -136,12 +141,21 @@ class Election:
             self.step_down(exc.lease, str(exc), mono)
             return
         except Exception as exc:  # the database cannot be reached: keep the trust we have, no more
-            if mono >= self.trusted_until:
+            if self.keeps_lease_on(exc):
+                # The store's disk is full or failing: no master can write it, so none can take over, and
+                # every write of ours is refused by the store (degraded) or fenced. Stay, serve reads.
+                if not self.stalled:
+                    log.warning("master %s cannot renew its lease while its store cannot be written (%s); it "
+                                "stays leader, and no write of its lands unless it still holds the lease",
+                                self.name, exc)
+                self.stalled = True
+            elif mono >= self.trusted_until:
                 self.step_down(None, f"its lease could not be renewed ({exc}) and has run out", mono)
             else:
                 log.warning("master %s could not renew its lease (%s); it trusts it %.1fs more", self.name, exc,
                             self.trusted_until - mono)
             return
+        self.stalled = False
         if renewed is None:
             self.step_down(self._read(), "its lease was taken over or ran out", mono)
             return

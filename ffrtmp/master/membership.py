@@ -19,6 +19,7 @@ from ffrtmp.master.coordinator import Coordinator
 from ffrtmp.master.leadership import Election, LeaseTimings
 from ffrtmp.master.standby import StandbyDesk, is_cluster_request
 from ffrtmp.master.store import Store
+from ffrtmp.master.store.health import WriteFault, is_write_fault
 from ffrtmp.master.store.leases import Lease, NotLeader
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ class ClusterMember:
         self.name = name
         self.open_store = open_store
         self.election = Election(server.store, name, address, timings, on_elected=self._elected,
-                                 on_deposed=self._deposed)
+                                 on_deposed=self._deposed,
+                                 keeps_lease_on=lambda exc: isinstance(exc, WriteFault) or is_write_fault(exc))
         self.desk = StandbyDesk(server.store, lambda: server.coordinator.authority, lambda: self.election.lease,
                                 server.socket.send)
         self.term_store: Store | None = None

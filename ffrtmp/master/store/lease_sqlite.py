@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlite_utils
@@ -44,8 +44,11 @@ class LeaseRows:
     """The lease part of `Store` (a mixin: it uses the store's connection)."""
 
     conn: sqlite3.Connection
-    lease_clock: Callable[[], float] = time.time
-    """The database's clock, for SQLite: this machine's wall clock."""
+
+    def lease_clock(self) -> float:
+        """The database's clock, for SQLite: this machine's wall clock (read at each call: tests and the
+        chaos bench swap it)."""
+        return time.time()
     _fenced: tuple[str, int] | None = None
     _fencing: bool = False
 
