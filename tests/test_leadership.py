@@ -290,3 +290,24 @@ def test_a_stalled_leader_that_nobody_replaced_takes_the_next_term_in_the_same_t
     tick(clock, a)
     assert a.leading and a.term == 2 and one.elected == [1, 2]
     assert one.deposed == [Lease("a", 1, "tcp://a:8080", -0.5)]
+
+
+def test_a_leader_whose_store_disk_is_full_keeps_leading_degraded(stores: tuple[Store, Store], clock: Clock) -> None:
+    """No master can write a full store, so none can take over; its own writes stay fenced by the store."""
+    import sqlite3
+
+    a = Election(stores[0], "a", "tcp://a:8080", TIMINGS, keeps_lease_on=lambda exc: isinstance(exc, sqlite3.Error))
+
+    def full(name: str, term: int, ttl: float) -> Lease | None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    tick(clock, a)
+    renew = stores[0].renew_lease
+    stores[0].renew_lease = full  # type: ignore[method-assign]
+    for _ in range(50):
+        clock.advance(0.1)
+        tick(clock, a)
+    assert a.leading and a.term == 1 and a.stalled
+    stores[0].renew_lease = renew  # type: ignore[method-assign]
+    tick(clock, a)  # the disk is back, the lease ran out meanwhile: the next term, at once
+    assert a.leading and a.term == 2 and not a.stalled
