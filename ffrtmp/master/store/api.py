@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
 from ffrtmp.jobspec import JobSpec
+from ffrtmp.master.store.leases import Leadership
 
 ACTIVE = ("assigned", "running")
 TERMINAL = ("completed", "failed", "canceled")
@@ -211,7 +212,7 @@ class StoreReader(Protocol):
     def close(self) -> None: ...
 
 
-class Store(Protocol):
+class Store(Leadership, Protocol):
     """The master's durable state, as verb-named operations. Writes run inside `transaction()`."""
 
     on_commit: Callable[[float], None] | None
