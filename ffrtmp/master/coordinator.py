@@ -20,7 +20,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from ffrtmp.errors import FfrtmpError, ProtocolError, ProtocolMismatch
 from ffrtmp.master import degraded, handlers, upkeep

@@ -28,7 +28,7 @@ import tornado.web
 
 from ffrtmp import defaults
 from ffrtmp.client import retry_after
-from ffrtmp.errors import InvalidInput
+from ffrtmp.errors import InvalidInput, error_from_status
 from ffrtmp.master.api_bridge import SENDER_PREFIX, ApiBridge
 from ffrtmp.protocol import Kind, Message, decode, encode
 
@@ -36,7 +36,8 @@ log = logging.getLogger("ffrtmp.master")
 
 RID = "h"
 """Every HTTP request has a route of its own, so one request id serves them all."""
-_FIELD = re.compile(r"^([A-Za-z_][\w.\[\]-]*): ")
+_FORBIDDEN = re.compile(r"^an? \w+ key may not ")
+"""The start of auth.Authority.authorize's refusal: over ZeroMQ a 401 like any, over HTTP a 403."""
 
 
 @dataclass
@@ -65,9 +66,10 @@ def reply_error(status: int, error: str) -> ApiError:
     headers = {}
     if status in (429, 507):
         headers["Retry-After"] = str(max(1, math.ceil(retry_after(error, 1.0))))
-    field = None
-    if status == 400 and (match := _FIELD.match(error)):
-        field = match.group(1)
+    rebuilt = error_from_status(status, error)  # as the CLI reads it, so the field is the one it would name
+    field = rebuilt.field if isinstance(rebuilt, InvalidInput) else None
+    if status == 401 and _FORBIDDEN.match(error):
+        status = 403  # a valid key whose role lacks the permission (auth.Authority.authorize)
     # 507 is the master's "store full"; over HTTP that is 503 Service Unavailable with a Retry-After.
     return ApiError(503 if status == 507 else status, error, field, headers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -18,6 +19,8 @@ from ffrtmp.protocol import Kind, decode
 
 HEALTH_STALE = 5.0
 """Seconds without a loop turn after which /health says the master is stuck (503)."""
+log = logging.getLogger("ffrtmp.master")
+
 FOLLOW_SILENCE = 10.0
 """A follow that hears nothing (the master sends a keep-alive every second) this long ends with an error event."""
 FOLLOW_BACKLOG = 2000
@@ -33,6 +36,9 @@ class Base(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
+
+    def compute_etag(self) -> None:
+        return None  # answers change with every request: hashing each body buys nothing
 
     def reply(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -264,4 +270,13 @@ def application(gateway: Gateway) -> tornado.web.Application:
         (job + r"/logs", Logs, args),
         (r"/api/nodes", Nodes, args),
         (r"/api/stats", Stats, args),
-    ], default_handler_class=NotFoundHandler, default_handler_args=args, compress_response=False)
+    ], default_handler_class=NotFoundHandler, default_handler_args=args, compress_response=False,
+        log_function=_access_log)
+
+
+def _access_log(handler: tornado.web.RequestHandler) -> None:
+    # Debug only: at thousands of requests a second an INFO line each would cost more than the request.
+    if log.isEnabledFor(logging.DEBUG):
+        request = handler.request
+        log.debug("http %d %s %s (%s) %.1fms", handler.get_status(), request.method, request.path,
+                  request.remote_ip, 1000 * request.request_time())

@@ -65,7 +65,8 @@ class MasterOptions:
     insecure: bool = False
     """Allow a non-loopback bind without any API key or --allow-keys (protected mode off)."""
     api_port: int = 0
-    """The HTTPS JSON API's port; 0: off (the command line's default is defaults.API_PORT)."""
+    """The HTTPS JSON API's port; 0: off (the command line's default is defaults.API_PORT); -1: any free port
+    (written to master.json as api_port)."""
     api_bind: str = defaults.API_BIND
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -101,7 +102,7 @@ class MasterServer:
             from ffrtmp.master.http_start import start_api
 
             try:
-                self.api = start_api(self.api_bridge, bind=options.api_bind, port=options.api_port,
+                self.api = start_api(self.api_bridge, bind=options.api_bind, port=max(options.api_port, 0),
                                      data_dir=options.data_dir, cert=options.tls_cert, key=options.tls_key,
                                      has_api_key=options.config.api_key is not None or self.store.had_api_keys(),
                                      insecure=options.insecure)
