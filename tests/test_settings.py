@@ -74,6 +74,10 @@ SET: dict[str, str] = {
     "FFRTMP_DELIVER_TIMEOUT": "3",
     "FFRTMP_PREFETCH": "0",
     "FFRTMP_PREAUTH_RATE": '250',
+    "FFRTMP_API_PORT": "8443",
+    "FFRTMP_API_BIND": "127.0.0.3",
+    "FFRTMP_TLS_CERT": "/pki/api.pem",
+    "FFRTMP_TLS_KEY": "/pki/api-key.pem",
 }
 
 EFFECT: dict[str, Any] = {
@@ -129,6 +133,10 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_DELIVER_TIMEOUT": lambda r: r["worker"]["deliver_timeout"],
     "FFRTMP_PREFETCH": lambda r: (r["worker"]["prefetch"], r["defaults"]["PREFETCH"]),
     "FFRTMP_PREAUTH_RATE": lambda r: r["defaults"]["PREAUTH_RATE"],
+    "FFRTMP_API_PORT": lambda r: (r["master"]["api_port"], r["defaults"]["API_PORT"]),
+    "FFRTMP_API_BIND": lambda r: (r["master"]["api_bind"], r["defaults"]["API_BIND"]),
+    "FFRTMP_TLS_CERT": lambda r: r["master"]["tls_cert"],
+    "FFRTMP_TLS_KEY": lambda r: r["master"]["tls_key"],
 }
 
 EXPECTED: dict[str, Any] = {
@@ -163,6 +171,10 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_DELIVER_TIMEOUT": 3.0,
     "FFRTMP_PREFETCH": (0, 0),
     "FFRTMP_PREAUTH_RATE": 250.0,
+    "FFRTMP_API_PORT": (8443, 8443),
+    "FFRTMP_API_BIND": ("127.0.0.3", "127.0.0.3"),
+    "FFRTMP_TLS_CERT": "/pki/api.pem",
+    "FFRTMP_TLS_KEY": "/pki/api-key.pem",
 }
 
 
