@@ -7,7 +7,6 @@ import json
 import ssl
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
