@@ -58,13 +58,14 @@ class Curl:
 
 
 @contextmanager
-def http_master(root: Path, **config: Any) -> Iterator[tuple[InProcessCluster, Curl]]:
+def http_master(root: Path, allow_keys: Path | None = None,
+                **config: Any) -> Iterator[tuple[InProcessCluster, Curl]]:
     """The master (CURVE on, in a thread), its HTTPS API on a free port, and curl trusting its certificate."""
     from ffrtmp.security import write_certificates
 
     write_certificates(root / "_config", "client")
     options = MasterOptions(bind="127.0.0.1", port=0, data_dir=root / "master", metrics=False, api_port=-1,
-                            api_bind="127.0.0.1", config=MasterConfig(**config))
+                            api_bind="127.0.0.1", allow_keys=allow_keys, config=MasterConfig(**config))
     server = MasterServer(options)
     thread = threading.Thread(target=server.run, name="master", daemon=True)
     thread.start()

@@ -136,3 +136,26 @@ def test_the_self_signed_certificate_is_made_once_private_and_its_fingerprint_lo
     with http_master(tmp_path) as (_, curl2):
         assert curl2.get("/health").status == 200
     assert curl.cacert.read_bytes() == pem and "made now" not in caplog.text  # the same pair, not a new one
+
+
+def test_allow_keys_guards_zeromq_while_bearer_keys_guard_http(tmp_path: Path) -> None:
+    from ffrtmp.errors import MasterUnreachable, NotAuthorized
+
+    (key,) = make_keys(tmp_path, ("submit", "default"))
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()  # no CURVE key is admitted
+    with http_master(tmp_path, allow_keys=allowed) as (cluster, curl):
+        assert curl.post("/api/jobs", key=key, body=NULL_JOB).status == 201
+        assert curl.get("/api/jobs").status == 401
+        with cluster.client(timeout=1.0) as zmq_client, pytest.raises((MasterUnreachable, NotAuthorized)):
+            zmq_client.request("ping")
+
+
+def test_guessing_keys_over_http_spends_the_address_budget_before_any_decoding(tmp_path: Path) -> None:
+    (key,) = make_keys(tmp_path, ("read", "default"))
+    with http_master(tmp_path, preauth_rate=5.0) as (cluster, curl):
+        guesses = [curl.get("/api/stats", key="ffk_000000000000_" + "x" * 43) for _ in range(3)]
+        assert [g.status for g in guesses[:2]] == [401, 429]
+        assert "before authentication" in guesses[1].json()["error"] and guesses[1].headers["retry-after"] == "1"
+        with cluster.client(api_key=key) as zmq_client:  # another peer: its own budget
+            assert zmq_client.stats()["version"]
