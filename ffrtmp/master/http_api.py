@@ -102,21 +102,24 @@ class Gateway:
 
     async def ask(self, op: str, args: dict[str, Any], key: str | None, peer: str) -> Any:
         """The operation's reply body, or ApiError with its status."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
 
-        def resolve(frame: bytes) -> None:
+        def resolve(frame: bytes | None) -> None:
             if not future.done():
                 future.set_result(frame)
 
         route = self.open(resolve)
+        # A timer rather than asyncio.wait_for: no task per request on the hot path.
+        timer = loop.call_later(self.limits.request_timeout, resolve, None)
         try:
             self.send(route, self.frame(op, args, key), peer)
-            try:
-                raw = await asyncio.wait_for(future, self.limits.request_timeout)
-            except TimeoutError:
-                raise ApiError(503, f"the master did not answer within {self.limits.request_timeout:g}s") from None
+            raw = await future
         finally:
+            timer.cancel()
             self.bridge.close(route)
+        if raw is None:
+            raise ApiError(503, f"the master did not answer within {self.limits.request_timeout:g}s")
         return answer_of(decode(raw))
 
 

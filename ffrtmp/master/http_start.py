@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from ffrtmp.errors import InvalidInput
@@ -12,6 +13,9 @@ from ffrtmp.master.http_tls import fingerprint, self_signed, server_context
 from ffrtmp.master.protection import HOW_TO_OPEN, resolve_bind
 
 log = logging.getLogger("ffrtmp.master")
+
+SWITCH_INTERVAL = 0.001
+"""Seconds a busy thread holds the GIL before the other may take it (Python's default: 0.005)."""
 
 
 def start_api(bridge: ApiBridge, *, bind: str, port: int, data_dir: Path, cert: Path | None, key: Path | None,
@@ -31,6 +35,9 @@ def start_api(bridge: ApiBridge, *, bind: str, port: int, data_dir: Path, cert: 
     if cert is None or key is None:
         cert, key, made = self_signed(data_dir)
     context = server_context(cert, key)
+    # The HTTP thread and the loop share the GIL: at the default 5 ms switch interval each request could wait
+    # that long for the other thread twice; 1 ms keeps a round trip near its real cost.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     api = HttpApi(bridge, address, port, context)
     api.start()
     log.info("HTTP API on https://%s:%d (certificate %s%s, SHA-256 %s)", address, api.port, cert,
