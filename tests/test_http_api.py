@@ -159,3 +159,20 @@ def test_guessing_keys_over_http_spends_the_address_budget_before_any_decoding(t
         assert "before authentication" in guesses[1].json()["error"] and guesses[1].headers["retry-after"] == "1"
         with cluster.client(api_key=key) as zmq_client:  # another peer: its own budget
             assert zmq_client.stats()["version"]
+
+
+@pytest.mark.parametrize(("status", "error", "expected"), [
+    (507, "store full: 12 MiB free on /data, below --store-min-free; retry after 30s", (503, None, "30")),
+    (429, "rate limited: too many submit requests; retry after 0.25s", (429, None, "1")),
+    (409, "node w1 is already connected", (409, None, None)),
+    (401, "a read key may not submit (it needs a role with 'submit')", (403, None, None)),
+    (401, "the API key is missing, wrong or revoked", (401, None, None)),
+    (400, "jobs[2].fps: must be a whole number from 1 to 240", (400, "jobs[2].fps", None)),
+])
+def test_reply_statuses_become_http_statuses_with_the_cli_meaning(
+        status: int, error: str, expected: tuple[int, str | None, str | None]) -> None:
+    from ffrtmp.master.http_api import reply_error
+
+    answer = reply_error(status, error)
+    assert (answer.status, answer.field, answer.headers.get("Retry-After")) == expected
+    assert answer.body() == {"error": error, "field": expected[1]}
