@@ -28,7 +28,7 @@ def make_keys(root: Path, *wanted: tuple[str, str]) -> list[str]:
 
 
 def test_every_job_endpoint_answers_json_over_https(tmp_path: Path) -> None:
-    with http_master(tmp_path) as (_, curl):
+    with http_master(tmp_path) as (cluster, curl):
         health = curl.get("/health")
         assert (health.status, health.json()["status"]) == (200, "ok")
         spec = curl.get("/api/openapi.json").json()
@@ -45,6 +45,8 @@ def test_every_job_endpoint_answers_json_over_https(tmp_path: Path) -> None:
         job_id = one.json()["ids"][0]
         shown = curl.get(f"/api/jobs/{job_id[:10]}")  # a prefix, as on the command line
         assert shown.status == 200 and shown.json()["id"] == job_id and shown.json()["history"]
+        with cluster.client() as zmq_client:  # `jobs show --json` prints Client.get's object
+            assert shown.json() == zmq_client.get(job_id)
 
         page = curl.get("/api/jobs?limit=2")
         assert page.status == 200 and len(page.json()["jobs"]) == 2 and page.json()["next"] is not None

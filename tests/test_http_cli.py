@@ -32,6 +32,12 @@ def test_the_seed_command_line_parses_as_written() -> None:
     assert parsed(["--insecure=false"])["insecure"] is False  # no --no- form: false leaves it out
 
 
+def test_the_worker_takes_go_style_booleans_too() -> None:
+    command = typer.main.get_command(app).commands["worker"]  # type: ignore[attr-defined]
+    with command.make_context("worker", ["--tls=false"]) as ctx:
+        assert ctx.params["tls"] is False
+
+
 def test_a_go_style_value_that_is_not_a_boolean_names_the_flag() -> None:
     command = typer.main.get_command(app).commands["master"]  # type: ignore[attr-defined]
     with pytest.raises(InvalidInput, match="^tls: 'maybe' is not true or false"):
