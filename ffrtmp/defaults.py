@@ -79,6 +79,25 @@ METRICS_PORT = _env_int("FFRTMP_METRICS_PORT", 9090)
 WORKER_METRICS_PORT = _env_int("FFRTMP_WORKER_METRICS_PORT", 9091)
 """A worker's Prometheus port."""
 
+API_PORT = _env_int("FFRTMP_API_PORT", 8081)
+"""The master's HTTPS JSON API port; 0 turns the API off."""
+
+API_BIND = _env_str("FFRTMP_API_BIND", "auto")
+"""The interface the HTTP API binds; `auto`: 127.0.0.1 until the master has an API key, then 0.0.0.0."""
+
+API_MAX_BODY = 8 * 1024 * 1024
+"""The largest request body the HTTP API reads (a submit of thousands of jobs fits)."""
+API_MAX_CONNECTIONS = 20_000
+"""Open HTTP connections at most; past it new ones are closed at once (idle keep-alives cost ~5 KiB each)."""
+API_IDLE_TIMEOUT = 120.0
+"""An HTTP keep-alive connection silent this long is closed."""
+API_BODY_TIMEOUT = 30.0
+"""A request body not fully read after this long closes its connection (a slow-loris client)."""
+API_REQUEST_TIMEOUT = 30.0
+"""The longest an HTTP request waits for the master's loop before it answers 503."""
+API_MAX_PENDING = 10_000
+"""HTTP requests queued for the master's loop at most; past it the API answers 503 at once."""
+
 WORKER_METRICS_BIND = _env_str("FFRTMP_WORKER_METRICS_BIND", "127.0.0.1")
 """The interface a worker's Prometheus endpoint listens on (unauthenticated: loopback unless told)."""
 

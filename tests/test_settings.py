@@ -77,6 +77,10 @@ SET: dict[str, str] = {
     "FFRTMP_LEASE_TTL": "4s",
     "FFRTMP_LEASE_RENEW": "1s",
     "FFRTMP_STANDBY_POLL": "750ms",
+    "FFRTMP_API_PORT": "8443",
+    "FFRTMP_API_BIND": "127.0.0.3",
+    "FFRTMP_TLS_CERT": "/pki/api.pem",
+    "FFRTMP_TLS_KEY": "/pki/api-key.pem",
 }
 
 EFFECT: dict[str, Any] = {
@@ -135,6 +139,10 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_LEASE_TTL": lambda r: (parse_duration(r["master"]["lease_ttl"]), r["defaults"]["LEASE_TTL"]),
     "FFRTMP_LEASE_RENEW": lambda r: (parse_duration(r["master"]["lease_renew"]), r["defaults"]["LEASE_RENEW"]),
     "FFRTMP_STANDBY_POLL": lambda r: (parse_duration(r["master"]["standby_poll"]), r["defaults"]["STANDBY_POLL"]),
+    "FFRTMP_API_PORT": lambda r: (r["master"]["api_port"], r["defaults"]["API_PORT"]),
+    "FFRTMP_API_BIND": lambda r: (r["master"]["api_bind"], r["defaults"]["API_BIND"]),
+    "FFRTMP_TLS_CERT": lambda r: r["master"]["tls_cert"],
+    "FFRTMP_TLS_KEY": lambda r: r["master"]["tls_key"],
 }
 
 EXPECTED: dict[str, Any] = {
@@ -172,6 +180,10 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_LEASE_TTL": (4.0, 4.0),
     "FFRTMP_LEASE_RENEW": (1.0, 1.0),
     "FFRTMP_STANDBY_POLL": (0.75, 0.75),
+    "FFRTMP_API_PORT": (8443, 8443),
+    "FFRTMP_API_BIND": ("127.0.0.3", "127.0.0.3"),
+    "FFRTMP_TLS_CERT": "/pki/api.pem",
+    "FFRTMP_TLS_KEY": "/pki/api-key.pem",
 }
 
 

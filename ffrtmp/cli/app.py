@@ -23,9 +23,10 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("master", epilog=environment_epilog("FFRTMP_MAX_MESSAGE_BYTES", "FFRTMP_PREAUTH_RATE"))(master.master)
+app.command("master", cls=master.GoStyleCommand,
+            epilog=environment_epilog("FFRTMP_MAX_MESSAGE_BYTES", "FFRTMP_PREAUTH_RATE"))(master.master)
 WORKER_ENVIRONMENT = [name for name in ENVIRONMENT_ONLY if name != "FFRTMP_PREAUTH_RATE"]
-app.command("worker", epilog=environment_epilog(*WORKER_ENVIRONMENT))(worker.worker)
+app.command("worker", cls=master.GoStyleCommand, epilog=environment_epilog(*WORKER_ENVIRONMENT))(worker.worker)
 app.command("demo")(demo.demo)
 app.command("top")(top.top)
 app.add_typer(jobs.app, name="jobs")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand
 
 from ffrtmp import defaults
 from ffrtmp.cli.common import (
@@ -63,6 +64,47 @@ def cluster_options(options: MasterOptions, name: str | None, advertise: str | N
                                  poll_every=duration_option(poll, "standby-poll") or 0.0)
 
 
+GO_TRUE = ("true", "1", "yes", "on", "t")
+GO_FALSE = ("false", "0", "no", "off", "f")
+
+
+def go_style_booleans(command: Any, args: list[str]) -> list[str]:
+    """`--flag=true|false` (Go's flag package, as the seed's command lines write them) → `--flag`/`--no-flag`.
+
+    Every boolean flag of `command` takes it, so `--tls=false --metrics=true` and later ones such as
+    `--cluster-mode=true` work as written; `--flag=false` of a flag with no `--no-` form just leaves it out.
+    """
+    flags: dict[str, str | None] = {}
+    for param in command.params:
+        # Duck-typed: typer ships its own copy of click, so click's classes are not the ones used here.
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            for name in param.opts:
+                flags[name] = param.secondary_opts[0] if param.secondary_opts else None
+    out: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return out + args[index:]
+        name, sep, value = arg.partition("=")
+        if not sep or name not in flags:
+            out.append(arg)
+            continue
+        if value.lower() in GO_TRUE:
+            out.append(name)
+        elif value.lower() in GO_FALSE:
+            if (negative := flags[name]) is not None:
+                out.append(negative)
+        else:
+            raise InvalidInput(name.lstrip("-"), f"{value!r} is not true or false")
+    return out
+
+
+class GoStyleCommand(TyperCommand):
+    """A command whose boolean flags also take Go-style values (`--tls=false`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, go_style_booleans(self, args))
+
+
 def master(
     bind: str = typer.Option(defaults.BIND_ADDRESS, "--bind", envvar="FFRTMP_BIND",
                              help="Interface to listen on (ZeroMQ and metrics). auto: 127.0.0.1 while the master "
@@ -84,6 +126,16 @@ def master(
                                     help="Retries of a failed attempt (per job: jobs submit --max-retries)."),
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Serve Prometheus metrics and /health."),
     metrics_port: int = typer.Option(defaults.METRICS_PORT, "--metrics-port", envvar="FFRTMP_METRICS_PORT"),
+    api_port: int = typer.Option(defaults.API_PORT, "--api-port", min=0, max=65535, envvar="FFRTMP_API_PORT",
+                                 help="HTTPS JSON API port (GET /api/jobs, ...); 0 turns the HTTP API off."),
+    api_bind: str = typer.Option(defaults.API_BIND, "--api-bind", envvar="FFRTMP_API_BIND",
+                                 help="Interface of the HTTP API. auto: 127.0.0.1 while the master has no API key "
+                                      "(protected mode; --allow-keys does not count), else 0.0.0.0."),
+    tls_cert: Path = typer.Option(None, "--tls-cert", envvar="FFRTMP_TLS_CERT", show_default=False,
+                                  help="The HTTP API's certificate (PEM). Default: a self-signed one made in the "
+                                       "data dir (api-cert.pem) on first start; its fingerprint is logged."),
+    tls_key: Path = typer.Option(None, "--tls-key", envvar="FFRTMP_TLS_KEY", show_default=False,
+                                 help="The HTTP API's private key (PEM), with --tls-cert."),
     scheduler_interval: str = typer.Option(duration_text(defaults.SCHEDULER_INTERVAL), "--scheduler-interval",
                                            envvar="FFRTMP_SCHEDULER_INTERVAL", help="Period of the maintenance pass."),
     heartbeat_interval: str = typer.Option(duration_text(defaults.HEARTBEAT_INTERVAL), "--heartbeat-interval",
@@ -195,7 +247,8 @@ def master(
                             max_followers=max_followers, max_followers_per_key=max_followers_per_key)
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
-                            config=config, insecure=insecure)
+                            config=config, insecure=insecure, api_port=api_port, api_bind=api_bind,
+                            tls_cert=tls_cert, tls_key=tls_key)
     cluster_options(options, name, advertise, cluster_peers, lease_ttl, lease_renew, standby_poll)
     if key is None and cert is not None:
         raise InvalidInput("key", "--cert needs --key (the secret half)")

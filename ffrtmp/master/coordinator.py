@@ -24,6 +24,7 @@ from collections.abc import Callable
 from ffrtmp.errors import FfrtmpError, ProtocolError, ProtocolMismatch
 from ffrtmp.master import degraded, handlers, upkeep
 from ffrtmp.master.activity import Activity
+from ffrtmp.master.api_bridge import is_http_sender
 from ffrtmp.master.auth import Authority
 from ffrtmp.master.client_gate import on_request
 from ffrtmp.master.clock import Clock, DispatchDue
@@ -252,7 +253,7 @@ class Coordinator:
         if handler is None:
             state.counters.malformed += 1
             return
-        if self.allowed_keys is not None and sender not in self.allowed_keys:
+        if self.allowed_keys is not None and sender not in self.allowed_keys and not is_http_sender(sender):
             self._refuse_revoked(route, message)
             return
         session = state.registry.session_of(route)

@@ -40,7 +40,7 @@ class ClusterMember:
                                  on_deposed=self._deposed,
                                  keeps_lease_on=lambda exc: isinstance(exc, WriteFault) or is_write_fault(exc))
         self.desk = StandbyDesk(server.store, lambda: server.coordinator.authority, lambda: self.election.lease,
-                                server.socket.send)
+                                server.send_frame)
         self.term_store: Store | None = None
         self.started = False
         """Past `start`: a term won from now on rebuilds on a fresh store connection and coordinator."""
@@ -117,7 +117,7 @@ class ClusterMember:
             store.fence(self.name, term)
             old = server.coordinator
             # metrics and tracing follow the new coordinator
-            coordinator = Coordinator(store, old.config, server.socket.send, observer=old.observer)
+            coordinator = Coordinator(store, old.config, server.send_frame, observer=old.observer)
             store.on_commit = old.observer.committed
             coordinator.allowed_keys = old.allowed_keys
             coordinator.restore(time.time(), time.monotonic())

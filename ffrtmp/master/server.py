@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import zmq
+
 from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput
+from ffrtmp.master.api_bridge import ApiBridge
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
 from ffrtmp.master.leader_metrics import register as register_leader_metrics
 from ffrtmp.master.leadership import LeaseTimings
@@ -25,6 +28,7 @@ from ffrtmp.master.protection import HOW_TO_OPEN, resolve_bind
 from ffrtmp.master.store import WriteFault, open_store, prepare_data_dir
 from ffrtmp.master.store.health import describe
 from ffrtmp.master.traces import MasterTracer
+from ffrtmp.protocol import Kind, encode
 from ffrtmp.redact import RedactUrls
 from ffrtmp.security import master_keypair
 from ffrtmp.tracing import Tracing
@@ -70,6 +74,12 @@ class MasterOptions:
     advertise: str | None = None
     """The address peers should use for this master; default: from --bind and the port (the host's name on 0.0.0.0)."""
     lease: LeaseTimings = field(default_factory=LeaseTimings)
+    api_port: int = 0
+    """The HTTPS JSON API's port; 0: off (the command line's default is defaults.API_PORT); -1: any free port
+    (written to master.json as api_port)."""
+    api_bind: str = defaults.API_BIND
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 class MasterServer:
@@ -94,7 +104,22 @@ class MasterServer:
         port = "*" if options.port == 0 else str(options.port)
         self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
         options.config.version = __version__
-        self.coordinator = Coordinator(self.store, options.config, self.socket.send)
+        self.coordinator = Coordinator(self.store, options.config, self.send_frame)
+        self.api_bridge = ApiBridge() if options.api_port else None
+        self.api = None
+        self._poller: zmq.Poller | None = None
+        if self.api_bridge is not None:
+            from ffrtmp.master.http_start import start_api
+
+            try:
+                self.api = start_api(self.api_bridge, bind=options.api_bind, port=max(options.api_port, 0),
+                                     data_dir=options.data_dir, cert=options.tls_cert, key=options.tls_key,
+                                     has_api_key=options.config.api_key is not None or self.store.had_api_keys(),
+                                     insecure=options.insecure)
+            except InvalidInput:
+                self.socket.close()
+                self.store.close()
+                raise
         self.metrics: MasterMetrics | None = None
         self.http = None
         if options.metrics:
@@ -126,7 +151,8 @@ class MasterServer:
     def _write_state(self) -> None:
         state = {"url": self.url, "bind": self.options.bind, "pid": os.getpid(), "tls": self.options.tls,
                  "version": __version__, "name": self.options.name, "advertise": self.advertise,
-                 "metrics_port": self.http.server_address[1] if self.http else None}
+                 "metrics_port": self.http.server_address[1] if self.http else None,
+                 "api_port": self.api.port if self.api else None}
         path = self.options.data_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -157,10 +183,11 @@ class MasterServer:
                  "on" if self.options.tls else "OFF", self.store.path)  # a PostgreSQL URL without its password
         try:
             while not self.stop_event.is_set():
-                if self.socket.poll(TICK_EVERY):
-                    self.member.handle_batch(self.collect_batch(), time.time(), time.monotonic())
-                    if coordinator.inbound.pause:
-                        self.stop_event.wait(coordinator.inbound.pause)
+                if self._poll(TICK_EVERY):
+                    self.member.handle_batch(self.collect_batch() + self._api_batch(), time.time(),
+                                             time.monotonic())
+                    if self.coordinator.inbound.pause:
+                        self.stop_event.wait(self.coordinator.inbound.pause)
                 mono = time.monotonic()
                 if mono - last_tick >= TICK_EVERY:
                     last_tick = mono
@@ -210,7 +237,42 @@ class MasterServer:
             return True  # joined workers are never charged (coordinator.admit)
         return coordinator.inbound.admit_frame(sender or route.hex(), frame, time.monotonic())
 
+    # ---- the HTTP API's requests: frames like the socket's, through the same admission ---------------
+
+    def _poll(self, timeout: float) -> bool:
+        if self.api_bridge is None:
+            return self.socket.poll(timeout)
+        if self._poller is None:
+            self._poller = zmq.Poller()
+            self._poller.register(self.socket.socket, zmq.POLLIN)
+            self._poller.register(self.api_bridge.fileno(), zmq.POLLIN)
+        ready = bool(self._poller.poll(int(timeout * 1000)))
+        self.api_bridge.last_turn = time.monotonic()
+        return ready
+
+    def _api_batch(self) -> list[tuple[bytes, bytes, str | None]]:
+        if self.api_bridge is None:
+            return []
+        batch: list[tuple[bytes, bytes, str | None]] = []
+        for route, frame, sender in self.api_bridge.take(defaults.MAX_BATCH):
+            if self._admit(route, sender, memoryview(frame)):
+                batch.append((route, frame, sender))
+            else:
+                self.api_bridge.deliver(route, encode(Kind.REPLY, {"rid": "h", "status": 429, "error": (
+                    "rate limited: too many requests before authentication from this address; retry after 1s")}))
+        return batch
+
+    def send_frame(self, route: bytes, frame: bytes) -> bool:
+        """To a ZeroMQ peer, or to the HTTP API bridge when `route` is one of its requests."""
+        if self.api_bridge is not None and self.api_bridge.owns(route):
+            return self.api_bridge.deliver(route, frame)
+        return self.socket.send(route, frame)
+
     def close(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        if self.api_bridge is not None:
+            self.api_bridge.shutdown()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
