@@ -91,6 +91,10 @@ SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
     Kind.BATCH: {"items": (_LIST, True)},
 }
 
+NOT_LEADER = 421
+"""The status of a REFUSED or REPLY from a standby master (one that does not hold the lease): its body also
+carries `leader` (the leader's address, or null while none holds the lease), `name` and `term`."""
+
 MAX_BATCH_ITEMS = 1000
 """Messages one BATCH may carry (jobs for a worker, results and acknowledgements, …)."""
 
