@@ -241,6 +241,21 @@ def test_a_lost_leader_is_left_at_once_and_its_unacknowledged_results_go_to_the_
     assert worker.core.results.unacked == {}
 
 
+def test_a_master_found_down_in_an_earlier_failover_does_not_count_as_down_in_the_next(tmp_path: Path) -> None:
+    worker = Worker(tmp_path / "work", masters=f"{M1},{M2}")
+    worker.welcome()
+    worker.link.down.add(M1)
+    worker.run(5.0, until=lambda: worker.address == M2)
+    worker.welcome()
+    worker.link.down = {M2}  # M1 came back (a standby now) and M2, the leader, is killed a moment later
+    worker.hear(Kind.HEARTBEAT, {})
+    silent_from = worker.mono
+    worker.run(5.0, until=lambda: worker.address == M1)
+    assert worker.address == M1
+    assert worker.core.lease.silent_for(worker.mono) == pytest.approx(worker.mono - silent_from), \
+        "M1 runs: the lease is not renewed as if no master ran"
+
+
 def test_a_master_that_accepts_but_never_answers_is_left_after_a_few_heartbeats(worker: Worker) -> None:
     worker.welcome()
     took = worker.run(10.0, until=lambda: worker.address != M1)  # frozen: its port accepts, nothing answers

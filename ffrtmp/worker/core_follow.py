@@ -106,8 +106,7 @@ class Following:
         """The lease ran out (the attempts are stopped): reconnect, to the next master when several are listed."""
         follower = self.follower
         address = follower.next(mono) if follower.several else follower.address
-        self.move(address, mono, f"master {self.connected_to} silent for {self.core.lease.silent_for(mono):.0f}s",
-                  fresh=True)
+        self.move(address, mono, f"no leader heard from for {self.core.lease.silent_for(mono):.0f}s", fresh=True)
 
     def move(self, address: str, mono: float, why: str, fresh: bool = False) -> None:
         """A new connection (when the address changed, or `fresh`), then HELLO: the new master adopts what runs."""

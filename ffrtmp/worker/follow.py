@@ -47,7 +47,8 @@ class Follower:
         self.heard_at = -float("inf")
         """Last frame from the current address (a standby's refusal counts)."""
         self.down: dict[str, float] = {}
-        """Addresses found refusing connections, and when (forgotten after DOWN_MEMORY, or when one speaks)."""
+        """Addresses found refusing connections in this search, and when (forgotten after DOWN_MEMORY, when one
+        speaks, and once a master welcomes us)."""
         self.retry_at: float | None = None
         """While no master leads: when to try the list again."""
         self.backoff = NO_LEADER_BACKOFF
@@ -77,8 +78,10 @@ class Follower:
         self.down.pop(self.address, None)
 
     def welcomed(self) -> None:
+        """Joined: the search is over, and what it found down may be back by the time the next one starts."""
         self.backoff = NO_LEADER_BACKOFF
         self.retry_at = None
+        self.down.clear()
 
     def found_down(self, mono: float) -> None:
         self.down[self.address] = mono
