@@ -8,6 +8,10 @@
 Every call raises an `FfrtmpError` subclass on failure (its `exit_code` is the CLI's, README "Exit codes"). A master
 that does not answer (down, wrong address, wrong key) raises `MasterUnreachable` within `timeout` seconds,
 with a message that names the address and what to check.
+
+`master` may list several masters (`tcp://a:8080,tcp://b:8080`): the client finds the leader (a standby
+names it) and follows it through a failover, trying the next address when one does not answer, all within
+the same `timeout` (ffrtmp/masters.py).
 """
 
 from __future__ import annotations
@@ -18,16 +22,27 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ffrtmp import defaults
 from ffrtmp.errors import MasterUnreachable, ProtocolError, ProtocolMismatch, RateLimited, error_from_status
 from ffrtmp.jobspec import CLIENT_SIDE, validate_submission
+from ffrtmp.masters import (
+    ELECTION_PAUSE,
+    MIN_TRY,
+    SWITCH_PAUSE,
+    MasterList,
+    NotLeaderReply,
+    refuses_connections,
+    reply_error,
+)
 from ffrtmp.protocol import Kind, Message, decode, encode
 from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
+from ffrtmp.subscription import RESUBSCRIBE_AFTER, LogStream, Subscription
 from ffrtmp.tracing import client_carrier
 from ffrtmp.transport import DealerSocket
 
+T = TypeVar("T")
 TERMINAL = ("completed", "failed", "canceled")
 SUBMIT_CHUNK = 5000
 """Jobs per submit request for `submit_many` (keeps each frame far below the master's size limit)."""
@@ -59,106 +74,8 @@ def _with_trace(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "trace": carrier} if carrier else args
 
 
-RESUBSCRIBE_AFTER = 3.0
-"""A follow that hears nothing this long (the master sends a keep-alive every second) is sent again."""
-RESTART_PAUSE = 0.25
-"""After the master said it restarts: the first re-subscription waits this long (the new one is starting)."""
-
-
-class Subscription:
-    """One `logs.follow` that survives a master restart.
-
-    The follow state lives in the master's memory, so when its keep-alives stop (or it says it is
-    restarting) the request is sent again, from the last (attempt, seq) seen; lines seen already are
-    skipped. Only `timeout` seconds with no word from the master at all give up (MasterUnreachable).
-    """
-
-    def __init__(self, client: Client, args: dict[str, Any]) -> None:
-        self.client = client
-        self.args = args
-        self.last: tuple[int, int] | None = None
-        self.rid = client._send_request("logs.follow", args)
-        self.heard = time.monotonic()
-        self.resend_at = self.heard + RESUBSCRIBE_AFTER
-        self.resubscribed = 0
-
-    def next(self, until: float | None = None) -> Message | None:
-        """The next PARTIAL (only lines not seen yet) or the final REPLY; None once `until` has passed."""
-        while True:
-            now = time.monotonic()
-            if until is not None and now >= until:
-                return None
-            give_up = self.heard + self.client.timeout
-            stop = min(give_up, self.resend_at, until if until is not None else give_up)
-            try:  # always look at least briefly: what arrived while the caller was busy counts
-                message = self.client._next_message(self.rid, max(0.01, stop - now), self.client.timeout)
-            except MasterUnreachable:
-                if self.client._socket.handshake_error:
-                    raise
-                now = time.monotonic()
-                if until is not None and until <= min(now, give_up):
-                    return None
-                if now >= give_up:
-                    raise MasterUnreachable(f"no keep-alive from the master for {self.client.timeout:g}s: "
-                                            + self.client._socket.explain_silence(self.client.timeout)) from None
-                if now >= self.resend_at:
-                    self._resubscribe()
-                continue
-            if (message.kind is Kind.REPLY and message.body["status"] == 503
-                    and "restarting" in str(message.body.get("error"))):
-                self.resend_at = time.monotonic() + RESTART_PAUSE  # it stops now: follow again once it is back
-                continue
-            self.heard = time.monotonic()
-            self.resend_at = self.heard + RESUBSCRIBE_AFTER
-            if message.kind is Kind.PARTIAL and isinstance(message.body["body"], dict):
-                lines = message.body["body"].get("lines", [])
-                if lines:
-                    message.body["body"]["lines"] = self._unseen(lines)
-            return message
-
-    def _unseen(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fresh = []
-        for line in lines:
-            place = (line.get("attempt"), line.get("seq"))
-            if not (isinstance(place[0], int) and isinstance(place[1], int)):
-                continue
-            key = (place[0], place[1])
-            if self.last is None or key > self.last:
-                fresh.append(line)
-                self.last = key
-        return fresh
-
-    def _resubscribe(self) -> None:
-        args = {**self.args, "replaces": self.rid}
-        if self.last is not None:
-            args = {**{k: v for k, v in args.items() if k != "tail"}, "after": list(self.last)}
-        self.rid = self.client._send_request("logs.follow", args)
-        self.resubscribed += 1
-        self.resend_at = time.monotonic() + RESUBSCRIBE_AFTER
-
-
-class LogStream:
-    """Lines of a followed job, in order; `job` is set once the master says the job has ended."""
-
-    def __init__(self, client: Client, args: dict[str, Any]) -> None:
-        self.client = client
-        self.subscription = Subscription(client, args)
-        self.job: dict[str, Any] | None = None
-        self.status: str | None = None
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while self.job is None:
-            message = self.subscription.next()
-            assert message is not None
-            if message.kind is Kind.REPLY:
-                if message.body["status"] != 200:
-                    raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
-                self.job = message.body.get("body") or {}
-                return
-            body = message.body["body"]
-            if isinstance(body, dict):
-                self.status = body.get("status", self.status)
-                yield from body.get("lines", [])
+__all__ = ["Client", "LogStream", "NotLeaderReply", "Subscription", "SubmittedIds", "TERMINAL", "reply_error",
+           "resolve_master_key", "retry_after"]
 
 
 def resolve_master_key(value: str | None, tls: bool = True) -> bytes | None:
@@ -179,14 +96,64 @@ def resolve_master_key(value: str | None, tls: bool = True) -> bytes | None:
 class Client:
     def __init__(self, master: str | None = None, *, api_key: str | None = None, master_key: str | None = None,
                  client_key: str | Path | None = None, timeout: float | None = None, tls: bool = True) -> None:
-        self.master = master or os.environ.get("FFRTMP_MASTER") or defaults.MASTER_URL
+        self.masters = MasterList.parse(master or os.environ.get("FFRTMP_MASTER") or defaults.MASTER_URL)
         self.api_key = api_key or defaults.api_key_from_env()
         self.timeout = defaults.CLIENT_TIMEOUT if timeout is None else timeout
-        server_key = resolve_master_key(master_key, tls)
+        self._server_key = resolve_master_key(master_key, tls)
         key_path = client_key or os.environ.get("FFRTMP_CLIENT_KEY")
-        keys = client_keypair(Path(key_path).expanduser() if key_path else None) if tls else None
-        self._socket = DealerSocket(self.master, server_key, keys)
+        self._keys = client_keypair(Path(key_path).expanduser() if key_path else None) if tls else None
+        self._socket = DealerSocket(self.masters.address, self._server_key, self._keys)
         self._ids = itertools.count(1)
+
+    @property
+    def master(self) -> str:
+        """The master this client talks to now (the leader, once found)."""
+        return self.masters.address
+
+    def _switch(self, address: str) -> None:
+        """Talk to `address` from now on (replies still due from the old one are lost with its socket)."""
+        if address == self._socket.endpoint:
+            return
+        self._socket.close()
+        self._socket = DealerSocket(address, self._server_key, self._keys)
+
+    def _lost_connection(self) -> bool:
+        """The socket's monitor saw a connection attempt fail (the master went away, or was never there)."""
+        self._socket.poll_events()
+        return self._socket.refused
+
+    def _following(self, budget: float, attempt: Callable[[float], T]) -> T:
+        """Run `attempt(seconds it may wait)` on the current master, going to the leader a standby names and
+        past masters that do not answer, until it succeeds or `budget` seconds are spent."""
+        deadline = time.monotonic() + budget
+        redirect: NotLeaderReply | None = None
+        tries = -1
+        while True:
+            tries += 1
+            left = deadline - time.monotonic()
+            many = len(self.masters) > 1
+            if left <= 0 and redirect is not None:
+                raise MasterUnreachable(f"no leader found within {budget:g}s among {self.masters}: {redirect}")
+            # A TCP probe only when there is a doubt (each one shows in the master's log as a failed handshake).
+            if many and (tries or self._lost_connection()) and refuses_connections(self.master):
+                if left <= 0:
+                    raise MasterUnreachable(f"no master answers within {budget:g}s: {self.master} refuses "
+                                            f"connections, and so did the others of {self.masters}")
+                self._switch(self.masters.next())
+                time.sleep(min(SWITCH_PAUSE, max(0.0, left)))
+                continue
+            try:
+                return attempt(max(0.0, min(left, max(MIN_TRY, budget / len(self.masters))) if many else left))
+            except NotLeaderReply as exc:
+                redirect = exc
+                if exc.leader is None or exc.leader == self.master:
+                    time.sleep(min(ELECTION_PAUSE, max(0.0, deadline - time.monotonic())))
+                else:
+                    self._switch(self.masters.follow(exc.leader))
+            except MasterUnreachable:
+                if not many or self._socket.handshake_error or time.monotonic() >= deadline:
+                    raise
+                self._switch(self.masters.next())
 
     def close(self) -> None:
         self._socket.close()
@@ -217,13 +184,25 @@ class Client:
                 continue
             waiting.discard(message.body["rid"])
             if message.body["status"] != 200:
-                raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+                raise reply_error(message.body)
             results[message.body["rid"]] = message.body.get("body")
         return results
 
     def request(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-        rid = self._send_request(op, args or {})
-        return self._await_replies([rid], self.timeout if timeout is None else timeout)[rid]
+        """One request to the leader (found and followed as `_following` says); the same `args` on every try.
+
+        A submit without an idempotency key gets one here, the same on every try: a submit resent to a new
+        leader (the first one stored it, then died before answering) never makes a second job.
+        """
+        args = dict(args or {})
+        if op == "submit" and "idempotency_key" not in args:
+            args["idempotency_key"] = os.urandom(16).hex()
+
+        def attempt(left: float) -> Any:
+            rid = self._send_request(op, args)
+            return self._await_replies([rid], left)[rid]
+
+        return self._following(self.timeout if timeout is None else timeout, attempt)
 
     # ---- jobs ---------------------------------------------------------------------------------------
 
@@ -231,7 +210,7 @@ class Client:
         """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
         raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
         validate_submission(raw, output_roots=CLIENT_SIDE)  # fail fast, before the network; the master checks again
-        ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]
+        ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]  # keyed by `request`
         return ids[0]
 
     def submit_many(self, jobs: Iterable[dict[str, Any]], key: str | None = None,
@@ -250,11 +229,15 @@ class Client:
         chunks = {index: jobs[start:start + SUBMIT_CHUNK]
                   for index, start in enumerate(range(0, len(jobs), SUBMIT_CHUNK))}
         answers: dict[int, dict[str, Any]] = {}
-        for round_ in range(1, tries + 1):
+
+        def send_unanswered(left: float) -> None:
             rids = {self._send_request("submit", _with_trace({"jobs": chunk, "idempotency_key": f"{call}:{index}"})):
                     index for index, chunk in chunks.items() if index not in answers}
+            self._chunk_replies(rids, left, answers)
+
+        for round_ in range(1, tries + 1):
             try:
-                self._chunk_replies(rids, self.timeout + len(rids) * 2.0, answers)
+                self._following(self.timeout + (len(chunks) - len(answers)) * 2.0, send_unanswered)
                 break
             except MasterUnreachable:
                 if round_ == tries:
@@ -273,7 +256,7 @@ class Client:
             if message.kind is not Kind.REPLY:
                 continue
             if message.body["status"] != 200:
-                raise error_from_status(message.body["status"], message.body.get("error", "request failed"))
+                raise reply_error(message.body)
             waiting.discard(message.body["rid"])
             answers[rids[message.body["rid"]]] = message.body.get("body") or {}
 
@@ -422,4 +405,16 @@ class Client:
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("stats")
+        return result
+
+    def cluster(self) -> dict[str, Any]:
+        """Who leads, in which term, and every master seen: `{"leader", "term", "address", "masters": [...]}`.
+
+        Any master answers this one, leader or standby; the first of the list that answers is asked.
+        """
+        def attempt(left: float) -> Any:
+            rid = self._send_request("cluster", {})
+            return self._await_replies([rid], left)[rid]
+
+        result: dict[str, Any] = self._following(self.timeout, attempt)
         return result

@@ -152,6 +152,15 @@ PREAUTH_RATE = _env_float("FFRTMP_PREAUTH_RATE", 1000.0)
 """Frames per second (burst: twice that) the master reads from one peer that is not a joined worker, before
 any authorization (master/inbound.py)."""
 
+LEASE_TTL = _env_float("FFRTMP_LEASE_TTL", 2.0)
+"""How long the leader's lease lasts unrenewed: a killed leader is replaced about this long after its last renewal."""
+
+LEASE_RENEW = _env_float("FFRTMP_LEASE_RENEW", 0.5)
+"""How often the leader renews its lease (several renewals fit in one ttl, so a slow loop keeps it)."""
+
+STANDBY_POLL = _env_float("FFRTMP_STANDBY_POLL", 0.25)
+"""How often a standby master reads the lease, to take it over once it is free or expired."""
+
 LOG_BATCH_LINES = 100
 """A worker ships log lines in batches of at most this many lines ..."""
 

@@ -17,6 +17,7 @@ import pytest
 
 from ffrtmp.local import ClusterError, wait_for
 from ffrtmp.worker.tools import find_ffmpeg, find_gst_inspect, find_gstreamer
+from tests.postgres import postgres_database, postgres_url  # noqa: F401 (fixtures, for every test file)
 from tests.rtmp import find_nginx_rtmp, rtmp_server  # noqa: F401 (the fixture, for every test file)
 
 

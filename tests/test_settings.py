@@ -74,6 +74,9 @@ SET: dict[str, str] = {
     "FFRTMP_DELIVER_TIMEOUT": "3",
     "FFRTMP_PREFETCH": "0",
     "FFRTMP_PREAUTH_RATE": '250',
+    "FFRTMP_LEASE_TTL": "4s",
+    "FFRTMP_LEASE_RENEW": "1s",
+    "FFRTMP_STANDBY_POLL": "750ms",
 }
 
 EFFECT: dict[str, Any] = {
@@ -129,6 +132,9 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_DELIVER_TIMEOUT": lambda r: r["worker"]["deliver_timeout"],
     "FFRTMP_PREFETCH": lambda r: (r["worker"]["prefetch"], r["defaults"]["PREFETCH"]),
     "FFRTMP_PREAUTH_RATE": lambda r: r["defaults"]["PREAUTH_RATE"],
+    "FFRTMP_LEASE_TTL": lambda r: (parse_duration(r["master"]["lease_ttl"]), r["defaults"]["LEASE_TTL"]),
+    "FFRTMP_LEASE_RENEW": lambda r: (parse_duration(r["master"]["lease_renew"]), r["defaults"]["LEASE_RENEW"]),
+    "FFRTMP_STANDBY_POLL": lambda r: (parse_duration(r["master"]["standby_poll"]), r["defaults"]["STANDBY_POLL"]),
 }
 
 EXPECTED: dict[str, Any] = {
@@ -163,6 +169,9 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_DELIVER_TIMEOUT": 3.0,
     "FFRTMP_PREFETCH": (0, 0),
     "FFRTMP_PREAUTH_RATE": 250.0,
+    "FFRTMP_LEASE_TTL": (4.0, 4.0),
+    "FFRTMP_LEASE_RENEW": (1.0, 1.0),
+    "FFRTMP_STANDBY_POLL": (0.75, 0.75),
 }
 
 

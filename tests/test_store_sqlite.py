@@ -197,7 +197,8 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
             applied = again.conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
             assert [row["name"] for row in applied] == ["m001_initial", "m002_log_accounting", "m003_keys_and_tenants",
                                                         "m004_tenant_listing", "m005_attempts_and_history_by_seq",
-                                                        "m006_key_scopes", "m007_submit_keys", "m008_dispatch_lanes"]
+                                                        "m006_key_scopes", "m007_submit_keys", "m008_dispatch_lanes",
+                                                        "m009_leader_lease"]
         finally:
             again.close()
 

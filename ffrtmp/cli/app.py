@@ -9,7 +9,7 @@ from rich import box
 from rich.text import Text
 
 from ffrtmp import __version__, defaults
-from ffrtmp.cli import demo, jobs, keys, master, nodes, top, worker
+from ffrtmp.cli import cluster, demo, jobs, keys, master, nodes, top, worker
 from ffrtmp.cli.common import console, errors
 from ffrtmp.cli.settings import ENVIRONMENT_ONLY, environment_epilog
 from ffrtmp.errors import FfrtmpError, InvalidInput
@@ -31,6 +31,7 @@ app.command("top")(top.top)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(keys.app, name="keys")
+app.add_typer(cluster.app, name="cluster")
 
 
 @app.command("scenarios")

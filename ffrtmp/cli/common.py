@@ -53,7 +53,9 @@ class Connection:
 
 
 _CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "master": (Annotated[str, typer.Option("--master", envvar="FFRTMP_MASTER", help="The master's address.",
+    "master": (Annotated[str, typer.Option("--master", envvar="FFRTMP_MASTER",
+                                           help="The master's address, or several, comma-separated: the leader "
+                                                "is found and followed.",
                                            rich_help_panel="Connection")], defaults.MASTER_URL),
     "api_key": (Annotated[str | None, typer.Option(
         "--api-key", envvar=["FFRTMP_API_KEY", "MASTER_API_KEY", "FFMPEG_RTMP_API_KEY"],

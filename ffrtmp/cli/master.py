@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,13 +17,18 @@ from ffrtmp.cli.common import (
     setup_logging,
 )
 from ffrtmp.errors import InvalidInput
-from ffrtmp.jobspec import QUEUE_WEIGHTS
+from ffrtmp.jobspec import QUEUE_WEIGHTS, check_name
 from ffrtmp.master.coordinator import MasterConfig
+from ffrtmp.master.leadership import LeaseTimings
 from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import LogPolicy
 from ffrtmp.master.ratelimit import parse_limits
 from ffrtmp.master.recovery import RetryPolicy
+from ffrtmp.masters import parse_address, parse_masters
 from ffrtmp.units import duration_text, parse_size, size_text
+
+if TYPE_CHECKING:
+    from ffrtmp.master.server import MasterOptions
 
 
 def parse_stall_timeouts(values: list[str]) -> tuple[float, dict[str, float]]:
@@ -40,6 +46,21 @@ def parse_stall_timeouts(values: list[str]) -> tuple[float, dict[str, float]]:
         else:
             raise InvalidInput("stall-timeout", f"{queue!r} is not a queue ({', '.join(QUEUE_WEIGHTS)})")
     return default, by_queue
+
+
+def cluster_options(options: MasterOptions, name: str | None, advertise: str | None, peers: str | None,
+                    ttl: str, renew: str, poll: str) -> None:
+    """Check and set the flags of SPEC §8 (the cluster's): a bad value is a one-line error naming the flag."""
+    if name is not None:
+        check_name("name", name)
+        options.name = name
+    if advertise is not None:
+        options.advertise = parse_address(advertise, "advertise")
+    if peers is not None:
+        parse_masters(peers, "cluster-peers")  # accepted and checked: the database, not a peer list, decides
+    options.lease = LeaseTimings(ttl=duration_option(ttl, "lease-ttl") or 0.0,
+                                 renew_every=duration_option(renew, "lease-renew") or 0.0,
+                                 poll_every=duration_option(poll, "standby-poll") or 0.0)
 
 
 def master(
@@ -117,6 +138,25 @@ def master(
     max_followers_per_key: int = typer.Option(defaults.LOG_MAX_FOLLOWERS_PER_KEY, "--max-followers-per-key", min=1,
                                               envvar="FFRTMP_MAX_FOLLOWERS_PER_KEY",
                                               help="Log followers and waits one API key may hold open."),
+    name: str = typer.Option(None, "--name", "--node-id", show_default=False,
+                             help="This master's name in its cluster (default: the hostname); --node-id is the "
+                                  "seed's spelling."),
+    advertise: str = typer.Option(None, "--advertise", show_default=False,
+                                  help="tcp://HOST:PORT workers and clients should use for this master (default: "
+                                       "from --bind and --port; on 0.0.0.0 the host's name)."),
+    cluster_mode: bool = typer.Option(False, "--cluster-mode", help="Accepted for the seed's scripts: every "
+                                      "master is in a cluster; masters on one --db elect one leader."),
+    cluster_peers: str = typer.Option(None, "--cluster-peers", show_default=False,
+                                      help="Accepted for the seed's scripts (a:8080,b:8080) and checked; masters "
+                                           "find each other through their shared database."),
+    lease_ttl: str = typer.Option(duration_text(defaults.LEASE_TTL), "--lease-ttl", envvar="FFRTMP_LEASE_TTL",
+                                  help="How long the leader's lease lasts unrenewed (a killed leader is replaced "
+                                       "about this long after)."),
+    lease_renew: str = typer.Option(duration_text(defaults.LEASE_RENEW), "--lease-renew",
+                                    envvar="FFRTMP_LEASE_RENEW", help="How often the leader renews its lease."),
+    standby_poll: str = typer.Option(duration_text(defaults.STANDBY_POLL), "--standby-poll",
+                                     envvar="FFRTMP_STANDBY_POLL",
+                                     help="How often a standby master looks whether the lease is free."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -156,6 +196,7 @@ def master(
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
                             config=config, insecure=insecure)
+    cluster_options(options, name, advertise, cluster_peers, lease_ttl, lease_renew, standby_poll)
     if key is None and cert is not None:
         raise InvalidInput("key", "--cert needs --key (the secret half)")
     if allow_keys is not None and not allow_keys.is_dir():

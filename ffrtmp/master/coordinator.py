@@ -20,7 +20,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from ffrtmp.errors import FfrtmpError, ProtocolError, ProtocolMismatch
 from ffrtmp.master import degraded, handlers, upkeep
@@ -54,12 +53,14 @@ Frames = list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, str | None]]
 
 
 class Coordinator:
-    def __init__(self, store: Store, config: MasterConfig, send: Send, *, rng: random.Random | None = None) -> None:
+    def __init__(self, store: Store, config: MasterConfig, send: Send, *, rng: random.Random | None = None,
+                 observer: Observers | None = None) -> None:
+        """`observer`: the metrics and tracing of a coordinator this one replaces (a new term's leader)."""
         self.store = store
         self.config = config
         self._send = send
         clock, due, registry, counters = Clock(), DispatchDue(), NodeRegistry(), Counters()
-        observer, activity = Observers(), Activity()
+        observer, activity = observer or Observers(), Activity()
         outbox = Outbox(probe=self.probe)
         logbook = Logbook(store, config.logs, outbox.queue)
         lifecycle = Lifecycle(store, registry, outbox, logbook, clock=clock, due=due, observer=observer,
@@ -81,6 +82,13 @@ class Coordinator:
         """Monotonic."""
         store.on_commit = observer.committed
         self._handlers: dict[Kind, handlers.Handler] = {**handlers.WORKER_HANDLERS, Kind.REQUEST: on_request}
+
+    def forget_volatile_state(self) -> None:
+        """Deposed: what it was about to send, the endings it gathered and its nodes came from transactions
+        that may be rolled back and from a term that is over: none of it may leave or count again."""
+        self.state.outbox.clear()
+        self.state.lifecycle.endings.clear()
+        self.state.registry.clear()
 
     # ---- what the server, the metrics and tests read ------------------------------------------------
 

@@ -12,6 +12,7 @@ them again once the store is back (see `StoreHealth.writable`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from ffrtmp.errors import ProtocolError
 from ffrtmp.master import handlers
@@ -74,7 +75,7 @@ def resync_attempts(state: MasterState, now: float) -> None:
     Attempts dispatched in the rolled-back batch were never sent: forgotten. Attempts it ended (results,
     stops) are active again; their workers report them again. A stop still being confirmed is kept.
     """
-    active: dict[str, dict[str, dict[str, object]]] = {}
+    active: dict[str, dict[str, Mapping[str, object]]] = {}
     for row in state.store.active_attempts():
         active.setdefault(str(row["node"]), {})[str(row["job_id"])] = row
     for name, session in state.registry.nodes.items():
@@ -92,7 +93,7 @@ def resync_attempts(state: MasterState, now: float) -> None:
         _add_missing(state, session, stored, now)
 
 
-def _add_missing(state: MasterState, session: NodeSession, stored: dict[str, dict[str, object]],
+def _add_missing(state: MasterState, session: NodeSession, stored: dict[str, Mapping[str, object]],
                  now: float) -> None:
     for job_id, row in stored.items():
         attempt = int(row["attempt"])  # type: ignore[call-overload]

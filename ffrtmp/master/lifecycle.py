@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ffrtmp import defaults
@@ -25,7 +25,7 @@ from ffrtmp.master.observer import Observers
 from ffrtmp.master.outbox import Outbox
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.master.registry import NodeRegistry
-from ffrtmp.master.store import Ending, Store
+from ffrtmp.master.store import Ending, JobRow, Store
 from ffrtmp.master.store.health import WriteFault
 
 log = logging.getLogger("ffrtmp.master")
@@ -132,7 +132,7 @@ class Lifecycle:
                 log.exception("job %s ended, but telling its followers and observers failed", ending.job_id,
                               extra=attempt_context(ending.job_id, ending.attempt, ""))
 
-    def _finish_alone(self, ending: Ending, session: NodeSession, state: AttemptState) -> dict[str, Any] | None:
+    def _finish_alone(self, ending: Ending, session: NodeSession, state: AttemptState) -> JobRow | None:
         try:
             with self.store.savepoint():
                 return self.store.finish_jobs([ending])[0]
@@ -147,7 +147,7 @@ class Lifecycle:
                 self.registry.hold(session, ending.job_id, state)
             return None
 
-    def job_finished(self, job: dict[str, Any] | str) -> None:
+    def job_finished(self, job: Mapping[str, Any] | str) -> None:
         """A job reached completed, failed or canceled (its row, or its id): tell its followers and observers."""
         if isinstance(job, str):
             found = self.store.get_job(job)

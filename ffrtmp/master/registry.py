@@ -31,6 +31,11 @@ class NodeRegistry:
     by_route: dict[bytes, str] = field(default_factory=dict)
     """Connection → node name, for the joined workers only."""
 
+    def clear(self) -> None:
+        """Forget every node (a master that stands by holds none)."""
+        self.nodes.clear()
+        self.by_route.clear()
+
     def get(self, name: str) -> NodeSession | None:
         return self.nodes.get(name)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ffrtmp import __version__, defaults
@@ -16,7 +17,7 @@ from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
 from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
 from ffrtmp.master.state import MasterState
-from ffrtmp.master.store import TERMINAL
+from ffrtmp.master.store import TERMINAL, JobRow
 from ffrtmp.master.tenants import allowed_lanes, check_lane
 from ffrtmp.master.upkeep import forget_node
 from ffrtmp.protocol import Kind
@@ -160,7 +161,7 @@ def retry(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
 
 
 def _log_args(state: MasterState, caller: Principal,
-              args: Args) -> tuple[dict[str, Any], int | None, bool, int | None]:
+              args: Args) -> tuple[JobRow, int | None, bool, int | None]:
     """The job, the one attempt asked for (None: latest or all), whether all were asked for, and the tail."""
     job_id = _job_id(state, caller, args)
     job = state.store.get_job(job_id)
@@ -202,7 +203,7 @@ def _node_live(state: MasterState, name: str) -> dict[str, Any] | None:
     return session.live() if session is not None else None
 
 
-def _node_for(state: MasterState, caller: Principal, row: dict[str, Any]) -> dict[str, Any]:
+def _node_for(state: MasterState, caller: Principal, row: Mapping[str, Any]) -> dict[str, Any]:
     """A node as `caller` may see it: a tenant's key sees the ids and progress of its own jobs only."""
     live = _node_live(state, row["name"])
     session = state.registry.get(row["name"])

@@ -7,10 +7,12 @@ on, API keys with roles) and a worker for the submitted `null` jobs.
 
 `--preauth N`: instead, N clients that hold only the master's public key (a fresh CURVE key each, no API
 key) send as fast as they can: even ones BATCH frames of 1,000 requests, odd ones single requests (H4).
-It adds the master's RSS growth and the dead nodes (goals: p99 within 2x, growth <= 50 MiB, 0 dead).
+It adds the master's RSS growth and the dead nodes (goals: p99 within 2x, growth <= 50 MiB, 0 dead). Quiet and
+flooded windows alternate `--rounds` times (the flooders reconnect each time), so that load from elsewhere on
+the machine weighs on both measures alike.
 
     python scripts/bench/flood.py [--limit 50] [--seconds 5]
-    python scripts/bench/flood.py --preauth 2 [--seconds 10]
+    python scripts/bench/flood.py --preauth 2 [--seconds 10] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -60,12 +63,14 @@ def flood(url: str, master_key: str, client_key: str, key: str, rate: float, sec
     out.put({"sent": sent, "ok": ok, "limited": limited})
 
 
-def preauth_flood(url: str, master_key: str, batched: bool, seconds: float, nice: int,
+def preauth_flood(url: str, master_key: str, batched: bool, on: Event, done: Event, nice: int,
                   out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """Send requests with no API key, from a CURVE key of our own, as fast as ZeroMQ takes them.
+    """Send requests with no API key, from a CURVE key of our own, as fast as ZeroMQ takes them, while `on`.
 
-    `nice`: an attacker runs on its own machine; sharing this one's cores, an un-niced flooder would measure
-    how the OS shares the CPU, not how the master shares its work."""
+    Each time `on` is set it connects afresh (a new key); when `on` is cleared it closes, dropping what it
+    had queued, so the master is quiet again at once. `nice`: an attacker runs on its own machine; sharing
+    this one's cores, an un-niced flooder would measure how the OS shares the CPU, not how the master shares
+    its work."""
     import zmq
 
     os.nice(nice)
@@ -74,21 +79,23 @@ def preauth_flood(url: str, master_key: str, batched: bool, seconds: float, nice
     from ffrtmp.security import KeyPair
     from ffrtmp.transport import DealerSocket
 
-    socket = DealerSocket(url, resolve_master_key(master_key), KeyPair(*zmq.curve_keypair()))
     items = [{"k": "request", "b": {"rid": str(i), "op": "list", "args": {}}} for i in range(1000)]
     frame = encode(Kind.BATCH, {"items": items}) if batched else \
         encode(Kind.REQUEST, {"rid": "1", "op": "list", "args": {}})
     sent = refused = replies = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for _ in range(100):
-            if socket.send(frame):
-                sent += 1
-            else:
-                refused += 1
-        while socket.recv_nowait() is not None:
-            replies += 1
-    socket.close()
+    while not done.is_set():
+        if not on.wait(0.05):
+            continue
+        socket = DealerSocket(url, resolve_master_key(master_key), KeyPair(*zmq.curve_keypair()))
+        while on.is_set():
+            for _ in range(100):
+                if socket.send(frame):
+                    sent += 1
+                else:
+                    refused += 1
+            while socket.recv_nowait() is not None:
+                replies += 1
+        socket.close()
     out.put({"batched": batched, "frames_sent": sent, "requests_sent": sent * (1000 if batched else 1),
              "send_refused": refused, "replies": replies})
 
@@ -121,12 +128,12 @@ def run_preauth(args: argparse.Namespace) -> None:
                                                                              "client.key_secret")
         with Client(cluster.url, master_key=master_key, client_key=client_key, api_key=calm_key) as calm:
             calm_latencies(calm, 1.0)
-            quiet = calm_latencies(calm, args.seconds)
             rss_before = rss_mib(pid)
             out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+            on, done = multiprocessing.Event(), multiprocessing.Event()
             flooders = [multiprocessing.Process(target=preauth_flood, args=(
                 cluster.url, master_key, args.shape == "batch" or (args.shape == "mixed" and i % 2 == 0),
-                args.seconds + 1, args.nice, out)) for i in range(args.preauth)]
+                on, done, args.nice, out)) for i in range(args.preauth)]
             for proc in flooders:
                 proc.start()
             peak = [rss_before]
@@ -138,10 +145,23 @@ def run_preauth(args: argparse.Namespace) -> None:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            time.sleep(0.5)
-            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-            loaded = calm_latencies(calm, args.seconds)
-            master_cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+            # Quiet and flooded windows alternate, so that other load on the machine falls on both alike.
+            quiet: list[float] = []
+            loaded: list[float] = []
+            cpu = wall = 0.0
+            window = args.seconds / args.rounds
+            for _ in range(args.rounds):
+                quiet += calm_latencies(calm, window)
+                on.set()
+                time.sleep(0.5)  # the flooders connect and fill their queues
+                cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+                loaded += calm_latencies(calm, window)
+                cpu += cpu_seconds(pid) - cpu_before
+                wall += time.monotonic() - wall_before
+                on.clear()
+                time.sleep(0.5)  # what the master had queued is read and dropped
+            master_cpu = cpu / wall
+            done.set()
             for proc in flooders:
                 proc.join()
             sampling.set()
@@ -159,7 +179,8 @@ def run_preauth(args: argparse.Namespace) -> None:
     def ms(value: float) -> float:
         return round(value * 1000, 2)
 
-    print(json.dumps({"bench": "flood", "mode": "preauth", "nice": args.nice, "flooders": counts}))
+    print(json.dumps({"bench": "flood", "mode": "preauth", "nice": args.nice, "rounds": args.rounds,
+                      "flooders": counts}))
     print(json.dumps({"bench": "flood", "mode": "preauth", "measure": "calm_submit_latency", "n_quiet": len(quiet),
                       "n_flood": len(loaded), "quiet_p50_ms": ms(percentile(quiet, 50)),
                       "quiet_p99_ms": ms(percentile(quiet, 99)), "flood_p50_ms": ms(percentile(loaded, 50)),
@@ -197,6 +218,8 @@ def main() -> None:
                         help="N flooding clients with no API key (pre-auth mode)")
     parser.add_argument("--shape", choices=("mixed", "batch", "single"), default="mixed",
                         help="pre-auth frames: BATCHes of 1,000 requests, single requests, or half of each")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="pre-auth: quiet and flooded windows alternate this many times (--seconds each in all)")
     parser.add_argument("--nice", type=int, default=19,
                         help="niceness of the pre-auth flooders (0: they compete for this machine's CPU)")
     args = parser.parse_args()

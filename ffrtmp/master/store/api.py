@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
 from ffrtmp.jobspec import JobSpec
+from ffrtmp.master.store.leases import Leadership
 
 ACTIVE = ("assigned", "running")
 TERMINAL = ("completed", "failed", "canceled")
@@ -211,11 +212,13 @@ class StoreReader(Protocol):
     def close(self) -> None: ...
 
 
-class Store(Protocol):
+class Store(Leadership, Protocol):
     """The master's durable state, as verb-named operations. Writes run inside `transaction()`."""
 
     on_commit: Callable[[float], None] | None
     """Told how long each COMMIT took (metrics)."""
+    path: str
+    """What logs and messages show for the store: the SQLite file, or the PostgreSQL URL without its password."""
 
     @property
     def directory(self) -> str | None:

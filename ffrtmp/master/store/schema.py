@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from ffrtmp.master.store.lease_sqlite import m009_leader_lease
+
 MIGRATIONS = Migrations("ffrtmp")
 
 
@@ -233,3 +235,6 @@ def m008_dispatch_lanes(db: sqlite_utils.Database) -> None:
                          for seq, engine, params, labels in rows])
     db.execute("CREATE INDEX jobs_lanes ON jobs(needs, tenant, weight, seq) WHERE status = 'pending'")
     db.execute("DROP INDEX jobs_dispatch")  # its order is the lanes' now: one index less to keep on every write
+
+
+MIGRATIONS()(m009_leader_lease)  # the leader lease and the masters seen: store/lease_sqlite.py

@@ -35,6 +35,7 @@ from ffrtmp.master.store.api import (
 from ffrtmp.master.store.dispatch import DispatchRows, needs_key
 from ffrtmp.master.store.health import is_write_fault
 from ffrtmp.master.store.keys import KeyRows
+from ffrtmp.master.store.lease_sqlite import LeaseRows
 from ffrtmp.master.store.logs import LogRows
 from ffrtmp.master.store.nodes import NodeRows
 from ffrtmp.master.store.reader import SqliteReader
@@ -47,7 +48,7 @@ RECENT_SCAN = 200_000
 """History rows read back at start for the last hour's activity, at most (a bounded cost on a huge store)."""
 
 
-class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows):
+class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows):
     """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
 
     conn: LazySavepointConnection
@@ -137,6 +138,7 @@ class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows):
             raise (WriteFault(exc) if is_write_fault(exc) else exc) from exc
         self._depth = 1
         try:
+            self.check_fence()  # a master that lost its lease commits nothing (store/lease_sqlite.py)
             yield
         except BaseException as exc:
             self._depth = 0

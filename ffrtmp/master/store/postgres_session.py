@@ -1,0 +1,243 @@
+"""The PostgreSQL store's connection: transactions, savepoints, fencing, and faults mapped to the store's errors.
+
+A lost connection, a full disk or a read-only server is an operational fault, never a traceback:
+inside a transaction it ends the batch as `WriteFault` (the coordinator's degraded mode, as for SQLite's
+full disk); outside one it is `StoreUnavailable`. The next call after the server is back reconnects.
+Statements the server refuses for what they say (a constraint, a bad query) are raised as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.pq import TransactionStatus
+
+from ffrtmp.errors import InvalidInput, StoreUnavailable
+from ffrtmp.master.store.health import WriteFault
+
+CONNECT_TIMEOUT = 5
+IDLE_IN_TRANSACTION = "60s"
+"""A session left inside a transaction holds back vacuum (dead claims pile up in the hot table): end it."""
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Row(dict[str, Any]):
+    """A row by column name or by position, as `sqlite3.Row` (the store's callers use both)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, int):
+            return list(self.values())[key]
+        return dict.__getitem__(self, key)
+
+
+def row_factory(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], Row]:
+    names = [column.name for column in cursor.description or ()]
+    return lambda values: Row(zip(names, values, strict=True))
+
+
+FAULTS = (psycopg.OperationalError, psycopg.InterfaceError, pgerrors.ReadOnlySqlTransaction, pgerrors.DiskFull,
+          pgerrors.InsufficientResources)
+"""What the server or the link caused (lost connection, shutdown, full disk, a read-only standby)."""
+
+
+def is_fault(exc: psycopg.Error, conn: psycopg.Connection[Any] | None) -> bool:
+    """True when the server or the link failed, not the statement."""
+    return (conn is None or conn.closed or conn.broken
+            or isinstance(exc, FAULTS))
+
+
+class SqliteStyle:
+    """`store.conn.execute(sql, args)` with SQLite's `?` placeholders, for the callers still written against
+    SQLite's connection (API keys, tenants): their statements are standard SQL otherwise."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
+        return self.session.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(args))
+
+
+class Session:
+    """One connection to the store's database, reopened on demand after a fault."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.shown = redact(url)
+        self._conn: psycopg.Connection[Row] | None = None
+        self._depth = 0
+        self._begun = False
+        """BEGIN went through: a lost connection cannot be replaced until the transaction ends."""
+        self._counts: Counter[str] | None = None
+        """Jobs per status, kept by every transition (as in the SQLite store); None after a rollback."""
+        self._queue_depth: Counter[tuple[str, str]] | None = None
+        self.on_commit: Callable[[float], None] | None = None
+        self.fenced: tuple[str, int] | None = None
+        """(name, term) every write transaction checks first (`fence`); None: no fencing."""
+        self.on_fence_lost: Callable[[], Exception] | None = None
+        self.connect_error = ""
+        """Why the last connection attempt failed (for the first connection's message)."""
+
+    # ---- the connection ----------------------------------------------------------------------------
+
+    def connect(self) -> psycopg.Connection[Row]:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        if self._begun:
+            raise self.fault(psycopg.OperationalError("the connection was lost inside a transaction"))
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=row_factory, connect_timeout=CONNECT_TIMEOUT,
+                                   keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+            conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
+        except psycopg.Error as exc:
+            self.connect_error = first_line(exc)
+            raise self.fault(exc) from None
+        self._conn = conn
+        return conn
+
+    def open_or_refuse(self) -> psycopg.Connection[Row]:
+        """The first connection: a URL that leads nowhere is the user's to fix (InvalidInput, exit 2)."""
+        try:
+            return self.connect()
+        except (StoreUnavailable, WriteFault):
+            raise InvalidInput("db", f"{self.shown}: cannot connect ({self.connect_error}): check that PostgreSQL "
+                               "runs there and the URL's user, host, port and database") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def fault(self, exc: psycopg.Error) -> Exception:
+        """What a fault raises: inside a transaction the batch ends (WriteFault), outside it a retry later."""
+        if self._depth:
+            self._counts = self._queue_depth = None
+            return WriteFault(exc)
+        return StoreUnavailable(f"store unavailable: PostgreSQL at {self.shown}: {first_line(exc)}; nothing was "
+                                "stored, retry later")
+
+    def execute(self, sql: Any, args: Sequence[Any] | Mapping[str, Any] | None = None) -> psycopg.Cursor[Row]:
+        conn = self.connect()
+        try:
+            return conn.execute(sql, args)
+        except psycopg.Error as exc:
+            if not is_fault(exc, conn):
+                raise
+            raise self.fault(exc) from None
+
+    def one(self, sql: Any, args: Sequence[Any] | Mapping[str, Any] | None = None) -> Row | None:
+        return self.execute(sql, args).fetchone()
+
+    def all(self, sql: Any, args: Sequence[Any] | Mapping[str, Any] | None = None) -> list[Row]:
+        return self.execute(sql, args).fetchall()
+
+    # ---- transactions ------------------------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; nested uses join the outer one. Fenced: it first checks the lease."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1  # from here on a fault ends the batch (WriteFault), BEGIN's own included
+        try:
+            try:
+                self.execute("BEGIN")
+            except WriteFault:
+                # The connection died while idle (a killed backend, a restarted server): nothing was done
+                # yet, so a fresh connection may begin the transaction instead.
+                self.close()
+                self.execute("BEGIN")
+        except BaseException:
+            self._depth = 0
+            raise
+        self._begun = True
+        try:
+            if self.fenced is not None:
+                self._check_fence(*self.fenced)
+            yield
+        except BaseException:
+            self._depth = 0
+            self._rollback()
+            raise
+        if self._conn is not None and self._conn.info.transaction_status == TransactionStatus.INERROR:
+            # A statement failed and its error was caught on the way: PostgreSQL would answer COMMIT with a
+            # silent rollback, so the batch cannot be reported as stored.
+            self._depth = 0
+            self._rollback()
+            raise WriteFault(psycopg.OperationalError("the transaction was aborted by an error inside it"))
+        began = time.perf_counter()
+        try:
+            # A connection lost during COMMIT leaves its outcome unknown: reported as not stored, the batch's
+            # requests are retried (submits carry idempotency keys, attempt writes are fenced by attempt).
+            self.execute("COMMIT")
+        except BaseException:
+            self._depth = 0
+            self._rollback()
+            raise
+        self._depth = 0
+        self._begun = False
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - began)
+
+    def _check_fence(self, name: str, term: int) -> None:
+        """FOR SHARE: a takeover's UPDATE of the lease waits until this transaction ends, so no other master
+        can become leader while this write is in flight."""
+        held = self.one("SELECT 1 FROM leader_lease WHERE holder = %s AND term = %s AND expires_at > clock_timestamp()"
+                        " FOR SHARE", (name, term))
+        if held is None:
+            raise self.on_fence_lost() if self.on_fence_lost is not None else RuntimeError("lease lost")
+
+    def _rollback(self) -> None:
+        self._begun = False
+        self._counts = self._queue_depth = None
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return  # the server dropped the transaction with the connection
+        try:
+            conn.execute("ROLLBACK")
+        except psycopg.Error:
+            conn.close()  # a connection that cannot roll back is not reused: the next call reconnects
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo only this block's writes when it raises."""
+        self.execute("SAVEPOINT message")
+        try:
+            yield
+        except BaseException as exc:
+            self._counts = self._queue_depth = None
+            if isinstance(exc, WriteFault):
+                raise  # the server or the link failed, not this block: the whole batch must go
+            self.execute("ROLLBACK TO SAVEPOINT message")
+            self.execute("RELEASE SAVEPOINT message")
+            raise
+        self.execute("RELEASE SAVEPOINT message")

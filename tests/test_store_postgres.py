@@ -1,0 +1,116 @@
+"""The store contract on PostgreSQL: the SQLite store's tests, run again on a real PostgreSQL database.
+
+The functions are today's tests of test_store.py, test_dispatch_lanes.py and test_submit_idempotency.py,
+collected here with `store` (and the coordinator tests' `Store`) bound to a `PostgresStore` on a fresh schema.
+Left out: the tests that look inside SQLite itself (its query plans, trace and progress callbacks, its
+migration ledger and files); what they check is checked below the PostgreSQL way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
+from tests import test_dispatch_lanes, test_store, test_submit_idempotency
+
+SQLITE_ONLY = {
+    # SQLite's query plans, trace callback or progress handler:
+    "test_dispatch_queries_use_the_lanes_index", "test_listings_walk_an_index_in_order_without_sorting",
+    "test_a_pass_costs_the_same_with_60_or_6000_unplaceable_jobs",
+    "test_the_wait_reason_of_a_group_is_not_rewritten_every_pass",
+    "test_new_jobs_of_a_waiting_group_get_its_reason_at_the_next_pass_and_only_they_are_written",
+    "test_a_pass_costs_the_same_with_60_or_6000_runnable_jobs_in_its_lanes",
+    # SQLite's migration ledger and files (ported below where the idea applies):
+    "test_data_survives_reopening_and_migrations_run_once", "test_m005_rekeys_an_existing_stores_attempts_and_history",
+    "test_the_migration_fills_needs_for_jobs_stored_before_it", "test_transaction_commits",
+}
+STORE_ONLY = {  # test_submit_idempotency's tests of the store; the others run real masters on SQLite files
+    "test_a_repeated_key_gets_the_first_ids_and_creates_nothing",
+    "test_a_key_reused_for_another_submission_is_refused_naming_the_field",
+    "test_keys_survive_a_master_restart_and_are_forgotten_after_their_ttl",
+}
+
+
+def _contract(module: Any, keep: Callable[[str], bool]) -> dict[str, Any]:
+    return {name: getattr(module, name) for name in dir(module)
+            if name.startswith("test_") and name not in SQLITE_ONLY and keep(name)}
+
+
+globals().update(_contract(test_store, lambda name: True))
+globals().update(_contract(test_dispatch_lanes, lambda name: True))
+globals().update(_contract(test_submit_idempotency, lambda name: name in STORE_ONLY))
+fixed_ids = test_store.fixed_ids
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[PostgresStore]:
+    db = open_postgres_store(postgres_url)
+    yield db
+    db.close()
+
+
+@pytest.fixture(autouse=True)
+def coordinator_on_postgres(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The coordinator tests' `Cluster` (and a restarted master) open the test's PostgreSQL database."""
+    if "store" in request.fixturenames or "postgres_url" in request.fixturenames:
+        yield
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    opened: list[PostgresStore] = []
+
+    def on_postgres(path: str | Path, **_: Any) -> PostgresStore:
+        opened.append(open_postgres_store(url))
+        return opened[-1]
+
+    monkeypatch.setattr("tests.test_coordinator.Store", on_postgres)
+    monkeypatch.setattr("tests.test_submit_idempotency.Store", on_postgres)
+    yield
+    for db in opened:
+        db.close()
+
+
+# ---- the SQLite-only tests, the PostgreSQL way ------------------------------------------------------------
+
+T0 = test_store.T0
+
+
+def test_transaction_commits_and_another_connection_sees_it(store: PostgresStore, postgres_url: str) -> None:
+    with store.transaction():
+        job_id = test_store.add(store)
+    other = open_postgres_store(postgres_url, migrate=False)
+    try:
+        assert other.get_job(job_id) is not None
+    finally:
+        other.close()
+
+
+def test_data_survives_reopening_and_migrations_run_once(postgres_url: str) -> None:
+    first = open_postgres_store(postgres_url)
+    job_id = first.insert_jobs([test_store.spec()], T0, 3)[0]
+    first.upsert_node(test_store.node_row("w1"), T0)
+    first.close()
+    for _ in range(2):
+        again = open_postgres_store(postgres_url)
+        try:
+            assert test_store.status(again, job_id) == "pending"
+            assert again.get_node("w1") is not None
+            applied = again.conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+            assert [(row["version"], row["name"]) for row in applied] == [(1, "initial"), (2, "leadership")]
+        finally:
+            again.close()
+
+
+def test_every_public_method_of_the_sqlite_store_is_here_with_the_same_signature() -> None:
+    import inspect
+
+    from ffrtmp.master.store.sqlite import Store
+
+    public = [name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))]
+    assert public, "nothing to compare"
+    for name in public:
+        assert hasattr(PostgresStore, name), f"PostgresStore lacks {name}"
+        assert inspect.signature(getattr(PostgresStore, name)) == inspect.signature(getattr(Store, name)), name

@@ -1,0 +1,87 @@
+"""`--db postgresql://…` for real: `ffrtmp keys` on the database, and a master with a worker running FFmpeg."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ffrtmp.local import LocalCluster
+from ffrtmp.master.auth import Authority
+from ffrtmp.master.store.postgres import open_postgres_store
+from ffrtmp.worker.inputs import ensure_generated
+from tests.test_cli_keys import run
+
+
+def test_keys_refuse_a_database_no_master_migrated_and_name_the_fix(postgres_url: str) -> None:
+    code, out = run("keys", "api", "list", "--db", postgres_url)
+    assert code == 2
+    assert "is not migrated" in out and "ffrtmp master --db" in out and "Traceback" not in out
+    import psycopg
+
+    with psycopg.connect(postgres_url) as conn:
+        # the refusal created nothing: a tool never changes the schema under a master
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+
+
+def test_keys_create_list_and_revoke_on_postgres(postgres_url: str) -> None:
+    open_postgres_store(postgres_url).close()  # what a master's first start does
+    code, out = run("keys", "api", "create", "--role", "submit", "--tenant", "acme", "--db", postgres_url, "--json")
+    assert code == 0, out
+    created = json.loads(out)
+    store = open_postgres_store(postgres_url, migrate=False)
+    try:
+        assert Authority(store, None).authenticate(created["key"]).tenant == "acme"
+    finally:
+        store.close()
+    listed = json.loads(run("keys", "api", "list", "--db", postgres_url, "--json")[1])
+    assert [(k["id"], k["role"], k["tenant"], k["revoked_at"]) for k in listed] == [
+        (created["id"], "submit", "acme", None)]
+    assert run("keys", "api", "revoke", created["id"], "--db", postgres_url)[0] == 0
+    assert json.loads(run("keys", "api", "list", "--db", postgres_url, "--json")[1])[0]["revoked_at"]
+    assert run("keys", "api", "revoke", created["id"], "--db", postgres_url)[0] == 6
+    assert run("keys", "quota", "set", "acme", "--max-pending", "5", "--db", postgres_url)[0] == 0
+    quotas = json.loads(run("keys", "quota", "list", "--db", postgres_url, "--json")[1])
+    assert quotas["acme"]["max_pending"] == 5
+
+
+def test_protected_mode_sees_the_keys_of_a_postgresql_store(postgres_url: str) -> None:
+    """A master on PostgreSQL with keys is secured, so it may listen beyond loopback (SPEC §8 needs that)."""
+    from ffrtmp.master.protection import had_api_keys
+
+    assert had_api_keys(Path(postgres_url)) is False, "a new database: no table yet"
+    open_postgres_store(postgres_url).close()
+    assert had_api_keys(Path(postgres_url)) is False
+    assert run("keys", "api", "create", "--role", "admin", "--db", postgres_url)[0] == 0
+    assert had_api_keys(Path(postgres_url)) is True  # as `--db` gives it: a Path
+    assert had_api_keys(Path("postgresql://postgres@127.0.0.1:1/none")) is False
+
+
+def test_a_url_that_leads_nowhere_is_one_line_naming_db(tmp_path: Path) -> None:
+    code, out = run("keys", "api", "list", "--db", "postgresql://postgres@127.0.0.1:1/none")
+    assert code == 2 and out.startswith("db: ") and "cannot connect" in out and "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_a_master_on_postgres_runs_a_real_ffmpeg_job_to_completion(tmp_path: Path, ffmpeg: str,
+                                                                   postgres_url: str) -> None:
+    source = ensure_generated(ffmpeg, tmp_path / "inputs", "160x120", 10, 1.0)
+    with LocalCluster(tmp_path / "cluster", master_args=["--db", postgres_url],
+                      env={"FFRTMP_INPUT_ROOT": str(source.parent)}) as cluster:
+        cluster.start_master()
+        cluster.start_worker("w1")
+        cluster.wait_for_nodes(["w1"])
+        with cluster.client(timeout=30) as client:
+            job_id = client.submit("pg", engine="ffmpeg", input=str(source), resolution="160x120", duration=1,
+                                   codec="h264", preset="ultrafast", bitrate="200k")
+            job = client.wait(job_id, timeout=60)
+    assert job["status"] == "completed", job
+    store = open_postgres_store(postgres_url, migrate=False)
+    try:
+        stored = store.get_job(job_id)
+        assert stored is not None and stored["status"] == "completed" and stored["node"] == "w1"
+        assert [h["status"] for h in store.job_history(job_id)] == ["pending", "assigned", "running", "completed"]
+        assert store.get_node("w1") is not None
+    finally:
+        store.close()

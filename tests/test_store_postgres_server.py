@@ -1,0 +1,276 @@
+"""What only PostgreSQL has to get right: claims under concurrency, migrations by two masters at once, round trips
+per batch, a hot path that ignores terminal jobs, and errors inside a transaction."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ffrtmp.errors import InvalidInput
+from ffrtmp.master.store.health import WriteFault
+from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
+from ffrtmp.master.store.postgres_schema import MIGRATIONS
+from ffrtmp.master.store.postgres_url import postgres_url_of
+from ffrtmp.master.store.sqlite import Ending
+from tests import test_dispatch_lanes
+from tests.test_coordinator import Cluster
+from tests.test_store import T0, spec
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[PostgresStore]:
+    db = open_postgres_store(postgres_url)
+    yield db
+    db.close()
+
+
+def statements(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement the store sends from now on (each is one round trip)."""
+    sent: list[str] = []
+    real: Callable[..., Any] = store.execute
+
+    def counted(sql: Any, args: Any = None) -> Any:
+        sent.append(str(sql))
+        return real(sql, args)
+
+    monkeypatch.setattr(store, "execute", counted)
+    return sent
+
+
+def test_a_lane_head_read_in_a_transaction_is_skipped_by_another_master(postgres_url: str) -> None:
+    a, b = open_postgres_store(postgres_url), open_postgres_store(postgres_url)
+    try:
+        a.insert_jobs([spec() for _ in range(5)], T0, 3)
+        (lane,) = list(a.pending_lanes(lambda needs: False))
+        with a.transaction():
+            mine = a.lane_head(lane, T0, 2)
+            theirs = b.lane_head(lane, T0, 10)  # no wait: the rows a claims are passed over
+            assert {job["id"] for job in mine}.isdisjoint(job["id"] for job in theirs)
+            assert len(mine) == 2 and len(theirs) == 3
+            a.assign_jobs([(job, "n1") for job in mine], T0)
+        assert [job["seq"] for job in b.lane_head(lane, T0, 10)] == [job["seq"] for job in theirs]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_two_masters_starting_together_apply_each_migration_once(postgres_url: str) -> None:
+    start = threading.Barrier(2)
+    opened: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def master() -> None:
+        start.wait()
+        try:
+            opened.append(open_postgres_store(postgres_url))
+        except BaseException as exc:  # reported below, with the test's own assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=master) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert errors == [] and len(opened) == 2
+        rows = opened[0].conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+        assert [row["version"] for row in rows] == [m.version for m in MIGRATIONS]
+    finally:
+        for db in opened:
+            db.close()
+
+
+def test_another_applications_database_or_a_newer_schema_is_refused(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id int)")
+    with pytest.raises(InvalidInput, match=r"^db: .*not an ffrtmp store .*invoices"):
+        open_postgres_store(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE invoices")
+    open_postgres_store(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'future')")
+    with pytest.raises(InvalidInput, match="newer ffrtmp"):
+        open_postgres_store(postgres_url, migrate=False)
+
+
+def test_a_submit_a_claim_and_a_batch_of_ends_are_one_statement_each(store: PostgresStore,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = statements(store, monkeypatch)
+    with store.transaction():
+        ids = store.insert_jobs(itertools.repeat(spec(), 300), T0, 3)
+    assert len(sent) == 3, sent  # BEGIN, the jobs with their history, COMMIT
+    picks = [(job, "n1") for job in store.pending_candidates(T0, 300)]
+    sent.clear()
+    with store.transaction():
+        attempts = store.assign_jobs(picks, T0)
+    assert attempts == [1] * 300 and len(sent) == 3
+    sent.clear()
+    with store.transaction():
+        ended = store.finish_jobs([Ending(job_id, 1, "completed", T0 + 1, started_at=T0) for job_id in ids])
+    assert all(job is not None and job["status"] == "completed" for job in ended)
+    assert len(sent) == 4, sent  # BEGIN, read the jobs (locked), write jobs + attempts + history, COMMIT
+    assert store.status_counts() == {"completed": 300}
+    assert [h["status"] for h in store.job_history(ids[-1])] == ["pending", "assigned", "running", "completed"]
+
+
+def recorded(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every statement the store sends from now on, with its arguments (to EXPLAIN them as sent)."""
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    real: Callable[..., Any] = store.execute
+
+    def kept(sql: Any, args: Any = None) -> Any:
+        sent.append((str(sql), tuple(args or ())))
+        return real(sql, args)
+
+    monkeypatch.setattr(store, "execute", kept)
+    return sent
+
+
+def plan(store: PostgresStore, sql: str, args: tuple[Any, ...]) -> str:
+    rows = store.all("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + sql, args)
+    return "\n".join(str(row["QUERY PLAN"]) for row in rows)
+
+
+PENDING_INDEXES = {"jobs_lanes", "jobs_pending", "jobs_pending_by_tenant"}
+"""The partial indexes of pending jobs: all that dispatch may read."""
+
+
+def test_terminal_jobs_piling_up_do_not_enter_the_dispatch_path(store: PostgresStore,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dispatch reads partial indexes of pending jobs: 20,000 finished jobs add no page to its reads once
+    vacuum has removed their old versions (autovacuum runs often on `jobs`: see the schema)."""
+    store.insert_jobs(itertools.repeat(spec(), 20_000), T0, 3)
+    store.conn.execute("UPDATE jobs SET status = 'completed', finished_at = ? WHERE seq <= 19990", (T0,))
+    store.conn.execute("VACUUM ANALYZE jobs")
+    sent = recorded(store, monkeypatch)
+    (lane,) = list(store.pending_lanes(lambda needs: False))
+    assert len(store.lane_head(lane, T0, 100)) == 10
+    assert store.pending_seqs() == (19991, 20000)
+    monkeypatch.undo()
+    for sql, args in sent:
+        shown = plan(store, sql, args)
+        scans = set(re.findall(r"(?:Index|Index Only|Bitmap Index) Scan (?:Backward )?using (\w+)", shown))
+        allowed = PENDING_INDEXES | ({"jobs_pkey"} if "max(seq)" in sql else set())  # the newest job: one edge
+        assert "Seq Scan" not in shown and scans and scans <= allowed, shown
+        assert _top_buffers(shown) <= 30, shown  # a few pages per row returned (locked), none per finished job
+
+
+def test_an_error_caught_inside_a_transaction_never_reads_as_committed(store: PostgresStore) -> None:
+    job_id = store.insert_jobs([spec()], T0, 3)[0]
+    with pytest.raises(WriteFault), store.transaction():
+        store.assign_job(job_id, "n1", T0)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            store.remember_submit("", "k", [job_id], T0)
+            store.remember_submit("", "k", [job_id], T0)
+    assert store.get_job(job_id)["status"] == "pending"  # type: ignore[index]
+    with store.transaction():  # a savepoint keeps the rest of the batch
+        store.assign_job(job_id, "n1", T0)
+        store.remember_submit("", "k", [job_id], T0)
+        with pytest.raises(psycopg.errors.UniqueViolation), store.savepoint():
+            store.remember_submit("", "k", [job_id], T0)
+    assert store.get_job(job_id)["status"] == "assigned"  # type: ignore[index]
+    assert store.submitted_ids("", "k") == [job_id]
+
+
+def test_the_coordinator_carries_on_after_its_session_is_killed(postgres_url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tests.test_coordinator.Store", lambda path: open_postgres_store(postgres_url))
+    cluster = Cluster(tmp_path)
+    try:
+        first = cluster.submit()
+        pid = cluster.store.one("SELECT pg_backend_pid() AS pid")
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid["pid"],))  # type: ignore[index]
+        second = cluster.submit()  # the batch begins on a fresh connection
+        assert cluster.job(first)["status"] == cluster.job(second)["status"] == "pending"
+    finally:
+        cluster.store.close()
+
+
+@pytest.mark.parametrize(("given", "url"), [
+    ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+    ("postgres://u:pw@h/db?sslmode=require", "postgres://u:pw@h/db?sslmode=require"),
+    ("postgresql:/u@h:5432/db", "postgresql://u@h:5432/db"),  # what a `Path` option makes of the URL
+    ("/var/lib/ffrtmp/master.db", None),
+    ("postgresql.db", None),
+])
+def test_which_db_values_are_postgresql_urls(given: str, url: str | None) -> None:
+    assert postgres_url_of(given) == url
+
+
+def test_the_password_never_shows(postgres_url: str) -> None:
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret@", 1)
+    store = open_postgres_store(with_password)  # trust auth: the password is not needed, only carried
+    try:
+        assert "s3cret" not in store.path and "***" in store.path
+    finally:
+        store.close()
+
+
+def test_listings_read_an_index_in_seq_order_without_sorting(store: PostgresStore) -> None:
+    """`jobs list` with any filter walks an index newest first and stops at the page: no sort of all jobs."""
+    store.insert_jobs(itertools.repeat(spec(), 2000), T0, 3, tenant="acme")
+    store.insert_jobs(itertools.repeat(spec(), 2000), T0, 3, tenant="other")
+    store.conn.execute("ANALYZE jobs")
+    for where, args in (("", ()), (" WHERE status = %s", ("pending",)), (" WHERE tenant = %s", ("acme",)),
+                        (" WHERE status = %s AND tenant = %s", ("pending", "acme"))):
+        shown = plan(store, f"SELECT * FROM jobs{where} ORDER BY seq DESC LIMIT %s", (*args, 5))
+        assert "Sort" not in shown and "Seq Scan" not in shown, (where, shown)
+
+
+def _top_buffers(shown: str) -> int:
+    """The plan's top node's buffer counts (they include its children's)."""
+    for line in shown.split("\n"):
+        if "Buffers:" in line:
+            return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", line))
+    return 0
+
+
+@pytest.mark.parametrize("kind", ["unplaceable", "runnable"])
+def test_a_dispatch_pass_reads_as_many_pages_with_60_or_6000_jobs_in_its_lanes(
+        kind: str, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loose index scan on PostgreSQL: skipped groups and the jobs behind a lane's head cost nothing."""
+    costs = []
+    for count in (60, 6000):
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        monkeypatch.setattr("tests.test_coordinator.Store", lambda path: open_postgres_store(postgres_url))
+        cluster = Cluster(tmp_path / str(count))
+        try:
+            if kind == "unplaceable":
+                test_dispatch_lanes.insert(cluster, count, labels={"gpu": "a100"}, queue="live", priority="high")
+                test_dispatch_lanes.insert(cluster, count, engine="ffmpeg", codec="h264_nvenc")
+                test_dispatch_lanes.insert(cluster, 10)
+                cluster.hello(b"w1", "alpha", slots=20)  # takes the 10 runnable jobs: 10 slots stay free
+            else:
+                test_dispatch_lanes.insert(cluster, count, tenant="a")
+                test_dispatch_lanes.insert(cluster, count, tenant="b", queue="live")
+                cluster.hello(b"w1", "alpha", slots=4)
+            for _ in range(5):  # the wait reasons are written, a chunk per pass
+                cluster.now += 0.1
+                cluster.coordinator.tick(cluster.now)
+            first = test_dispatch_lanes.dispatched(cluster, b"w1")[0]
+            cluster.store.conn.execute("ANALYZE jobs")
+            sent = recorded(cluster.store, monkeypatch)
+            if kind == "unplaceable":
+                cluster.coordinator.dirty = True
+                cluster.coordinator.tick(cluster.now)
+            else:
+                cluster.result(b"w1", first, 1)  # records the end, frees the slot, and the pass fills it
+                assert len(test_dispatch_lanes.dispatched(cluster, b"w1")) == 1
+            monkeypatch.undo()
+            reads = [(sql, args) for sql, args in sent if sql.lstrip().startswith("SELECT")]
+            assert reads and not [sql for sql, _ in sent if sql.startswith("UPDATE jobs SET reason")]
+            costs.append(sum(_top_buffers(plan(cluster.store, sql, args)) for sql, args in reads))
+        finally:
+            cluster.store.close()
+    assert costs[1] <= costs[0] + 10, costs
