@@ -24,6 +24,7 @@ from ffrtmp.cli.common import (
 )
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name, parse_labels
+from ffrtmp.masters import parse_masters
 from ffrtmp.units import duration_text, parse_duration
 
 
@@ -84,8 +85,11 @@ def worker(
     log_level: LogLevelOption = "info",
     log_format: LogFormatOption = "text",
 ) -> None:
-    """Run a worker: join the master, run FFmpeg jobs, heartbeat, stream logs."""
+    """Run a worker: join the master (with several, comma-separated: the leader), run FFmpeg jobs, heartbeat,
+    stream logs."""
     from ffrtmp.worker.capabilities import KNOWN_ENGINES, detect
+
+    masters = ",".join(parse_masters(conn.master))  # a bad address stops here, naming --master
 
     wanted = None
     if engines:
@@ -117,7 +121,7 @@ def worker(
                           highlight=False)
     if capabilities.ffmpeg:
         console.print(f"ffmpeg: {capabilities.ffmpeg} ({capabilities.ffmpeg_source})", highlight=False)
-    options = WorkerOptions(master=conn.master, master_key=master_key, client_keys=keys, api_key=conn.api_key,
+    options = WorkerOptions(master=masters, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
                             burst=burst, drain_timeout=drain_timeout, output_retention=retention,

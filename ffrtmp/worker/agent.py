@@ -1,4 +1,5 @@
-"""The worker's loop: one DEALER to the master, the clocks, and a pure `WorkerCore` fed from them.
+"""The worker's loop: one DEALER to the master (the one of `--master` the core names), the clocks, and a pure
+`WorkerCore` fed from them.
 
 Each pass waits on the socket and a wake-up pipe (runner threads and signal handlers write to it) until the
 core's next deadline, hands the master's frames to the core, then lets it `tick`. All protocol decisions are
@@ -62,7 +63,7 @@ class Agent:
         if self.sock is not None:
             self.poller.unregister(self.sock.socket)
             self.sock.close()
-        self.sock = DealerSocket(self.options.master, self.options.master_key, self.options.client_keys,
+        self.sock = DealerSocket(self.core.address, self.options.master_key, self.options.client_keys,
                                  immediate=True)
         self.poller = zmq.Poller()
         self.poller.register(self.sock.socket, zmq.POLLIN)
@@ -75,7 +76,7 @@ class Agent:
         return self.sock.handshake_error
 
     def master_down(self) -> bool:
-        return master_down(self.options.master)
+        return master_down(self.core.address)
 
     def wake(self) -> None:
         """Make the loop's poll return now (safe from threads and signal handlers)."""

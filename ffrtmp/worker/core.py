@@ -7,7 +7,8 @@ raw frame), and go out through the injected `Link` as a kind and a body. A thin 
 DEALER socket, the poller and the clocks, and feeds this core; tests drive it with a fake master and a
 fixed clock. What it does on each pass (`tick`): hand runners' events on, ship logs, heartbeat, resend
 unacknowledged results, reconnect when the master has gone silent, and decide whether to stop (drain, burst).
-The attempts themselves (start, prefetch, cancel, end) are `core_jobs.Jobs`.
+The attempts themselves (start, prefetch, cancel, end) are `core_jobs.Jobs`; which master of the list to talk
+to, and moving on when it is lost or does not lead, is `core_follow.Following`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Any, Protocol
 
 from ffrtmp import __version__, defaults
 from ffrtmp.errors import ProtocolError, ProtocolMismatch
+from ffrtmp.masters import not_leader
 from ffrtmp.protocol import MAX_BATCH_ITEMS, Kind, decode, unbatch
 from ffrtmp.worker.capabilities import Capabilities
+from ffrtmp.worker.core_follow import Following
 from ffrtmp.worker.core_jobs import Jobs
 from ffrtmp.worker.core_options import WorkerExit, WorkerOptions
 from ffrtmp.worker.core_results import Results
@@ -53,7 +56,7 @@ class Link(Protocol):
         ...
 
     def reconnect(self) -> None:
-        """Replace the connection (the master went silent)."""
+        """Replace the connection, by one to `WorkerCore.address` (the master was lost, or another leads)."""
         ...
 
     def handshake_error(self) -> str | None:
@@ -61,7 +64,7 @@ class Link(Protocol):
         ...
 
     def master_down(self) -> bool:
-        """True only when nothing listens at the master's address (a restart, not a partition)."""
+        """True only when nothing listens at `WorkerCore.address` (a restart, not a partition)."""
         ...
 
     def wake(self) -> None:
@@ -95,6 +98,7 @@ class WorkerCore:
         self.welcomed = False
         self.ever_welcomed = False
         self.lease = MasterLease(options.node_timeout, heard_at=mono)
+        self.following = Following(self, mono)
         self.last_hello = -math.inf
         self.next_heartbeat = 0.0
         self.master_pending: int | None = None
@@ -103,8 +107,6 @@ class WorkerCore:
         """Stop requests (signals) not yet acted on: counted here, acted on by `tick` on its own clock."""
         self.reconnect_delay = defaults.RECONNECT_MIN
         self.reconnect_at = 0.0
-        self.next_probe = 0.0
-        self.master_down_said = False
         self.rng = random.Random()
         self.heartbeat_interval = options.heartbeat_interval
         self.completed = 0
@@ -118,6 +120,11 @@ class WorkerCore:
     def attempts(self) -> dict[str, Attempt]:
         """Every attempt this worker holds (see `Jobs.attempts`)."""
         return self.jobs.attempts
+
+    @property
+    def address(self) -> str:
+        """The master this worker talks to now (of the `--master` list)."""
+        return self.following.follower.address
 
     def connected(self) -> None:
         """A new connection: say HELLO at once, and hold logs until the master welcomes us."""
@@ -143,7 +150,8 @@ class WorkerCore:
         # Not welcomed yet: look again soon (the connection may come up any moment), without spinning.
         until_beat = self.next_heartbeat - mono if self.welcomed else JOIN_POLL
         until_lease = self.lease.due_in(mono) if self.attempts else math.inf
-        return max(0.0, min(until_beat, self.logs.due_in(mono), until_lease, self.stop.due_in(mono), MAX_POLL))
+        return max(0.0, min(until_beat, self.logs.due_in(mono), until_lease, self.stop.due_in(mono),
+                            self.following.due_in(mono), MAX_POLL))
 
     def frames_arriving(self, mono: float) -> None:
         """The loop has frames to hand over: note how stale they may be (see `Results.accepted`)."""
@@ -168,23 +176,16 @@ class WorkerCore:
                 self.link.send(Kind.BATCH, {"items": [{"k": Kind.RESULT.value, "b": body} for body in chunk]})
 
     def keep_alive(self, now: float, mono: float) -> None:
-        if self.attempts and self.lease.silent_for(mono) > 2 * self.heartbeat_interval and mono >= self.next_probe:
-            # Probed often while it is silent: its restart (and fresh node timeout) is then never long after the
-            # last refusal, and the lease that follows cannot run out just before the new master speaks.
-            self.next_probe = mono + max(0.5, self.heartbeat_interval)
-            if self.link.master_down():
-                if not self.master_down_said:
-                    self.master_down_said = True
-                    log.warning("master %s is down (connection refused): keeping %d attempts for it to adopt",
-                                self.options.master, len(self.attempts))
-                self.lease.heard(mono)  # a master that is down gives nothing away; restarted, it grants a fresh one
+        self.following.watch(mono)
         if self.lease.expired(mono):
             self.lease_expired(now, mono)
         if not self.welcomed:
             error = self.link.handshake_error()
             if error and not self.ever_welcomed:
-                raise WorkerExit(3, f"cannot join {self.options.master}: {error} "
+                raise WorkerExit(3, f"cannot join {self.address}: {error} "
                                     "(check --master-key / FFRTMP_MASTER_KEY)")
+            if self.following.follower.waiting(mono):
+                return  # no master leads: the list is tried again after a short wait
             # A HELLO that could not even be queued (no connection yet) is retried at once when it comes up.
             if mono - self.last_hello >= HELLO_RETRY and self.link.send(Kind.HELLO, self.hello_body()):
                 self.last_hello = mono
@@ -201,11 +202,9 @@ class WorkerCore:
         self.jobs.stop_all(f"worker lost its master: silent for {silent:.0f}s, past the node timeout "
                            f"of {self.lease.node_timeout:g}s, so the master has given this attempt away", now, mono)
         if mono >= self.reconnect_at:
-            log.warning("master %s silent for %.0fs: reconnecting", self.options.master, silent)
             self.reconnect_at = mono + self.reconnect_delay * self.rng.uniform(0.5, 1.0)
             self.reconnect_delay = min(defaults.RECONNECT_MAX, self.reconnect_delay * 2)
-            self.link.reconnect()
-            self.connected()
+            self.following.lease_expired(mono)
 
     def hello_body(self) -> dict[str, Any]:
         running = [{"job": a.job, "attempt": a.attempt} for a in self.attempts.values()]
@@ -245,8 +244,12 @@ class WorkerCore:
 
     def on_frame(self, kind: Kind, body: dict[str, Any], now: float, mono: float) -> None:
         """One message from the master (already checked against its schema)."""
+        self.following.heard(mono)
+        if kind is Kind.REFUSED and not_leader(body):
+            self.following.not_leader(body, mono)  # a standby: it renews no lease
+            return
         self.lease.heard(mono)
-        self.master_down_said = False
+        self.following.speaking()
         handler = HANDLERS.get(kind)
         if handler is None:
             log.debug("ignored %s from the master", kind.value)
@@ -257,6 +260,7 @@ class WorkerCore:
         self.welcomed = self.ever_welcomed = True
         self.reconnect_delay = defaults.RECONNECT_MIN
         self.reconnect_at = 0.0
+        self.following.welcomed()
         self.heartbeat_interval = float(body["heartbeat_interval"]) or self.heartbeat_interval
         self.lease.node_timeout = float(body["node_timeout"]) or self.lease.node_timeout
         self.next_heartbeat = mono
@@ -264,7 +268,7 @@ class WorkerCore:
         self.logs.resend(mono)  # before the results, so each attempt's lines arrive ahead of its end
         self.results.welcomed(mono, self.master_publishes)
         self.send_results()
-        log.info("joined %s as %s (%d slots)", self.options.master, self.options.name, self.options.slots)
+        log.info("joined %s as %s (%d slots)", self.address, self.options.name, self.options.slots)
 
     def on_refused(self, body: dict[str, Any], now: float, mono: float) -> None:
         status = body["status"]
@@ -338,7 +342,7 @@ class WorkerCore:
         results = [(job, number, str(body["status"])) for (job, number), (body, _) in self.results.unacked.items()]
         return exit_line(f"stopped: {self.completed} completed, {self.failed} failed", results,
                          [(a.job, a.attempt) for a in self.attempts.values()],
-                         f"the master {self.options.master} (silent for {self.lease.silent_for(mono):.0f}s)",
+                         f"the master {self.following.follower} (silent for {self.lease.silent_for(mono):.0f}s)",
                          f"kept in {self.results.spool.directory}: the next `ffrtmp worker --name "
                          f"{self.options.name}` with this --work-dir reports them")
 

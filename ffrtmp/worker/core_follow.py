@@ -1,0 +1,129 @@
+"""The worker core's side of following the leader: noticing a lost master, moving on, answering a standby.
+
+`follow.Follower` says where to go; this acts on the core: a new connection (`Link.reconnect`, to
+`WorkerCore.address`), a fresh HELLO (which reports the running attempts, for the new leader to adopt, and is
+followed by every unacknowledged result and log line once it welcomes us), and the lease on the attempts.
+
+The lease is renewed only by a master that leads (a standby's refusal renews nothing: it will not give our
+attempts back), and by a refused port only while every listed master refuses: a master that is down gives
+nothing away, but while another one of the list runs, it may lead and count our silence. So during a
+failover the attempts are kept for the node timeout since the old leader last spoke, as after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from ffrtmp.worker.follow import Follower
+
+if TYPE_CHECKING:
+    from ffrtmp.worker.core import WorkerCore
+
+log = logging.getLogger("ffrtmp.worker")
+
+PROBE_EVERY = 0.5
+"""With several masters listed, how often a silent one is probed (a refused connection answers at once)."""
+
+
+class Following:
+    def __init__(self, core: WorkerCore, mono: float) -> None:
+        self.core = core
+        self.follower = Follower(core.options.master, mono)
+        self.connected_to = self.follower.address
+        """Where the link's connection goes (the loop connects there first)."""
+        self.next_probe = 0.0
+        self.down_said = False
+
+    def heard(self, mono: float) -> None:
+        self.follower.heard(mono)
+
+    def speaking(self) -> None:
+        """A leader spoke: the next time it is found down is worth a log line again."""
+        self.down_said = False
+
+    def welcomed(self) -> None:
+        self.follower.welcomed()
+
+    # ---- a standby's answer -------------------------------------------------------------------------
+
+    def not_leader(self, body: dict[str, Any], mono: float) -> None:
+        """NOT_LEADER: go where the standby says the leader is, or wait for the election to end."""
+        core, follower = self.core, self.follower
+        core.connected()  # not joined here: logs are held, and HELLO goes out on the next connection
+        was_waiting = follower.retry_at is not None
+        target = follower.not_leader(body, mono)
+        if target is not None:
+            self.move(target, mono, f"{self.connected_to} is not the leader ({body.get('error', '')})")
+        elif not was_waiting:
+            log.info("%s is not the leader and no master leads now: trying %s again in %.2fs", self.connected_to,
+                     follower, follower.retry_at - mono if follower.retry_at is not None else 0.0)
+
+    # ---- the master's loss --------------------------------------------------------------------------
+
+    def watch(self, mono: float) -> None:
+        """Probe a silent master; move on from a lost one when another is listed."""
+        core, follower = self.core, self.follower
+        if follower.retry_due(mono):
+            self.move(follower.next(mono), mono, "no master led a moment ago")
+            return
+        if mono < self.next_probe or not self.probe_wanted(mono):
+            return
+        self.next_probe = mono + (PROBE_EVERY if follower.several else max(0.5, core.heartbeat_interval))
+        lost = follower.address
+        if core.link.master_down():
+            follower.found_down(mono)
+            if follower.all_down(mono):
+                self.keep_attempts(mono)
+            if follower.several:
+                self.move(follower.next(mono), mono, f"master {lost} is down (connection refused)")
+        elif follower.several and follower.quiet_for(mono) > follower.patience(core.welcomed,
+                                                                              core.heartbeat_interval):
+            self.move(follower.next(mono), mono, f"master {lost} silent for {follower.quiet_for(mono):.1f}s")
+
+    def probe_wanted(self, mono: float) -> bool:
+        core, follower = self.core, self.follower
+        if follower.several:
+            return follower.quiet_for(mono) > follower.probe_after(core.welcomed, core.heartbeat_interval)
+        # One master: probed only for the lease's sake, while it holds attempts and is silent.
+        return bool(core.attempts) and core.lease.silent_for(mono) > 2 * core.heartbeat_interval
+
+    def keep_attempts(self, mono: float) -> None:
+        """No listed master runs: none can give the attempts away, and a restarted one grants a fresh lease."""
+        core = self.core
+        if core.attempts and not self.down_said:
+            self.down_said = True
+            what = f"master {self.follower.address} is" if not self.follower.several else \
+                f"every master ({self.follower}) is"
+            log.warning("%s down (connection refused): keeping %d attempts for it to adopt", what,
+                        len(core.attempts))
+        # Probed often while it is silent: its restart (and fresh node timeout) is then never long after the
+        # last refusal, and the lease that follows cannot run out just before the new master speaks.
+        core.lease.heard(mono)
+
+    def lease_expired(self, mono: float) -> None:
+        """The lease ran out (the attempts are stopped): reconnect, to the next master when several are listed."""
+        follower = self.follower
+        address = follower.next(mono) if follower.several else follower.address
+        self.move(address, mono, f"no leader heard from for {self.core.lease.silent_for(mono):.0f}s", fresh=True)
+
+    def move(self, address: str, mono: float, why: str, fresh: bool = False) -> None:
+        """A new connection (when the address changed, or `fresh`), then HELLO: the new master adopts what runs."""
+        core = self.core
+        if fresh or address != self.connected_to:
+            log.warning("%s: connecting to %s", why, address)
+            core.link.reconnect()
+            self.connected_to = address
+        core.connected()
+        self.follower.connected(mono)
+
+    def due_in(self, mono: float) -> float:
+        """Seconds until `watch` has something to do (the loop's wait ends then)."""
+        core, follower = self.core, self.follower
+        if follower.retry_at is not None:
+            return max(0.0, follower.retry_at - mono)
+        if not follower.several:
+            return math.inf
+        silence = follower.probe_after(core.welcomed, core.heartbeat_interval) - follower.quiet_for(mono)
+        return max(0.0, self.next_probe - mono, silence)
