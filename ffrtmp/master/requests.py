@@ -16,6 +16,7 @@ from ffrtmp.errors import InvalidInput, NotFound, RateLimited
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
 from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
+from ffrtmp.master.standby import cluster_status
 from ffrtmp.master.state import MasterState
 from ffrtmp.master.store import TERMINAL, JobRow
 from ffrtmp.master.tenants import allowed_lanes, check_lane
@@ -255,6 +256,12 @@ def stats(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
         "version": __version__,
         "uptime": now - state.started_at,
     }
+
+
+def cluster(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    """The lease and the masters. Any master answers it, a standby too: the server's cluster hook
+    (master/membership.py) serves it before a frame reaches the coordinator; this is the same answer."""
+    return cluster_status(state.store)
 
 
 def ping(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
