@@ -59,7 +59,7 @@ class MasterSet:
         args = [sys.executable, "-m", "ffrtmp", "master", "--name", name, "--port", str(self.ports[name]),
                 "--bind", "127.0.0.1", "--data-dir", str(data_dir), "--db", str(self.db),
                 "--cert", self.master_key, "--key", str(self.keys / "master.key_secret"),
-                "--metrics", "--metrics-port", "0", *self.extra]
+                "--metrics", "--metrics-port", "0", "--api-port", "0", *self.extra]
         with open(self.root / "logs" / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=self.env, cwd=self.root)
