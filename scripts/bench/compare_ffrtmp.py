@@ -10,6 +10,8 @@ several slot counts, each is tried first with a short throughput run (`tune` lin
   * throughput: N `null` jobs via `submit_many`, first submit → last completion, measured twice: with
     throughput.py's own function (which polls `stats` every 20 ms), then learning the end without loading the
     master (see `throughput`), the figure compared with the peers;
+  * the same throughput (the lean way) on a second cluster whose 2 workers run `--engines null`, right after
+    (`throughput_null_workers`): what detecting FFmpeg and GStreamer costs a default worker;
   * durability: N jobs acknowledged by `submit_many` on a master that is SIGKILLed right after the reply,
     then counted in its store: every acknowledged submit must be there.
 Client rate limits are off (`--rate-limit submit=0 --rate-limit read=0 --rate-limit logs=0`): the peers have
@@ -35,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psutil
 import throughput as tp
 from benchlib import ROOT, emit, summary
 
@@ -47,11 +50,15 @@ PY_SPY = shutil.which("py-spy", path=str(ROOT / ".venv" / "bin")) or shutil.whic
 """The project venv's py-spy (the test extra's tools live there), else one on PATH."""
 
 
-def start(root: Path, slots: int) -> LocalCluster:
+NULL_WORKERS = ["--engines", "null"]
+
+
+def start(root: Path, slots: int, *worker_args: str) -> LocalCluster:
+    """A master and 2 workers; no `worker_args`: default workers (every engine found, as users run them)."""
     cluster = LocalCluster(root, master_args=MASTER_ARGS)
     cluster.start_master()
     for name in WORKERS:
-        cluster.start_worker(name, slots=slots)  # default workers: every engine found, as users run them
+        cluster.start_worker(name, *worker_args, slots=slots)
     cluster.wait_for_nodes(WORKERS)
     return cluster
 
@@ -130,6 +137,11 @@ def throughput_as_published(cluster: LocalCluster, jobs: int, config: dict[str, 
         tp.emit = plain
 
 
+def worker_cpu_seconds(cluster: LocalCluster) -> float:
+    """User + system CPU seconds the cluster's worker processes have used so far."""
+    return sum(sum(psutil.Process(proc.pid).cpu_times()[:2]) for proc in cluster.workers.values())
+
+
 def run_jobs(cluster: LocalCluster, jobs: int) -> tuple[float, float]:
     """`jobs` null jobs via submit_many: (seconds to enqueue, seconds until the last one completed)."""
     with cluster.client(timeout=120) as client:
@@ -142,6 +154,18 @@ def run_jobs(cluster: LocalCluster, jobs: int) -> tuple[float, float]:
         return enqueued, time.perf_counter() - started
 
 
+def throughput_null_workers(root: Path, slots: int, jobs: int, config: dict[str, Any]) -> None:
+    """The lean throughput run on `--engines null` workers: the baseline default workers are held to."""
+    with start(root, slots, *NULL_WORKERS) as cluster:
+        cpu = worker_cpu_seconds(cluster)
+        enqueued, total = run_jobs(cluster, jobs)
+        cpu = worker_cpu_seconds(cluster) - cpu
+    emit({"bench": "throughput_null_workers", "system": "ffrtmp", "jobs": jobs, "seconds": round(total, 3),
+          "jobs_per_s": round(jobs / total, 1), "enqueue_seconds": round(enqueued, 3),
+          "enqueue_per_s": round(jobs / enqueued, 1), "worker_cpu_ms_per_job": round(1000 * cpu / jobs, 4), **config,
+          "setting": f"master + 2 `ffrtmp worker --engines null --slots {slots}` processes, CURVE on"})
+
+
 def throughput(cluster: LocalCluster, jobs: int, config: dict[str, Any], profile: Path | None) -> None:
     """As throughput.py, but learning the end without loading the master meanwhile.
 
@@ -150,10 +174,13 @@ def throughput(cluster: LocalCluster, jobs: int, config: dict[str, Any], profile
     `stats` is polled every 20 ms only from there to the last one.
     """
     with profiled(cluster, profile, 600):
+        cpu = worker_cpu_seconds(cluster)
         enqueued, total = run_jobs(cluster, jobs)
+        cpu = worker_cpu_seconds(cluster) - cpu
     emit({"bench": "throughput", "system": "ffrtmp", "jobs": jobs, "seconds": round(total, 3),
           "jobs_per_s": round(jobs / total, 1), "enqueue_seconds": round(enqueued, 3),
-          "enqueue_per_s": round(jobs / enqueued, 1), "profiled": profile is not None,
+          "enqueue_per_s": round(jobs / enqueued, 1), "worker_cpu_ms_per_job": round(1000 * cpu / jobs, 4),
+          "profiled": profile is not None,
           "completion_check": "Client.wait(last id), then stats every 20 ms", **config})
     if profile is not None:
         for name in ("master", "worker"):
@@ -235,6 +262,7 @@ def main() -> None:
             latency(cluster, args.singles, config)
             throughput_as_published(cluster, args.jobs, config)
             throughput(cluster, args.jobs, config, args.profile)
+        throughput_null_workers(Path(root) / "null-workers", slots, args.jobs, config)
         if args.durable_jobs:
             durability(Path(root) / "durability", args.durable_jobs)
 
