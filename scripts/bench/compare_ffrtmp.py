@@ -10,8 +10,8 @@ several slot counts, each is tried first with a short throughput run (`tune` lin
   * throughput: N `null` jobs via `submit_many`, first submit → last completion, measured twice: with
     throughput.py's own function (which polls `stats` every 20 ms), then learning the end without loading the
     master (see `throughput`), the figure compared with the peers;
-  * the same throughput (the lean way) on a second cluster whose 2 workers run `--engines null`, right after
-    (`throughput_null_workers`): what detecting FFmpeg and GStreamer costs a default worker;
+  * default workers against `--engines null` ones (`throughput_null_workers`, see there): alternating rounds
+    on fresh clusters, the lean way; what detecting FFmpeg and GStreamer costs a default worker;
   * durability: N jobs acknowledged by `submit_many` on a master that is SIGKILLed right after the reply,
     then counted in its store: every acknowledged submit must be there.
 Client rate limits are off (`--rate-limit submit=0 --rate-limit read=0 --rate-limit logs=0`): the peers have
@@ -29,6 +29,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,15 +155,34 @@ def run_jobs(cluster: LocalCluster, jobs: int) -> tuple[float, float]:
         return enqueued, time.perf_counter() - started
 
 
-def throughput_null_workers(root: Path, slots: int, jobs: int, config: dict[str, Any]) -> None:
-    """The lean throughput run on `--engines null` workers: the baseline default workers are held to."""
-    with start(root, slots, *NULL_WORKERS) as cluster:
-        cpu = worker_cpu_seconds(cluster)
-        enqueued, total = run_jobs(cluster, jobs)
-        cpu = worker_cpu_seconds(cluster) - cpu
-    emit({"bench": "throughput_null_workers", "system": "ffrtmp", "jobs": jobs, "seconds": round(total, 3),
-          "jobs_per_s": round(jobs / total, 1), "enqueue_seconds": round(enqueued, 3),
-          "enqueue_per_s": round(jobs / enqueued, 1), "worker_cpu_ms_per_job": round(1000 * cpu / jobs, 4), **config,
+def throughput_null_workers(root: Path, slots: int, jobs: int, rounds: int, config: dict[str, Any]) -> None:
+    """Default workers against `--engines null` ones, the baseline they are held to (within 10 %).
+
+    Alternating rounds (default, null, default, null, ...), each on a fresh cluster warmed up with a quarter of
+    the jobs first, so both kinds meet the same store history and, on average, the same machine load. One
+    `engines_round` line per round; `throughput_null_workers` holds the medians of both kinds.
+    """
+    rates: dict[str, list[float]] = {"default": [], "null": []}
+    cpus: dict[str, list[float]] = {"default": [], "null": []}
+    for round_ in range(1, rounds + 1):
+        for kind, worker_args in (("default", []), ("null", NULL_WORKERS)):
+            with tempfile.TemporaryDirectory(dir=root) as where, start(Path(where), slots, *worker_args) as cluster:
+                run_jobs(cluster, max(1, jobs // 4))
+                cpu = worker_cpu_seconds(cluster)
+                enqueued, total = run_jobs(cluster, jobs)
+                cpu = worker_cpu_seconds(cluster) - cpu
+            rates[kind].append(jobs / total)
+            cpus[kind].append(1000 * cpu / jobs)
+            emit({"bench": "engines_round", "system": "ffrtmp", "round": round_, "workers": kind, "jobs": jobs,
+                  "seconds": round(total, 3), "jobs_per_s": round(jobs / total, 1),
+                  "worker_cpu_ms_per_job": round(cpus[kind][-1], 4)})
+    median = {kind: statistics.median(values) for kind, values in rates.items()}
+    cpu_median = {kind: statistics.median(values) for kind, values in cpus.items()}
+    emit({"bench": "throughput_null_workers", "system": "ffrtmp", "jobs": jobs, "rounds": rounds,
+          "jobs_per_s": round(median["null"], 1), "default_jobs_per_s": round(median["default"], 1),
+          "default_vs_null": round(median["default"] / median["null"], 3),
+          "worker_cpu_ms_per_job": round(cpu_median["null"], 4),
+          "default_worker_cpu_ms_per_job": round(cpu_median["default"], 4), **config,
           "setting": f"master + 2 `ffrtmp worker --engines null --slots {slots}` processes, CURVE on"})
 
 
@@ -249,6 +269,8 @@ def main() -> None:
     parser.add_argument("--slots", default="8", help="slots per worker (2 workers); a comma list tries each with "
                         "--tune-jobs jobs first and keeps the fastest")
     parser.add_argument("--tune-jobs", type=int, default=5000)
+    parser.add_argument("--engine-rounds", type=int, default=2, help="rounds of default against `--engines null` "
+                        "workers (0: skip)")
     parser.add_argument("--durable-jobs", type=int, default=5000, help="jobs in the kill -9 durability check (0: skip)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the master and a worker during throughput")
     args = parser.parse_args()
@@ -262,7 +284,8 @@ def main() -> None:
             latency(cluster, args.singles, config)
             throughput_as_published(cluster, args.jobs, config)
             throughput(cluster, args.jobs, config, args.profile)
-        throughput_null_workers(Path(root) / "null-workers", slots, args.jobs, config)
+        if args.engine_rounds:
+            throughput_null_workers(Path(root), slots, args.jobs, args.engine_rounds, config)
         if args.durable_jobs:
             durability(Path(root) / "durability", args.durable_jobs)
 
