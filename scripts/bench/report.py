@@ -350,6 +350,12 @@ def markdown(records: list[Record], png_name: str | None, command: str) -> str:
         "(`submit_many` for ffrtmp, `enqueue_many` for RQ, one call per task for Celery, Dramatiq and Huey, which "
         "have no batch enqueue), from the first enqueue until the last job has completed.",
         "- **enqueue/s**: the enqueue alone (the peers' workers are already consuming while it runs).",
+        "- **ffrtmp's workers** are default workers, what users start: `ffrtmp worker --slots N` (FFmpeg and "
+        "GStreamer detected, every usable encoder validated at start), plus the connection options "
+        "(`--name bench-1 --work-dir DIR --metrics-port 0 --master tcp://127.0.0.1:PORT --master-key "
+        "DIR/master.key`). **alternating rounds**: default workers and `--engines null` ones (which detect "
+        "nothing) take turns on fresh clusters, each warmed up with a quarter of the jobs first; the medians "
+        "of each kind are compared (the target: default within 10 % of null).",
         "- **submit->running**: on an idle cluster, one job at a time: the client's clock just before the submit "
         "until the worker starts the job (ffrtmp: the attempt's start stamp, read at full precision from the "
         "master's store; peers: the task body's first line). **submit->completed**: until the client knows the job "
