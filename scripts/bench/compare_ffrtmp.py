@@ -143,6 +143,11 @@ def worker_cpu_seconds(cluster: LocalCluster) -> float:
     return sum(sum(psutil.Process(proc.pid).cpu_times()[:2]) for proc in cluster.workers.values())
 
 
+def master_cpu_seconds(cluster: LocalCluster) -> float:
+    assert cluster.master is not None
+    return sum(psutil.Process(cluster.master.pid).cpu_times()[:2])
+
+
 def run_jobs(cluster: LocalCluster, jobs: int) -> tuple[float, float]:
     """`jobs` null jobs via submit_many: (seconds to enqueue, seconds until the last one completed)."""
     with cluster.client(timeout=120) as client:
@@ -158,31 +163,39 @@ def run_jobs(cluster: LocalCluster, jobs: int) -> tuple[float, float]:
 def throughput_null_workers(root: Path, slots: int, jobs: int, rounds: int, config: dict[str, Any]) -> None:
     """Default workers against `--engines null` ones, the baseline they are held to (within 10 %).
 
-    Alternating rounds (default, null, default, null, ...), each on a fresh cluster warmed up with a quarter of
-    the jobs first, so both kinds meet the same store history and, on average, the same machine load. One
-    `engines_round` line per round; `throughput_null_workers` holds the medians of both kinds.
+    Rounds in ABBA order (default, null, null, default, ...: a load that drifts through the run favours
+    neither), each on a fresh cluster warmed up with a quarter of the jobs first, so both kinds meet the same
+    store history. One `engines_round` line per round; `throughput_null_workers` holds the medians of both
+    kinds. The CPU the master and the workers spend per job is given beside jobs/s: on a shared machine it
+    moves far less than jobs/s does, and it is what detecting engines could cost.
     """
     rates: dict[str, list[float]] = {"default": [], "null": []}
     cpus: dict[str, list[float]] = {"default": [], "null": []}
+    master_cpus: dict[str, list[float]] = {"default": [], "null": []}
+    kinds = (("default", []), ("null", NULL_WORKERS))
     for round_ in range(1, rounds + 1):
-        for kind, worker_args in (("default", []), ("null", NULL_WORKERS)):
+        for kind, worker_args in kinds if round_ % 2 else kinds[::-1]:
             with tempfile.TemporaryDirectory(dir=root) as where, start(Path(where), slots, *worker_args) as cluster:
                 run_jobs(cluster, max(1, jobs // 4))
-                cpu = worker_cpu_seconds(cluster)
+                cpu, master_cpu = worker_cpu_seconds(cluster), master_cpu_seconds(cluster)
                 enqueued, total = run_jobs(cluster, jobs)
-                cpu = worker_cpu_seconds(cluster) - cpu
+                cpu, master_cpu = worker_cpu_seconds(cluster) - cpu, master_cpu_seconds(cluster) - master_cpu
             rates[kind].append(jobs / total)
             cpus[kind].append(1000 * cpu / jobs)
+            master_cpus[kind].append(1000 * master_cpu / jobs)
             emit({"bench": "engines_round", "system": "ffrtmp", "round": round_, "workers": kind, "jobs": jobs,
                   "seconds": round(total, 3), "jobs_per_s": round(jobs / total, 1),
-                  "worker_cpu_ms_per_job": round(cpus[kind][-1], 4)})
+                  "worker_cpu_ms_per_job": round(cpus[kind][-1], 4),
+                  "master_cpu_ms_per_job": round(master_cpus[kind][-1], 4)})
     median = {kind: statistics.median(values) for kind, values in rates.items()}
     cpu_median = {kind: statistics.median(values) for kind, values in cpus.items()}
     emit({"bench": "throughput_null_workers", "system": "ffrtmp", "jobs": jobs, "rounds": rounds,
           "jobs_per_s": round(median["null"], 1), "default_jobs_per_s": round(median["default"], 1),
           "default_vs_null": round(median["default"] / median["null"], 3),
           "worker_cpu_ms_per_job": round(cpu_median["null"], 4),
-          "default_worker_cpu_ms_per_job": round(cpu_median["default"], 4), **config,
+          "default_worker_cpu_ms_per_job": round(cpu_median["default"], 4),
+          "master_cpu_ms_per_job": round(statistics.median(master_cpus["null"]), 4),
+          "default_master_cpu_ms_per_job": round(statistics.median(master_cpus["default"]), 4), **config,
           "setting": f"master + 2 `ffrtmp worker --engines null --slots {slots}` processes, CURVE on"})
 
 
@@ -269,8 +282,8 @@ def main() -> None:
     parser.add_argument("--slots", default="8", help="slots per worker (2 workers); a comma list tries each with "
                         "--tune-jobs jobs first and keeps the fastest")
     parser.add_argument("--tune-jobs", type=int, default=5000)
-    parser.add_argument("--engine-rounds", type=int, default=2, help="rounds of default against `--engines null` "
-                        "workers (0: skip)")
+    parser.add_argument("--engine-rounds", type=int, default=4, help="rounds of default against `--engines null` "
+                        "workers, in ABBA order (0: skip)")
     parser.add_argument("--durable-jobs", type=int, default=5000, help="jobs in the kill -9 durability check (0: skip)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the master and a worker during throughput")
     args = parser.parse_args()
