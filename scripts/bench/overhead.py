@@ -8,11 +8,15 @@ argv the workers ran (each job's log starts with `$ ARGV`), outputs moved to a s
 `xargs -P 2`. Rounds alternate (ffrtmp, xargs, ffrtmp, xargs, …) so that neither side always gets the warmer
 machine; the ratio is the sum of ffrtmp's wall times over the sum of xargs'. The spread is the 95 %
 interval of the mean per-round ratio (t distribution over the rounds): the gap to 1.0 is only a finding
-where it is wider than that.
+where it is wider than that. Beside wall time, CPU time: the master's and workers' own (orchestration) and
+their FFmpegs', against what xargs and its FFmpegs used (other load on the machine moves it far less).
 
 ffrtmp runs FFmpeg under `nice -n 10` (by design, so the master and workers stay responsive). On a machine
 other people load too, that alone slows ffrtmp's FFmpeg against an un-niced one, so xargs runs the argv
-under the same `nice -n 10` by default; `--xargs-nice 0` runs it as logged, without nice.
+under the same `nice -n 10` by default; `--xargs-nice 0` runs it as logged, without nice. And as the workers
+start each FFmpeg in a session of its own, so does xargs (`setsid`; `--xargs-same-session` leaves it out):
+with the kernel's autogroup scheduling, sessions share the CPU first, so on a loaded machine FFmpegs that
+share one session get less of it.
 
     python scripts/bench/overhead.py [--transcodes 40] [--rounds 3] [--prefetch N] [--xargs-nice 10]
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import resource
 import shlex
 import shutil
 import statistics
@@ -32,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from benchlib import emit
 
 from ffrtmp.local import LocalCluster, wait_for
@@ -119,9 +125,29 @@ def interval95(ratios: list[float]) -> float:
     return t * statistics.stdev(ratios) / math.sqrt(len(ratios))
 
 
-def through_xargs(commands: list[list[str]], scratch: Path, nice: int) -> float:
+def cluster_cpu(cluster: LocalCluster) -> tuple[float, float]:
+    """CPU seconds so far: (the master's and workers' own, the FFmpeg processes the workers ran and reaped)."""
+    own = children = 0.0
+    for proc in [cluster.master, *cluster.workers.values()]:
+        if proc is not None:
+            times = psutil.Process(proc.pid).cpu_times()
+            own += times.user + times.system
+            children += times.children_user + times.children_system
+    return own, children
+
+
+def reaped_children_cpu() -> float:
+    """CPU seconds of this process's children (and theirs) that have ended: xargs and its FFmpegs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def through_xargs(commands: list[list[str]], scratch: Path, nice: int, own_session: bool = True) -> float:
     listing = scratch / "commands.txt"
-    prefix = ["nice", "-n", str(nice)] if nice else []
+    # The worker starts each FFmpeg in a session of its own (start_new_session); where the kernel groups CPU time
+    # by session (autogroup), that gives each one a share as large as a whole login's, so xargs' FFmpegs get one
+    # each too, or on a loaded machine ffrtmp would win by scheduling alone.
+    prefix = (["setsid", "-w"] if own_session else []) + (["nice", "-n", str(nice)] if nice else [])
     listing.write_text("".join(shlex.join([*prefix, *argv]) + "\n" for argv in commands))
     started = time.perf_counter()
     subprocess.run(["xargs", "-P", "2", "-L", "1", "-a", str(listing), "env"], check=True,
@@ -129,11 +155,21 @@ def through_xargs(commands: list[list[str]], scratch: Path, nice: int) -> float:
     return time.perf_counter() - started
 
 
+def autogroup() -> bool | None:
+    """Whether the kernel shares CPU between sessions first (sched_autogroup), None where it cannot be read."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transcodes", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prefetch", type=int, default=None, help="the workers' --prefetch (default: theirs)")
+    parser.add_argument("--xargs-same-session", action="store_true", help="run xargs' FFmpegs in its session "
+                        "(default: each in its own, as the workers run theirs)")
     parser.add_argument("--xargs-nice", type=int, default=NICE, help=f"nice level of xargs' FFmpeg (default "
                         f"{NICE}, the workers'; 0: as logged)")
     args = parser.parse_args()
@@ -145,6 +181,7 @@ def main() -> None:
         source = root / "input.mp4"
         make_input(ffmpeg, source)
         ours, theirs = [], []
+        own_cpu, ffmpeg_cpu, xargs_cpu = [], [], []
         with LocalCluster(root / "cluster", env={"FFRTMP_INPUT_ROOT": str(root)}) as cluster:
             cluster.start_master()
             for name in WORKERS:
@@ -152,16 +189,24 @@ def main() -> None:
                                      slots=1)
             cluster.wait_for_nodes(WORKERS, timeout=180)  # default workers validate their encoders first
             for round_ in range(1, args.rounds + 1):
+                own_before, children_before = cluster_cpu(cluster)
                 wall, ids = through_ffrtmp(cluster, source, args.transcodes)
+                own_after, children_after = cluster_cpu(cluster)
+                own_cpu.append(own_after - own_before)
+                ffmpeg_cpu.append(children_after - children_before)
                 ours.append(wall)
                 idle = slot_idle_ms(cluster, ids)
                 out_dir = root / f"xargs-{round_}"
                 out_dir.mkdir()
                 commands = logged_argv(cluster, ids, out_dir)
-                theirs.append(through_xargs(commands, root, args.xargs_nice))
+                xargs_before = reaped_children_cpu()
+                theirs.append(through_xargs(commands, root, args.xargs_nice, not args.xargs_same_session))
+                xargs_cpu.append(reaped_children_cpu() - xargs_before)
                 emit({"bench": "overhead_round", "round": round_, "transcodes": args.transcodes,
                       "ffrtmp_seconds": round(ours[-1], 3), "xargs_seconds": round(theirs[-1], 3),
-                      "ratio": round(ours[-1] / theirs[-1], 4), "slot_idle_ms": round(idle, 2)})
+                      "ratio": round(ours[-1] / theirs[-1], 4), "slot_idle_ms": round(idle, 2),
+                      "ffrtmp_own_cpu_s": round(own_cpu[-1], 3), "ffrtmp_ffmpeg_cpu_s": round(ffmpeg_cpu[-1], 3),
+                      "xargs_cpu_s": round(xargs_cpu[-1], 3)})
         ratio = sum(ours) / sum(theirs)
         ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
         emit({"bench": "overhead", "system": "ffrtmp", "transcodes": args.transcodes, "rounds": args.rounds,
@@ -170,9 +215,14 @@ def main() -> None:
               "round_ratio_mean": round(statistics.mean(ratios), 4),
               "round_ratio_ci95": round(interval95(ratios), 4),
               "round_ratio_min": round(min(ratios), 4), "round_ratio_max": round(max(ratios), 4),
+              # CPU, which other load on the machine moves far less than wall time: what ffrtmp's own processes
+              # spent against the FFmpeg work, and all of ffrtmp's CPU against all of xargs'
+              "own_cpu_percent_of_ffmpeg": round(100 * sum(own_cpu) / max(sum(xargs_cpu), 1e-9), 2),
+              "cpu_ratio": round((sum(own_cpu) + sum(ffmpeg_cpu)) / max(sum(xargs_cpu), 1e-9), 4),
               "work": f"{SIZE} {SECONDS}s {FPS}fps libx264 veryfast 1000k, 2 default workers x 1 slot vs xargs -P 2",
               "prefetch": "worker default" if args.prefetch is None else args.prefetch,
-              "xargs_nice": args.xargs_nice,
+              "xargs_nice": args.xargs_nice, "xargs_own_sessions": not args.xargs_same_session,
+              "autogroup": autogroup(),
               "command": " ".join(commands[0])})
 
 
