@@ -40,7 +40,8 @@ def run_records(run: str, ours: float, null: float, huey: float, overhead_pct: f
                         "ffrtmp_seconds": 7.0 * ratio, "xargs_seconds": 7.0, "ratio": ratio,
                         "overhead_percent": overhead_pct, "round_ratio_mean": ratio, "round_ratio_ci95": ci,
                         "round_ratio_min": ratio - 0.01, "round_ratio_max": ratio + 0.01, "work": "w",
-                        "xargs_nice": 10, "command": "/usr/bin/ffmpeg -i in out", "run": run, "part": "overhead"})
+                        "xargs_nice": 10, "xargs_own_sessions": True, "own_cpu_percent_of_ffmpeg": 2.5,
+                        "cpu_ratio": 1.031, "command": "/usr/bin/ffmpeg -i in out", "run": run, "part": "overhead"})
     return records
 
 
@@ -74,6 +75,8 @@ def test_overhead_target_is_one_percent() -> None:
 def test_overhead_text_says_whether_the_interval_is_narrower_than_the_gap() -> None:
     assert "narrower than the gap" in report._overhead_intro(run_records("r", 1, 1, 1, 2.0, ci=0.005))
     assert "cannot tell the overhead from 0" in report._overhead_intro(run_records("r", 1, 1, 1, 0.3, ci=0.005))
+    text = report._overhead_intro(run_records("r", 1, 1, 1, 0.3))
+    assert "used 2.5 % of what xargs' FFmpegs used" in text and "**1.031**" in text and "`setsid`" in text
 
 
 def test_interval95_is_the_t_interval_of_the_mean() -> None:

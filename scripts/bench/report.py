@@ -464,6 +464,14 @@ def _overhead_intro(records: list[Record]) -> str:
                      "wider than the gap to 1.0, so this run cannot tell the overhead from 0."))
     elif len(rounds) > 1:
         spread = f" Single rounds ranged from {min(rounds):.3f} to {max(rounds):.3f}."
+    cpu = ""
+    if "own_cpu_percent_of_ffmpeg" in record:
+        cpu = (f" CPU time, which other load moves far less: ffrtmp's master and workers themselves used "
+               f"{record['own_cpu_percent_of_ffmpeg']:.1f} % of what xargs' FFmpegs used; all of ffrtmp's CPU "
+               f"(its FFmpegs included) over all of xargs': **{record['cpu_ratio']:.3f}**.")
+    sessions = (" Each FFmpeg runs in a session of its own on both sides (the workers start theirs so; xargs "
+                "through `setsid`): the kernel here shares CPU between sessions first (autogroup), and FFmpegs "
+                "sharing one session got less of a loaded machine." if record.get("xargs_own_sessions") else "")
     nice = record.get("xargs_nice")
     xargs_nice = ("xargs runs it as logged, without nice" if not nice else
                   f"xargs runs the same argv under `nice -n {nice}` too (the machine is shared: an un-niced FFmpeg "
@@ -473,7 +481,8 @@ def _overhead_intro(records: list[Record]) -> str:
             "xargs: the very command lines the workers logged (outputs moved to a scratch dir), `xargs -P 2`. "
             f"Rounds alternate between the two. ffrtmp runs FFmpeg under `nice -n 10`; {xargs_nice}. "
             f"The command:\n\n```\n{record['command']}\n```\n\n"
-            f"Ratio of the summed wall times: **{record['ratio']:.4f}** ({record['overhead_percent']:+.2f} %).{spread}")
+            f"Ratio of the summed wall times: **{record['ratio']:.4f}** ({record['overhead_percent']:+.2f} %).{spread}"
+            f"{cpu}{sessions}")
 
 
 def kept_sections(md: Path) -> str:

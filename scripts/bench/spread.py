@@ -19,7 +19,8 @@ from typing import Any
 from report import PEERS, Record, find
 
 COLUMNS = ("ffrtmp", "default rounds", "null rounds", *PEERS, "best peer", "default / best peer", "default / null",
-           "worker CPU ms/job default / null", "overhead %", "overhead ±95 %")
+           "worker CPU ms/job default / null", "overhead %", "overhead ±95 %",
+           "ffrtmp own CPU % of FFmpeg", "CPU ratio")
 
 
 def load(path: Path) -> list[Record]:
@@ -51,6 +52,8 @@ def figures(records: list[Record]) -> dict[str, Any]:
     if overhead:
         row["overhead %"] = overhead["overhead_percent"]
         row["overhead ±95 %"] = round(100 * overhead.get("round_ratio_ci95", 0.0), 2)
+        row["ffrtmp own CPU % of FFmpeg"] = overhead.get("own_cpu_percent_of_ffmpeg")
+        row["CPU ratio"] = overhead.get("cpu_ratio")
     return row
 
 
