@@ -67,9 +67,15 @@ def test_the_alternating_rounds_sit_under_ffrtmp_with_their_ratio() -> None:
     assert lines[ours + 2].endswith("| default / null 0.94x |")
 
 
-def test_overhead_target_is_one_percent() -> None:
-    assert target(run_records("r", 1, 1, 1, overhead_pct=0.8), "real-work overhead <= 1 %")[1] is True
-    assert target(run_records("r", 1, 1, 1, overhead_pct=1.3), "real-work overhead <= 1 %")[1] is False
+def test_overhead_target_is_one_percent_and_judged_by_the_interval() -> None:
+    name = "real-work overhead <= 1 %"
+    assert target(run_records("r", 1, 1, 1, overhead_pct=0.2, ci=0.005), name)[1] is True
+    assert target(run_records("r", 1, 1, 1, overhead_pct=2.0, ci=0.005), name)[1] is False
+    measured, ok = target(run_records("r", 1, 1, 1, overhead_pct=-1.6, ci=0.17), name)
+    assert ok is None and "wall time cannot tell" in measured and "own 2.5 % of FFmpeg's" in measured
+    table = report.targets_table(run_records("r", 1, 1, 1, overhead_pct=-1.6, ci=0.17), markdown=True)
+    assert "wall time cannot tell | undecided |" in table
+    assert "| scale" not in table and "CPU, RSS, false dead nodes | not measured | - |" in table
 
 
 def test_overhead_text_says_whether_the_interval_is_narrower_than_the_gap() -> None:
