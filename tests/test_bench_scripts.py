@@ -44,9 +44,11 @@ def test_throughput_script_completes_every_job() -> None:
 
 def test_compare_script_measures_latency_throughput_and_durability() -> None:
     records = run_bench("compare_ffrtmp.py", "--jobs", "300", "--singles", "5", "--slots", "4,8",
-                        "--tune-jobs", "100", "--durable-jobs", "200")
+                        "--tune-jobs", "100", "--durable-jobs", "200", "--engine-rounds", "1")
     assert {r["variant"] for r in records if r["bench"] == "tune"} == {"slots:4", "slots:8"}
     assert only(records, bench="throughput")["jobs"] == 300
+    assert {r["workers"] for r in records if r["bench"] == "engines_round"} == {"default", "null"}
+    assert only(records, bench="throughput_null_workers")["default_vs_null"] > 0
     durable = only(records, bench="durability")
     assert (durable["acked"], durable["lost"]) == (200, 0)
 
@@ -98,3 +100,4 @@ def test_overhead_script_compares_real_transcodes_with_xargs() -> None:
     records = run_bench("overhead.py", "--transcodes", "2", "--rounds", "1")
     overhead = only(records, bench="overhead")
     assert overhead["transcodes"] == 2 and overhead["ffrtmp_seconds"] > 0 and overhead["xargs_seconds"] > 0
+    assert overhead["round_ratio_ci95"] == 0.0  # one round: no interval

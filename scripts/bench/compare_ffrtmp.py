@@ -10,6 +10,8 @@ several slot counts, each is tried first with a short throughput run (`tune` lin
   * throughput: N `null` jobs via `submit_many`, first submit → last completion, measured twice: with
     throughput.py's own function (which polls `stats` every 20 ms), then learning the end without loading the
     master (see `throughput`), the figure compared with the peers;
+  * default workers against `--engines null` ones (`throughput_null_workers`, see there): alternating rounds
+    on fresh clusters, the lean way; what detecting FFmpeg and GStreamer costs a default worker;
   * durability: N jobs acknowledged by `submit_many` on a master that is SIGKILLed right after the reply,
     then counted in its store: every acknowledged submit must be there.
 Client rate limits are off (`--rate-limit submit=0 --rate-limit read=0 --rate-limit logs=0`): the peers have
@@ -27,6 +29,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +38,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psutil
 import throughput as tp
 from benchlib import ROOT, emit, summary
 
@@ -47,11 +51,15 @@ PY_SPY = shutil.which("py-spy", path=str(ROOT / ".venv" / "bin")) or shutil.whic
 """The project venv's py-spy (the test extra's tools live there), else one on PATH."""
 
 
-def start(root: Path, slots: int) -> LocalCluster:
+NULL_WORKERS = ["--engines", "null"]
+
+
+def start(root: Path, slots: int, *worker_args: str) -> LocalCluster:
+    """A master and 2 workers; no `worker_args`: default workers (every engine found, as users run them)."""
     cluster = LocalCluster(root, master_args=MASTER_ARGS)
     cluster.start_master()
     for name in WORKERS:
-        cluster.start_worker(name, slots=slots)  # default workers: every engine found, as users run them
+        cluster.start_worker(name, *worker_args, slots=slots)
     cluster.wait_for_nodes(WORKERS)
     return cluster
 
@@ -130,6 +138,16 @@ def throughput_as_published(cluster: LocalCluster, jobs: int, config: dict[str, 
         tp.emit = plain
 
 
+def worker_cpu_seconds(cluster: LocalCluster) -> float:
+    """User + system CPU seconds the cluster's worker processes have used so far."""
+    return sum(sum(psutil.Process(proc.pid).cpu_times()[:2]) for proc in cluster.workers.values())
+
+
+def master_cpu_seconds(cluster: LocalCluster) -> float:
+    assert cluster.master is not None
+    return sum(psutil.Process(cluster.master.pid).cpu_times()[:2])
+
+
 def run_jobs(cluster: LocalCluster, jobs: int) -> tuple[float, float]:
     """`jobs` null jobs via submit_many: (seconds to enqueue, seconds until the last one completed)."""
     with cluster.client(timeout=120) as client:
@@ -142,6 +160,45 @@ def run_jobs(cluster: LocalCluster, jobs: int) -> tuple[float, float]:
         return enqueued, time.perf_counter() - started
 
 
+def throughput_null_workers(root: Path, slots: int, jobs: int, rounds: int, config: dict[str, Any]) -> None:
+    """Default workers against `--engines null` ones, the baseline they are held to (within 10 %).
+
+    Rounds in ABBA order (default, null, null, default, ...: a load that drifts through the run favours
+    neither), each on a fresh cluster warmed up with a quarter of the jobs first, so both kinds meet the same
+    store history. One `engines_round` line per round; `throughput_null_workers` holds the medians of both
+    kinds. The CPU the master and the workers spend per job is given beside jobs/s: on a shared machine it
+    moves far less than jobs/s does, and it is what detecting engines could cost.
+    """
+    rates: dict[str, list[float]] = {"default": [], "null": []}
+    cpus: dict[str, list[float]] = {"default": [], "null": []}
+    master_cpus: dict[str, list[float]] = {"default": [], "null": []}
+    kinds = (("default", []), ("null", NULL_WORKERS))
+    for round_ in range(1, rounds + 1):
+        for kind, worker_args in kinds if round_ % 2 else kinds[::-1]:
+            with tempfile.TemporaryDirectory(dir=root) as where, start(Path(where), slots, *worker_args) as cluster:
+                run_jobs(cluster, max(1, jobs // 4))
+                cpu, master_cpu = worker_cpu_seconds(cluster), master_cpu_seconds(cluster)
+                enqueued, total = run_jobs(cluster, jobs)
+                cpu, master_cpu = worker_cpu_seconds(cluster) - cpu, master_cpu_seconds(cluster) - master_cpu
+            rates[kind].append(jobs / total)
+            cpus[kind].append(1000 * cpu / jobs)
+            master_cpus[kind].append(1000 * master_cpu / jobs)
+            emit({"bench": "engines_round", "system": "ffrtmp", "round": round_, "workers": kind, "jobs": jobs,
+                  "seconds": round(total, 3), "jobs_per_s": round(jobs / total, 1),
+                  "worker_cpu_ms_per_job": round(cpus[kind][-1], 4),
+                  "master_cpu_ms_per_job": round(master_cpus[kind][-1], 4)})
+    median = {kind: statistics.median(values) for kind, values in rates.items()}
+    cpu_median = {kind: statistics.median(values) for kind, values in cpus.items()}
+    emit({"bench": "throughput_null_workers", "system": "ffrtmp", "jobs": jobs, "rounds": rounds,
+          "jobs_per_s": round(median["null"], 1), "default_jobs_per_s": round(median["default"], 1),
+          "default_vs_null": round(median["default"] / median["null"], 3),
+          "worker_cpu_ms_per_job": round(cpu_median["null"], 4),
+          "default_worker_cpu_ms_per_job": round(cpu_median["default"], 4),
+          "master_cpu_ms_per_job": round(statistics.median(master_cpus["null"]), 4),
+          "default_master_cpu_ms_per_job": round(statistics.median(master_cpus["default"]), 4), **config,
+          "setting": f"master + 2 `ffrtmp worker --engines null --slots {slots}` processes, CURVE on"})
+
+
 def throughput(cluster: LocalCluster, jobs: int, config: dict[str, Any], profile: Path | None) -> None:
     """As throughput.py, but learning the end without loading the master meanwhile.
 
@@ -150,10 +207,13 @@ def throughput(cluster: LocalCluster, jobs: int, config: dict[str, Any], profile
     `stats` is polled every 20 ms only from there to the last one.
     """
     with profiled(cluster, profile, 600):
+        cpu = worker_cpu_seconds(cluster)
         enqueued, total = run_jobs(cluster, jobs)
+        cpu = worker_cpu_seconds(cluster) - cpu
     emit({"bench": "throughput", "system": "ffrtmp", "jobs": jobs, "seconds": round(total, 3),
           "jobs_per_s": round(jobs / total, 1), "enqueue_seconds": round(enqueued, 3),
-          "enqueue_per_s": round(jobs / enqueued, 1), "profiled": profile is not None,
+          "enqueue_per_s": round(jobs / enqueued, 1), "worker_cpu_ms_per_job": round(1000 * cpu / jobs, 4),
+          "profiled": profile is not None,
           "completion_check": "Client.wait(last id), then stats every 20 ms", **config})
     if profile is not None:
         for name in ("master", "worker"):
@@ -222,6 +282,8 @@ def main() -> None:
     parser.add_argument("--slots", default="8", help="slots per worker (2 workers); a comma list tries each with "
                         "--tune-jobs jobs first and keeps the fastest")
     parser.add_argument("--tune-jobs", type=int, default=5000)
+    parser.add_argument("--engine-rounds", type=int, default=4, help="rounds of default against `--engines null` "
+                        "workers, in ABBA order (0: skip)")
     parser.add_argument("--durable-jobs", type=int, default=5000, help="jobs in the kill -9 durability check (0: skip)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the master and a worker during throughput")
     args = parser.parse_args()
@@ -235,6 +297,8 @@ def main() -> None:
             latency(cluster, args.singles, config)
             throughput_as_published(cluster, args.jobs, config)
             throughput(cluster, args.jobs, config, args.profile)
+        if args.engine_rounds:
+            throughput_null_workers(Path(root), slots, args.jobs, args.engine_rounds, config)
         if args.durable_jobs:
             durability(Path(root) / "durability", args.durable_jobs)
 
