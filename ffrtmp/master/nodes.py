@@ -91,6 +91,8 @@ class NodeSession:
     prefetch: int = 0
     """Jobs its worker holds beyond its slots (HELLO), so the next starts when one ends: placement fills them
     after every free slot; `attempts` counts them like the running ones."""
+    _codecs: tuple[dict[str, Any], dict[str, frozenset[str]]] | None = field(default=None, repr=False, compare=False)
+    """`codecs()` and the encoder map it was worked out from."""
 
     @property
     def accepting(self) -> bool:
@@ -102,7 +104,13 @@ class NodeSession:
         return {job: state.attempt for job, state in self.attempts.items() if not state.stopping}
 
     def codecs(self) -> dict[str, frozenset[str]]:
-        """engine → codecs and encoder names with a usable encoder (entries without an engine are FFmpeg's)."""
+        """engine → codecs and encoder names with a usable encoder (entries without an engine are FFmpeg's).
+
+        Worked out once per encoder map (it comes with HELLO): placement asks for it for every node on every
+        dispatch pass, and a detected FFmpeg has ~30 encoders."""
+        cached = self._codecs
+        if cached is not None and cached[0] is self.encoders:
+            return cached[1]
         usable: dict[str, set[str]] = {}
         for name, info in self.encoders.items():
             if isinstance(info, dict) and info.get("available"):
@@ -111,7 +119,9 @@ class NodeSession:
                 names.add(name)
                 if isinstance(info.get("codec"), str):
                     names.add(info["codec"])
-        return {engine: frozenset(names) for engine, names in usable.items()}
+        found = {engine: frozenset(names) for engine, names in usable.items()}
+        self._codecs = (self.encoders, found)
+        return found
 
     def view(self) -> NodeView:
         cpu = self.resources.get("cpu_percent", 0.0)

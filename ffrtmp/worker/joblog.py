@@ -9,6 +9,7 @@ Every line a job's process writes goes to the submitter. Two things are taken ou
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -23,10 +24,16 @@ SUMMARY = "the input URL could not be read (a connection or server error)"
 PROGRAM = re.compile(r"(?:^|(?<=\s))/\S*/((?:ffmpeg|ffprobe|gst-launch-1\.0|nice))(?=\s|$)")
 
 
+@functools.lru_cache(maxsize=8)
+def work_prefixes(work_dir: Path) -> tuple[str, ...]:
+    """The spellings of the work dir a log line may hold, longest first (resolved once per dir: every job's
+    filter needs them, and `resolve()` reads the file system)."""
+    return tuple(sorted({str(work_dir), str(work_dir.resolve()), os.path.abspath(work_dir)}, key=len, reverse=True))
+
+
 class JobLogFilter:
     def __init__(self, work_dir: Path) -> None:
-        self.work_prefixes = sorted({str(work_dir), str(work_dir.resolve()), os.path.abspath(work_dir)},
-                                    key=len, reverse=True)
+        self.work_prefixes = work_prefixes(work_dir)
         self.url_input = False
         """Set once the attempt's input is known to be a URL."""
 

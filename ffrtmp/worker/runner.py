@@ -12,6 +12,7 @@ file, and the agent renames it once the master accepts the attempt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import selectors
 import shutil
@@ -121,9 +122,7 @@ class AttemptRunner:
         self.encoders = encoders
         self.emit = emit
         self.cpu_count = cpu_count
-        has_elements = any(engine_of(info) == "gstreamer" for info in encoders.values() if isinstance(info, dict))
-        self.gst_launch = gst_launch or (find_gstreamer() if has_elements else None)
-        """GStreamer runs only where detection found its elements (the worker offers the engine)."""
+        self._given_gst_launch = gst_launch
         self.policy = policy or InputPolicy()
         """What inputs and stream outputs this worker allows (none local, public hosts only, by default)."""
         self.filter = JobLogFilter(paths.work_dir)
@@ -131,6 +130,15 @@ class AttemptRunner:
         self.diagnosis = Diagnosis()
         self.output: OutputPlan | None = None
         """The file output's partial and final names, once known (None for streams and null jobs)."""
+
+    @functools.cached_property
+    def gst_launch(self) -> str | None:
+        """GStreamer runs only where detection found its elements (the worker offers the engine). Worked out
+        when a job first asks, not up front: null jobs come by the thousand and never do."""
+        if self._given_gst_launch:
+            return self._given_gst_launch
+        has_elements = any(engine_of(info) == "gstreamer" for info in self.encoders.values() if isinstance(info, dict))
+        return find_gstreamer() if has_elements else None
 
     def log(self, stream: str, text: str) -> None:
         text = self.filter.line(text)
