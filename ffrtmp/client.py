@@ -308,7 +308,7 @@ class Client:
         heard = time.monotonic()
         while True:
             try:
-                job = self.request("get", {"id": job_id}, timeout=min(self.timeout, RESUBSCRIBE_AFTER))
+                job: dict[str, Any] = self.request("get", {"id": job_id}, timeout=min(self.timeout, RESUBSCRIBE_AFTER))
             except RateLimited as exc:
                 time.sleep(retry_after(str(exc), poll))
                 continue

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -39,7 +40,7 @@ _HANDSHAKE_FAILED = {
 }
 
 
-def _common_options(sock: zmq.Socket) -> None:
+def _common_options(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.HEARTBEAT_IVL, ZMTP_HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMTP_HEARTBEAT_TIMEOUT_MS)
@@ -224,7 +225,7 @@ class DealerSocket:
     """A worker's or client's connection to the master, with a monitor that reports failed handshakes."""
 
     def __init__(self, endpoint: str, server_key: bytes | None, keys: KeyPair | None,
-                 *, immediate: bool = False, context: zmq.Context | None = None) -> None:
+                 *, immediate: bool = False, context: zmq.Context[Any] | None = None) -> None:
         self.endpoint = endpoint
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
@@ -279,12 +280,14 @@ class DealerSocket:
 
     def recv(self, timeout: float) -> bytes | None:
         if self.socket.poll(int(timeout * 1000), zmq.POLLIN):
-            return self.socket.recv(zmq.NOBLOCK)
+            frame: bytes = self.socket.recv(zmq.NOBLOCK)
+            return frame
         return None
 
     def recv_nowait(self) -> bytes | None:
         try:
-            return self.socket.recv(zmq.NOBLOCK)
+            frame: bytes = self.socket.recv(zmq.NOBLOCK)
+            return frame
         except zmq.Again:
             return None
 

@@ -98,7 +98,7 @@ def eta(job: dict[str, Any]) -> float | None:
     progress, spent = job.get("progress"), elapsed(job)
     if job["status"] != "running" or not progress or spent is None or progress >= 1:
         return None
-    return spent * (1 - progress) / progress
+    return float(spent * (1 - progress) / progress)
 
 
 def jobs_table(jobs: list[dict[str, Any]], title: str | None = None, width: int = 120) -> Table:

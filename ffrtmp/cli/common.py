@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, overload
 
 import typer
 from rich.console import Console
@@ -74,6 +74,14 @@ _CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
     "tls": (Annotated[bool, typer.Option("--tls/--no-tls", envvar="FFRTMP_TLS", rich_help_panel="Connection",
                                          help="CURVE encryption (must match the master).")], True),
 }
+
+
+@overload
+def with_connection(func: F, *, timeout_flag: str = "--timeout") -> F: ...
+
+
+@overload
+def with_connection(func: None = None, *, timeout_flag: str = "--timeout") -> Callable[[F], F]: ...
 
 
 def with_connection(func: F | None = None, *, timeout_flag: str = "--timeout") -> Any:

@@ -172,13 +172,13 @@ class MasterCollector(Collector):
 def _never_raises(hook: Callable[Concatenate[MasterMetrics, P], None]) -> Callable[Concatenate[MasterMetrics, P], None]:
     """Observer hooks run inside the coordinator's transaction: a metrics bug must never cost it a batch."""
 
-    @functools.wraps(hook)
-    def guarded(self: MasterMetrics, *args: P.args, **kwargs: P.kwargs) -> None:
+    def guarded(self: MasterMetrics, /, *args: P.args, **kwargs: P.kwargs) -> None:
         try:
             hook(self, *args, **kwargs)
         except Exception:
             log.debug("metrics hook %s failed", hook.__name__, exc_info=True)
 
+    functools.update_wrapper(guarded, hook)  # its name and doc; the callable keeps its own type
     return guarded
 
 
