@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ffrtmp.jobspec import JobSpec, validate_submission
-from ffrtmp.master.dispatch import fair_order
+from ffrtmp.master.fairness import fair_order
 from ffrtmp.master.store.dispatch import needs_key, needs_of
 from ffrtmp.protocol import Kind
 from tests.test_coordinator import T0, Cluster

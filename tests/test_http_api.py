@@ -173,7 +173,7 @@ def test_guessing_keys_over_http_spends_the_address_budget_before_any_decoding(t
 ])
 def test_reply_statuses_become_http_statuses_with_the_cli_meaning(
         status: int, error: str, expected: tuple[int, str | None, str | None]) -> None:
-    from ffrtmp.master.http_api import reply_error
+    from ffrtmp.master.http_gateway import reply_error
 
     answer = reply_error(status, error)
     assert (answer.status, answer.field, answer.headers.get("Retry-After")) == expected

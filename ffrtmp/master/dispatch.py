@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ffrtmp.master.auth import quotas
+from ffrtmp.master.fairness import fair_order, served
 from ffrtmp.master.lifecycle import timeout_of
 from ffrtmp.master.scheduler import NodeView, place, wait_reason, why_not
 from ffrtmp.master.state import MasterState
@@ -102,47 +103,6 @@ def read_candidates(state: MasterState, nodes: list[NodeView], now: float) -> li
         state.due.soon()  # the next tick writes the next chunk
     aged_before = now - state.config.max_wait if state.config.max_wait is not None else None
     return fair_order(heads, aged_before, state.tenant_turns)
-
-
-def fair_order(jobs: list[dict[str, Any]], aged_before: float | None = None,
-               turns: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Dispatch order with a fair share between tenants: heavier first; at equal weight the tenants take turns
-    (each one's first job, then each one's second, ...), FIFO inside a tenant, so one tenant's backlog never
-    starves another. With aging (`aged_before`), jobs created before it come first, oldest first.
-
-    `turns` (tenant → jobs dispatched so far, kept by the caller across passes; see `served`) carries the
-    turns over from pass to pass: when slots free one at a time, each pass places one job, and without it
-    the tenant with the oldest head would win every pass. Tenants with no job here are forgotten (one coming
-    back starts level with the others, not ahead or behind by its past)."""
-    turns = {} if turns is None else turns
-    present = {job["tenant"] for job in jobs}
-    for tenant in list(turns):
-        if tenant not in present:
-            del turns[tenant]
-    floor = min(turns.values(), default=0)
-    for tenant in present:
-        turns.setdefault(tenant, floor)  # waiting from now on, level with the least served
-    rank: dict[str, int] = {}
-    by_tenant_weight: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for job in jobs:
-        by_tenant_weight.setdefault((job["tenant"], job["weight"]), []).append(job)
-    for same in by_tenant_weight.values():
-        same.sort(key=lambda job: job["seq"])
-        start = turns[same[0]["tenant"]]
-        for position, job in enumerate(same):
-            rank[job["id"]] = start + position
-
-    def key(job: dict[str, Any]) -> tuple[int, float, int, int]:
-        if aged_before is not None and job["created_at"] < aged_before:
-            return (0, 0, 0, job["seq"])
-        return (1, -job["weight"], rank[job["id"]], job["seq"])
-
-    return sorted(jobs, key=key)
-
-
-def served(turns: dict[str, int], tenant: str) -> None:
-    """One more job of `tenant` was dispatched (its next ones wait behind the other tenants' turn)."""
-    turns[tenant] = max(turns.get(tenant, 0), min(turns.values(), default=0)) + 1
 
 
 def tenant_room(state: MasterState) -> dict[str, int]:

@@ -13,7 +13,7 @@ import tornado.iostream
 import tornado.web
 
 from ffrtmp import __version__
-from ffrtmp.master.http_api import ApiError, Gateway, answer_of
+from ffrtmp.master.http_gateway import ApiError, Gateway, answer_of
 from ffrtmp.master.openapi import document
 from ffrtmp.protocol import Kind, decode
 

@@ -13,25 +13,35 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ffrtmp.master.coordinator import Coordinator
 from ffrtmp.master.leadership import Election, LeaseTimings
+from ffrtmp.master.metrics import MasterMetrics
 from ffrtmp.master.standby import StandbyDesk, is_cluster_request
 from ffrtmp.master.store import Store
 from ffrtmp.master.store.health import WriteFault, is_write_fault
 from ffrtmp.master.store.leases import Lease, NotLeader
-
-if TYPE_CHECKING:
-    from ffrtmp.master.server import MasterServer
 
 log = logging.getLogger("ffrtmp.master")
 
 Frames = list[tuple[bytes, bytes, str | None]]
 
 
+class Host(Protocol):
+    """What a member needs of the server that owns the socket (master/server.py's MasterServer)."""
+
+    store: Store
+    """The server's own store: it holds the lease."""
+    coordinator: Coordinator
+    """Replaced with a fresh one when this master wins a new term."""
+    metrics: MasterMetrics | None
+
+    def send_frame(self, route: bytes, frame: bytes) -> bool: ...
+
+
 class ClusterMember:
-    def __init__(self, server: MasterServer, name: str, address: str, timings: LeaseTimings,
+    def __init__(self, server: Host, name: str, address: str, timings: LeaseTimings,
                  open_store: Callable[[], Store]) -> None:
         self.server = server
         self.name = name

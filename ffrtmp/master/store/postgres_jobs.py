@@ -135,7 +135,7 @@ class JobRows(LifecycleRows):
     def pending_candidates(self, now: float, limit: int,
                            aged_before: float | None = None) -> Iterator[dict[str, Any]]:
         """Pending jobs in dispatch order whose backoff has passed, at most `limit` (as the SQLite store's)."""
-        from ffrtmp.master.dispatch import fair_order  # dispatch builds on the store, not the other way
+        from ffrtmp.master.fairness import fair_order
 
         heads = [job for lane in self.pending_lanes(lambda needs: False) for job in self.lane_head(lane, now, limit)]
         yield from fair_order(heads, aged_before)[:limit]

@@ -288,10 +288,10 @@ class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, Leas
     def pending_candidates(self, now: float, limit: int,
                            aged_before: float | None = None) -> Iterator[dict[str, Any]]:
         """Pending jobs in dispatch order whose backoff has passed, at most `limit`: the head of every lane
-        (store/dispatch.py), merged in dispatch order with tenants taking turns (dispatch.fair_order). With
+        (store/dispatch.py), merged in dispatch order with tenants taking turns (fairness.fair_order). With
         `aged_before` (aging), jobs created before it come first, oldest first. Dispatch itself reads only
         the lanes a free node can take (dispatch.read_candidates)."""
-        from ffrtmp.master.dispatch import fair_order  # dispatch builds on the store, not the other way
+        from ffrtmp.master.fairness import fair_order
 
         heads = [job for lane in self.pending_lanes(lambda needs: False) for job in self.lane_head(lane, now, limit)]
         yield from fair_order(heads, aged_before)[:limit]
