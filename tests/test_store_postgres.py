@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from ffrtmp.master.store import SqliteStore, Store
+from ffrtmp.errors import InvalidInput
+from ffrtmp.master.store import SqliteStore, Store, open_store
 from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
 from tests import test_dispatch_lanes, test_store, test_submit_idempotency
 
@@ -117,3 +118,19 @@ def test_a_postgresql_store_has_no_local_directory_and_a_reader_of_its_own(store
         assert reader.conn is not None and reader.conn is not store._conn  # never the coordinator's connection
     finally:
         reader.close()
+
+
+def test_what_is_shown_of_the_store_never_holds_its_password(postgres_url: str) -> None:
+    head, rest = postgres_url.split("://", 1)
+    user, at, place = rest.partition("@")
+    if not at or ":" in user:
+        pytest.skip("the test server's URL names no plain user to add a password to")
+    url = f"{head}://{user}:s3cret@{place}"  # trust auth here: the password is sent and ignored
+    store = open_store(url)
+    try:
+        assert store.path == f"{head}://{user}:***@{place}"
+    finally:
+        store.close()
+    with pytest.raises(InvalidInput) as refused:
+        open_store(f"{head}://{user}:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(refused.value) and ":***@127.0.0.1:1/none" in str(refused.value)

@@ -52,8 +52,8 @@ def masters_on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> I
         opened.append(open_postgres_store(postgres_url))
         return opened[-1]
 
-    for module in MODULES:
-        monkeypatch.setattr(module, "Store", on_postgres, raising=False)
+    # Every module's tests build their masters through test_coordinator's `Cluster`, which opens `SqliteStore`.
+    monkeypatch.setattr(test_coordinator, "SqliteStore", on_postgres)
     yield
     for db in opened:
         db.close()

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ffrtmp.errors import InvalidInput
 from ffrtmp.local import LocalCluster
 from ffrtmp.master.auth import Authority
+from ffrtmp.master.server import MasterOptions, MasterServer
 from ffrtmp.master.store.postgres import open_postgres_store
 from ffrtmp.worker.inputs import ensure_generated
 from tests.test_cli_keys import run
@@ -46,16 +48,29 @@ def test_keys_create_list_and_revoke_on_postgres(postgres_url: str) -> None:
     assert quotas["acme"]["max_pending"] == 5
 
 
-def test_protected_mode_sees_the_keys_of_a_postgresql_store(postgres_url: str) -> None:
-    """A master on PostgreSQL with keys is secured, so it may listen beyond loopback (SPEC §8 needs that)."""
-    from ffrtmp.master.protection import had_api_keys
+def test_protected_mode_sees_the_keys_of_a_postgresql_store(postgres_url: str, tmp_path: Path) -> None:
+    """A master on PostgreSQL with keys is secured, so it may listen beyond loopback; without any it may not."""
 
-    assert had_api_keys(Path(postgres_url)) is False, "a new database: no table yet"
-    open_postgres_store(postgres_url).close()
-    assert had_api_keys(Path(postgres_url)) is False
+    def master(bind: str) -> MasterServer:
+        return MasterServer(MasterOptions(bind=bind, port=0, data_dir=tmp_path / "m", db=postgres_url, metrics=False))
+
+    server = master("auto")  # a new database: the master's start migrates it, and it has no key
+    try:
+        assert server.store.had_api_keys() is False
+        assert server.options.bind == "127.0.0.1"
+    finally:
+        server.close()
+    with pytest.raises(InvalidInput, match="would let anyone who reaches it be an admin"):
+        master("0.0.0.0")
     assert run("keys", "api", "create", "--role", "admin", "--db", postgres_url)[0] == 0
-    assert had_api_keys(Path(postgres_url)) is True  # as `--db` gives it: a Path
-    assert had_api_keys(Path("postgresql://postgres@127.0.0.1:1/none")) is False
+    assert run("keys", "api", "revoke", json.loads(run("keys", "api", "list", "--db", postgres_url, "--json")[1]
+                                                   )[0]["id"], "--db", postgres_url)[0] == 0
+    server = master("auto")  # a key was made (and revoked: protected mode never opens again)
+    try:
+        assert server.store.had_api_keys() is True
+        assert server.options.bind == "0.0.0.0"
+    finally:
+        server.close()
 
 
 def test_a_url_that_leads_nowhere_is_one_line_naming_db(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from ffrtmp.master.store.postgres_url import postgres_url_of
 
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.store.health import WriteFault
 from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
 from ffrtmp.master.store.postgres_schema import MIGRATIONS
-from ffrtmp.master.store.postgres_url import postgres_url_of
 from ffrtmp.master.store.sqlite import Ending
 from tests import test_dispatch_lanes
 from tests.test_coordinator import Cluster
@@ -182,7 +182,7 @@ def test_an_error_caught_inside_a_transaction_never_reads_as_committed(store: Po
 
 def test_the_coordinator_carries_on_after_its_session_is_killed(postgres_url: str, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tests.test_coordinator.Store", lambda path: open_postgres_store(postgres_url))
+    monkeypatch.setattr("tests.test_coordinator.SqliteStore", lambda path: open_postgres_store(postgres_url))
     cluster = Cluster(tmp_path)
     try:
         first = cluster.submit()
@@ -243,7 +243,7 @@ def test_a_dispatch_pass_reads_as_many_pages_with_60_or_6000_jobs_in_its_lanes(
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
-        monkeypatch.setattr("tests.test_coordinator.Store", lambda path: open_postgres_store(postgres_url))
+        monkeypatch.setattr("tests.test_coordinator.SqliteStore", lambda path: open_postgres_store(postgres_url))
         cluster = Cluster(tmp_path / str(count))
         try:
             if kind == "unplaceable":
