@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 
+from ffrtmp import __version__
 from ffrtmp.errors import InvalidInput
 from ffrtmp.local import LocalCluster
 from ffrtmp.master.auth import Authority
@@ -100,3 +102,43 @@ def test_a_master_on_postgres_runs_a_real_ffmpeg_job_to_completion(tmp_path: Pat
         assert store.get_node("w1") is not None
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_a_postgresql_master_serves_health_and_job_gauges_and_notices_a_lost_server(
+        tmp_path: Path, postgres_url: str) -> None:
+    from ffrtmp.master.server import STATE_FILE
+    from tests.conftest import eventually
+    from tests.scrape import get, scrape, value
+    from tests.test_store_postgres_outage import relay_to
+
+    with contextlib.ExitStack() as stack:
+        url, relay = stack.enter_context(relay_to(postgres_url))
+        cluster = stack.enter_context(LocalCluster(tmp_path / "cluster", master_args=["--db", url]))
+        cluster.start_master(metrics_port=0)
+        base = f"http://127.0.0.1:{json.loads((cluster.master_dir / STATE_FILE).read_text())['metrics_port']}"
+        with cluster.client(timeout=30) as client:
+            for _ in range(2):
+                client.submit("pg", engine="null", queue="live", priority="high")
+            client.submit("pg", engine="null")
+        eventually(lambda: get(f"{base}/ready")[0] == 200, message="the master to be ready")
+        assert get(f"{base}/health")[0] == 200
+        families = scrape(base)
+        assert value(families, "ffrtmp_jobs_pending") == 3
+        assert value(families, "ffrtmp_queue_depth", queue="live", priority="high") == 2
+        assert value(families, "ffrtmp_queue_depth", queue="default", priority="medium") == 1
+        assert value(families, "ffrtmp_store_writable") == 1
+        assert value(families, "ffrtmp_store_free_bytes") is None, "no local disk behind a PostgreSQL store"
+
+        relay.cut()  # the database server is gone: /health says so, /metrics still answers without job gauges
+        eventually(lambda: get(f"{base}/health")[0] == 503, message="/health to notice the lost server")
+        eventually(lambda: "writes are refused" in cluster.log_tail("master", 100), message="degraded mode")
+        said = cluster.log_tail("master", 100)
+        assert "store unavailable: PostgreSQL at postgresql://" in said and "check the disk" not in said, said
+        families = scrape(base)
+        assert value(families, "ffrtmp_jobs_pending") is None and value(families, "ffrtmp_master_info",
+                                                                          version=__version__) == 1
+        relay.restore()
+        eventually(lambda: get(f"{base}/health")[0] == 200, message="/health once the server is back")
+        assert value(scrape(base), "ffrtmp_jobs_pending") == 3
+        assert "Traceback" not in cluster.log_tail("master")

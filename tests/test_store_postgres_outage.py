@@ -76,13 +76,22 @@ class Relay:
             link.close()
 
 
-@pytest.fixture
-def relayed(postgres_url: str) -> Iterator[tuple[str, Relay]]:
+@contextlib.contextmanager
+def relay_to(postgres_url: str) -> Iterator[tuple[str, Relay]]:
+    """`postgres_url` through a relay: (the relayed URL, the relay)."""
     parts = urlsplit(postgres_url)
     relay = Relay((parts.hostname or "127.0.0.1", parts.port or 5432))
     userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    yield urlunsplit((parts.scheme, f"{userinfo}127.0.0.1:{relay.port}", parts.path, parts.query, "")), relay
-    relay.cut()
+    try:
+        yield urlunsplit((parts.scheme, f"{userinfo}127.0.0.1:{relay.port}", parts.path, parts.query, "")), relay
+    finally:
+        relay.cut()
+
+
+@pytest.fixture
+def relayed(postgres_url: str) -> Iterator[tuple[str, Relay]]:
+    with relay_to(postgres_url) as relayed:
+        yield relayed
 
 
 def test_a_lost_server_is_one_clear_line_and_the_store_comes_back_with_it(relayed: tuple[str, Relay]) -> None:
