@@ -158,6 +158,8 @@ def test_the_coordinator_refuses_writes_while_the_server_is_gone_and_resumes_whe
         assert request_at(cluster, health.retry_at + 0.01, "submit",
                           {"jobs": [{"scenario": "t", "engine": "null"}]})["status"] == 507
         assert health.degraded and health.backoff == 2 * first_backoff
+        assert health.fault is not None and health.fault.count("store unavailable") == 1, health.fault
+        assert "PostgreSQL at " in health.fault and "check the disk" not in health.fault
 
         relay.restore()
         retry = health.retry_at + 0.01

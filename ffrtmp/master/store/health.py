@@ -49,10 +49,11 @@ def free_bytes(directory: str | Path | None) -> int | None:
 
 
 def describe(directory: str | Path | None, exc: BaseException | None, min_free: int) -> str:
-    """One line for users: what is wrong with the store's disk and what to do."""
+    """One line for users: what is wrong with the store's disk (or its database server) and what to do."""
     if exc is not None and not isinstance(exc, sqlite3.Error):
         # A database server's fault (its message names the server): no local disk is involved.
-        return f"store unavailable: {exc}; check that the database server runs and can be reached"
+        said = str(exc).removeprefix("store unavailable: ")  # StoreUnavailable says it already
+        return f"store unavailable: {said}; check that the database server runs and can be reached"
     free = free_bytes(directory)
     space = "unknown" if free is None else f"{free / MIB:.1f} MiB"
     code = getattr(exc, "sqlite_errorcode", 0) or 0
