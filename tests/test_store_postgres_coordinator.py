@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
+from ffrtmp.master.store.postgres_reader import PostgresReader
 from tests import (
     test_activity,
     test_clock_steps,
@@ -52,10 +53,18 @@ def masters_on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> I
         opened.append(open_postgres_store(postgres_url))
         return opened[-1]
 
-    for module in MODULES:
-        monkeypatch.setattr(module, "Store", on_postgres, raising=False)
+    # Every module's tests build their masters through test_coordinator's `Cluster`, which opens `SqliteStore`.
+    monkeypatch.setattr(test_coordinator, "SqliteStore", on_postgres)
+    readers: list[PostgresReader] = []
+    reader = PostgresStore.reader
+
+    def tracked(store: PostgresStore) -> PostgresReader:
+        readers.append(reader(store))  # the tests written for SQLite leave their metrics readers open
+        return readers[-1]
+
+    monkeypatch.setattr(PostgresStore, "reader", tracked)
     yield
-    for db in opened:
+    for db in [*readers, *opened]:
         db.close()
 
 

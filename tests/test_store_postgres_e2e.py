@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 
+from ffrtmp import __version__
+from ffrtmp.errors import InvalidInput
 from ffrtmp.local import LocalCluster
 from ffrtmp.master.auth import Authority
+from ffrtmp.master.server import MasterOptions, MasterServer
 from ffrtmp.master.store.postgres import open_postgres_store
 from ffrtmp.worker.inputs import ensure_generated
 from tests.test_cli_keys import run
@@ -46,16 +50,29 @@ def test_keys_create_list_and_revoke_on_postgres(postgres_url: str) -> None:
     assert quotas["acme"]["max_pending"] == 5
 
 
-def test_protected_mode_sees_the_keys_of_a_postgresql_store(postgres_url: str) -> None:
-    """A master on PostgreSQL with keys is secured, so it may listen beyond loopback (SPEC §8 needs that)."""
-    from ffrtmp.master.protection import had_api_keys
+def test_protected_mode_sees_the_keys_of_a_postgresql_store(postgres_url: str, tmp_path: Path) -> None:
+    """A master on PostgreSQL with keys is secured, so it may listen beyond loopback; without any it may not."""
 
-    assert had_api_keys(Path(postgres_url)) is False, "a new database: no table yet"
-    open_postgres_store(postgres_url).close()
-    assert had_api_keys(Path(postgres_url)) is False
+    def master(bind: str) -> MasterServer:
+        return MasterServer(MasterOptions(bind=bind, port=0, data_dir=tmp_path / "m", db=postgres_url, metrics=False))
+
+    server = master("auto")  # a new database: the master's start migrates it, and it has no key
+    try:
+        assert server.store.had_api_keys() is False
+        assert server.options.bind == "127.0.0.1"
+    finally:
+        server.close()
+    with pytest.raises(InvalidInput, match="would let anyone who reaches it be an admin"):
+        master("0.0.0.0")
     assert run("keys", "api", "create", "--role", "admin", "--db", postgres_url)[0] == 0
-    assert had_api_keys(Path(postgres_url)) is True  # as `--db` gives it: a Path
-    assert had_api_keys(Path("postgresql://postgres@127.0.0.1:1/none")) is False
+    assert run("keys", "api", "revoke", json.loads(run("keys", "api", "list", "--db", postgres_url, "--json")[1]
+                                                   )[0]["id"], "--db", postgres_url)[0] == 0
+    server = master("auto")  # a key was made (and revoked: protected mode never opens again)
+    try:
+        assert server.store.had_api_keys() is True
+        assert server.options.bind == "0.0.0.0"
+    finally:
+        server.close()
 
 
 def test_a_url_that_leads_nowhere_is_one_line_naming_db(tmp_path: Path) -> None:
@@ -85,3 +102,43 @@ def test_a_master_on_postgres_runs_a_real_ffmpeg_job_to_completion(tmp_path: Pat
         assert store.get_node("w1") is not None
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_a_postgresql_master_serves_health_and_job_gauges_and_notices_a_lost_server(
+        tmp_path: Path, postgres_url: str) -> None:
+    from ffrtmp.master.server import STATE_FILE
+    from tests.conftest import eventually
+    from tests.scrape import get, scrape, value
+    from tests.test_store_postgres_outage import relay_to
+
+    with contextlib.ExitStack() as stack:
+        url, relay = stack.enter_context(relay_to(postgres_url))
+        cluster = stack.enter_context(LocalCluster(tmp_path / "cluster", master_args=["--db", url]))
+        cluster.start_master(metrics_port=0)
+        base = f"http://127.0.0.1:{json.loads((cluster.master_dir / STATE_FILE).read_text())['metrics_port']}"
+        with cluster.client(timeout=30) as client:
+            for _ in range(2):
+                client.submit("pg", engine="null", queue="live", priority="high")
+            client.submit("pg", engine="null")
+        eventually(lambda: get(f"{base}/ready")[0] == 200, message="the master to be ready")
+        assert get(f"{base}/health")[0] == 200
+        families = scrape(base)
+        assert value(families, "ffrtmp_jobs_pending") == 3
+        assert value(families, "ffrtmp_queue_depth", queue="live", priority="high") == 2
+        assert value(families, "ffrtmp_queue_depth", queue="default", priority="medium") == 1
+        assert value(families, "ffrtmp_store_writable") == 1
+        assert value(families, "ffrtmp_store_free_bytes") is None, "no local disk behind a PostgreSQL store"
+
+        relay.cut()  # the database server is gone: /health says so, /metrics still answers without job gauges
+        eventually(lambda: get(f"{base}/health")[0] == 503, message="/health to notice the lost server")
+        eventually(lambda: "writes are refused" in cluster.log_tail("master", 100), message="degraded mode")
+        said = cluster.log_tail("master", 100)
+        assert "store unavailable: PostgreSQL at postgresql://" in said and "check the disk" not in said, said
+        families = scrape(base)
+        assert value(families, "ffrtmp_jobs_pending") is None and value(families, "ffrtmp_master_info",
+                                                                          version=__version__) == 1
+        relay.restore()
+        eventually(lambda: get(f"{base}/health")[0] == 200, message="/health once the server is back")
+        assert value(scrape(base), "ffrtmp_jobs_pending") == 3
+        assert "Traceback" not in cluster.log_tail("master")

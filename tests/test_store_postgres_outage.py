@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from ffrtmp.errors import StoreUnavailable
 from ffrtmp.master.store.health import WriteFault
 from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
+from ffrtmp.protocol import Kind, encode
 from tests.test_coordinator import Cluster
 from tests.test_store import T0, spec
 
@@ -74,13 +76,22 @@ class Relay:
             link.close()
 
 
-@pytest.fixture
-def relayed(postgres_url: str) -> Iterator[tuple[str, Relay]]:
+@contextlib.contextmanager
+def relay_to(postgres_url: str) -> Iterator[tuple[str, Relay]]:
+    """`postgres_url` through a relay: (the relayed URL, the relay)."""
     parts = urlsplit(postgres_url)
     relay = Relay((parts.hostname or "127.0.0.1", parts.port or 5432))
     userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    yield urlunsplit((parts.scheme, f"{userinfo}127.0.0.1:{relay.port}", parts.path, parts.query, "")), relay
-    relay.cut()
+    try:
+        yield urlunsplit((parts.scheme, f"{userinfo}127.0.0.1:{relay.port}", parts.path, parts.query, "")), relay
+    finally:
+        relay.cut()
+
+
+@pytest.fixture
+def relayed(postgres_url: str) -> Iterator[tuple[str, Relay]]:
+    with relay_to(postgres_url) as relayed:
+        yield relayed
 
 
 def test_a_lost_server_is_one_clear_line_and_the_store_comes_back_with_it(relayed: tuple[str, Relay]) -> None:
@@ -106,21 +117,59 @@ def test_a_lost_server_is_one_clear_line_and_the_store_comes_back_with_it(relaye
         store.close()
 
 
-@pytest.mark.xfail(strict=True, raises=StoreUnavailable,
-                   reason="degraded mode re-reads the store's active attempts after a failed batch (degraded.py "
-                          "resync_attempts); with the database server gone that read fails and ends the loop")
-def test_the_coordinator_refuses_writes_while_the_server_is_gone(relayed: tuple[str, Relay], tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def request_at(cluster: Cluster, mono: float, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`Cluster.request` on a fixed monotonic clock (degraded mode's backoff counts in it)."""
+    cluster.rids += 1
+    body = {"rid": str(cluster.rids), "op": op, "args": args or {}}
+    cluster.coordinator.handle_batch([(b"client", encode(Kind.REQUEST, body))], cluster.now, mono)
+    (reply,) = [m for m in cluster.net.take(b"client", Kind.REPLY) if m.body["rid"] == str(cluster.rids)]
+    return dict(reply.body)
+
+
+def test_the_coordinator_refuses_writes_while_the_server_is_gone_and_resumes_when_it_is_back(
+        relayed: tuple[str, Relay], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     url, relay = relayed
     opened: list[PostgresStore] = []
-    monkeypatch.setattr("tests.test_coordinator.Store", lambda path: opened.append(open_postgres_store(url))
+    monkeypatch.setattr("tests.test_coordinator.SqliteStore", lambda path: opened.append(open_postgres_store(url))
                         or opened[-1])
     cluster = Cluster(tmp_path)
+    health = cluster.coordinator.state.store_health
     try:
-        cluster.submit()
+        cluster.hello(b"w1", "alpha")
+        running = cluster.submit()  # assigned to alpha at once
+        assert cluster.job(running)["status"] == "assigned"
+        mono = 1000.0
         relay.cut()
-        reply = cluster.request("submit", {"jobs": [{"scenario": "t", "engine": "null"}]})
+        reply = request_at(cluster, mono, "submit", {"jobs": [{"scenario": "t", "engine": "null"}]})
         assert reply["status"] == 507 and "nothing was stored" in reply["error"], reply
+        assert health.degraded and health.before_retry is not None  # the resync read failed too: owed
+        assert "check the disk" not in reply["error"] and "database server" in reply["error"], reply
+        assert "PostgreSQL at " in reply["error"] and "Traceback" not in caplog.text
+
+        # Degraded: the node stays alive and is answered, a read that meets the lost server is refused.
+        beat = encode(Kind.HEARTBEAT, {"jobs": [{"job": running, "attempt": 1, "progress": 0.5}]})
+        cluster.coordinator.handle_batch([(b"w1", beat)], cluster.now, mono + 0.1)
+        assert len(cluster.net.take(b"w1", Kind.HEARTBEAT)) == 1
+        assert request_at(cluster, mono + 0.2, "get", {"id": running})["status"] == 507
+
+        # The retry after the backoff, with the server still gone: refused again, the backoff doubles.
+        first_backoff = health.backoff
+        assert request_at(cluster, health.retry_at + 0.01, "submit",
+                          {"jobs": [{"scenario": "t", "engine": "null"}]})["status"] == 507
+        assert health.degraded and health.backoff == 2 * first_backoff
+        assert health.fault is not None and health.fault.count("store unavailable") == 1, health.fault
+        assert "PostgreSQL at " in health.fault and "check the disk" not in health.fault
+
+        relay.restore()
+        retry = health.retry_at + 0.01
+        reply = request_at(cluster, retry, "submit", {"jobs": [{"scenario": "t", "engine": "null"}]})
+        assert reply["status"] == 200, reply
+        assert not health.degraded and health.before_retry is None
+        assert request_at(cluster, retry + 0.1, "get", {"id": running})["body"]["status"] == "assigned"
+        assert cluster.coordinator.state.registry.nodes["alpha"].attempts.keys() == {running}
+        cluster.result(b"w1", running, 1)  # the worker's result of the attempt it kept running
+        assert request_at(cluster, retry + 0.2, "get", {"id": running})["body"]["status"] == "completed"
     finally:
         for store in opened:
             store.close()

@@ -47,8 +47,8 @@ app.add_typer(quota, name="quota")
 
 DataDir = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_default=False,
                        help="The master's data dir (default ~/.local/share/ffrtmp); run this on the master's machine.")
-DbPath = typer.Option(None, "--db", help="The master's database: an SQLite file (default DATA_DIR/master.db) or a "
-                      "postgresql:// URL.")
+DbPath = typer.Option(None, "--db", help="The master's database: an SQLite file or a postgresql:// URL "
+                      "(default DATA_DIR/master.db).")
 
 
 def _store(data_dir: Path | None, db: str | None, create: bool = False) -> Store:

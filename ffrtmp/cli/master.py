@@ -113,8 +113,8 @@ def master(
                              help="ZeroMQ port (0: any free port; see master.json in the data dir)."),
     data_dir: Path = typer.Option(None, "--data-dir", envvar="FFRTMP_DATA_DIR", show_default=False,
                                   help="Database and key pair. Default: ~/.local/share/ffrtmp."),
-    db: str = typer.Option(None, "--db", help="The store: an SQLite file (default DATA_DIR/master.db) or a "
-                           "postgresql://USER@HOST/DB URL."),
+    db: str = typer.Option(None, "--db", help="The store: an SQLite file or a postgresql:// URL "
+                           "(default DATA_DIR/master.db; a URL: postgresql://USER@HOST:PORT/DBNAME)."),
     tls: bool = typer.Option(True, "--tls/--no-tls", envvar="FFRTMP_TLS", help="CURVE encryption of all traffic."),
     cert: Path = typer.Option(None, "--cert", help="The master's public CURVE certificate (NAME.key)."),
     key: Path = typer.Option(None, "--key", help="The master's secret CURVE certificate (NAME.key_secret)."),

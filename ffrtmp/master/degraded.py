@@ -55,7 +55,12 @@ def batch_failed(state: MasterState, frames: Frames, exc: WriteFault, now: float
                 _refuse(state, route, message, now)
             elif message.kind is Kind.HELLO:
                 _unwelcome(state, route)
-    resync_attempts(state, now)
+    try:
+        resync_attempts(state, now)
+    except STORE_ERRORS as exc:
+        # The store cannot be read either (a lost database server): resync before writes resume.
+        log.warning("the store cannot be read to resync the attempts (%s); retrying when it is back", exc)
+        state.store_health.before_retry = lambda: resync_attempts(state, state.clock.wall)
     state.due.soon()
 
 

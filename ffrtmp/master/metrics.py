@@ -74,7 +74,8 @@ class MasterCollector(Collector):
     def _store(self) -> Iterator[Any]:
         health = self.coordinator.store_health
         yield GaugeMetricFamily("ffrtmp_store_writable", "1 while the store takes writes; 0 in degraded mode "
-                                "(disk full or failing: submits are refused)", value=0 if health.degraded else 1)
+                                "(disk full or failing, or the database server lost: submits are refused)",
+                                value=0 if health.degraded else 1)
         free = free_bytes(health.directory)
         if free is not None:
             yield GaugeMetricFamily("ffrtmp_store_free_bytes", "Free space on the store's disk", value=free)

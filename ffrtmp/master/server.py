@@ -278,6 +278,8 @@ class MasterServer:
             self.http.server_close()
         self.socket.close(linger=self.goodbye_linger)
         self.member.close()
+        if self.metrics is not None:
+            self.metrics.collector.reader.close()  # its own connection (a PostgreSQL session)
         self.store.close()
         if self.options.tracing is not None:
             self.options.tracing.shutdown()  # flushes the spans still buffered

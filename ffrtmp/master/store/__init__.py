@@ -7,10 +7,9 @@ module outside this package runs SQL.
 
 from __future__ import annotations
 
-import sqlite3
-
 from ffrtmp.master.store.api import (
     ACTIVE,
+    STORE_ERRORS,
     TERMINAL,
     ActiveAttempt,
     ApiKeyRow,
@@ -31,10 +30,6 @@ from ffrtmp.master.store.api import (
 )
 from ffrtmp.master.store.opening import open_store, prepare_data_dir
 from ffrtmp.master.store.sqlite import SqliteStore
-
-STORE_ERRORS: tuple[type[Exception], ...] = (StoreError, sqlite3.Error)
-"""What a read of the store raises when the store itself is at fault: `StoreError`, or the SQLite backend's
-own errors, which it leaves as they are so that its write-fault detection sees the error codes."""
 
 __all__ = ["ACTIVE", "STORE_ERRORS", "TERMINAL", "ActiveAttempt", "ApiKeyRow", "Assignment", "AttemptRow", "Ending",
            "HistoryRow", "JobRow", "LogLine", "NodeRow", "Quota", "SqliteStore", "Store", "StoreError",

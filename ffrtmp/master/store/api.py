@@ -8,11 +8,13 @@ user-facing errors of `ffrtmp.errors` (`NotFound`, exit 6; `InvalidInput`, exit 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
+from ffrtmp.errors import StoreUnavailable
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.store.leases import Leadership
 
@@ -42,6 +44,13 @@ class WriteFault(StoreError):
 
 class StoreUnreachable(StoreError):
     """The store could not be read now (a lost connection, a damaged or missing database)."""
+
+
+STORE_ERRORS: tuple[type[Exception], ...] = (StoreError, StoreUnavailable, sqlite3.Error)
+"""What a read of the store raises when the store itself is at fault: `StoreError`; `StoreUnavailable`, a
+PostgreSQL server lost outside a transaction (its one line names the server: the backend turns every
+psycopg error of a lost link or server into it or `WriteFault`); or SQLite's own errors, left as they are so
+that its write-fault detection sees the error codes."""
 
 
 # ---- rows ---------------------------------------------------------------------------------------------

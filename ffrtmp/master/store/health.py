@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import shutil
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ffrtmp.errors import StoreUnavailable
-from ffrtmp.master.store.api import WriteFault
+from ffrtmp.master.store.api import STORE_ERRORS, WriteFault
 
 __all__ = ["WriteFault", "StoreHealth", "describe", "free_bytes", "is_write_fault"]
 
@@ -48,7 +49,11 @@ def free_bytes(directory: str | Path | None) -> int | None:
 
 
 def describe(directory: str | Path | None, exc: BaseException | None, min_free: int) -> str:
-    """One line for users: what is wrong with the store's disk and what to do."""
+    """One line for users: what is wrong with the store's disk (or its database server) and what to do."""
+    if exc is not None and not isinstance(exc, sqlite3.Error):
+        # A database server's fault (its message names the server): no local disk is involved.
+        said = str(exc).removeprefix("store unavailable: ")  # StoreUnavailable says it already
+        return f"store unavailable: {said}; check that the database server runs and can be reached"
     free = free_bytes(directory)
     space = "unknown" if free is None else f"{free / MIB:.1f} MiB"
     code = getattr(exc, "sqlite_errorcode", 0) or 0
@@ -76,6 +81,9 @@ class StoreHealth:
     checked_at: float = float("-inf")
     probing: bool = False
     """Writes were let through again after a fault, and none has gone through yet."""
+    before_retry: Callable[[], None] | None = None
+    """A read the failed batch still owes (its resync, when the store could not be read either): run before
+    writes are let through again; should it fail too, the store is still down."""
 
     @property
     def degraded(self) -> bool:
@@ -106,11 +114,22 @@ class StoreHealth:
             if self.fault is None:
                 if low:
                     self.failed(None, now)
-            elif now >= self.retry_at and not low:
+            elif now >= self.retry_at and not low and self._settled(now):
                 self.fault, self.probing = None, True
             elif now >= self.retry_at:
                 self.failed(None, now)
         return self.fault is None
+
+    def _settled(self, now: float) -> bool:
+        if self.before_retry is None:
+            return True
+        try:
+            self.before_retry()
+        except STORE_ERRORS as exc:
+            self.failed(exc, now)
+            return False
+        self.before_retry = None
+        return True
 
     def recovered(self) -> None:
         """A write went through: the next fault starts again from the first backoff."""

@@ -1,12 +1,13 @@
 """The master's store on PostgreSQL (`--db postgresql://USER@HOST:PORT/DBNAME`, extra `ffrtmp[postgres]`).
 
-The same public methods and results as the SQLite `Store`, so the coordinator cannot tell them apart, plus
-`Leadership` (leases.py) for several masters on one database. Only a master migrates the schema
+The whole `Store` interface (api.py) with the same results as `SqliteStore`, so the coordinator cannot tell
+them apart, plus `Leadership` (leases.py) for several masters on one database. Only a master migrates the schema
 (`migrate=True`); tools beside it (`ffrtmp keys`) refuse a database that is not migrated yet.
 
 Split by concept: postgres_session.py (connection, transactions, faults, fencing), postgres_schema.py
 (migrations), postgres_jobs.py (submits, reads, lanes), postgres_lifecycle.py (transitions),
-postgres_rows.py (logs, nodes), postgres_lease.py (leases).
+postgres_rows.py (logs, nodes), postgres_keys.py (API keys, tenants), postgres_reader.py (the metrics
+thread's reads), postgres_lease.py (leases).
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ import psycopg
 from ffrtmp.errors import InvalidInput, StoreUnavailable
 from ffrtmp.master.store.health import WriteFault
 from ffrtmp.master.store.postgres_jobs import JobRows
+from ffrtmp.master.store.postgres_keys import KeyRows
 from ffrtmp.master.store.postgres_lease import LeaseRows
+from ffrtmp.master.store.postgres_reader import PostgresReader
 from ffrtmp.master.store.postgres_rows import LogNodeRows
 from ffrtmp.master.store.postgres_session import SqliteStyle, first_line
 
 
-class PostgresStore(LeaseRows, JobRows, LogNodeRows):
+class PostgresStore(LeaseRows, JobRows, LogNodeRows, KeyRows):
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a database not migrated is refused."""
         super().__init__(url)
         self.path = self.shown
         """Where the store is, for messages (the URL without its password)."""
         self.conn = SqliteStyle(self)
-        """SQLite-style `execute` for callers still written against SQLite's connection (auth, tenants)."""
+        """SQLite-style `execute` (`?` placeholders), for tests and tools that run a statement of their own."""
         from ffrtmp.master.store import postgres_schema as schema
 
         raw = self.open_or_refuse()
@@ -61,6 +64,14 @@ class PostgresStore(LeaseRows, JobRows, LogNodeRows):
         if newer := schema.unknown_versions(self._conn):
             raise InvalidInput("db", f"{self.shown} was migrated by a newer ffrtmp (schema versions "
                                f"{', '.join(map(str, newer))}): run that version, or upgrade this one")
+
+    @property
+    def directory(self) -> str | None:
+        return None  # the database lives on the server: no local disk to watch
+
+    def reader(self) -> PostgresReader:
+        """Reads for the metrics thread, on a connection of their own."""
+        return PostgresReader(self.url)
 
     def check_writable(self) -> None:
         """Raise what a write would meet now (a read-only server, a role without rights): a rolled-back write."""

@@ -13,11 +13,12 @@ import os
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
-from typing import Any
+from typing import Any, cast
 
 from ffrtmp.errors import InvalidInput, NotFound
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.columns import from_json, to_json
+from ffrtmp.master.store.api import ActiveAttempt, AttemptRow, HistoryRow, JobRow
 from ffrtmp.master.store.dispatch import LANE_COLUMNS, needs_key
 from ffrtmp.master.store.postgres_lifecycle import LifecycleRows, job_of, writes
 from ffrtmp.master.store.postgres_session import Row
@@ -94,30 +95,30 @@ class JobRows(LifecycleRows):
             raise InvalidInput("id", f"{prefix!r} matches several jobs; give more characters")
         return str(rows[0]["id"])
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         row = self.one("SELECT * FROM jobs WHERE id = %s", (job_id,))
         return job_of(row) if row else None
 
-    def job_history(self, job_id: str) -> list[dict[str, Any]]:
+    def job_history(self, job_id: str) -> list[HistoryRow]:
         rows = self.all("SELECT at, status, attempt, node, reason FROM history"
                         " WHERE job_seq = (SELECT seq FROM jobs WHERE id = %s) ORDER BY id", (job_id,))
-        return [dict(row) for row in rows]
+        return [cast(HistoryRow, dict(row)) for row in rows]
 
-    def job_attempts(self, job_id: str) -> list[dict[str, Any]]:
+    def job_attempts(self, job_id: str) -> list[AttemptRow]:
         rows = self.all("SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, a.started_at,"
                         " a.finished_at, a.error, a.failure FROM jobs j JOIN attempts a ON a.job_seq = j.seq"
                         " WHERE j.id = %s ORDER BY a.attempt", (job_id,))
-        return [dict(row) for row in rows]
+        return [cast(AttemptRow, dict(row)) for row in rows]
 
     def list_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
-                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[dict[str, Any]]:
+                  limit: int = 50, tenant: str | None = None, before: int | None = None) -> list[JobRow]:
         """Newest first; with `before` (a cursor: the last page's smallest seq), the jobs older than it."""
         with closing(self.iter_jobs(status, queue, node, limit, tenant, before)) as rows:
             return list(rows)
 
     def iter_jobs(self, status: str | None = None, queue: str | None = None, node: str | None = None,
                   limit: int = 50, tenant: str | None = None,
-                  before: int | None = None) -> Generator[dict[str, Any], None, None]:
+                  before: int | None = None) -> Generator[JobRow, None, None]:
         """`list_jobs` as a generator (read in one go: a page is bounded by `limit`)."""
         where: list[str] = []
         args: list[str | int] = []
@@ -182,12 +183,12 @@ class JobRows(LifecycleRows):
             " AND h.status IN ('completed', 'failed') ORDER BY h.id", (scan, since))
         return [(row["at"], row["status"], row["tenant"]) for row in rows]
 
-    def active_attempts(self) -> list[dict[str, Any]]:
+    def active_attempts(self) -> list[ActiveAttempt]:
         rows = self.all(
             "SELECT j.id AS job_id, a.attempt, a.node, a.status, a.assigned_at, j.queue, j.timeout, j.params, j.tenant"
             " FROM jobs j JOIN attempts a ON a.job_seq = j.seq AND a.attempt = j.attempts"
             " WHERE j.status IN ('assigned','running') AND a.status IN ('assigned','running') ORDER BY j.seq")
-        return [{**dict(row), "params": from_json(row["params"], {})} for row in rows]
+        return [cast(ActiveAttempt, {**dict(row), "params": from_json(row["params"], {})}) for row in rows]
 
     # ---- the dispatch lanes (store/dispatch.py) ---------------------------------------------------------
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from ffrtmp.errors import NotFound
 from ffrtmp.master.columns import from_json, to_json
+from ffrtmp.master.store.api import Assignment, JobRow
 from ffrtmp.master.store.postgres_session import Row, Session
 from ffrtmp.master.store.sqlite import ACTIVE, TERMINAL, Ending
 from ffrtmp.master.store.transitions import ENDING_COLUMNS
@@ -34,11 +35,11 @@ def writes(method: Callable[P, R]) -> Callable[P, R]:
     return inside
 
 
-def job_of(row: Row) -> dict[str, Any]:
+def job_of(row: Row) -> JobRow:
     job = dict(row)
     for key, default in (("params", {}), ("labels", {}), ("metrics", {}), ("avoid", [])):
         job[key] = from_json(job[key], default)
-    return job
+    return cast(JobRow, job)
 
 
 ASSIGN_MANY = """
@@ -94,7 +95,7 @@ class LifecycleRows(Session):
                      " WHERE job_seq = %s AND attempt = %s", (status, now, error, failure, seq, attempt))
 
     @writes
-    def assign_job(self, job_id: str, node: str, now: float) -> dict[str, Any]:
+    def assign_job(self, job_id: str, node: str, now: float) -> Assignment:
         """pending → assigned. Returns what the worker needs, with `attempt`: the new fencing token."""
         row = self.one(
             "WITH c AS (UPDATE jobs SET status = 'assigned', attempts = attempts + 1, node = %s, reason = NULL,"
@@ -130,7 +131,7 @@ class LifecycleRows(Session):
         return [job["attempts"] + 1 for job, _ in picks]
 
     @writes
-    def mark_running(self, job_id: str, attempt: int, started_at: float) -> dict[str, Any] | None:
+    def mark_running(self, job_id: str, attempt: int, started_at: float) -> JobRow | None:
         """assigned → running; returns the job as stored, or None when the attempt is stale or not assigned."""
         row = self.one(
             "WITH r AS (UPDATE jobs SET status = 'running', started_at = coalesce(started_at, %s)"
@@ -153,19 +154,19 @@ class LifecycleRows(Session):
 
     def finish_job(self, job_id: str, attempt: int, status: str, now: float, *, error: str | None = None,
                    failure: str | None = None, metrics: dict[str, Any] | None = None,
-                   output: str | None = None, started_at: float | None = None) -> dict[str, Any] | None:
+                   output: str | None = None, started_at: float | None = None) -> JobRow | None:
         """Record the end of the current attempt as the end of the job, exactly once (see `finish_jobs`)."""
         return self.finish_jobs([Ending(job_id, attempt, status, now, error=error, failure=failure,
                                         metrics=metrics, output=output, started_at=started_at)])[0]
 
     @writes
-    def finish_jobs(self, endings: list[Ending]) -> list[dict[str, Any] | None]:
+    def finish_jobs(self, endings: list[Ending]) -> list[JobRow | None]:
         """Many attempts' ends as their jobs' ends, each exactly once (as the SQLite store's `finish_jobs`):
         one read of the jobs (locked) and one statement for all their writes, whatever the batch's size."""
         ids = list({ending.job_id for ending in endings})
         current = {row["id"]: dict(row) for row in
                    self.all(f"SELECT {ENDING_COLUMNS} FROM jobs WHERE id = ANY(%s) FOR UPDATE", (ids,))}
-        results: list[dict[str, Any] | None] = []
+        results: list[JobRow | None] = []
         jobs: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         for ending in endings:
@@ -189,7 +190,7 @@ class LifecycleRows(Session):
                            "completed" if status == "completed" else (ending.error or status)))
             self._moved(before, status)
             row["status"] = status  # the same attempt ending twice in one batch: the second is stale
-            results.append(job)
+            results.append(cast(JobRow, job))
         if not jobs:
             return results
         changed = self.one(FINISH_MANY, (*(list(column) for column in zip(*jobs, strict=True)),
@@ -238,7 +239,7 @@ class LifecycleRows(Session):
         return True
 
     @writes
-    def cancel_job(self, job_id: str, now: float, reason: str = "canceled by user") -> dict[str, Any] | None:
+    def cancel_job(self, job_id: str, now: float, reason: str = "canceled by user") -> JobRow | None:
         """Any unfinished job → canceled. Returns the job as it was, or None when it had already ended."""
         row = self.one("SELECT * FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
         if row is None or row["status"] in TERMINAL:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ffrtmp.master.columns import from_json, to_json
+from ffrtmp.master.store.api import LogLine, NodeRow
 from ffrtmp.master.store.postgres_lifecycle import writes
 from ffrtmp.master.store.postgres_session import Row, Session
 
@@ -14,11 +15,11 @@ WITH lines AS (INSERT INTO logs (job_id, attempt, seq, at, stream, line)
 UPDATE jobs SET log_bytes = log_bytes + %s, log_dropped = log_dropped + %s WHERE id = %s"""
 
 
-def _node(row: Row) -> dict[str, Any]:
+def _node(row: Row) -> NodeRow:
     node = dict(row)
     for key, default in (("engines", []), ("encoders", {}), ("labels", {}), ("resources", {})):
         node[key] = from_json(node[key], default)
-    return node
+    return cast(NodeRow, node)
 
 
 class LogNodeRows(Session):
@@ -72,7 +73,7 @@ class LogNodeRows(Session):
         self.execute("UPDATE jobs SET log_bytes = 0 WHERE id = ANY(%s)", (job_ids,))
 
     def job_logs(self, job_id: str, attempt: int | None = None, tail: int | None = None,
-                 min_attempt: int | None = None) -> list[dict[str, Any]]:
+                 min_attempt: int | None = None) -> list[LogLine]:
         """Lines of one attempt, or of all (`attempt` None), or of `min_attempt` onward; the last `tail` only."""
         where = "job_id = %s"
         args: list[Any] = [job_id]
@@ -88,7 +89,7 @@ class LogNodeRows(Session):
             args.append(tail)
         else:
             sql = f"SELECT attempt, seq, at, stream, line FROM logs WHERE {where} ORDER BY attempt, seq"
-        return [dict(row) for row in self.all(sql, args)]
+        return [cast(LogLine, dict(row)) for row in self.all(sql, args)]
 
     # ---- nodes --------------------------------------------------------------------------------------
 
@@ -128,9 +129,9 @@ class LogNodeRows(Session):
                        " WHERE j.id = %s AND a.attempt = %s", (job_id, attempt))
         return row["node"] if row is not None else None
 
-    def list_nodes(self) -> list[dict[str, Any]]:
+    def list_nodes(self) -> list[NodeRow]:
         return [_node(row) for row in self.all("SELECT * FROM nodes ORDER BY name")]
 
-    def get_node(self, name: str) -> dict[str, Any] | None:
+    def get_node(self, name: str) -> NodeRow | None:
         row = self.one("SELECT * FROM nodes WHERE name = %s", (name,))
         return _node(row) if row else None

@@ -64,6 +64,10 @@ def is_fault(exc: psycopg.Error, conn: psycopg.Connection[Any] | None) -> bool:
             or isinstance(exc, FAULTS))
 
 
+class ServerFault(Exception):
+    """Why a write met a lost or refusing server, in one line that names it (degraded mode shows it)."""
+
+
 class SqliteStyle:
     """`store.conn.execute(sql, args)` with SQLite's `?` placeholders, for the callers still written against
     SQLite's connection (API keys, tenants): their statements are standard SQL otherwise."""
@@ -132,7 +136,7 @@ class Session:
         """What a fault raises: inside a transaction the batch ends (WriteFault), outside it a retry later."""
         if self._depth:
             self._counts = self._queue_depth = None
-            return WriteFault(exc)
+            return WriteFault(ServerFault(f"PostgreSQL at {self.shown}: {first_line(exc)}"))
         return StoreUnavailable(f"store unavailable: PostgreSQL at {self.shown}: {first_line(exc)}; nothing was "
                                 "stored, retry later")
 
