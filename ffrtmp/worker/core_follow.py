@@ -104,15 +104,20 @@ class Following:
 
     def lease_expired(self, mono: float) -> None:
         """The lease ran out (the attempts are stopped): reconnect, to the next master when several are listed."""
-        follower = self.follower
-        address = follower.next(mono) if follower.several else follower.address
-        self.move(address, mono, f"no leader heard from for {self.core.lease.silent_for(mono):.0f}s", fresh=True)
+        follower, silent = self.follower, self.core.lease.silent_for(mono)
+        if follower.several:
+            self.move(follower.next(mono), mono, f"no leader heard from for {silent:.0f}s", fresh=True)
+        else:
+            self.move(follower.address, mono, f"master {follower.address} silent for {silent:.0f}s", fresh=True)
 
     def move(self, address: str, mono: float, why: str, fresh: bool = False) -> None:
         """A new connection (when the address changed, or `fresh`), then HELLO: the new master adopts what runs."""
         core = self.core
         if fresh or address != self.connected_to:
-            log.warning("%s: connecting to %s", why, address)
+            if address == self.connected_to:
+                log.warning("%s: reconnecting", why)
+            else:
+                log.warning("%s: connecting to %s", why, address)
             core.link.reconnect()
             self.connected_to = address
         core.connected()
