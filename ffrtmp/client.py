@@ -110,6 +110,24 @@ class Client:
         """The master this client talks to now (the leader, once found)."""
         return self.masters.address
 
+    @property
+    def handshake_failed(self) -> bool:
+        """The CURVE handshake with the current master failed (a wrong key: waiting longer will not help)."""
+        return bool(self._socket.handshake_error)
+
+    def explain_silence(self, timeout: float) -> str:
+        """Why the current master may have said nothing for `timeout` seconds, and what to check."""
+        return self._socket.explain_silence(timeout)
+
+    def try_next_master(self) -> None:
+        """Talk to the next master of the list (nothing changes when only one is listed)."""
+        if len(self.masters) > 1:
+            self._switch(self.masters.next())
+
+    def follow_leader(self, leader: str) -> None:
+        """Talk to `leader` (a standby named it) from now on; it joins the list if it was not on it."""
+        self._switch(self.masters.follow(leader))
+
     def _switch(self, address: str) -> None:
         """Talk to `address` from now on (replies still due from the old one are lost with its socket)."""
         if address == self._socket.endpoint:
@@ -166,7 +184,7 @@ class Client:
 
     # ---- the request/reply core ---------------------------------------------------------------------
 
-    def _send_request(self, op: str, args: dict[str, Any]) -> str:
+    def send_request(self, op: str, args: dict[str, Any]) -> str:
         rid = str(next(self._ids))
         body: dict[str, Any] = {"rid": rid, "op": op, "args": args}
         if self.api_key:
@@ -179,7 +197,7 @@ class Client:
         waiting, results = set(rids), {}
         deadline = time.monotonic() + timeout
         while waiting:
-            message = self._next_message(waiting, max(0.0, deadline - time.monotonic()), timeout)
+            message = self.next_message(waiting, max(0.0, deadline - time.monotonic()), timeout)
             if message.kind is not Kind.REPLY:
                 continue
             waiting.discard(message.body["rid"])
@@ -199,7 +217,7 @@ class Client:
             args["idempotency_key"] = os.urandom(16).hex()
 
         def attempt(left: float) -> Any:
-            rid = self._send_request(op, args)
+            rid = self.send_request(op, args)
             return self._await_replies([rid], left)[rid]
 
         return self._following(self.timeout if timeout is None else timeout, attempt)
@@ -231,7 +249,7 @@ class Client:
         answers: dict[int, dict[str, Any]] = {}
 
         def send_unanswered(left: float) -> None:
-            rids = {self._send_request("submit", _with_trace({"jobs": chunk, "idempotency_key": f"{call}:{index}"})):
+            rids = {self.send_request("submit", _with_trace({"jobs": chunk, "idempotency_key": f"{call}:{index}"})):
                     index for index, chunk in chunks.items() if index not in answers}
             self._chunk_replies(rids, left, answers)
 
@@ -252,7 +270,7 @@ class Client:
         waiting = set(rids)
         deadline = time.monotonic() + timeout
         while waiting:
-            message = self._next_message(waiting, max(0.0, deadline - time.monotonic()), timeout)
+            message = self.next_message(waiting, max(0.0, deadline - time.monotonic()), timeout)
             if message.kind is not Kind.REPLY:
                 continue
             if message.body["status"] != 200:
@@ -314,7 +332,7 @@ class Client:
                 continue
             except MasterUnreachable:
                 # A master restart takes a few seconds: ask again until it has been silent for `timeout`.
-                if self._socket.handshake_error or time.monotonic() - heard >= self.timeout:
+                if self.handshake_failed or time.monotonic() - heard >= self.timeout:
                     raise
                 continue
             heard = time.monotonic()
@@ -357,7 +375,7 @@ class Client:
             args["tail"] = tail
         return LogStream(self, args)
 
-    def _next_message(self, rids: set[str] | str, left: float, timeout: float | None = None) -> Message:
+    def next_message(self, rids: set[str] | str, left: float, timeout: float | None = None) -> Message:
         """The next PARTIAL or REPLY to one of `rids` (late replies to earlier requests are skipped).
 
         MasterUnreachable after `left` seconds without one, or at once when the CURVE handshake failed;
@@ -413,7 +431,7 @@ class Client:
         Any master answers this one, leader or standby; the first of the list that answers is asked.
         """
         def attempt(left: float) -> Any:
-            rid = self._send_request("cluster", {})
+            rid = self.send_request("cluster", {})
             return self._await_replies([rid], left)[rid]
 
         result: dict[str, Any] = self._following(self.timeout, attempt)

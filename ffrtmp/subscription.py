@@ -3,21 +3,56 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from ffrtmp.errors import MasterUnreachable, error_from_status
 from ffrtmp.masters import ELECTION_PAUSE, leader_named
 from ffrtmp.protocol import NOT_LEADER, Kind, Message
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from ffrtmp.client import Client
-
 RESUBSCRIBE_AFTER = 3.0
 """A follow that hears nothing this long (the master sends a keep-alive every second) is sent again."""
 RESTART_PAUSE = 0.25
 """After the master said it restarts: the first re-subscription waits this long (the new one is starting)."""
+
+
+class MasterLink(Protocol):
+    """What a subscription needs of its client: requests out, messages in, and a move to another master."""
+
+    @property
+    def timeout(self) -> float:
+        """Seconds with no word from the master at all before giving up."""
+        ...
+
+    @property
+    def master(self) -> str:
+        """The master talked to now."""
+        ...
+
+    @property
+    def handshake_failed(self) -> bool:
+        """The CURVE handshake failed: waiting longer will not help."""
+        ...
+
+    def send_request(self, op: str, args: dict[str, Any]) -> str:
+        """Send one request to the current master; returns its request id."""
+        ...
+
+    def next_message(self, rids: set[str] | str, left: float, timeout: float | None = None) -> Message:
+        """The next PARTIAL or REPLY to `rids`; MasterUnreachable after `left` seconds without one."""
+        ...
+
+    def explain_silence(self, timeout: float) -> str:
+        """Why the master may have said nothing for `timeout` seconds, and what to check."""
+        ...
+
+    def try_next_master(self) -> None:
+        """Talk to the next master of the list (none when only one is listed)."""
+        ...
+
+    def follow_leader(self, leader: str) -> None:
+        """Talk to `leader` (a standby named it) from now on."""
+        ...
 
 
 class Subscription:
@@ -28,11 +63,11 @@ class Subscription:
     skipped. Only `timeout` seconds with no word from the master at all give up (MasterUnreachable).
     """
 
-    def __init__(self, client: Client, args: dict[str, Any]) -> None:
-        self.client = client
+    def __init__(self, link: MasterLink, args: dict[str, Any]) -> None:
+        self.link = link
         self.args = args
         self.last: tuple[int, int] | None = None
-        self.rid = client._send_request("logs.follow", args)
+        self.rid = link.send_request("logs.follow", args)
         self.heard = time.monotonic()
         self.resend_at = self.heard + RESUBSCRIBE_AFTER
         self.resubscribed = 0
@@ -43,29 +78,28 @@ class Subscription:
             now = time.monotonic()
             if until is not None and now >= until:
                 return None
-            give_up = self.heard + self.client.timeout
+            give_up = self.heard + self.link.timeout
             stop = min(give_up, self.resend_at, until if until is not None else give_up)
             try:  # always look at least briefly: what arrived while the caller was busy counts
-                message = self.client._next_message(self.rid, max(0.01, stop - now), self.client.timeout)
+                message = self.link.next_message(self.rid, max(0.01, stop - now), self.link.timeout)
             except MasterUnreachable:
-                if self.client._socket.handshake_error:
+                if self.link.handshake_failed:
                     raise
                 now = time.monotonic()
                 if until is not None and until <= min(now, give_up):
                     return None
                 if now >= give_up:
-                    raise MasterUnreachable(f"no keep-alive from the master for {self.client.timeout:g}s: "
-                                            + self.client._socket.explain_silence(self.client.timeout)) from None
+                    raise MasterUnreachable(f"no keep-alive from the master for {self.link.timeout:g}s: "
+                                            + self.link.explain_silence(self.link.timeout)) from None
                 if now >= self.resend_at:
-                    if len(self.client.masters) > 1:
-                        self.client._switch(self.client.masters.next())  # this one is silent: try the next
+                    self.link.try_next_master()  # this one is silent
                     self._resubscribe()
                 continue
             if message.kind is Kind.REPLY and message.body["status"] == NOT_LEADER:
                 leader = leader_named(message.body.get("body"))
                 self.heard = time.monotonic()  # a master answered: only where to go is wrong
-                if leader is not None and leader != self.client.master:
-                    self.client._switch(self.client.masters.follow(leader))
+                if leader is not None and leader != self.link.master:
+                    self.link.follow_leader(leader)
                     self._resubscribe()
                 else:
                     self.resend_at = self.heard + ELECTION_PAUSE
@@ -98,7 +132,7 @@ class Subscription:
         args = {**self.args, "replaces": self.rid}
         if self.last is not None:
             args = {**{k: v for k, v in args.items() if k != "tail"}, "after": list(self.last)}
-        self.rid = self.client._send_request("logs.follow", args)
+        self.rid = self.link.send_request("logs.follow", args)
         self.resubscribed += 1
         self.resend_at = time.monotonic() + RESUBSCRIBE_AFTER
 
@@ -106,9 +140,8 @@ class Subscription:
 class LogStream:
     """Lines of a followed job, in order; `job` is set once the master says the job has ended."""
 
-    def __init__(self, client: Client, args: dict[str, Any]) -> None:
-        self.client = client
-        self.subscription = Subscription(client, args)
+    def __init__(self, link: MasterLink, args: dict[str, Any]) -> None:
+        self.subscription = Subscription(link, args)
         self.job: dict[str, Any] | None = None
         self.status: str | None = None
 

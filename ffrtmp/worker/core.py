@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import random
 import threading
 from collections.abc import Callable
@@ -83,34 +82,38 @@ class WorkerCore:
         self.encoders = capabilities.encoder_map()
         """Built once: capabilities are fixed at start-up; rebuilt per JOB it was 71 % of a busy worker's CPU."""
         self.sampler = ResourceSampler(options.work_dir)
-        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.loop_thread: int | None = None
         """The thread that drives the core; events from any other thread wake it up."""
         self.results = Results(ResultSpool(options.work_dir / "undelivered" / options.name))
-        self.jobs = Jobs(self)
-        self.silent_for = 0.0
-        """How long the master had been silent when this pass's frames arrived (they may be that old)."""
-        self.master_publishes = False
-        """The master fences the publish step (says so in WELCOME); an older one gets outputs renamed at once."""
-        self.retention = RetentionSweeper(self.jobs.paths.outputs, options.output_retention, self.jobs.files_in_use)
         self.logs = LogShipper(send_message=link.send)
         self.logs.pause()  # nothing is shipped before the first WELCOME
+        self.stop = StopPlan(options.drain_timeout, options.deliver_timeout)
+        self.jobs = Jobs(options, capabilities, self.encoders, results=self.results, logs=self.logs, stop=self.stop,
+                         send=link.send, emit=self.emit)
+        self.silent_for = 0.0
+        """How long the master had been silent when this pass's frames arrived (they may be that old)."""
+        self.retention = RetentionSweeper(self.jobs.paths.outputs, options.output_retention, self.jobs.files_in_use)
         self.welcomed = False
         self.ever_welcomed = False
         self.lease = MasterLease(options.node_timeout, heard_at=mono)
-        self.following = Following(self, mono)
+        self.heartbeat_interval = options.heartbeat_interval
+        self.following = Following(options.master, self, link, self.lease, mono)
         self.last_hello = -math.inf
         self.next_heartbeat = 0.0
         self.master_pending: int | None = None
-        self.stop = StopPlan(options.drain_timeout, options.deliver_timeout)
         self.stop_requests = 0
         """Stop requests (signals) not yet acted on: counted here, acted on by `tick` on its own clock."""
         self.reconnect_delay = defaults.RECONNECT_MIN
         self.reconnect_at = 0.0
         self.rng = random.Random()
-        self.heartbeat_interval = options.heartbeat_interval
-        self.completed = 0
-        self.failed = 0
+
+    @property
+    def completed(self) -> int:
+        return self.jobs.completed
+
+    @property
+    def failed(self) -> int:
+        return self.jobs.failed
 
     @property
     def draining(self) -> bool:
@@ -139,7 +142,7 @@ class WorkerCore:
 
     def emit(self, event: Event) -> None:
         """Called from runner threads, and from the loop itself for null jobs (which need no wake-up call)."""
-        self.events.put(event)
+        self.jobs.events.put(event)
         if threading.get_ident() != self.loop_thread:
             self.link.wake()
 
@@ -264,9 +267,8 @@ class WorkerCore:
         self.heartbeat_interval = float(body["heartbeat_interval"]) or self.heartbeat_interval
         self.lease.node_timeout = float(body["node_timeout"]) or self.lease.node_timeout
         self.next_heartbeat = mono
-        self.master_publishes = body.get("publish") is True
         self.logs.resend(mono)  # before the results, so each attempt's lines arrive ahead of its end
-        self.results.welcomed(mono, self.master_publishes)
+        self.results.welcomed(mono, body.get("publish") is True)
         self.send_results()
         log.info("joined %s as %s (%d slots)", self.address, self.options.name, self.options.slots)
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sized
+from typing import Any, Protocol
 
 from ffrtmp.worker.follow import Follower
-
-if TYPE_CHECKING:
-    from ffrtmp.worker.core import WorkerCore
+from ffrtmp.worker.lease import MasterLease
 
 log = logging.getLogger("ffrtmp.worker")
 
@@ -27,10 +26,47 @@ PROBE_EVERY = 0.5
 """With several masters listed, how often a silent one is probed (a refused connection answers at once)."""
 
 
+class Connection(Protocol):
+    """The connection to the master, as far as following goes (the core's `Link`)."""
+
+    def reconnect(self) -> None:
+        """Replace the connection, by one to the follower's address."""
+        ...
+
+    def master_down(self) -> bool:
+        """True only when nothing listens at the follower's address."""
+        ...
+
+
+class Joining(Protocol):
+    """What following needs of the worker core: where it stands with its master, and a fresh start at joining."""
+
+    @property
+    def welcomed(self) -> bool:
+        """The master on this connection has welcomed us."""
+        ...
+
+    @property
+    def heartbeat_interval(self) -> float:
+        ...
+
+    @property
+    def attempts(self) -> Sized:
+        """The attempts the worker holds (only how many matters here)."""
+        ...
+
+    def connected(self) -> None:
+        """A new connection (or one that turned out not to lead): HELLO again, hold logs until welcomed."""
+        ...
+
+
 class Following:
-    def __init__(self, core: WorkerCore, mono: float) -> None:
+    def __init__(self, master: str, core: Joining, link: Connection, lease: MasterLease, mono: float) -> None:
+        """`master`: the --master list; `lease`: the lease on the attempts, kept while every master is down."""
         self.core = core
-        self.follower = Follower(core.options.master, mono)
+        self.link = link
+        self.lease = lease
+        self.follower = Follower(master, mono)
         self.connected_to = self.follower.address
         """Where the link's connection goes (the loop connects there first)."""
         self.next_probe = 0.0
@@ -72,7 +108,7 @@ class Following:
             return
         self.next_probe = mono + (PROBE_EVERY if follower.several else max(0.5, core.heartbeat_interval))
         lost = follower.address
-        if core.link.master_down():
+        if self.link.master_down():
             follower.found_down(mono)
             if follower.all_down(mono):
                 self.keep_attempts(mono)
@@ -87,7 +123,7 @@ class Following:
         if follower.several:
             return follower.quiet_for(mono) > follower.probe_after(core.welcomed, core.heartbeat_interval)
         # One master: probed only for the lease's sake, while it holds attempts and is silent.
-        return bool(core.attempts) and core.lease.silent_for(mono) > 2 * core.heartbeat_interval
+        return bool(core.attempts) and self.lease.silent_for(mono) > 2 * core.heartbeat_interval
 
     def keep_attempts(self, mono: float) -> None:
         """No listed master runs: none can give the attempts away, and a restarted one grants a fresh lease."""
@@ -100,11 +136,11 @@ class Following:
                         len(core.attempts))
         # Probed often while it is silent: its restart (and fresh node timeout) is then never long after the
         # last refusal, and the lease that follows cannot run out just before the new master speaks.
-        core.lease.heard(mono)
+        self.lease.heard(mono)
 
     def lease_expired(self, mono: float) -> None:
         """The lease ran out (the attempts are stopped): reconnect, to the next master when several are listed."""
-        follower, silent = self.follower, self.core.lease.silent_for(mono)
+        follower, silent = self.follower, self.lease.silent_for(mono)
         if follower.several:
             self.move(follower.next(mono), mono, f"no leader heard from for {silent:.0f}s", fresh=True)
         else:
@@ -118,7 +154,7 @@ class Following:
                 log.warning("%s: reconnecting", why)
             else:
                 log.warning("%s: connecting to %s", why, address)
-            core.link.reconnect()
+            self.link.reconnect()
             self.connected_to = address
         core.connected()
         self.follower.connected(mono)

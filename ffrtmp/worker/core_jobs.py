@@ -1,7 +1,7 @@
 """The worker core's attempts: JOB and CANCEL in, runner threads started, prefetched ones held, ends reported.
 
-An attempt runs in a runner thread (a null job runs inline: it completes at once), which hands events to
-the core's queue; `drain_events` turns them into STARTED and RESULT messages. Up to `prefetch` attempts
+An attempt runs in a runner thread (a null job runs inline: it completes at once), which hands events
+through `emit` to `events`; `drain_events` turns them into STARTED and RESULT messages. Up to `prefetch` attempts
 beyond the free slots are held, not started, so the next starts the moment a slot frees. No clock here:
 the time comes in with each call (`now` stamps, `mono` measures), as everywhere in the core.
 """
@@ -11,26 +11,43 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from ffrtmp.errors import InvalidInput
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import FIELDS, validate_submission
 from ffrtmp.protocol import Kind
-from ffrtmp.worker.core_results import published
+from ffrtmp.worker.capabilities import Capabilities
+from ffrtmp.worker.core_options import WorkerOptions
+from ffrtmp.worker.core_results import Results, published
+from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 from ffrtmp.worker.sources import InputPolicy
-
-if TYPE_CHECKING:
-    from ffrtmp.worker.core import WorkerCore
+from ffrtmp.worker.stopping import StopPlan
 
 log = logging.getLogger("ffrtmp.worker")
 
+Send = Callable[[Kind, dict[str, Any]], bool]
+"""Queue one message to the master (False when there is no connection yet)."""
+
 
 class Jobs:
-    def __init__(self, core: WorkerCore) -> None:
-        self.core = core
-        options = core.options
+    def __init__(self, options: WorkerOptions, capabilities: Capabilities, encoders: dict[str, dict[str, Any]], *,
+                 results: Results, logs: LogShipper, stop: StopPlan, send: Send,
+                 emit: Callable[[Event], None]) -> None:
+        """`emit` is how runner threads hand their events in (it puts them in `events` and wakes the loop)."""
+        self.options = options
+        self.capabilities = capabilities
+        self.encoders = encoders
+        self.results = results
+        self.logs = logs
+        self.stop = stop
+        self.send = send
+        self.emit = emit
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.completed = 0
+        self.failed = 0
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
         self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
         self.attempts: dict[str, Attempt] = {}
@@ -42,7 +59,7 @@ class Jobs:
     def files_in_use(self) -> set[str]:
         """Partial files this worker still writes or waits to publish."""
         held = {attempt.partial for attempt in self.attempts.values() if attempt.partial}
-        return held | {partial for partial, _ in self.core.results.publishing.values()}
+        return held | {partial for partial, _ in self.results.publishing.values()}
 
     # ---- from the master --------------------------------------------------------------------------
 
@@ -56,7 +73,7 @@ class Jobs:
 
     def on_job(self, body: dict[str, Any], now: float, mono: float) -> None:
         job_id, number, spec = body["job"], body["attempt"], body["spec"]
-        options = self.core.options
+        options = self.options
         current = self.attempts.get(job_id)
         if current is not None:
             if current.attempt >= number:
@@ -70,8 +87,8 @@ class Jobs:
             self.finish(job_id, number, {"status": "failed", "failure": Failure.INVALID_INPUT.value,
                                          "error": f"malformed job spec: {problem}"}, now, mono)
             return
-        if self.core.draining or len(self.attempts) >= options.slots + options.prefetch:
-            reason = "the worker is draining" if self.core.draining else "no free slot"
+        if self.stop.stopping or len(self.attempts) >= options.slots + options.prefetch:
+            reason = "the worker is draining" if self.stop.stopping else "no free slot"
             self.finish(job_id, number, {"status": "failed", "failure": Failure.WORKER_LOST.value, "error": reason,
                                          "refused": True}, now, mono)
             return
@@ -85,7 +102,7 @@ class Jobs:
     # ---- starting and holding ---------------------------------------------------------------------
 
     def start(self, attempt: Attempt, trace: dict[str, Any] | None) -> None:
-        core, options = self.core, self.core.options
+        options = self.options
         job_id, number, spec = attempt.job, attempt.attempt, attempt.spec
         if options.tracing is not None:
             self.spans[(job_id, number)] = options.tracing.start(
@@ -96,9 +113,9 @@ class Jobs:
         log.log(logging.DEBUG if spec.get("engine") == "null" else logging.INFO, "job %s attempt %d: %s %s",
                 job_id, number, spec.get("engine"), spec.get("scenario"),
                 extra={"job": job_id, "attempt": number, "node": options.name})
-        runner = AttemptRunner(attempt, self.paths, core.capabilities.ffmpeg, core.encoders,
-                               core.emit, cpu_count=core.capabilities.cpu_count,
-                               gst_launch=core.capabilities.gstreamer, policy=self.input_policy)
+        runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
+                               self.emit, cpu_count=self.capabilities.cpu_count,
+                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return
@@ -107,7 +124,7 @@ class Jobs:
 
     def start_held(self) -> None:
         """Start prefetched attempts while slots are free (never while draining: those were handed back)."""
-        while self.held and not self.core.draining and len(self.attempts) - len(self.held) < self.core.options.slots:
+        while self.held and not self.stop.stopping and len(self.attempts) - len(self.held) < self.options.slots:
             job_id = next(iter(self.held))
             self.start(self.attempts[job_id], self.held.pop(job_id))
 
@@ -142,7 +159,7 @@ class Jobs:
             if not attempt.cancel.is_set():
                 attempt.cancel_reason = reason
                 log.warning("job %s attempt %d stopped: %s", attempt.job, attempt.attempt, attempt.cancel_reason,
-                            extra={"job": attempt.job, "attempt": attempt.attempt, "node": self.core.options.name})
+                            extra={"job": attempt.job, "attempt": attempt.attempt, "node": self.options.name})
                 attempt.cancel.set()
 
     def cancel_running(self, reason: str) -> None:
@@ -155,14 +172,14 @@ class Jobs:
 
     def drain_events(self, now: float, mono: float) -> None:
         # A prefetched null job started by an ending here emits its own events at once: handle them too.
-        while not self.core.events.empty():
+        while not self.events.empty():
             self._drain_events_once(now, mono)
 
     def _drain_events_once(self, now: float, mono: float) -> None:
         events: list[Event] = []
         while True:
             try:
-                events.append(self.core.events.get_nowait())
+                events.append(self.events.get_nowait())
             except queue.Empty:
                 break
         # An attempt that started and ended within one pass (a null job) needs no STARTED message:
@@ -171,12 +188,12 @@ class Jobs:
         started: dict[tuple[str, int], float] = {}
         for event in events:
             if event.kind == "log":
-                self.core.logs.add(event.job, event.attempt, event.data, mono)
+                self.logs.add(event.job, event.attempt, event.data, mono)
             elif event.kind == "started":
                 if (event.job, event.attempt) in ended:
                     started[(event.job, event.attempt)] = float(event.data)
                 else:
-                    self.core.link.send(Kind.STARTED, {"job": event.job, "attempt": event.attempt, "at": now})
+                    self.send(Kind.STARTED, {"job": event.job, "attempt": event.attempt, "at": now})
             elif event.kind == "finished":
                 result = event.data
                 if (event.job, event.attempt) in started:
@@ -185,7 +202,7 @@ class Jobs:
 
     def finish(self, job_id: str, number: int, result: dict[str, Any], now: float, mono: float) -> None:
         """An attempt ended (or was refused): its RESULT is sent and kept until the master acknowledges it."""
-        core, options = self.core, self.core.options
+        options = self.options
         current = self.attempts.get(job_id)
         if current is not None and current.attempt == number:
             del self.attempts[job_id]
@@ -194,14 +211,14 @@ class Jobs:
             if self.held:
                 self.start_held()  # the freed slot takes the next prefetched attempt now, not a round trip later
         if result["status"] == "completed":
-            core.completed += 1
+            self.completed += 1
         else:
-            core.failed += 1
+            self.failed += 1
         null = current is not None and current.spec.get("engine") == "null"
         log.log(logging.DEBUG if null else logging.INFO, "job %s attempt %d %s%s", job_id, number, result["status"],
                 f": {result.get('error')}" if result.get("error") else "",
                 extra={"job": job_id, "attempt": number, "node": options.name})
-        core.logs.flush_job(job_id, number)
+        self.logs.flush_job(job_id, number)
         span = self.spans.pop((job_id, number), None)
         if span is not None:
             metrics = result.get("metrics") or {}
@@ -215,14 +232,14 @@ class Jobs:
         if result.get("refused"):
             body["refused"] = True
         if result["status"] == "completed" and result.get("partial") and result.get("output"):
-            if core.master_publishes:
+            if self.results.master_publishes:
                 body["partial"] = result["partial"]
-                core.results.hold_for_publish((job_id, number), result["partial"], result["output"])
+                self.results.hold_for_publish((job_id, number), result["partial"], result["output"])
             else:
                 body = published(body, result["partial"], result["output"])
         if "started_at" in result:
             body["started_at"] = result["started_at"]
-        core.results.record(body, mono)
+        self.results.record(body, mono)
 
 
 def spec_problem(spec: dict[str, Any]) -> str | None:

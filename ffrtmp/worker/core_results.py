@@ -34,6 +34,8 @@ class Results:
         self.publishing: dict[Key, tuple[str, str]] = {}
         """Completed attempts whose file waits under its partial name (partial, final) for the master's word."""
         self.spooled: set[Key] = set()
+        self.master_publishes = False
+        """The master fences the publish step (says so in WELCOME); an older one gets outputs renamed at once."""
         for body in spool.load():  # results an earlier run could not deliver: offered at the next WELCOME
             self.unacked[(body["job"], body["attempt"])] = (body, -math.inf)
             self.spooled.add((body["job"], body["attempt"]))
@@ -62,6 +64,7 @@ class Results:
 
     def welcomed(self, mono: float, master_publishes: bool) -> None:
         """A (new) master welcomed us: everything unacknowledged is sent again, at once."""
+        self.master_publishes = master_publishes
         if not master_publishes:  # a master that records 'completed' on the first RESULT
             for key in list(self.publishing):
                 self.unacked[key] = (published(self.unacked[key][0], *self.publishing.pop(key)), mono)

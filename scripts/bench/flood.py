@@ -44,7 +44,7 @@ def flood(url: str, master_key: str, client_key: str, key: str, rate: float, sec
     while time.monotonic() - start < seconds:
         due = int((time.monotonic() - start) * rate)
         while sent < due:
-            client._send_request("stats", {})
+            client.send_request("stats", {})
             sent += 1
         while (frame := client._socket.recv_nowait()) is not None:
             message = decode(frame)
