@@ -47,7 +47,12 @@ def private_database(path: Path) -> None:
     SHM files with the database file's mode, so a 0600 database keeps them private too.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if not path.exists():
+        # Never open (and close) a database file this process may have open in SQLite already: closing any
+        # descriptor of a file drops every POSIX lock the process holds on it, so another process would take
+        # itself for the last one and delete the WAL under us ("disk I/O error"). A master that wins a new
+        # term opens a second store on the file its first one holds.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     for one in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if one.exists():
             os.chmod(one, 0o600)
