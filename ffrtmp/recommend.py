@@ -249,7 +249,7 @@ def evaluate(curve: Curve, query: Query) -> dict[str, Any]:
             query, curve.scenario, [codec], _suggested_rates(query, levels_, fitted), curve.preset))
         return answer
     rate = bitrate_for([lv.bitrate_kbps for lv in levels_], fitted, query.target)
-    kbps = max(16, math.ceil(rate))  # rounding up keeps the target met
+    kbps = max(16, math.ceil(round(rate, 6)))  # up keeps the target met; round: 10**log10(200) is 200.00000000000003
     around = ([lv for lv in levels_ if lv.bitrate_kbps <= kbps][-1:]
               + [lv for lv in levels_ if lv.bitrate_kbps >= kbps][:1])
     currencies = {lv.currency for lv in around}
