@@ -85,3 +85,12 @@ def test_the_progress_table_counts_the_group() -> None:
     text = console.export_text()
     assert "sweep abcd1234: 1 done · 1 failed · 1 running · 3 in all" in text
     assert "running 50%" in text and "38.12" in text and "libx264" in text
+
+
+def test_the_group_label_asks_nothing_of_a_worker_while_other_labels_still_do() -> None:
+    from ffrtmp.master.scheduler import NodeView, why_not
+
+    node = NodeView(name="w1", slots=1, active=0, engines=frozenset({"null"}), labels={"gpu": "a100"})
+    job = {"engine": "null", "params": {}, "labels": {"group": "abcd1234", "gpu": "a100"}}
+    assert why_not(job, node) is None
+    assert why_not({**job, "labels": {"group": "abcd1234", "gpu": "h100"}}, node) == "label gpu=h100"
