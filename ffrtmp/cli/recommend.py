@@ -13,15 +13,17 @@ from rich.table import Table
 from ffrtmp.cli.common import Connection, console, print_json, with_connection
 from ffrtmp.errors import InvalidInput
 
+SHOWN = {"psnr_db": "PSNR", "vmaf": "VMAF"}
+
 
 def _number(value: Any, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
 def measurements_table(answer: dict[str, Any]) -> Table:
-    metric = answer["metric"]
+    metric = SHOWN.get(answer["metric"], answer["metric"])
     table = Table(title="measurements used", header_style="bold", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("ENCODER", "PRESET", "BITRATE", metric.upper(), "COST/S", "J/S", "CPU S/S", "JOB"):
+    for column in ("ENCODER", "PRESET", "BITRATE", metric, "COST/S", "J/S", "CPU S/S", "JOB"):
         table.add_column(column)
     for encoder in answer["encoders"]:
         for point in sorted(encoder["measurements"], key=lambda p: p["bitrate_kbps"]):
@@ -35,7 +37,7 @@ def measurements_table(answer: dict[str, Any]) -> Table:
 
 
 def print_answer(answer: dict[str, Any]) -> None:
-    metric, target = answer["metric"], answer["target"]
+    metric, target = SHOWN.get(answer["metric"], answer["metric"]), answer["target"]
     console.print(f"target {metric} ≥ {target:g} at {answer['resolution']} {answer['fps']} fps", highlight=False)
     if answer["encoders"]:
         console.print(measurements_table(answer))
