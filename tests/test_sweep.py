@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ffrtmp.cli.sweep import group_table
+from ffrtmp.cli.sweep import group_table, wait_for_group
 from tests.inprocess import inprocess_cluster, wait_for_workers
 from tests.test_cli_keys import run
 
@@ -73,6 +73,15 @@ def test_wait_exits_1_when_jobs_of_the_group_fail(sweep: Callable[..., tuple[int
     assert code == 1, out
     assert "2 of 2 jobs of sweep" in out and "did not complete" in out
     assert out.count("failed") >= 2, "the table shows each failed combination"
+
+
+def test_the_live_view_follows_the_group_until_every_job_ended(tmp_path: Path) -> None:
+    with inprocess_cluster(tmp_path) as cluster, cluster.client() as client:
+        ids = list(client.submit_many([{"scenario": "sweep", "engine": "null", "bitrate": rate,
+                                        "labels": {"group": "g1"}} for rate in ("100k", "200k", "400k")]))
+        cluster.add_worker("w1", slots=2)  # joins after the submit: the view sees pending jobs first
+        jobs = wait_for_group(client, "g1", ids, live=True)
+    assert [j["id"] for j in jobs] == ids and {j["status"] for j in jobs} == {"completed"}
 
 
 def test_the_progress_table_counts_the_group() -> None:

@@ -17,15 +17,17 @@ from rich.live import Live
 from rich.table import Table
 
 from ffrtmp.cli.common import Connection, console, print_json, with_connection
-from ffrtmp.client import TERMINAL, Client
-from ffrtmp.errors import InvalidInput, JobFailed
+from ffrtmp.client import TERMINAL, Client, retry_after
+from ffrtmp.errors import InvalidInput, JobFailed, RateLimited
 from ffrtmp.jobspec import CLIENT_SIDE, GROUP_LABEL, parse_labels, validate_submission
 from ffrtmp.units import parse_bitrate
 
 MAX_COMBINATIONS = 1000
 """Jobs one sweep may make (a typo in a list should not queue a million encodes)."""
 POLL = 0.5
-"""Seconds between looks at the group's jobs while --wait shows them."""
+"""Seconds between looks at the group's jobs while --wait shows them, at least."""
+READS_PER_SECOND = 100.0
+"""How fast --wait reads a big group's jobs, at most: well inside a key's read rate limit (ratelimit.py)."""
 QUALITY_COLUMNS = (("psnr_db", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("vmaf", "VMAF", "{:.2f}"))
 
 
@@ -104,9 +106,13 @@ def wait_for_group(client: Client, group: str, ids: list[str], live: bool) -> li
         return list(jobs.values())
     with Live(group_table(group, list(jobs.values())), console=console, refresh_per_second=4) as view:
         while pending := unfinished():
-            time.sleep(POLL)
+            time.sleep(max(POLL, len(pending) / READS_PER_SECOND))
             for job_id in pending:
-                jobs[job_id] = client.get(job_id)
+                try:
+                    jobs[job_id] = client.get(job_id)
+                except RateLimited as exc:  # the key shares its budget with others: wait, then go on
+                    time.sleep(retry_after(str(exc), POLL))
+                    break
             view.update(group_table(group, list(jobs.values())))
     return list(jobs.values())
 
