@@ -33,6 +33,9 @@ LISTENING_OPTIONS = frozenset({"listen", "listen_timeout"})
 _PROTOCOL_PREFIX = re.compile(r"^[A-Za-z0-9+.\-]+:")
 """What FFmpeg reads as `protocol:` at the start of a name (concat:, data:, pipe:, fd:, file:, lavfi: ...)."""
 
+GROUP_LABEL = "group"
+"""The label that names a job's group (a sweep's id, `jobs sweep`): it marks the job, it asks nothing of a worker."""
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _ENCODER = re.compile(r"^[a-z0-9_]{2,40}$")
 _PRESET = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")

@@ -1,4 +1,4 @@
-"""`ffrtmp jobs …`: submit, list, show, logs, cancel, retry."""
+"""`ffrtmp jobs …`: submit, list, show, logs, cancel, retry; sweep (cli/sweep.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import typer
 from rich.live import Live
 
 from ffrtmp.cli.common import Connection, console, errors, print_json, with_connection
+from ffrtmp.cli.sweep import sweep
 from ffrtmp.client import TERMINAL, Client, SubmittedIds
 from ffrtmp.errors import InvalidInput, JobFailed
 from ffrtmp.jobspec import CLIENT_SIDE, parse_labels, validate_submission
 from ffrtmp.views import job_detail, job_progress, jobs_table
 
 app = typer.Typer(help="Submit and inspect jobs.", no_args_is_help=True, rich_markup_mode=None)
+app.command("sweep")(sweep)
 
 
 MAX_KEY = 150

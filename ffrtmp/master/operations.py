@@ -13,6 +13,7 @@ from typing import Any
 
 from ffrtmp.master import requests
 from ffrtmp.master.auth import Principal
+from ffrtmp.master.recommend_op import recommend_op
 from ffrtmp.master.state import MasterState
 
 Args = dict[str, Any]
@@ -55,6 +56,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("nodes.get", "read", "read", requests.nodes_get),
     Operation("nodes.drain", "admin", "read", requests.nodes_drain, writes=True),
     Operation("nodes.forget", "admin", "read", requests.nodes_forget, writes=True),
+    Operation("recommend", "read", "read", recommend_op),
 )}
 
 STREAMS = frozenset(name for name, op in OPERATIONS.items() if op.stream is not None)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ffrtmp.jobspec import GROUP_LABEL
+
 ENCODING_ENGINES = ("ffmpeg", "gstreamer")
 
 
@@ -59,7 +61,7 @@ def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
     if not engine_fits(engine, node):
         return f"engine {engine}"
     for key, value in job.get("labels", {}).items():
-        if node.labels.get(key) != value:
+        if key != GROUP_LABEL and node.labels.get(key) != value:
             return f"label {key}={value}"
     if engine != "null":
         codec = job.get("params", {}).get("codec")

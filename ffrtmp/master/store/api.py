@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypedDict
 
 from ffrtmp.errors import StoreUnavailable
 from ffrtmp.jobspec import JobSpec
+from ffrtmp.master.store.history import MeasuredJob
 from ffrtmp.master.store.leases import Leadership
 
 ACTIVE = ("assigned", "running")
@@ -320,3 +321,7 @@ class Store(Leadership, Protocol):
     def quotas(self) -> dict[str, Quota]: ...
     def set_lanes(self, tenant: str, queues: tuple[str, ...] | None, priorities: tuple[str, ...] | None) -> None: ...
     def granted_lanes(self) -> dict[str, TenantLanes]: ...
+
+    # measured history (history.py): completed jobs with a quality metric, for `ffrtmp recommend`
+    def measured_jobs(self, resolution: str, fps: int, metric: str, *, codec: str | None = None,
+                      tenant: str | None = None, limit: int = ...) -> list[MeasuredJob]: ...

@@ -34,6 +34,7 @@ from ffrtmp.master.store.api import (
 )
 from ffrtmp.master.store.dispatch import DispatchRows, needs_key
 from ffrtmp.master.store.health import is_write_fault
+from ffrtmp.master.store.history import HistoryRows
 from ffrtmp.master.store.keys import KeyRows
 from ffrtmp.master.store.lease_sqlite import LeaseRows
 from ffrtmp.master.store.logs import LogRows
@@ -48,7 +49,7 @@ RECENT_SCAN = 200_000
 """History rows read back at start for the last hour's activity, at most (a bounded cost on a huge store)."""
 
 
-class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows):
+class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows, HistoryRows):
     """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
 
     conn: LazySavepointConnection
