@@ -301,7 +301,7 @@ class FileChannel:
             raise InvalidInput("chunk", f"a chunk carries 1 to {wire.CHUNK_SIZE} bytes")
         upload.seen = time.monotonic()
         try:
-            upload.incoming.write(offset, bytes(payload))
+            upload.incoming.write(offset, payload)
         except ValueError as exc:
             raise InvalidInput("offset", str(exc)) from None
         except ObjectMismatch as exc:
