@@ -88,7 +88,10 @@ class FileChannel:
     def __init__(self, endpoint: str, keys: KeyPair | None, allow_dir: Path | None, objects: ObjectStore,
                  open_store: Callable[[], Store], legacy_key: str | None, leading: Callable[[], bool],
                  options: FilesOptions | None = None) -> None:
-        self.socket = RouterSocket(endpoint, keys, allow_dir)
+        self.socket = RouterSocket(endpoint, keys, allow_dir, max_message=wire.CHUNK_SIZE + wire.MAX_HEADER)
+        # A peer that ignores its credit holds at most this many frames in the master (before any connection
+        # exists, so every connection gets it): 2 windows, ~8 MiB, whatever it sends.
+        self.socket.socket.setsockopt(zmq.RCVHWM, 2 * wire.WINDOW)
         self.port = int(self.socket.endpoint.rsplit(":", 1)[1])
         self.objects = objects
         self.open_store = open_store
