@@ -182,6 +182,9 @@ class FileChannel:
         except OSError as exc:
             log.warning("the data channel: %s", exc)
             self._fail(route, tid, 507, f"the file store cannot be written now ({exc.strerror or exc}); retry later")
+        except Exception:  # a bug met by one message ends that transfer, never the channel
+            log.exception("the data channel failed on a %s message", header.kind)
+            self._fail(route, tid, 500, "the master failed on this transfer (see its log)")
 
     def _send(self, route: bytes, kind: str, body: dict[str, Any], payload: bytes | None = None) -> bool:
         frames: list[Any] = [route, wire.encode(kind, body)]
