@@ -106,9 +106,35 @@ class RssSampler:
         self._thread.join()
 
 
+def run_concurrent(peer: FilesPeer, directory: Path, count: int, size: int, master_pid: int) -> dict[str, object]:
+    """`count` uploads at once, each from a thread of its own: how many completed, the master's RSS per transfer."""
+    sources = []
+    for index in range(count):
+        path = directory / f"concurrent-{index}.bin"
+        make_file(path, size)
+        sources.append((path, file_sha256(path)))
+    done: list[int] = []
+
+    def one(path: Path, digest: str) -> None:
+        done.append(upload(peer, path, sha256=digest, timeout=120).sent)
+
+    threads = [threading.Thread(target=one, args=source) for source in sources]
+    with RssSampler(master_pid) as rss:
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - start
+    return {"concurrent": count, "concurrent_completed": sum(1 for sent in done if sent == size),
+            "concurrent_mb_s": round(count * size / 1e6 / seconds, 1),
+            "master_rss_per_transfer_mib": round((rss.peak - rss.before) / 2**20 / max(1, count), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="1G", help="bytes to transfer (e.g. 64M, 1G)")
+    parser.add_argument("--concurrent", type=int, default=20, help="uploads at once, of SIZE/8 each")
     args = parser.parse_args()
     size = parse_size(args.size, field="size")
     with tempfile.TemporaryDirectory(prefix="ffrtmp-transfer-") as tmp:
@@ -157,6 +183,7 @@ def main() -> None:
             held = sum(p.stat().st_size for p in partials)
             resumed = upload(peer, other)
             resent = resumed.sent - (size - held)
+            concurrent = run_concurrent(peer, client_dir, args.concurrent, max(BLOCK, size // 8), cluster.master.pid)
     mb = size / 1e6
     emit({"bench": "transfer", "size": size, "hash_s": round(hash_s, 3), "raw_tcp_mb_s": round(mb / raw_s, 1),
           "upload_mb_s": round(mb / upload_s, 1), "download_mb_s": round(mb / download_s, 1),
@@ -164,7 +191,7 @@ def main() -> None:
           "first_sent": first.sent, "reupload_sent": again.sent, "fetched_ok": fetched_ok,
           "resume_held": held, "resume_sent": resumed.sent, "resume_resent": resent,
           "resume_resent_ok": resent <= wire.CHUNK_SIZE,
-          "master_rss_growth_mib": round((rss.peak - rss.before) / 2**20, 1)})
+          "master_rss_growth_mib": round((rss.peak - rss.before) / 2**20, 1), **concurrent})
 
 
 if __name__ == "__main__":
