@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 import zmq
 
-from ffrtmp.errors import Conflict, FileMismatch, NotAuthorized, NotFound, RateLimited, StoreUnavailable
+from ffrtmp.errors import (
+    Conflict,
+    FileMismatch,
+    MasterUnreachable,
+    NotAuthorized,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+)
 from ffrtmp.files import wire
 from ffrtmp.files.transfer import FilesPeer, download, upload
 from ffrtmp.local import LocalCluster
@@ -261,3 +269,32 @@ def test_a_worker_reads_its_attempts_input_and_stores_its_output_by_its_curve_ke
                 download(files.peer, files.client_dir / "other.mp4", job=job_id, api_key=files.key_b)
     finally:
         worker.dealer.close()
+
+
+def test_a_master_killed_mid_upload_keeps_nothing_half_visible_and_the_upload_resumes(tmp_path: Path) -> None:
+    port = free_port()
+    with LocalCluster(tmp_path / "cluster") as cluster:
+        cluster.start_master(["--files-port", str(port)])
+        peer = _peer(cluster, port)
+        source = tmp_path / "clip.bin"
+        source.write_bytes(os.urandom(16 * MIB))
+        digest = sha(source)
+        incoming = cluster.master_dir / "files" / "incoming"
+        seen: list[int] = []
+
+        def kill_half_way(done: int, total: int) -> None:
+            seen.append(done)
+            if done >= total // 2 and cluster.master is not None and cluster.master.poll() is None:
+                cluster.kill(cluster.master)
+                cluster.master.wait(timeout=10)
+
+        with pytest.raises(MasterUnreachable):
+            upload(peer, source, progress=kill_half_way, timeout=2, retries=0)
+        assert not (cluster.master_dir / "files" / "objects" / digest[:2] / digest).exists()
+        held = sum(p.stat().st_size for p in incoming.iterdir())
+        assert 0 < held < 16 * MIB
+        cluster.start_master(["--files-port", str(port)], port=cluster.port)
+        resumed = upload(peer, source)
+        assert resumed.sent == 16 * MIB - held
+        fetched = download(peer, tmp_path / "back.bin", sha256=digest)
+        assert sha(fetched.path) == digest
