@@ -14,3 +14,5 @@ def test_transfer_script_measures_rates_and_resends_nothing() -> None:
     assert result["first_sent"] == 8 * 2**20 and result["reupload_sent"] == 0 and result["fetched_ok"]
     assert result["resume_resent_ok"] and 0 < result["resume_held"] < 8 * 2**20
     assert result["upload_mb_s"] > 0 and result["raw_tcp_mb_s"] > 0
+    assert result["concurrent_completed"] == result["concurrent"] == 20
+    assert result["submit_calm"]["n"] > 0 and result["submit_during_upload"]["n"] > 0

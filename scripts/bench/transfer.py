@@ -5,7 +5,9 @@ A real master process (CURVE on, `--files-port`), the peer library (ffrtmp/files
 `--size` random bytes in a directory of the client's own. Prints one JSON line: upload and download rates and
 their ratio to an unencrypted TCP copy of the same file to disk on the same machine (goal: >= 0.5 and >= 150
 MB/s at 1 GiB), bytes sent by an identical re-upload (goal: 0), bytes re-sent by a resume after the uploader
-was SIGKILLed half way (goal: <= one chunk), and the master's RSS growth during a transfer (goal: <= 8 MiB).
+was SIGKILLed half way (goal: <= one chunk), the master's RSS growth during a transfer (goal: <= 8 MiB), 20
+uploads at once (goal: all complete), and main-channel submit round trips calm and during the upload (goal:
+p99 within 2x).
 
     python scripts/bench/transfer.py [--size 1G]
 """
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
-from benchlib import emit, free_port  # noqa: E402
+from benchlib import emit, free_port, summary  # noqa: E402
 
 from ffrtmp.files import wire  # noqa: E402
 from ffrtmp.files.transfer import FilesPeer, download, file_sha256, upload  # noqa: E402
@@ -106,6 +108,32 @@ class RssSampler:
         self._thread.join()
 
 
+class SubmitProbe:
+    """Submits on the main channel, one at a time, while something else runs: their round trips (the main loop
+    and its commit), so a transfer that held the loop would show."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.client = cluster.client(timeout=30)
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            start = time.perf_counter()
+            self.client.submit("test1", engine="null")
+            self.times.append(time.perf_counter() - start)
+
+    def __enter__(self) -> SubmitProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.client.close()
+
+
 def run_concurrent(peer: FilesPeer, directory: Path, count: int, size: int, master_pid: int) -> dict[str, object]:
     """`count` uploads at once, each from a thread of its own: how many completed, the master's RSS per transfer."""
     sources = []
@@ -155,7 +183,9 @@ def main() -> None:
             master_key = cluster.master_dir / "master.key"
             client_key = cluster.root / "config" / "client.key_secret"
             peer = FilesPeer.beside(cluster.url, port, load_public_key(master_key), load_keypair(client_key))
-            with RssSampler(cluster.master.pid) as rss:
+            with SubmitProbe(cluster) as calm:
+                time.sleep(2)
+            with RssSampler(cluster.master.pid) as rss, SubmitProbe(cluster) as busy:
                 start = time.perf_counter()
                 first = upload(peer, source, sha256=digest)
                 upload_s = time.perf_counter() - start
@@ -191,7 +221,8 @@ def main() -> None:
           "first_sent": first.sent, "reupload_sent": again.sent, "fetched_ok": fetched_ok,
           "resume_held": held, "resume_sent": resumed.sent, "resume_resent": resent,
           "resume_resent_ok": resent <= wire.CHUNK_SIZE,
-          "master_rss_growth_mib": round((rss.peak - rss.before) / 2**20, 1), **concurrent})
+          "master_rss_growth_mib": round((rss.peak - rss.before) / 2**20, 1), **concurrent,
+          "submit_calm": summary(calm.times), "submit_during_upload": summary(busy.times)})
 
 
 if __name__ == "__main__":
