@@ -298,3 +298,16 @@ def test_a_master_killed_mid_upload_keeps_nothing_half_visible_and_the_upload_re
         assert resumed.sent == 16 * MIB - held
         fetched = download(peer, tmp_path / "back.bin", sha256=digest)
         assert sha(fetched.path) == digest
+
+
+def test_a_download_resumes_from_its_partial_and_a_wrong_partial_is_fetched_again(files: Files) -> None:
+    source = files.make("resume-me.mp4", 2 * MIB)
+    stored = upload(files.peer, source, api_key=files.key_a)
+    dest = files.client_dir / "resumed.mp4"
+    Path(f"{dest}.part").write_bytes(source.read_bytes()[:MIB])
+    resumed = download(files.peer, dest, sha256=stored.sha256, api_key=files.key_a)
+    assert resumed.received == MIB and sha(dest) == stored.sha256 and not Path(f"{dest}.part").exists()
+    wrong = files.client_dir / "wrong.mp4"
+    Path(f"{wrong}.part").write_bytes(os.urandom(MIB))  # not this file's bytes: caught by the hash, refetched
+    again = download(files.peer, wrong, sha256=stored.sha256, api_key=files.key_a)
+    assert sha(wrong) == stored.sha256 and again.size == 2 * MIB
