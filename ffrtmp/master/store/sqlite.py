@@ -33,6 +33,7 @@ from ffrtmp.master.store.api import (
     WriteFault,
 )
 from ffrtmp.master.store.dispatch import DispatchRows, needs_key
+from ffrtmp.master.store.files import FileRows
 from ffrtmp.master.store.health import is_write_fault
 from ffrtmp.master.store.history import HistoryRows
 from ffrtmp.master.store.keys import KeyRows
@@ -49,7 +50,8 @@ RECENT_SCAN = 200_000
 """History rows read back at start for the last hour's activity, at most (a bounded cost on a huge store)."""
 
 
-class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows, HistoryRows):
+class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows, HistoryRows,
+                  FileRows):
     """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
 
     conn: LazySavepointConnection
