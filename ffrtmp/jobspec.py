@@ -40,7 +40,13 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 FIELDS = frozenset({"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine",
-                    "input", "output", "queue", "priority", "max_retries", "timeout", "labels"})
+                    "input", "input_file", "upload", "output", "queue", "priority", "max_retries", "timeout",
+                    "labels"})
+UPLOAD_MODES = ("auto", "always", "never")
+"""`upload`: what a client does with a local `input` (docs/files.md); the master never sees a path it uploaded."""
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILE_SIZE = 2**53
+"""The largest file size a job may name (what JSON carries exactly)."""
 
 
 @dataclass
@@ -135,6 +141,24 @@ def _input(value: Any) -> str:
     if ".." in PurePosixPath(text).parts:
         raise InvalidInput("input", f"{text!r} escapes the worker's input roots ('..' is not allowed)")
     return text
+
+
+def check_input_file(value: Any) -> dict[str, Any]:
+    """A stored file a job reads: `{"sha256": 64 lowercase hex, "size": bytes, "name": a file name}`."""
+    if not isinstance(value, dict):
+        raise InvalidInput("input_file", 'must be an object {"sha256", "size", "name"}')
+    unknown = sorted(str(key) for key in value if key not in ("sha256", "size", "name"))
+    if unknown:
+        raise InvalidInput(f"input_file.{unknown[0]}", "unknown field (known: name, sha256, size)")
+    sha256, size = value.get("sha256"), value.get("size")
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise InvalidInput("input_file.sha256", f"{sha256!r} must be 64 lowercase hex digits (a SHA-256)")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
+        raise InvalidInput("input_file.size", f"{size!r} must be a whole number of bytes, 0 or more")
+    name = _text("input_file.name", value.get("name"), limit=255)
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise InvalidInput("input_file.name", f"{name!r} must be a file name, not a path")
+    return {"sha256": sha256, "size": size, "name": name}
 
 
 CLIENT_SIDE = None
@@ -244,6 +268,12 @@ def validate_submission(raw: Any, *, output_roots: tuple[str, ...] | None = ()) 
         "input": _input(given["input"]) if "input" in given else None,
         "output": check_output(given["output"], output_roots) if "output" in given else None,
     }
+    if "input_file" in given:
+        if params["input"] is not None:
+            raise InvalidInput("input_file", "give either input or input_file, not both")
+        params["input_file"] = check_input_file(given["input_file"])
+    if "upload" in given:  # the client's instruction: checked here, not kept (the job names what it reads)
+        _choice("upload", given["upload"], UPLOAD_MODES)
     if "preset" in given:
         if not isinstance(given["preset"], str) or not _PRESET.match(given["preset"]):
             raise InvalidInput("preset", f"{given['preset']!r} must be an encoder preset name such as veryfast")
