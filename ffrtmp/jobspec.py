@@ -38,15 +38,13 @@ _ENCODER = re.compile(r"^[a-z0-9_]{2,40}$")
 _PRESET = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 FIELDS = frozenset({"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine",
                     "input", "input_file", "upload", "output", "queue", "priority", "max_retries", "timeout",
                     "labels"})
 UPLOAD_MODES = ("auto", "always", "never")
-"""`upload`: what a client does with a local `input` (docs/files.md); the master never sees a path it uploaded."""
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MAX_FILE_SIZE = 2**53
-"""The largest file size a job may name (what JSON carries exactly)."""
+"""`upload`: what a client does with a local `input` (docs/files.md); checked here, never kept in the job."""
 
 
 @dataclass
@@ -143,26 +141,26 @@ def _input(value: Any) -> str:
     return text
 
 
-def check_input_file(value: Any) -> dict[str, Any]:
-    """A stored file a job reads: `{"sha256": 64 lowercase hex, "size": bytes, "name": a file name}`."""
-    if not isinstance(value, dict):
-        raise InvalidInput("input_file", 'must be an object {"sha256", "size", "name"}')
-    unknown = sorted(str(key) for key in value if key not in ("sha256", "size", "name"))
-    if unknown:
-        raise InvalidInput(f"input_file.{unknown[0]}", "unknown field (known: name, sha256, size)")
-    sha256, size = value.get("sha256"), value.get("size")
-    if not isinstance(sha256, str) or not _SHA256.match(sha256):
-        raise InvalidInput("input_file.sha256", f"{sha256!r} must be 64 lowercase hex digits (a SHA-256)")
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
-        raise InvalidInput("input_file.size", f"{size!r} must be a whole number of bytes, 0 or more")
-    name = _text("input_file.name", value.get("name"), limit=255)
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise InvalidInput("input_file.name", f"{name!r} must be a file name, not a path")
-    return {"sha256": sha256, "size": size, "name": name}
-
-
 CLIENT_SIDE = None
 """`output_roots` on a client: only the master knows its `--output-root`s, so absolute outputs are left to it."""
+
+
+def check_file_ref(field_name: str, value: Any) -> dict[str, Any]:
+    """A stored file named by content (docs/files.md): `{"sha256", "size", "name"}`, nothing else."""
+    if not isinstance(value, dict):
+        raise InvalidInput(field_name, "must be an object {sha256, size, name}")
+    unknown = sorted(str(k) for k in value if k not in ("sha256", "size", "name"))
+    if unknown:
+        raise InvalidInput(f"{field_name}.{unknown[0]}", "unknown field (known: name, sha256, size)")
+    sha256, size, name = value.get("sha256"), value.get("size"), value.get("name", "")
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise InvalidInput(f"{field_name}.sha256", "must be 64 lowercase hex digits")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 2**53:
+        raise InvalidInput(f"{field_name}.size", "must be a whole number of bytes, 0 or more")
+    if not isinstance(name, str) or len(name) > 255 or "/" in name or "\\" in name or _CONTROL.search(name) \
+            or name in (".", ".."):
+        raise InvalidInput(f"{field_name}.name", "must be a file name (no '/', at most 255 characters)")
+    return {"sha256": sha256, "size": size, "name": name}
 
 
 def check_url(field_name: str, url: str) -> None:
@@ -269,10 +267,11 @@ def validate_submission(raw: Any, *, output_roots: tuple[str, ...] | None = ()) 
         "output": check_output(given["output"], output_roots) if "output" in given else None,
     }
     if "input_file" in given:
-        if params["input"] is not None:
-            raise InvalidInput("input_file", "give either input or input_file, not both")
-        params["input_file"] = check_input_file(given["input_file"])
-    if "upload" in given:  # the client's instruction: checked here, not kept (the job names what it reads)
+        if "input" in given:
+            raise InvalidInput("input_file", "give either input (a path on the workers or a URL) or input_file "
+                               "(a stored file), not both")
+        params["input_file"] = check_file_ref("input_file", given["input_file"])
+    if "upload" in given:  # the client's instruction: checked, not kept (the job names what it reads)
         _choice("upload", given["upload"], UPLOAD_MODES)
     if "preset" in given:
         if not isinstance(given["preset"], str) or not _PRESET.match(given["preset"]):
