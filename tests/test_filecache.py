@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ffrtmp.worker.filecache import CacheFull, Fetch, FileCache, FileMismatch, Wanted, sha256_of
+from ffrtmp.errors import FileMismatch
+from ffrtmp.files.transfer import file_sha256
+from ffrtmp.worker.filecache import CacheFull, Fetch, FileCache, Wanted
 
 
 def wanted(data: bytes) -> Wanted:
@@ -21,6 +23,7 @@ def writer(data: bytes, calls: list[Path] | None = None) -> Fetch:
         if calls is not None:
             calls.append(partial)
         partial.write_bytes(data)
+        return None
     return fetch
 
 
@@ -31,7 +34,7 @@ def test_a_fetched_file_is_verified_then_named_by_its_hash(tmp_path: Path) -> No
         assert path == tmp_path / "cache" / hashlib.sha256(data).hexdigest()
         assert path.read_bytes() == data
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [path.name], "no partial left"
-    assert sha256_of(path) == path.name
+    assert file_sha256(path) == path.name
 
 
 def test_a_cached_file_is_not_fetched_again(tmp_path: Path) -> None:
@@ -52,11 +55,12 @@ def test_concurrent_attempts_needing_one_file_fetch_it_once(tmp_path: Path) -> N
     entered = threading.Event()
     release = threading.Event()
 
-    def slow(partial: Path) -> None:
+    def slow(partial: Path) -> str | None:
         calls.append(partial)
         entered.set()
         assert release.wait(10)
         partial.write_bytes(data)
+        return None
 
     seen: list[bytes] = []
 
@@ -79,7 +83,7 @@ def test_a_hash_mismatch_is_fetched_again_then_fails_naming_it(tmp_path: Path) -
     cache = FileCache(tmp_path, max_bytes=0, tries=3)
     good = b"a" * 500
     answers = [b"b" * 500, good]  # a corrupt transfer, then the right bytes
-    with cache.use(wanted(good), lambda p: p.write_bytes(answers.pop(0))) as path:
+    with cache.use(wanted(good), lambda p: p.write_bytes(answers.pop(0)) and None) as path:
         assert path.read_bytes() == good
     always_bad = FileCache(tmp_path / "other", max_bytes=0, tries=2)
     calls: list[Path] = []
@@ -148,17 +152,18 @@ def test_a_resumed_fetch_sees_the_bytes_of_the_interrupted_one(tmp_path: Path) -
     data = os.urandom(1000)
     seen: list[int] = []
 
-    def interrupted(partial: Path) -> None:
+    def interrupted(partial: Path) -> str | None:
         partial.write_bytes(data[:400])
         raise ConnectionError("dropped")
 
     with pytest.raises(ConnectionError), cache.use(wanted(data), interrupted):
         pass
 
-    def resume(partial: Path) -> None:
+    def resume(partial: Path) -> str | None:
         seen.append(partial.stat().st_size)
         with partial.open("ab") as handle:
             handle.write(data[partial.stat().st_size:])
+        return hashlib.sha256(data).hexdigest()  # checked by the transfer: not hashed again
 
     with cache.use(wanted(data), resume) as path:
         assert path.read_bytes() == data

@@ -10,7 +10,6 @@ first, by their last use (the file's mtime, so the order survives a restart), wh
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import threading
@@ -18,36 +17,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffrtmp.errors import FfrtmpError
+from ffrtmp.errors import FfrtmpError, FileMismatch
+from ffrtmp.files.transfer import file_sha256
 
-HASH_BLOCK = 1 << 20
 _ENTRY = re.compile(r"^[0-9a-f]{64}$")
 
-Fetch = Callable[[Path], None]
-"""Fills the partial file at the path given (appending to what is there: a resume)."""
+Fetch = Callable[[Path], "str | None"]
+"""Fills the partial file at the path given (appending to what is there: a resume); returns the SHA-256 it
+checked the bytes against, if it did (saves hashing them twice), else None."""
 
 
 class CacheFull(FfrtmpError):
     """The file does not fit in the cache, even with everything not in use evicted."""
 
 
-class FileMismatch(FfrtmpError):
-    """The fetched bytes are not the file the job named (size or SHA-256), after every try."""
-
-
 @dataclass(frozen=True)
 class Wanted:
     sha256: str
     size: int
-
-
-def sha256_of(path: Path, block: int = HASH_BLOCK) -> str:
-    """The SHA-256 of a file, read in blocks (memory stays bounded whatever its size)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FileCache:
@@ -103,10 +90,10 @@ class FileCache:
         partial = path.with_name(path.name + ".partial")
         problem = ""
         for _ in range(max(1, self.tries)):
-            fetch(partial)
+            checked = fetch(partial)
             size = partial.stat().st_size if partial.exists() else -1
             if size == wanted.size:
-                digest = sha256_of(partial)
+                digest = checked or file_sha256(partial)
                 if digest == wanted.sha256:
                     os.replace(partial, path)
                     self.fetched += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ffrtmp.errors import FfrtmpError
-from ffrtmp.worker.filecache import sha256_of
+from ffrtmp.files.transfer import file_sha256
 from ffrtmp.worker.progress import FfmpegProgress
 from ffrtmp.worker.sources import ffmpeg_input
 from ffrtmp.worker.tools import run_quiet
@@ -80,7 +80,7 @@ def verify_output(ffmpeg: str, path: Path, expected_duration: float) -> Verified
     if abs(seconds - expected_duration) > tolerance(expected_duration):
         raise OutputInvalid(f"the output decodes to {seconds:.2f}s, not the {expected_duration:.2f}s encoded "
                             f"(tolerance {tolerance(expected_duration):.2f}s): it is truncated or damaged")
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     if path.stat().st_size != size:
         raise OutputInvalid(f"the output {path} changed while it was checked")
     return VerifiedOutput(path=path, size=size, sha256=digest, duration=seconds)
