@@ -90,7 +90,12 @@ class FileCache:
         partial = path.with_name(path.name + ".partial")
         problem = ""
         for _ in range(max(1, self.tries)):
-            checked = fetch(partial)
+            try:
+                checked = fetch(partial)
+            except FileMismatch as exc:  # the transfer itself saw wrong bytes: another try, from nothing
+                problem = str(exc)
+                partial.unlink(missing_ok=True)
+                continue
             size = partial.stat().st_size if partial.exists() else -1
             if size == wanted.size:
                 digest = checked or file_sha256(partial)
