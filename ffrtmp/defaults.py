@@ -80,6 +80,10 @@ WORKER_METRICS_PORT = _env_int("FFRTMP_WORKER_METRICS_PORT", 9091)
 """A worker's Prometheus port."""
 
 API_PORT = _env_int("FFRTMP_API_PORT", 8081)
+FILES_PORT = _env_int("FFRTMP_FILES_PORT", 8082)
+"""The master's data channel for file bytes (docs/files.md); 0: off."""
+FILES_RETENTION = "7d"
+"""Stored files no job keeps are removed this long after their last use."""
 """The master's HTTPS JSON API port; 0 turns the API off."""
 
 API_BIND = _env_str("FFRTMP_API_BIND", "auto")

@@ -80,7 +80,8 @@ class LocalCluster:
             state.unlink()
         metrics = ["--no-metrics"] if metrics_port is None else ["--metrics", "--metrics-port", str(metrics_port)]
         args = ["master", "--port", str(port), "--bind", "127.0.0.1", "--data-dir", str(self.master_dir),
-                "--api-port", "0", *metrics, *self.master_args, *(extra or [])]  # the HTTP API: opt in per test
+                "--api-port", "0", "--files-port", "0", *metrics, *self.master_args,
+                *(extra or [])]  # the HTTP API and the files port: opt in per test
         if not self.tls:
             args.append("--no-tls")
         self.master = self._spawn("master", args)

@@ -89,7 +89,8 @@ def test_data_survives_reopening_and_migrations_run_once(postgres_url: str) -> N
             assert test_store.status(again, job_id) == "pending"
             assert again.get_node("w1") is not None
             applied = again.conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-            assert [(row["version"], row["name"]) for row in applied] == [(1, "initial"), (2, "leadership")]
+            assert [(row["version"], row["name"]) for row in applied] == [(1, "initial"), (2, "leadership"),
+                                                                          (3, "files")]
         finally:
             again.close()
 

@@ -198,7 +198,7 @@ def test_data_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None
             assert [row["name"] for row in applied] == ["m001_initial", "m002_log_accounting", "m003_keys_and_tenants",
                                                         "m004_tenant_listing", "m005_attempts_and_history_by_seq",
                                                         "m006_key_scopes", "m007_submit_keys", "m008_dispatch_lanes",
-                                                        "m009_leader_lease"]
+                                                        "m009_leader_lease", "m010_files"]
         finally:
             again.close()
 

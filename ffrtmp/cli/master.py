@@ -26,7 +26,7 @@ from ffrtmp.master.logbook import LogPolicy
 from ffrtmp.master.ratelimit import parse_limits
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.masters import parse_address, parse_masters
-from ffrtmp.units import duration_text, parse_size, size_text
+from ffrtmp.units import duration_text, parse_duration, parse_size, size_text
 
 if TYPE_CHECKING:
     from ffrtmp.master.server import MasterOptions
@@ -128,6 +128,17 @@ def master(
     metrics_port: int = typer.Option(defaults.METRICS_PORT, "--metrics-port", envvar="FFRTMP_METRICS_PORT"),
     api_port: int = typer.Option(defaults.API_PORT, "--api-port", min=0, max=65535, envvar="FFRTMP_API_PORT",
                                  help="HTTPS JSON API port (GET /api/jobs, ...); 0 turns the HTTP API off."),
+    files_port: int = typer.Option(None, "--files-port", min=0, max=65535, envvar="FFRTMP_FILES_PORT",
+                                   show_default=str(defaults.FILES_PORT),
+                                   help="The data channel for job files (uploads, fetches; CURVE like --port); 0 "
+                                        "turns it off."),
+    files: Path = typer.Option(None, "--files", envvar="FFRTMP_FILES", show_default=False,
+                               help="Where stored files live (content-addressed). Default: DATA_DIR/files."),
+    files_retention: str = typer.Option(defaults.FILES_RETENTION, "--files-retention", envvar="FFRTMP_FILES_RETENTION",
+                                        help="Remove a stored file no job keeps this long after its last use."),
+    files_max_bytes: str = typer.Option(None, "--files-max-bytes", envvar="FFRTMP_FILES_MAX_BYTES",
+                                        show_default=False, help="Cap of the whole file store (e.g. 500G); an upload "
+                                        "past it is refused at its start (exit 5). Default: no cap."),
     api_bind: str = typer.Option(defaults.API_BIND, "--api-bind", envvar="FFRTMP_API_BIND",
                                  help="Interface of the HTTP API. auto: 127.0.0.1 while the master has no API key "
                                       "(protected mode; --allow-keys does not count), else 0.0.0.0."),
@@ -248,7 +259,13 @@ def master(
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
                             config=config, insecure=insecure, api_port=api_port, api_bind=api_bind,
-                            tls_cert=tls_cert, tls_key=tls_key)
+                            tls_cert=tls_cert, tls_key=tls_key,
+                            files_port=defaults.FILES_PORT if files_port is None else files_port,
+                            files_port_given=files_port is not None, files_dir=files,
+                            files_retention=duration_option(files_retention, "files-retention")
+                            or parse_duration(defaults.FILES_RETENTION),
+                            files_max_bytes=parse_size(files_max_bytes, field="files-max-bytes")
+                            if files_max_bytes else None)
     cluster_options(options, name, advertise, cluster_peers, lease_ttl, lease_renew, standby_poll)
     if key is None and cert is not None:
         raise InvalidInput("key", "--cert needs --key (the secret half)")

@@ -38,3 +38,6 @@ class MasterConfig:
     """Below this much free space on the store's disk the master refuses writes (degraded mode)."""
     submit_key_ttl: float = defaults.SUBMIT_KEY_TTL
     """How long a submit's idempotency key is remembered."""
+    files_port: int = 0
+    """The data channel's bound port (docs/files.md), told to workers in WELCOME and to clients by files_info;
+    0: off."""

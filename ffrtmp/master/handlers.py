@@ -67,7 +67,8 @@ def on_hello(state: MasterState, route: bytes, message: Message, now: float) -> 
     state.store.upsert_node(session.record(), now)
     config = state.config
     state.outbox.send(route, Kind.WELCOME, {"node": name, "heartbeat_interval": config.heartbeat_interval,
-                                            "node_timeout": config.node_timeout, "publish": True})
+                                            "node_timeout": config.node_timeout, "publish": True,
+                                            **({"files_port": config.files_port} if config.files_port else {})})
     log.info("worker %s joined (%d slots, engines %s)", name, session.slots, ",".join(sorted(session.engines)),
              extra={"node": name})
     state.due.soon()

@@ -51,6 +51,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("stats", "read", "read", requests.stats),
     Operation("ping", "read", "read", requests.ping),
     Operation("cluster", "read", "read", requests.cluster),
+    Operation("files_info", "read", "read", requests.files_info),
     Operation("nodes.list", "read", "read", requests.nodes_list),
     Operation("nodes.get", "read", "read", requests.nodes_get),
     Operation("nodes.drain", "admin", "read", requests.nodes_drain, writes=True),

@@ -13,6 +13,7 @@ from typing import Any
 
 from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput, NotFound, RateLimited
+from ffrtmp.files.wire import CHUNK_SIZE, WINDOW
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
 from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
@@ -99,6 +100,13 @@ def _check_pending_quota(state: MasterState, tenant: str, adding: int) -> None:
     if pending + adding > quota:
         raise RateLimited(f"tenant {tenant!r} may have {quota} pending jobs and has {pending}; "
                           f"retry after some have started (quota: ffrtmp keys quota)")
+
+
+def files_info(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
+    """Where the data channel is (docs/files.md); 404 when this master has none (--files-port 0)."""
+    if not state.config.files_port:
+        raise NotFound("this master has no data channel for files (it runs with --files-port 0)")
+    return {"port": state.config.files_port, "chunk_size": CHUNK_SIZE, "window": WINDOW}
 
 
 def get(state: MasterState, caller: Principal, args: Args, now: float) -> Any:

@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import zmq
 
 from ffrtmp import __version__, defaults
-from ffrtmp.errors import InvalidInput
+from ffrtmp.errors import InvalidInput, TransportError
 from ffrtmp.master.api_bridge import ApiBridge
 from ffrtmp.master.coordinator import Coordinator, MasterConfig
 from ffrtmp.master.leader_metrics import register as register_leader_metrics
@@ -30,9 +31,12 @@ from ffrtmp.master.store.health import describe
 from ffrtmp.master.traces import MasterTracer
 from ffrtmp.protocol import Kind, encode
 from ffrtmp.redact import RedactUrls
-from ffrtmp.security import master_keypair
+from ffrtmp.security import KeyPair, master_keypair
 from ffrtmp.tracing import Tracing
 from ffrtmp.transport import RouterSocket
+
+if TYPE_CHECKING:
+    from ffrtmp.master.filechannel import FileChannel
 
 log = logging.getLogger("ffrtmp.master")
 log.addFilter(RedactUrls())  # every master module logs here: stream keys in URLs never reach its log
@@ -80,6 +84,16 @@ class MasterOptions:
     api_bind: str = defaults.API_BIND
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    files_port: int = 0
+    """The data channel's port (docs/files.md); 0: off (the command line's default is defaults.FILES_PORT); -1:
+    any free port (written to master.json as files_port)."""
+    files_port_given: bool = True
+    """False when --files-port is the default: a port in use then leaves the data channel off (a warning)
+    instead of stopping the master, as a second master on one machine would."""
+    files_dir: Path | None = None
+    """The object store's directory; default DATA_DIR/files."""
+    files_retention: float = 7 * 86400.0
+    files_max_bytes: int | None = None
 
 
 class MasterServer:
@@ -104,6 +118,8 @@ class MasterServer:
         port = "*" if options.port == 0 else str(options.port)
         self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
         options.config.version = __version__
+        self.files = self._file_channel(keys, host) if options.files_port else None
+        options.config.files_port = self.files.port if self.files is not None else 0
         self.coordinator = Coordinator(self.store, options.config, self.send_frame)
         self.api_bridge = ApiBridge() if options.api_port else None
         self.api = None
@@ -137,6 +153,32 @@ class MasterServer:
             register_leader_metrics(self.metrics.registry, self.member.election)
         self._write_state()
 
+    def _file_channel(self, keys: KeyPair | None, host: str) -> FileChannel | None:
+        """The data channel: its own ROUTER (same keys, same --allow-keys) and store connection, off the loop."""
+        from ffrtmp.files.objects import LocalObjects
+        from ffrtmp.master.filechannel import FileChannel, FilesOptions
+
+        options = self.options
+        port = "*" if options.files_port < 0 else str(options.files_port)
+        try:
+            objects = LocalObjects(options.files_dir or options.data_dir / "files")
+            channel = FileChannel(f"tcp://{host}:{port}", keys, options.allow_keys, objects,
+                                  lambda: open_store(self.db_path, options.config.store_min_free),
+                                  options.config.api_key, lambda: self.member.leading,
+                                  FilesOptions(options.files_retention, options.files_max_bytes))
+        except TransportError as exc:
+            if not options.files_port_given:
+                log.warning("no data channel for files: %s (set --files-port to another port)", exc)
+                return None
+            self.socket.close()
+            self.store.close()
+            raise InvalidInput("files-port", f"{exc} (--files-port 0 turns the data channel off)") from None
+        except OSError as exc:
+            self.socket.close()
+            self.store.close()
+            raise InvalidInput("files", f"cannot use the file store: {exc}") from None
+        return channel
+
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.options.bind in ("0.0.0.0", "*") else self.options.bind
@@ -152,7 +194,8 @@ class MasterServer:
         state = {"url": self.url, "bind": self.options.bind, "pid": os.getpid(), "tls": self.options.tls,
                  "version": __version__, "name": self.options.name, "advertise": self.advertise,
                  "metrics_port": self.http.server_address[1] if self.http else None,
-                 "api_port": self.api.port if self.api else None}
+                 "api_port": self.api.port if self.api else None,
+                 "files_port": self.files.port if self.files else None}
         path = self.options.data_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -176,6 +219,8 @@ class MasterServer:
         # What start-up made (imports, the restored state) lives as long as the master: frozen, the collector's
         # full passes skip it. Unfrozen, a full pass took 50-130 ms, and a flood of frames from strangers, each
         # decoded only to be refused, set one off several times a second (H4).
+        if self.files is not None:
+            self.files.start()
         gc.collect()
         gc.freeze()
         last_tick = -TICK_EVERY  # monotonic: a wall-clock step never pauses upkeep (F2)
@@ -269,6 +314,8 @@ class MasterServer:
         return self.socket.send(route, frame)
 
     def close(self) -> None:
+        if self.files is not None:
+            self.files.stop()
         if self.api is not None:
             self.api.stop()
         if self.api_bridge is not None:

@@ -16,6 +16,7 @@ import psycopg
 
 from ffrtmp.errors import InvalidInput, StoreUnavailable
 from ffrtmp.master.store.health import WriteFault
+from ffrtmp.master.store.postgres_files import FileRows
 from ffrtmp.master.store.postgres_jobs import JobRows
 from ffrtmp.master.store.postgres_keys import KeyRows
 from ffrtmp.master.store.postgres_lease import LeaseRows
@@ -24,7 +25,7 @@ from ffrtmp.master.store.postgres_rows import LogNodeRows
 from ffrtmp.master.store.postgres_session import SqliteStyle, first_line
 
 
-class PostgresStore(LeaseRows, JobRows, LogNodeRows, KeyRows):
+class PostgresStore(LeaseRows, JobRows, LogNodeRows, KeyRows, FileRows):
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a database not migrated is refused."""
         super().__init__(url)

@@ -25,6 +25,8 @@ from typing import Any
 
 import psycopg
 
+from ffrtmp.master.store.postgres_files import POSTGRES_SCHEMA
+
 MIGRATION_LOCK = 0x66667274_6D70  # 'ffrtmp' as a bigint: the advisory lock key of schema changes
 
 
@@ -166,6 +168,7 @@ MIGRATIONS = (
             last_seen timestamptz NOT NULL
         )""",
     )),
+    Migration(3, "files", POSTGRES_SCHEMA),  # stored files, a job's input and outputs: store/postgres_files.py
 )
 
 LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

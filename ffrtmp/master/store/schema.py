@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from ffrtmp.master.store.files import m010_files
 from ffrtmp.master.store.lease_sqlite import m009_leader_lease
 
 MIGRATIONS = Migrations("ffrtmp")
@@ -238,3 +239,4 @@ def m008_dispatch_lanes(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS()(m009_leader_lease)  # the leader lease and the masters seen: store/lease_sqlite.py
+MIGRATIONS()(m010_files)  # stored files, a job's input and outputs, tenants' byte quotas: store/files.py

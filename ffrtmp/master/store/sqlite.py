@@ -33,6 +33,7 @@ from ffrtmp.master.store.api import (
     WriteFault,
 )
 from ffrtmp.master.store.dispatch import DispatchRows, needs_key
+from ffrtmp.master.store.files import FileRows
 from ffrtmp.master.store.health import is_write_fault
 from ffrtmp.master.store.keys import KeyRows
 from ffrtmp.master.store.lease_sqlite import LeaseRows
@@ -48,7 +49,7 @@ RECENT_SCAN = 200_000
 """History rows read back at start for the last hour's activity, at most (a bounded cost on a huge store)."""
 
 
-class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows):
+class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows, FileRows):
     """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
 
     conn: LazySavepointConnection
