@@ -305,6 +305,8 @@ def on_result(state: MasterState, route: bytes, message: Message, now: float) ->
         state.due.at(state.clock.steady + REFUSAL_DELAY)
         state.due.soon()
         return
+    if status == "completed" and (missing := _unstored_output(state, job_id, attempt, body.get("output_file"))):
+        status, body = "failed", {**body, "failure": Failure.ENCODER_ERROR, "error": missing}
     if status in ("completed", "canceled"):
         state.lifecycle.finish_later(Ending(
             job_id, attempt, status, now, metrics=metrics, started_at=started,
@@ -316,6 +318,20 @@ def on_result(state: MasterState, route: bytes, message: Message, now: float) ->
         state.lifecycle.attempt_failed(session, job_id, attempt, classify(body.get("failure")),
                                    str(body.get("error") or "the attempt failed")[:2000], now, metrics)
     state.due.soon()
+
+
+def _unstored_output(state: MasterState, job_id: str, attempt: int, reported: object) -> str | None:
+    """Why a completed attempt's `output_file` is not its stored output (docs/files.md), or None when it is (or
+    the attempt reported none): only an object that attempt uploaded completes the job."""
+    if reported is None:
+        return None
+    if not isinstance(reported, dict) or not isinstance(reported.get("sha256"), str):
+        return "the worker reported a malformed output_file (it needs sha256, size and name)"
+    stored = state.store.job_file(job_id, "output", attempt)
+    if stored is None or stored["sha256"] != reported["sha256"] or stored["size"] != reported.get("size"):
+        return (f"the output file {reported['sha256'][:64]} was not stored by attempt {attempt} (upload it over the "
+                "data channel before reporting the result)")
+    return None
 
 
 def _awaits_publishing(body: ResultBody) -> bool:

@@ -14,12 +14,13 @@ from typing import Any
 from ffrtmp import __version__, defaults
 from ffrtmp.errors import InvalidInput, NotFound, RateLimited
 from ffrtmp.files.wire import CHUNK_SIZE, WINDOW
-from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, validate_submission
+from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS, JobSpec, validate_submission
 from ffrtmp.master.auth import Principal, quotas
 from ffrtmp.master.serialize import job_json, node_json
 from ffrtmp.master.standby import cluster_status
 from ffrtmp.master.state import MasterState
 from ffrtmp.master.store import TERMINAL, JobRow
+from ffrtmp.master.store.files import FileRef
 from ffrtmp.master.tenants import allowed_lanes, check_lane
 from ffrtmp.master.upkeep import forget_node
 from ffrtmp.protocol import Kind
@@ -81,7 +82,10 @@ def submit(state: MasterState, caller: Principal, args: Args, now: float) -> Any
             field = exc.field if len(jobs) == 1 else f"jobs[{index}].{exc.field}"
             raise InvalidInput(field, exc.problem) from None
     _check_pending_quota(state, caller.tenant, len(specs))
+    inputs = _stored_inputs(state, caller.tenant, specs, now)
     ids = state.store.insert_jobs(specs, now, state.config.max_retries, tenant=caller.tenant)
+    for index, ref in inputs:
+        state.store.link_job_file(ids[index], "input", 0, caller.tenant, ref, now)
     if key is not None:
         state.store.remember_submit(caller.tenant, key, ids, now)
     state.observer.jobs_submitted(
@@ -89,6 +93,23 @@ def submit(state: MasterState, caller: Principal, args: Args, now: float) -> Any
           "trace": args.get("trace")} for job_id, spec in zip(ids, specs, strict=True)], now)
     state.due.soon()
     return {"ids": ids}
+
+
+def _stored_inputs(state: MasterState, tenant: str, specs: list[JobSpec], now: float) -> list[tuple[int, FileRef]]:
+    """The jobs' `input_file`s, each held by the tenant (404 naming the field otherwise), marked as used."""
+    found: list[tuple[int, FileRef]] = []
+    for index, spec in enumerate(specs):
+        ref = spec.params.get("input_file")
+        if ref is None:
+            continue
+        row = state.store.find_file(tenant, ref["sha256"])
+        if row is None or row["size"] != ref["size"]:
+            field = "input_file" if len(specs) == 1 else f"jobs[{index}].input_file"
+            raise NotFound(f"{field}: no stored file {ref['sha256']} of {ref['size']} bytes for this tenant "
+                           "(upload it first: jobs submit --input PATH does)")
+        state.store.touch_file(tenant, ref["sha256"], now)
+        found.append((index, {"sha256": ref["sha256"], "size": ref["size"], "name": ref["name"] or row["name"]}))
+    return found
 
 
 def _check_pending_quota(state: MasterState, tenant: str, adding: int) -> None:
@@ -114,7 +135,9 @@ def get(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
     job = state.store.get_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    return job_json(job, state.store.job_history(job_id), state.store.job_attempts(job_id))
+    shown = job_json(job, state.store.job_history(job_id), state.store.job_attempts(job_id))
+    shown["files"] = state.store.job_files(job_id)
+    return shown
 
 
 def list_jobs(state: MasterState, caller: Principal, args: Args, now: float) -> Any:
