@@ -146,11 +146,10 @@ def _upload_inputs(client: Client, jobs: list[dict[str, Any]], quiet: bool) -> l
     with transfer_bars(not quiet) as bars:
         uploads = Uploads(client, bars)
         sent = [uploads.rewrite(job) for job in jobs]
-    if not quiet:
-        for path, done in uploads.done.items():
-            state = "already stored, 0 bytes sent" if done.had else f"{done.sent} bytes sent"
-            errors.print(f"input {path}: {done.size} bytes, sha256 {done.sha256} ({state})", highlight=False,
-                         soft_wrap=True)
+    for path, done in uploads.done.items():  # on stderr, also with --json: what moved is worth knowing
+        state = "already stored, 0 bytes sent" if done.had else f"{done.sent} bytes sent"
+        errors.print(f"input {path}: {done.size} bytes, sha256 {done.sha256} ({state})", highlight=False,
+                     soft_wrap=True)
     return sent
 
 
