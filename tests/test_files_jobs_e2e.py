@@ -62,6 +62,10 @@ class Laptop:
         assert job["status"] == "completed", job
         return job["id"], done.stderr
 
+    def client(self, tenant: str = "alpha") -> Client:
+        return Client(self.cluster.url, api_key=self.keys[tenant], master_key=str(self.home / "master.key"),
+                      client_key=self.home / "config" / "client.key_secret", timeout=10)
+
     def show(self, job_id: str, tenant: str = "alpha") -> dict[str, Any]:
         done = self.ffrtmp("jobs", "show", job_id, "--json", tenant=tenant)
         assert done.returncode == 0, done.stderr
@@ -137,8 +141,9 @@ def test_resubmitting_the_same_input_uploads_nothing_and_from_uploads_each_once(
     clip = laptop.clip("same.mp4")
     _, first = laptop.submit("--input", "same.mp4")
     assert f"{clip.stat().st_size} bytes sent" in first
-    _, again = laptop.submit("--input", str(clip))
-    assert "already stored, 0 bytes sent" in again
+    with laptop.client() as client:
+        again = client.upload(clip)
+    assert (again.sent, again.had, again.sha256) == (0, True, sha(clip))
     jobs = laptop.home / "jobs.jsonl"
     jobs.write_text("".join(json.dumps({"input": name, "priority": priority}) + "\n"
                             for name, priority in (("./same.mp4", "high"), (str(clip), "low"))))
@@ -146,6 +151,21 @@ def test_resubmitting_the_same_input_uploads_nothing_and_from_uploads_each_once(
     assert done.returncode == 0, done.stdout + done.stderr
     assert [job["status"] for job in json.loads(done.stdout)] == ["completed"] * 2
     assert done.stderr.count("input ") == 1 and "0 bytes sent" in done.stderr
+
+
+def test_the_python_api_uploads_a_path_and_fetches_the_output(laptop: Laptop) -> None:
+    clip = laptop.clip("api.mp4")
+    seen: list[tuple[int, int]] = []
+    with laptop.client() as client:
+        job_id = client.submit("files", input=clip, resolution="160x120", fps=10, duration=1, bitrate="100k",
+                               engine="ffmpeg", max_retries=0)
+        job = client.wait(job_id, timeout=60)
+        assert job["status"] == "completed", job
+        assert job["files"]["input"]["sha256"] == sha(clip)
+        done = client.fetch(job_id, laptop.home, progress=lambda got, total: seen.append((got, total)))
+    assert done.path == laptop.home / job["files"]["output"]["name"]
+    assert sha(done.path) == job["files"]["output"]["sha256"] == done.sha256
+    assert seen and seen[-1] == (done.size, done.size)
 
 
 def test_another_tenant_cannot_fetch_the_output(laptop: Laptop) -> None:
