@@ -54,7 +54,7 @@ def test_quotas_are_set_and_listed(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "master.db").close()
     assert run("keys", "quota", "set", "acme", "--max-pending", "10", "--data-dir", str(tmp_path))[0] == 0
     code, out = run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")
-    assert json.loads(out) == {"acme": {"max_pending": 10, "max_running": None}}
+    assert json.loads(out) == {"acme": {"max_pending": 10, "max_running": None, "max_bytes": None}}
     assert run("keys", "quota", "set", "acme", "--max-running", "-1", "--data-dir", str(tmp_path))[0] == 2
 
 
@@ -113,8 +113,8 @@ def test_quota_set_grants_queues_and_priorities(tmp_path: Path) -> None:
     assert code == 0 and "queues live,default" in out
     assert run("keys", "quota", "set", "acme", "--queues", "urgent", "--data-dir", str(tmp_path))[0] == 2
     listed = json.loads(run("keys", "quota", "list", "--data-dir", str(tmp_path), "--json")[1])
-    assert listed == {"acme": {"max_pending": None, "max_running": None, "queues": ["live", "default"],
-                               "priorities": ["high", "medium"]}}
+    assert listed == {"acme": {"max_pending": None, "max_running": None, "max_bytes": None,
+                               "queues": ["live", "default"], "priorities": ["high", "medium"]}}
     store = SqliteStore(tmp_path / "master.db")
     try:
         lanes = allowed_lanes(store)

@@ -10,18 +10,21 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
 
-from ffrtmp.errors import Conflict, FileMismatch, NotFound, RateLimited, StoreUnavailable
+from ffrtmp.errors import Conflict, FileMismatch, NotAuthorized, NotFound, RateLimited, StoreUnavailable
 from ffrtmp.files import wire
 from ffrtmp.files.transfer import FilesPeer, download, upload
 from ffrtmp.local import LocalCluster
 from ffrtmp.master.store import open_store
-from ffrtmp.security import load_keypair, load_public_key
+from ffrtmp.protocol import Kind, decode, encode, unbatch
+from ffrtmp.security import KeyPair, load_keypair, load_public_key
 from tests.conftest import eventually
 from tests.test_transport import free_port
 
@@ -114,8 +117,9 @@ def test_a_stale_attempts_output_is_refused_with_409(files: Files) -> None:
     with files.cluster.client() as client:
         client.api_key = files.key_a
         job_id = client.submit("test1")  # no worker: never assigned, so attempt 1 is not running
-    with pytest.raises(Conflict, match="stale attempt"):
-        upload(files.peer, files.make("out.mp4", 1000), job=job_id, attempt=1)
+        with pytest.raises(Conflict, match="stale attempt"):
+            upload(files.peer, files.make("out.mp4", 1000), job=job_id, attempt=1)
+        client.cancel(job_id)  # never dispatched to a worker a later test joins
 
 
 def test_a_killed_uploader_resumes_resending_at_most_one_chunk(files: Files) -> None:
@@ -195,3 +199,65 @@ def test_a_full_store_refuses_the_upload_with_507(tmp_path: Path) -> None:
         with cluster.client() as client:
             assert client.request("files_info") == {"port": port, "chunk_size": wire.CHUNK_SIZE,
                                                     "window": wire.WINDOW}
+
+
+class ScriptedWorker:
+    """A worker's main-channel side by hand (HELLO, JOB, RESULT) with the client's CURVE key pair."""
+
+    def __init__(self, cluster: LocalCluster, peer: FilesPeer) -> None:
+        from ffrtmp.transport import DealerSocket
+
+        self.dealer = DealerSocket(cluster.url, peer.server_key, peer.keys)
+
+    def send(self, kind: Kind, body: dict[str, Any]) -> None:
+        self.dealer.send(encode(kind, body))
+
+    def expect(self, kind: Kind, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = self.dealer.recv(0.2)
+            if frame is None:
+                continue
+            message = decode(frame)
+            for one in unbatch(message) if message.kind is Kind.BATCH else [message]:
+                if one.kind is kind:
+                    return one.body
+        raise AssertionError(f"no {kind.value} within {timeout}s")
+
+
+def test_a_worker_reads_its_attempts_input_and_stores_its_output_by_its_curve_key(files: Files) -> None:
+    from ffrtmp import __version__
+
+    source = files.make("input.mp4", 700_000)
+    stored = upload(files.peer, source, api_key=files.key_a)
+    ref = {"sha256": stored.sha256, "size": stored.size, "name": "input.mp4"}
+    worker = ScriptedWorker(files.cluster, files.peer)
+    try:
+        worker.send(Kind.HELLO, {"name": "scripted", "fingerprint": "fp", "version": __version__, "slots": 1,
+                                 "engines": ["null"], "key": files.cluster.api_key("worker", "alpha")})
+        assert worker.expect(Kind.WELCOME)["files_port"] == files.port
+        with files.cluster.client() as client:
+            client.api_key = files.key_a
+            job_id = client.submit("test1", engine="null", input_file=ref)
+            job = worker.expect(Kind.JOB)
+            assert job["job"] == job_id and job["spec"]["params"]["input_file"] == ref
+            attempt = job["attempt"]
+            fetched = download(files.peer, files.client_dir / "worker-in.mp4", job=job_id, which="input",
+                               attempt=attempt)
+            assert fetched.sha256 == stored.sha256
+            stranger = FilesPeer(files.peer.endpoint, files.peer.server_key, KeyPair(*zmq.curve_keypair()))
+            with pytest.raises(NotAuthorized):
+                download(stranger, files.client_dir / "stolen.mp4", job=job_id, which="input", attempt=attempt)
+            output = files.make("output.mp4", 400_000)
+            out = upload(files.peer, output, job=job_id, attempt=attempt)
+            output_file = {"sha256": out.sha256, "size": out.size, "name": "output.mp4"}
+            worker.send(Kind.RESULT, {"job": job_id, "attempt": attempt, "status": "completed", "at": time.time(),
+                                      "output_file": output_file})
+            eventually(lambda: client.get(job_id)["status"] == "completed")
+            assert client.get(job_id)["files"] == {"input": ref, "output": output_file}
+            back = download(files.peer, files.client_dir / "fetched-output.mp4", job=job_id, api_key=files.key_a)
+            assert sha(back.path) == out.sha256
+            with pytest.raises(NotFound):  # another tenant does not see the job, nor its files
+                download(files.peer, files.client_dir / "other.mp4", job=job_id, api_key=files.key_b)
+    finally:
+        worker.dealer.close()

@@ -82,6 +82,10 @@ SET: dict[str, str] = {
     "FFRTMP_API_BIND": "127.0.0.3",
     "FFRTMP_TLS_CERT": "/pki/api.pem",
     "FFRTMP_TLS_KEY": "/pki/api-key.pem",
+    "FFRTMP_FILES_PORT": "8282",
+    "FFRTMP_FILES": "/stash/files",
+    "FFRTMP_FILES_RETENTION": "3d",
+    "FFRTMP_FILES_MAX_BYTES": "500G",
 }
 
 EFFECT: dict[str, Any] = {
@@ -145,6 +149,10 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_API_BIND": lambda r: (r["master"]["api_bind"], r["defaults"]["API_BIND"]),
     "FFRTMP_TLS_CERT": lambda r: r["master"]["tls_cert"],
     "FFRTMP_TLS_KEY": lambda r: r["master"]["tls_key"],
+    "FFRTMP_FILES_PORT": lambda r: (r["master"]["files_port"], r["defaults"]["FILES_PORT"]),
+    "FFRTMP_FILES": lambda r: r["master"]["files"],
+    "FFRTMP_FILES_RETENTION": lambda r: parse_duration(r["master"]["files_retention"]),
+    "FFRTMP_FILES_MAX_BYTES": lambda r: r["master"]["files_max_bytes"] and parse_size(r["master"]["files_max_bytes"]),
 }
 
 EXPECTED: dict[str, Any] = {
@@ -187,6 +195,10 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_API_BIND": ("127.0.0.3", "127.0.0.3"),
     "FFRTMP_TLS_CERT": "/pki/api.pem",
     "FFRTMP_TLS_KEY": "/pki/api-key.pem",
+    "FFRTMP_FILES_PORT": (8282, 8282),
+    "FFRTMP_FILES": "/stash/files",
+    "FFRTMP_FILES_RETENTION": 3 * 86400.0,
+    "FFRTMP_FILES_MAX_BYTES": 500 * 2**30,
 }
 
 

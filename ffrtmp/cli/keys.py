@@ -10,6 +10,7 @@ import typer
 from ffrtmp.cli.common import console, print_json
 from ffrtmp.jobspec import check_name
 from ffrtmp.master.store import Store, open_store
+from ffrtmp.units import parse_size, size_text
 
 app = typer.Typer(help="CURVE key pairs for masters, workers and clients.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -144,6 +145,8 @@ def quota_set(
     tenant: str = typer.Argument(...),
     max_pending: int = typer.Option(None, "--max-pending", help="Pending jobs at most (a submit past it: exit 5)."),
     max_running: int = typer.Option(None, "--max-running", help="Jobs running at once at most (others wait)."),
+    max_bytes: str = typer.Option(None, "--max-bytes", help="Bytes of stored files at most (e.g. 50G); an upload "
+                                  "past it is refused at its start (exit 5)."),
     queues: str = typer.Option(None, "--queues", help="Queues its jobs may use, comma-separated (e.g. "
                                "default,batch). Once any tenant has a list, tenants without one get default,batch."),
     priorities: str = typer.Option(None, "--priorities", help="Priorities its jobs may use, comma-separated (e.g. "
@@ -156,14 +159,18 @@ def quota_set(
     from ffrtmp.master.tenants import parse_allowed, set_allowed
 
     allowed_queues, allowed_priorities = parse_allowed("queues", queues), parse_allowed("priorities", priorities)
+    byte_cap = parse_size(max_bytes, field="max-bytes") if max_bytes is not None else None
     store = _store(data_dir, db)
     try:
         set_quota(store, tenant, max_pending, max_running)
+        with store.transaction():
+            store.set_bytes_quota(tenant, byte_cap)
         set_allowed(store, tenant, allowed_queues, allowed_priorities)
     finally:
         store.close()
     console.print(f"{tenant}: max pending {max_pending if max_pending is not None else 'unlimited'}, "
                   f"max running {max_running if max_running is not None else 'unlimited'}"
+                  + (f", max bytes {size_text(byte_cap)}" if byte_cap is not None else "")
                   + (f", queues {','.join(allowed_queues)}" if allowed_queues else "")
                   + (f", priorities {','.join(allowed_priorities)}" if allowed_priorities else ""), highlight=False)
 
@@ -177,6 +184,8 @@ def quota_list(data_dir: Path = DataDir, db: str = DbPath, json_output: bool = t
     store = _store(data_dir, db)
     try:
         found: dict[str, dict[str, Any]] = {name: dict(limits) for name, limits in quotas(store).items()}
+        for name, limits in found.items():
+            limits["max_bytes"] = store.bytes_quota(name)
         for name, lanes in granted_lanes(store).items():
             found.setdefault(name, {}).update(lanes)  # only tenants with lists get these fields
     finally:
@@ -187,5 +196,6 @@ def quota_list(data_dir: Path = DataDir, db: str = DbPath, json_output: bool = t
     for name, limits in sorted(found.items()):
         granted = "".join(f", {field} {','.join(limits[field])}" for field in ("queues", "priorities")
                           if field in limits)
+        shown_bytes = f", max bytes {size_text(limits['max_bytes'])}" if limits.get("max_bytes") is not None else ""
         console.print(f"{name}: max pending {limits.get('max_pending')}, max running {limits.get('max_running')}"
-                      f"{granted}", highlight=False)
+                      f"{shown_bytes}{granted}", highlight=False)

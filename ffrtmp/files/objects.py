@@ -45,7 +45,7 @@ class IncomingObject(Protocol):
 
     offset: int
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         """Append `data`, which must start at `offset` (== self.offset), else ValueError."""
         ...
 
@@ -128,7 +128,7 @@ class _LocalIncoming:
             os.close(self._fd)
             raise
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         if offset != self.offset:
             raise ValueError(f"a chunk at offset {offset}, expected {self.offset}")
         if self.offset + len(data) > self.size:

@@ -103,7 +103,7 @@ class _Channel:
         else:
             self.socket.send_multipart([header, payload], copy=False)
 
-    def recv(self, timeout: float) -> tuple[wire.Header, bytes | None]:
+    def recv(self, timeout: float) -> tuple[wire.Header, memoryview | None]:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -118,7 +118,7 @@ class _Channel:
                 continue
             if header.kind == wire.ERROR:
                 raise error_from_status(header.body["status"], header.body["error"])
-            payload = parts[1].bytes if len(parts) > 1 else None
+            payload = parts[1].buffer if len(parts) > 1 else None  # no copy: written straight from ZeroMQ's buffer
             return header, payload
 
     def close(self) -> None:

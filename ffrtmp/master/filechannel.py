@@ -88,7 +88,10 @@ class FileChannel:
     def __init__(self, endpoint: str, keys: KeyPair | None, allow_dir: Path | None, objects: ObjectStore,
                  open_store: Callable[[], Store], legacy_key: str | None, leading: Callable[[], bool],
                  options: FilesOptions | None = None) -> None:
-        self.socket = RouterSocket(endpoint, keys, allow_dir)
+        self.socket = RouterSocket(endpoint, keys, allow_dir, max_message=wire.CHUNK_SIZE + wire.MAX_HEADER)
+        # A peer that ignores its credit holds at most this many frames in the master (before any connection
+        # exists, so every connection gets it): 2 windows, ~8 MiB, whatever it sends.
+        self.socket.socket.setsockopt(zmq.RCVHWM, 2 * wire.WINDOW)
         self.port = int(self.socket.endpoint.rsplit(":", 1)[1])
         self.objects = objects
         self.open_store = open_store
@@ -179,6 +182,9 @@ class FileChannel:
         except OSError as exc:
             log.warning("the data channel: %s", exc)
             self._fail(route, tid, 507, f"the file store cannot be written now ({exc.strerror or exc}); retry later")
+        except Exception:  # a bug met by one message ends that transfer, never the channel
+            log.exception("the data channel failed on a %s message", header.kind)
+            self._fail(route, tid, 500, "the master failed on this transfer (see its log)")
 
     def _send(self, route: bytes, kind: str, body: dict[str, Any], payload: bytes | None = None) -> bool:
         frames: list[Any] = [route, wire.encode(kind, body)]
@@ -301,7 +307,7 @@ class FileChannel:
             raise InvalidInput("chunk", f"a chunk carries 1 to {wire.CHUNK_SIZE} bytes")
         upload.seen = time.monotonic()
         try:
-            upload.incoming.write(offset, bytes(payload))
+            upload.incoming.write(offset, payload)
         except ValueError as exc:
             raise InvalidInput("offset", str(exc)) from None
         except ObjectMismatch as exc:
