@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ffrtmp import defaults
+from ffrtmp import client_files, defaults
 from ffrtmp.errors import MasterUnreachable, ProtocolError, ProtocolMismatch, RateLimited, error_from_status
-from ffrtmp.jobspec import CLIENT_SIDE, validate_submission
+from ffrtmp.files.transfer import Downloaded, Uploaded
 from ffrtmp.masters import (
     ELECTION_PAUSE,
     MIN_TRY,
@@ -37,7 +37,7 @@ from ffrtmp.masters import (
     reply_error,
 )
 from ffrtmp.protocol import Kind, Message, decode, encode
-from ffrtmp.security import client_keypair, default_master_key_path, load_public_key
+from ffrtmp.security import KeyPair, client_keypair, default_master_key_path, load_public_key
 from ffrtmp.subscription import RESUBSCRIBE_AFTER, LogStream, Subscription
 from ffrtmp.tracing import client_carrier
 from ffrtmp.transport import DealerSocket
@@ -109,6 +109,11 @@ class Client:
     def master(self) -> str:
         """The master this client talks to now (the leader, once found)."""
         return self.masters.address
+
+    @property
+    def curve(self) -> tuple[bytes | None, KeyPair | None]:
+        """The master's public key and this client's key pair (None, None without CURVE): the data channel's too."""
+        return self._server_key, self._keys
 
     @property
     def handshake_failed(self) -> bool:
@@ -225,11 +230,29 @@ class Client:
     # ---- jobs ---------------------------------------------------------------------------------------
 
     def submit(self, scenario: str, **options: Any) -> str:
-        """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …)."""
+        """Submit one job; options are those of `ffrtmp jobs submit` (bitrate, resolution, queue, …).
+
+        `input=Path(...)` uploads that local file to the master's file store first (not again when it holds it
+        already) and the job reads it from there; an `input` string is a path on the workers (or a URL) unless
+        `upload="auto"` or `"always"` says to send it as `jobs submit --input` does (docs/files.md)."""
+        local = isinstance(options.get("input"), Path)
+        options = {**options, "upload": options.get("upload") or ("always" if local else "never")}
+        if local:
+            options["input"] = str(options["input"])
         raw = {"scenario": scenario, **{k: v for k, v in options.items() if v is not None}}
-        validate_submission(raw, output_roots=CLIENT_SIDE)  # fail fast, before the network; the master checks again
+        raw = client_files.Uploads(self).rewrite(raw)  # checked before any upload; the master checks again
         ids: list[str] = self.request("submit", _with_trace({"jobs": [raw]}))["ids"]  # keyed by `request`
         return ids[0]
+
+    def upload(self, path: Path, progress: Callable[[int, int], None] | None = None) -> Uploaded:
+        """Store a local file in the master's file store for this client's tenant (`sent` 0: it was there)."""
+        return client_files.Uploads(self, lambda what: progress).file(Path(path).expanduser().resolve())
+
+    def fetch(self, job_id: str, path: Path | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Downloaded:
+        """Download a job's stored output to `path` (a file, or a directory for its own name; default: its name
+        in the current directory), resuming a partial download; NotFound when the job has no stored output."""
+        return client_files.fetch(self, job_id, Path(path) if path is not None else None, lambda what: progress)
 
     def submit_many(self, jobs: Iterable[dict[str, Any]], key: str | None = None,
                     tries: int = SUBMIT_TRIES) -> SubmittedIds:

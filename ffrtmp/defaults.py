@@ -141,6 +141,9 @@ DELIVER_TIMEOUT: float = _env("FFRTMP_DELIVER_TIMEOUT", 10.0, float)  # seconds,
 PREFETCH = _env_int("FFRTMP_PREFETCH", 1)
 """Jobs a worker holds beyond its free slots, so the next one starts the moment a slot frees; 0: none."""
 
+CACHE_MAX_BYTES = _env_size("FFRTMP_CACHE_MAX_BYTES", 10 * 1024**3)
+"""A worker's cache of fetched inputs (WORK_DIR/cache) evicts the least recently used past this."""
+
 LOG_MAX_JOB_BYTES = _env_size("FFRTMP_LOG_MAX_JOB_BYTES", 10 * 1024 * 1024)
 """A job's stored log is cut (with a marker line) past this size."""
 

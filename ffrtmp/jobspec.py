@@ -44,7 +44,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 FIELDS = frozenset({"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine",
-                    "input", "input_file", "output", "queue", "priority", "max_retries", "timeout", "labels"})
+                    "input", "input_file", "upload", "output", "queue", "priority", "max_retries", "timeout",
+                    "labels"})
+UPLOAD_MODES = ("auto", "always", "never")
+"""`upload`: what a client does with a local `input` (docs/files.md); checked here, never kept in the job."""
 
 
 @dataclass
@@ -271,6 +274,8 @@ def validate_submission(raw: Any, *, output_roots: tuple[str, ...] | None = ()) 
             raise InvalidInput("input_file", "give either input (a path on the workers or a URL) or input_file "
                                "(a stored file), not both")
         params["input_file"] = check_file_ref("input_file", given["input_file"])
+    if "upload" in given:  # the client's instruction: checked, not kept (the job names what it reads)
+        _choice("upload", given["upload"], UPLOAD_MODES)
     if "preset" in given:
         if not isinstance(given["preset"], str) or not _PRESET.match(given["preset"]):
             raise InvalidInput("preset", f"{given['preset']!r} must be an encoder preset name such as veryfast")

@@ -1,4 +1,4 @@
-"""`ffrtmp jobs …`: submit, list, show, logs, cancel, retry; sweep (cli/sweep.py)."""
+"""`ffrtmp jobs …`: submit, fetch, list, show, logs, cancel, retry; sweep (cli/sweep.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from rich.live import Live
 
 from ffrtmp.cli.common import Connection, console, errors, print_json, with_connection
 from ffrtmp.cli.sweep import sweep
+from ffrtmp.cli.transferbar import transfer_bars
 from ffrtmp.client import TERMINAL, Client, SubmittedIds
+from ffrtmp.client_files import Uploads, fetch
 from ffrtmp.errors import InvalidInput, JobFailed
-from ffrtmp.jobspec import CLIENT_SIDE, parse_labels, validate_submission
+from ffrtmp.jobspec import CLIENT_SIDE, UPLOAD_MODES, parse_labels, validate_submission
 from ffrtmp.views import job_detail, job_progress, jobs_table
 
 app = typer.Typer(help="Submit and inspect jobs.", no_args_is_help=True, rich_markup_mode=None)
@@ -51,7 +53,8 @@ def _read_jobs_file(path: Path, defaults_: dict[str, Any]) -> list[dict[str, Any
             raise InvalidInput(f"from: line {number}", "must be a JSON object")
         job = {**defaults_, **raw}
         try:
-            validate_submission(job, output_roots=CLIENT_SIDE)
+            # a local input is checked once uploaded (it need not be a path a worker could take)
+            validate_submission({**job, "input": None}, output_roots=CLIENT_SIDE)
         except InvalidInput as exc:
             raise InvalidInput(f"from: line {number}: {exc.field}", exc.problem) from None
         jobs.append(job)
@@ -72,7 +75,10 @@ def submit(
     codec: str = typer.Option(None, "--codec", help="h264, h265, vp9, av1, or an encoder name (h264_nvenc)."),
     preset: str = typer.Option(None, "--preset", help="Encoder preset, e.g. veryfast."),
     engine: str = typer.Option(None, "--engine", help="auto, ffmpeg, gstreamer or null."),
-    input_: str = typer.Option(None, "--input", help="A file or URL (default: a generated test source)."),
+    input_: str = typer.Option(None, "--input", help="A file or URL (default: a generated test source). A file "
+                               "on this machine is uploaded to the master's file store (see --upload)."),
+    upload: str = typer.Option(None, "--upload", help="auto (default: upload --input when it is a local file), "
+                               "always (it must be), or never (--input is a path on the workers)."),
     output: str = typer.Option(None, "--output", help="A path in the job's own output directory, an absolute "
                                "path under the master's --output-root, or rtmp://…"),
     queue: str = typer.Option(None, "--queue", help="live, default or batch."),
@@ -83,6 +89,9 @@ def submit(
     label: list[str] = typer.Option([], "--label", help="KEY=VALUE a worker must offer (repeatable)."),
     from_file: Path = typer.Option(None, "--from", help="Many jobs: a JSONL file, one object a line."),
     wait: bool = typer.Option(False, "--wait", help="Block with a progress bar until the job ends."),
+    fetch_output: bool = typer.Option(False, "--fetch", help="With --wait: download the output once completed."),
+    fetch_to: Path = typer.Option(None, "-o", "--fetch-to", help="With --fetch: where (a file or a directory; "
+                                  "default: the output's name here)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     idempotency_key: str = typer.Option(None, "--idempotency-key", help="Rerunning a submit with the same key "
                                         "(within a day, same tenant) creates no job twice. With --from it "
@@ -92,17 +101,22 @@ def submit(
     options = {"scenario": scenario, "bitrate": bitrate, "resolution": resolution, "fps": fps,
                "duration": duration, "codec": codec, "preset": preset, "engine": engine, "input": input_,
                "output": output, "queue": queue, "priority": priority, "max_retries": max_retries,
-               "timeout": timeout_, "labels": parse_labels(label) or None}
+               "timeout": timeout_, "labels": parse_labels(label) or None, "upload": upload}
     given = {k: v for k, v in options.items() if v is not None}
+    if upload is not None and upload not in UPLOAD_MODES:
+        raise InvalidInput("upload", f"{upload!r} is not one of {', '.join(UPLOAD_MODES)}")
+    if (fetch_output or fetch_to is not None) and not wait:
+        raise InvalidInput("fetch", "--fetch and -o need --wait (the output exists once the job completed)")
     if from_file is not None:
         jobs = _read_jobs_file(from_file, given)
     else:
-        validate_submission(given, output_roots=CLIENT_SIDE)
+        validate_submission({**given, "input": None}, output_roots=CLIENT_SIDE)
         jobs = [given]
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY:
         raise InvalidInput("idempotency-key", f"must be 1 to {MAX_KEY} characters")
-    key = idempotency_key or (jobs_key(jobs) if from_file is not None else None)
     with conn.client() as client:
+        jobs = _upload_inputs(client, jobs, quiet=json_output)
+        key = idempotency_key or (jobs_key(jobs) if from_file is not None else None)
         ids = client.submit_many(jobs, key=key) if key is not None or len(jobs) > 1 \
             else client.request("submit", {"jobs": jobs})["ids"]
         if isinstance(ids, SubmittedIds) and ids.repeated:
@@ -123,6 +137,48 @@ def submit(
     if failed:
         job = failed[0]
         raise JobFailed(f"job {job['id']} {job['status']}: {job.get('error') or 'no error recorded'}")
+    if fetch_output or fetch_to is not None:
+        with conn.client() as client, transfer_bars(not json_output) as bars:
+            for job in finals:
+                _report_fetch(fetch(client, job["id"], fetch_to, bars), quiet=json_output)
+
+
+def _upload_inputs(client: Client, jobs: list[dict[str, Any]], quiet: bool) -> list[dict[str, Any]]:
+    """Upload the local inputs (each distinct file once) and name them by `input_file`; say what was sent."""
+    with transfer_bars(not quiet) as bars:
+        uploads = Uploads(client, bars)
+        sent = [uploads.rewrite(job) for job in jobs]
+    for path, done in uploads.done.items():  # on stderr, also with --json: what moved is worth knowing
+        state = "already stored, 0 bytes sent" if done.had else f"{done.sent} bytes sent"
+        errors.print(f"input {path}: {done.size} bytes, sha256 {done.sha256} ({state})", highlight=False,
+                     soft_wrap=True)
+    return sent
+
+
+def _report_fetch(done: Any, quiet: bool) -> None:
+    if not quiet:
+        errors.print(f"fetched {done.path}: {done.size} bytes, sha256 {done.sha256} verified "
+                     f"({done.received} bytes received)", highlight=False, soft_wrap=True)
+
+
+@app.command("fetch")
+@with_connection
+def fetch_(
+    conn: Connection,
+    job_id: str = typer.Argument(..., help="A job id or a unique prefix."),
+    output: Path = typer.Option(None, "-o", "--output", help="Where (a file, or a directory for the output's own "
+                                "name; default: its name in the current directory)."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON: path, size, sha256, received."),
+) -> None:
+    """Download a job's stored output (resumes a partial download; its SHA-256 is checked). Exit 6 when the job
+    has no stored output."""
+    with conn.client() as client, transfer_bars(not json_output) as bars:
+        done = fetch(client, job_id, output, bars)
+    if json_output:
+        print_json({"path": str(done.path), "size": done.size, "sha256": done.sha256, "received": done.received})
+        return
+    _report_fetch(done, quiet=False)
+    console.print(str(done.path), highlight=False)
 
 
 def _wait_with_progress(client: Client, job_id: str, quiet: bool = False) -> dict[str, Any]:

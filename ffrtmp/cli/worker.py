@@ -25,7 +25,7 @@ from ffrtmp.cli.common import (
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name, parse_labels
 from ffrtmp.masters import parse_masters
-from ffrtmp.units import duration_text, parse_duration
+from ffrtmp.units import duration_text, parse_duration, parse_size, size_text
 
 
 def machine_fingerprint(name: str) -> str:
@@ -80,6 +80,10 @@ def worker(
     prefetch: int = typer.Option(defaults.PREFETCH, "--prefetch", min=0, max=256, envvar="FFRTMP_PREFETCH",
                                  help="Jobs held beyond the free slots, so the next starts the moment one ends "
                                  "(0: off)."),
+    cache_max_bytes: str = typer.Option(size_text(defaults.CACHE_MAX_BYTES), "--cache-max-bytes",
+                                        envvar="FFRTMP_CACHE_MAX_BYTES", help="Room for inputs fetched from the "
+                                        "master's file store (WORK_DIR/cache); past it the least recently used "
+                                        "go."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -98,6 +102,7 @@ def worker(
         if unknown:
             raise InvalidInput("engines", f"{unknown[0]!r} is not one of {', '.join(KNOWN_ENGINES)}")
     retention = parse_duration(output_retention, field="output-retention")
+    cache_bytes = parse_size(cache_max_bytes, field="cache-max-bytes")
     directory = (work_dir or defaults.work_dir()).expanduser()
     if probe:
         _probe(detect(wanted, ffmpeg), directory, json_output)
@@ -127,7 +132,8 @@ def worker(
                             burst=burst, drain_timeout=drain_timeout, output_retention=retention,
                             deliver_timeout=deliver_timeout,
                             input_roots=tuple(p.expanduser().resolve() for p in input_root),
-                            allow_private_network=allow_private_network, prefetch=prefetch)
+                            allow_private_network=allow_private_network, prefetch=prefetch,
+                            cache_max_bytes=cache_bytes)
     if tracing:
         from ffrtmp.tracing import Tracing
 

@@ -269,6 +269,7 @@ class WorkerCore:
         self.next_heartbeat = mono
         self.logs.resend(mono)  # before the results, so each attempt's lines arrive ahead of its end
         self.results.welcomed(mono, body.get("publish") is True)
+        self.jobs.data_channel.welcomed(self.address, body)
         self.send_results()
         log.info("joined %s as %s (%d slots)", self.address, self.options.name, self.options.slots)
 

@@ -21,6 +21,8 @@ from ffrtmp.protocol import Kind
 from ffrtmp.worker.capabilities import Capabilities
 from ffrtmp.worker.core_options import WorkerOptions
 from ffrtmp.worker.core_results import Results, published
+from ffrtmp.worker.fetch import DataChannel, InputFetcher
+from ffrtmp.worker.filecache import FileCache
 from ffrtmp.worker.logship import LogShipper
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 from ffrtmp.worker.sources import InputPolicy
@@ -50,6 +52,9 @@ class Jobs:
         self.failed = 0
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
         self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
+        self.data_channel = DataChannel(options.master_key, options.client_keys)
+        """The master's data channel, as its WELCOME names it (stored inputs in, stored outputs out)."""
+        self.fetcher = InputFetcher(self.data_channel, FileCache(options.work_dir / "cache", options.cache_max_bytes))
         self.attempts: dict[str, Attempt] = {}
         """Every attempt this worker holds: running, and prefetched ones (`held`) waiting for a slot."""
         self.held: dict[str, dict[str, Any] | None] = {}
@@ -115,7 +120,8 @@ class Jobs:
                 extra={"job": job_id, "attempt": number, "node": options.name})
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
                                self.emit, cpu_count=self.capabilities.cpu_count,
-                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy)
+                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy,
+                               fetcher=self.fetcher)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return
@@ -231,6 +237,8 @@ class Jobs:
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
         if result.get("refused"):
             body["refused"] = True
+        if result["status"] == "completed" and result.get("output_file"):
+            body["output_file"] = result["output_file"]  # stored by this attempt: the master checks it is
         if result["status"] == "completed" and result.get("partial") and result.get("output"):
             if self.results.master_publishes:
                 body["partial"] = result["partial"]

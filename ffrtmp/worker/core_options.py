@@ -39,6 +39,8 @@ class WorkerOptions:
     """Local inputs are read only under these dirs (none: no local inputs)."""
     allow_private_network: bool = False
     """URL inputs and RTMP outputs may reach loopback, private and link-local addresses."""
+    cache_max_bytes: int = defaults.CACHE_MAX_BYTES
+    """Fetched inputs kept in `WORK_DIR/cache` (least recently used out first past this)."""
 
 
 class WorkerExit(Exception):

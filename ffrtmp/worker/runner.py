@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ffrtmp.errors import FfrtmpError
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
 from ffrtmp.worker.childdeath import die_with_parent
 from ffrtmp.worker.childenv import child_environment
+from ffrtmp.worker.deliver import Delivery, StaleAttempt, deliver
 from ffrtmp.worker.diagnosis import Diagnosis
 from ffrtmp.worker.disk import space_problem
 from ffrtmp.worker.encoders import best_for, engine_of
@@ -36,6 +38,7 @@ from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob, is_stream
 from ffrtmp.worker.engines import ffmpeg as ffmpeg_engine
 from ffrtmp.worker.engines import gstreamer as gstreamer_engine
 from ffrtmp.worker.engines.choice import choose_engine
+from ffrtmp.worker.fetch import InputFetcher, InputMissing
 from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.joblog import JobLogFilter
@@ -115,7 +118,7 @@ Emit = Callable[[Event], None]
 class AttemptRunner:
     def __init__(self, attempt: Attempt, paths: WorkerPaths, ffmpeg: str | None, encoders: dict[str, Any],
                  emit: Emit, cpu_count: int = 1, gst_launch: str | None = None,
-                 policy: InputPolicy | None = None) -> None:
+                 policy: InputPolicy | None = None, fetcher: InputFetcher | None = None) -> None:
         self.attempt = attempt
         self.paths = paths
         self.ffmpeg = ffmpeg
@@ -130,6 +133,10 @@ class AttemptRunner:
         self.diagnosis = Diagnosis()
         self.output: OutputPlan | None = None
         """The file output's partial and final names, once known (None for streams and null jobs)."""
+        self.fetcher = fetcher
+        """Fetches stored inputs and knows the master's data channel (None: this worker moves no files)."""
+        self.pinned = contextlib.ExitStack()
+        """The cached input this attempt reads, kept from eviction until the attempt ends."""
 
     @functools.cached_property
     def gst_launch(self) -> str | None:
@@ -154,7 +161,8 @@ class AttemptRunner:
     def run(self) -> None:
         """The thread body: always ends with exactly one `finished` event."""
         try:
-            self._run()
+            with self.pinned:
+                self._run()
         except AttemptFailed as exc:
             self._discard()
             self.log("worker", f"failed: {exc}")
@@ -202,8 +210,10 @@ class AttemptRunner:
             metrics["output_bytes"] = os.path.getsize(written)
         if reason is None and code == 0:
             # The file keeps its partial name: the agent publishes it once the master accepts this attempt.
-            published = {"output": self.output.final, "partial": self.output.partial} if self.output is not None \
-                else {"output": context.output}
+            published: dict[str, Any] = {"output": self.output.final, "partial": self.output.partial} \
+                if self.output is not None else {"output": context.output}
+            if self._stores_output():
+                published["output_file"] = self._deliver(engine, metrics)
             self.finish("completed", metrics=metrics, **published)
             return
         self._discard()
@@ -260,6 +270,7 @@ class AttemptRunner:
             raise AttemptFailed(Failure.ENCODER_ERROR, str(exc)) from None  # retried: DNS may be back
         except SourceRefused as exc:
             raise AttemptFailed(Failure.INVALID_INPUT, str(exc)) from None
+        source = self._stored_input(params.get("input_file")) or source
         if source is None and engine == "ffmpeg":
             assert self.ffmpeg is not None
             self.log("worker", f"preparing test source {params['resolution']}@{params['fps']} "
@@ -278,6 +289,51 @@ class AttemptRunner:
                              ffmpeg=self.ffmpeg, cpu_count=self.cpu_count, gst_launch=self.gst_launch,
                              audio_encoder=audio, input_audio=input_audio)
         return context, time.monotonic() - begin
+
+    # ---- files across machines (docs/files.md): a stored input in, a stored output out ---------------
+
+    def _stored_input(self, input_file: dict[str, Any] | None) -> str | None:
+        """The job's stored input, if it names one, fetched (once per file) into the cache and pinned there
+        until the attempt ends."""
+        if input_file is None:
+            return None
+        if self.fetcher is None:
+            raise AttemptFailed(Failure.ENCODER_ERROR, "this worker cannot fetch stored inputs")
+        self.log("worker", f"fetching the input {input_file['name']!r} ({input_file['size']} bytes, "
+                 f"sha256 {input_file['sha256'][:12]}…)")
+        try:
+            path = self.pinned.enter_context(self.fetcher.input(self.attempt.job, self.attempt.attempt, input_file))
+        except InputMissing as exc:
+            raise AttemptFailed(Failure.INVALID_INPUT, str(exc)) from None
+        except FfrtmpError as exc:  # no data channel, a mismatch after every try, a full cache, a lost master
+            raise AttemptFailed(Failure.ENCODER_ERROR, f"fetching the input failed: {exc}") from None
+        return str(path)
+
+    def _stores_output(self) -> bool:
+        """A file output in the job's own directory goes to the master's store, when it has one."""
+        if self.output is None or self.fetcher is None or self.fetcher.channel.peer is None:
+            return False
+        return self.paths.outputs.resolve() in Path(self.output.final).parents
+
+    def _deliver(self, engine: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Verify and upload the output; the RESULT's `output_file`. Any failure fails the attempt (its file
+        is discarded by `run`), so an unverified or unstored file never becomes the job's output."""
+        assert self.output is not None and self.fetcher is not None and self.ffmpeg is not None
+        written = self.attempt.progress.get("out_time") if engine == "ffmpeg" else None
+        expected = float(written) if isinstance(written, (int, float)) and written > 0 \
+            else float(self.attempt.spec["params"]["duration"])
+        begin = time.monotonic()
+        try:
+            stored = deliver(self.fetcher.channel, self.ffmpeg, self.attempt.job, self.attempt.attempt,
+                             Delivery(Path(self.output.partial), Path(self.output.final).name, expected),
+                             self.attempt.cancel)
+        except StaleAttempt as exc:
+            raise AttemptFailed(Failure.CANCELED, str(exc)) from None
+        except FfrtmpError as exc:
+            raise AttemptFailed(Failure.ENCODER_ERROR, f"the output was not stored: {exc}") from None
+        metrics["deliver_seconds"] = round(time.monotonic() - begin, 3)
+        self.log("worker", f"output stored: {stored['size']} bytes, sha256 {stored['sha256']}")
+        return stored
 
     def _input_audio(self, source: str) -> bool:
         """Whether a GStreamer stream can carry the input's audio: it has a track GStreamer can decode and cut."""
