@@ -49,7 +49,7 @@ class Jobs:
         self.completed = 0
         self.failed = 0
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
-        self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
+        self.input_policy = InputPolicy(options.input_roots, options.allow_private_network, options.path_maps)
         self.attempts: dict[str, Attempt] = {}
         """Every attempt this worker holds: running, and prefetched ones (`held`) waiting for a slot."""
         self.held: dict[str, dict[str, Any] | None] = {}
