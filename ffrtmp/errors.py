@@ -73,6 +73,13 @@ class NotFound(FfrtmpError):
     status = 404
 
 
+class FileMismatch(FfrtmpError):
+    """The bytes of a file transfer are not the file announced (size or SHA-256): nothing was kept."""
+
+    exit_code = 1
+    status = 422
+
+
 class ProtocolError(FfrtmpError):
     """A message could not be decoded or does not fit its kind."""
 
@@ -106,6 +113,7 @@ _BY_STATUS: dict[int, type[FfrtmpError]] = {
     401: NotAuthorized,
     404: NotFound,
     409: Conflict,
+    422: FileMismatch,
     429: RateLimited,
     507: StoreUnavailable,
     503: MasterUnreachable,

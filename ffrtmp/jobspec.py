@@ -38,9 +38,10 @@ _ENCODER = re.compile(r"^[a-z0-9_]{2,40}$")
 _PRESET = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 FIELDS = frozenset({"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine",
-                    "input", "output", "queue", "priority", "max_retries", "timeout", "labels"})
+                    "input", "input_file", "output", "queue", "priority", "max_retries", "timeout", "labels"})
 
 
 @dataclass
@@ -139,6 +140,24 @@ def _input(value: Any) -> str:
 
 CLIENT_SIDE = None
 """`output_roots` on a client: only the master knows its `--output-root`s, so absolute outputs are left to it."""
+
+
+def check_file_ref(field_name: str, value: Any) -> dict[str, Any]:
+    """A stored file named by content (docs/files.md): `{"sha256", "size", "name"}`, nothing else."""
+    if not isinstance(value, dict):
+        raise InvalidInput(field_name, "must be an object {sha256, size, name}")
+    unknown = sorted(str(k) for k in value if k not in ("sha256", "size", "name"))
+    if unknown:
+        raise InvalidInput(f"{field_name}.{unknown[0]}", "unknown field (known: name, sha256, size)")
+    sha256, size, name = value.get("sha256"), value.get("size"), value.get("name", "")
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise InvalidInput(f"{field_name}.sha256", "must be 64 lowercase hex digits")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 2**53:
+        raise InvalidInput(f"{field_name}.size", "must be a whole number of bytes, 0 or more")
+    if not isinstance(name, str) or len(name) > 255 or "/" in name or "\\" in name or _CONTROL.search(name) \
+            or name in (".", ".."):
+        raise InvalidInput(f"{field_name}.name", "must be a file name (no '/', at most 255 characters)")
+    return {"sha256": sha256, "size": size, "name": name}
 
 
 def check_url(field_name: str, url: str) -> None:
@@ -244,6 +263,11 @@ def validate_submission(raw: Any, *, output_roots: tuple[str, ...] | None = ()) 
         "input": _input(given["input"]) if "input" in given else None,
         "output": check_output(given["output"], output_roots) if "output" in given else None,
     }
+    if "input_file" in given:
+        if "input" in given:
+            raise InvalidInput("input_file", "give either input (a path on the workers or a URL) or input_file "
+                               "(a stored file), not both")
+        params["input_file"] = check_file_ref("input_file", given["input_file"])
     if "preset" in given:
         if not isinstance(given["preset"], str) or not _PRESET.match(given["preset"]):
             raise InvalidInput("preset", f"{given['preset']!r} must be an encoder preset name such as veryfast")

@@ -362,8 +362,8 @@ def test_check_name_rejects_naming_the_field(name: Any) -> None:
 
 
 def test_fields_constant_lists_every_option() -> None:
-    assert {"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine", "input", "output",
-            "queue", "priority", "max_retries", "timeout", "labels"} == FIELDS
+    assert {"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine", "input", "input_file",
+            "output", "queue", "priority", "max_retries", "timeout", "labels"} == FIELDS
 
 
 def test_a_client_leaves_absolute_outputs_to_the_master() -> None:
