@@ -104,10 +104,16 @@ class _S3Incoming:
         self.offset += len(data)
         self._owner._grew(len(data))
         while len(self._buffer) >= self._part_size:
-            self._send_part(bytes(self._buffer[:self._part_size]))
-            del self._buffer[:self._part_size]
+            part = self._buffer  # sent as it is, not copied: a transfer holds about one part
+            self._buffer = bytearray(part[self._part_size:])
+            del part[self._part_size:]
+            try:
+                self._send_part(part)
+            except BaseException:
+                self._buffer = part + self._buffer  # kept: a resume sends the part again
+                raise
 
-    def _send_part(self, data: bytes) -> None:
+    def _send_part(self, data: bytes | bytearray) -> None:
         owner = self._owner
         if self._upload_id is None:
             self._upload_id = owner.client.create_multipart_upload(Bucket=owner.bucket, Key=owner.key_of(self.sha256)
