@@ -89,3 +89,20 @@ def test_a_map_to_outside_the_input_roots_stops_the_worker_at_start(tmp_path: Pa
     assert done.returncode == 2, done.stderr
     assert "path-map: " in done.stderr and "is not under any --input-root" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_gstreamer_reads_a_mapped_shared_storage_input(cluster: LocalCluster, storage: tuple[Path, Path],
+                                                       gst_launch: str, ffprobe: str) -> None:
+    export, named = storage
+    cluster.start_worker("gst", "--engines", "gstreamer", "--input-root", str(export), "--path-map",
+                         f"{named}={export}")
+    cluster.wait_for_nodes(["gst"])
+    with cluster.client(timeout=30) as client:
+        job_id = client.submit("nfs-gst", input=str(named / "in" / "clip.mp4"), **{**TINY, "engine": "gstreamer"})
+        done = client.wait(job_id, timeout=120)
+    assert (done["status"], done["node"]) == ("completed", "gst"), done
+    probed = subprocess.run([ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries",
+                             "stream=codec_name,width,height", "-of", "json", done["output"]],
+                            capture_output=True, text=True, timeout=30, check=True)
+    stream = json.loads(probed.stdout)["streams"][0]
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 160, 120)
