@@ -8,11 +8,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.nodes import check_hello
 from ffrtmp.master.scheduler import NodeView, place, wait_reason, why_not
-from ffrtmp.master.shared_storage import check_sees
+from ffrtmp.master.shared_storage import can_see, check_sees
 from ffrtmp.master.store.dispatch import needs_key, needs_of
 from ffrtmp.protocol import MAX_SEES, HelloBody, Kind
 from ffrtmp.worker.pathmap import (
@@ -150,6 +152,25 @@ def test_a_hostile_sees_field_is_refused_naming_it(sees: Any) -> None:
     with pytest.raises(InvalidInput) as error:
         check_hello(hello(sees=sees))
     assert error.value.field == "sees"
+
+
+paths = st.one_of(st.text(max_size=30), st.text(max_size=30).map(lambda t: "/" + t),
+                  st.sampled_from(["/", "//", "/a/./b", "/a//b/", "/../x", "/a/..", "/\u00e9t\u00e9", "/x" * 2100]))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(sees=st.one_of(st.lists(paths, max_size=70), st.lists(st.one_of(st.integers(), st.none(), paths))))
+def test_any_sees_is_either_refused_naming_it_or_a_bounded_list_of_clean_absolute_paths(sees: list[Any]) -> None:
+    try:
+        checked = check_sees(sees)
+    except InvalidInput as error:
+        assert error.field == "sees"
+        return
+    assert checked is not None and len(checked) <= MAX_SEES
+    for path in checked:
+        assert path.startswith("/") and ".." not in PurePosixPath(path).parts
+    for directory in ("/", "/a/b", "", "/x"):
+        can_see(checked, directory)  # never raises
 
 
 def test_sees_is_normalised_and_optional() -> None:
