@@ -250,7 +250,22 @@ def jobs_sent(cluster: Cluster, route: bytes) -> list[str]:
 
 
 def test_a_job_waits_for_a_worker_that_sees_it_and_blocks_no_other(tmp_path: Path) -> None:
+    waits_then_runs(Cluster(tmp_path))
+
+
+def test_the_same_on_postgresql(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ffrtmp.master.store.postgres import open_postgres_store
+    from tests import test_coordinator
+
+    monkeypatch.setattr(test_coordinator, "SqliteStore", lambda path, **_: open_postgres_store(postgres_url))
     cluster = Cluster(tmp_path)
+    try:
+        waits_then_runs(cluster)
+    finally:
+        cluster.store.close()
+
+
+def waits_then_runs(cluster: Cluster) -> None:
     assert cluster.hello(b"blind", "blind", slots=4, sees=[])[0].kind is Kind.WELCOME
     unseen = [cluster.submit(input=f"/shared/in/{i}.mp4") for i in range(3)]
     generated = cluster.submit()
