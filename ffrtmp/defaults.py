@@ -223,6 +223,12 @@ LIST_PAGE = 1000
 ALLOW_PRIVATE_NETWORK = os.environ.get("FFRTMP_ALLOW_PRIVATE_NETWORK", "").lower() in ("1", "true", "yes")
 """Whether a worker lets jobs reach loopback, private and link-local addresses (off: public hosts only)."""
 
+PATH_MAP = [pair for pair in os.environ.get("FFRTMP_PATH_MAP", "").split(os.pathsep) if pair.strip()]
+"""A worker's `--path-map FROM=TO` pairs (':' between pairs): shared storage it mounts at another path."""
+
+S3_ENDPOINT = os.environ.get("FFRTMP_S3_ENDPOINT") or None
+"""Where a master's `--files s3://BUCKET/PREFIX` bucket is (None: where boto3's AWS_* settings say)."""
+
 ZAP_DOMAIN = b"ffrtmp"
 """The ZAP domain of the master socket; enforced so CURVE fails closed."""
 

@@ -60,6 +60,7 @@ SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
         "running": (_LIST, False),
         "key": (_STR, False),
         "prefetch": (_INT, False),
+        "sees": (_LIST, False),
     },
     Kind.WELCOME: {"node": (_STR, True), "heartbeat_interval": (_NUM, True), "node_timeout": (_NUM, True)},
     Kind.REFUSED: {"status": (_INT, True), "error": (_STR, True)},
@@ -101,6 +102,11 @@ MAX_BATCH_ITEMS = 1000
 MAX_STRING = 64 * 1024
 """No single string field of a message may be longer (log lines are cut well below this)."""
 
+MAX_SEES = 64
+"""Paths one HELLO's `sees` may hold (a worker's input roots and --path-map FROMs)."""
+MAX_SEES_PATH = 4096
+"""The longest of them (as long as a job's input may be)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -132,6 +138,8 @@ class HelloBody(TypedDict):
     key: NotRequired[str]
     prefetch: NotRequired[int]
     draining: NotRequired[object]
+    sees: NotRequired[list[Any]]
+    """The absolute paths under which the worker can read shared-storage inputs (each still to be checked)."""
 
 
 class HeartbeatBody(TypedDict):

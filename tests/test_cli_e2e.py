@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("e2e")
     with LocalCluster(root) as local:
         local.start_master()
-        local.start_worker("e2e-worker")
+        local.start_worker("e2e-worker", "--input-root", str(root))
         local.wait_for_nodes(["e2e-worker"])
         yield local
 
@@ -105,7 +105,8 @@ def test_invalid_submit_exits_2_naming_the_field_and_stores_nothing(cluster: Loc
 def test_exit_codes_for_not_found_and_failed_jobs(cluster: LocalCluster) -> None:
     assert ffrtmp(cluster, "jobs", "show", "0123456789abcdef").returncode == 6
     assert ffrtmp(cluster, "nodes", "show", "nobody").returncode == 6
-    done = ffrtmp(cluster, "jobs", "submit", "--scenario", "missing", "--input", "/nonexistent/in.mp4",
+    done = ffrtmp(cluster, "jobs", "submit", "--scenario", "missing", "--input",
+                  str(cluster.root / "nonexistent" / "in.mp4"),
                   "--resolution", "160x120", "--duration", "1", "--wait")
     assert done.returncode == 1
     assert "does not exist" in done.stderr

@@ -37,6 +37,8 @@ class Attack:
     """A text file inside the open worker's input root."""
     outside: Path
     """The same text outside it."""
+    escape: Path
+    """A link inside the root to the text outside it: the master routes by path, the worker must refuse it."""
 
     def run(self, box: str, **job: Any) -> dict[str, Any]:
         with self.cluster.client() as client:
@@ -53,12 +55,14 @@ def attack(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[At
     secret.write_text(SECRET)
     outside = root / "credentials.txt"
     outside.write_text(SECRET)
+    escape = roots / "escape.mp4"
+    escape.symlink_to(outside)
     with LocalCluster(root / "cluster") as cluster:
         cluster.start_master()
         cluster.start_worker("strict", "--label", "box=strict")
         cluster.start_worker("open", "--label", "box=open", "--input-root", str(roots), "--allow-private-network")
         cluster.wait_for_nodes(["strict", "open"])
-        yield Attack(cluster, roots, secret, outside)
+        yield Attack(cluster, roots, secret, outside, escape)
 
 
 @pytest.fixture
@@ -122,13 +126,22 @@ def loot_size(loot: Path) -> int:
 def test_a_secret_text_file_outside_the_input_roots_is_not_read(attack: Attack,
                                                                 attacker_rtmp: tuple[str, Path]) -> None:
     url, loot = attacker_rtmp
-    job = attack.run("open", input=str(attack.outside), output=url)
+    job = attack.run("open", input=str(attack.escape), output=url)  # under the root by name, outside by link
     assert (job["status"], job["failure"]) == ("failed", "invalid_input"), job
     assert "does not exist on this worker or is outside its --input-root dirs" in job["error"]
     assert loot_size(loot) == 0
-    strict = attack.run("strict", input=str(attack.outside))  # no roots at all: no local file
-    assert (strict["status"], strict["failure"]) == ("failed", "invalid_input"), strict
-    assert "it has none" in strict["error"]
+    with attack.cluster.client() as client:  # no worker sees the file's dir (strict has no roots): none is given it
+        strict = client.submit("attack", labels={"box": "strict"}, input=str(attack.outside), **TINY)
+
+        def waiting_with_a_reason() -> dict[str, Any] | None:
+            shown = client.get(strict)
+            return shown if shown["reason"] else None
+
+        waiting = eventually(waiting_with_a_reason, timeout=30, message="the wait reason")
+        client.cancel(strict)
+    assert waiting["status"] == "pending" and waiting["attempts"] == 0, waiting
+    assert f"can see {attack.outside.parent} (add --input-root or --path-map)" in waiting["reason"]
+    assert loot_size(loot) == 0
 
 
 def test_a_text_file_inside_an_input_root_is_never_rendered_as_video(attack: Attack,

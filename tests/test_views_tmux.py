@@ -12,7 +12,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -41,8 +40,8 @@ def tmux() -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Iterator[LocalCluster]:
     with LocalCluster(tmp_path_factory.mktemp("views")) as local:
         local.start_master()
-        local.start_worker("viewer-1", slots=1)
-        local.start_worker("viewer-2", slots=1)
+        local.start_worker("viewer-1", "--input-root", str(local.root), slots=1)
+        local.start_worker("viewer-2", "--input-root", str(local.root), slots=1)
         local.wait_for_nodes(["viewer-1", "viewer-2"])
         with local.client() as client:
             client.submit_many([{"scenario": "done-already", "engine": "null"}] * 3 + [SLOW])
@@ -132,10 +131,10 @@ def test_piped_views_are_plain_text_and_json(cluster: LocalCluster) -> None:
     assert {n["name"] for n in nodes} == {"viewer-1", "viewer-2"}
 
 
-def test_logs_follow_exits_with_the_jobs_exit_code(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_logs_follow_exits_with_the_jobs_exit_code(cluster: LocalCluster) -> None:
     with cluster.client() as client:
         good = client.submit("follow-ok", resolution="160x120", duration=1, queue="live", priority="high")
-        bad = client.submit("follow-bad", input=str(tmp_path / "missing.mp4"), queue="live", priority="high")
+        bad = client.submit("follow-bad", input=str(cluster.root / "missing.mp4"), queue="live", priority="high")
     ok = subprocess.run(ffrtmp_argv(cluster, "jobs", "logs", good, "--follow"), capture_output=True, text=True,
                         env=cluster.env, timeout=120, check=False)
     assert ok.returncode == 0, ok.stderr

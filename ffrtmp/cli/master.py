@@ -225,7 +225,8 @@ def master(
     log_level: LogLevelOption = "info",
     log_format: LogFormatOption = "text",
 ) -> None:
-    """Run the coordinator: ZeroMQ ROUTER + SQLite store + scheduler + metrics."""
+    """Run the coordinator: ZeroMQ ROUTER + SQLite store + scheduler + metrics. A file store in a bucket
+    (`--files s3://BUCKET/PREFIX`, extra ffrtmp[s3]) is reached at FFRTMP_S3_ENDPOINT, else per boto3's AWS_*."""
     from ffrtmp.master.server import MasterOptions, MasterServer
 
     setup_logging(log_level, log_format)

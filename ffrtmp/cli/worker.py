@@ -73,6 +73,10 @@ def worker(
     input_root: list[Path] = typer.Option([], "--input-root", envvar="FFRTMP_INPUT_ROOT",
                                           help="Jobs may read local input files under this dir (repeatable; "
                                           "env: dirs separated by ':'). Default: none."),
+    path_map: list[str] = typer.Option(list(defaults.PATH_MAP), "--path-map", metavar="FROM=TO",
+                                       help="Jobs naming a shared-storage input under FROM read it under TO here "
+                                       "(repeatable; TO must be under an --input-root; env FFRTMP_PATH_MAP: pairs "
+                                       "separated by ':'). The master gives such jobs only to workers that see them."),
     allow_private_network: bool = typer.Option(defaults.ALLOW_PRIVATE_NETWORK, "--allow-private-network",
                                                envvar="FFRTMP_ALLOW_PRIVATE_NETWORK",
                                                help="Let URL inputs and RTMP outputs reach loopback, private "
@@ -111,9 +115,13 @@ def worker(
     from ffrtmp.client import resolve_master_key
     from ffrtmp.security import client_keypair
     from ffrtmp.worker.agent import Agent, WorkerOptions
+    from ffrtmp.worker.pathmap import check_announced, parse_path_maps, visible_prefixes
 
     node_name = check_name("name", name or socket.gethostname())
     labels = parse_labels(label)
+    roots = tuple(p.expanduser().resolve() for p in input_root)
+    maps = parse_path_maps(path_map, roots)
+    sees = check_announced(visible_prefixes([p.expanduser() for p in input_root], maps))
     directory.mkdir(parents=True, exist_ok=True)
     master_key = resolve_master_key(conn.master_key, conn.tls)
     keys = client_keypair(conn.client_key) if conn.tls else None
@@ -126,12 +134,14 @@ def worker(
                           highlight=False)
     if capabilities.ffmpeg:
         console.print(f"ffmpeg: {capabilities.ffmpeg} ({capabilities.ffmpeg_source})", highlight=False)
+    for mapping in maps:
+        console.print(f"path map: inputs under {mapping.source} are read under {mapping.target}", highlight=False)
     options = WorkerOptions(master=masters, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
                             burst=burst, drain_timeout=drain_timeout, output_retention=retention,
                             deliver_timeout=deliver_timeout,
-                            input_roots=tuple(p.expanduser().resolve() for p in input_root),
+                            input_roots=roots, path_maps=maps, sees=sees,
                             allow_private_network=allow_private_network, prefetch=prefetch,
                             cache_max_bytes=cache_bytes)
     if tracing:

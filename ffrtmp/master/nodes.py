@@ -8,6 +8,7 @@ from typing import Any
 from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import check_name
 from ffrtmp.master.scheduler import NodeView
+from ffrtmp.master.shared_storage import check_sees
 from ffrtmp.protocol import HelloBody
 
 MAX_SLOTS = 256
@@ -91,6 +92,8 @@ class NodeSession:
     prefetch: int = 0
     """Jobs its worker holds beyond its slots (HELLO), so the next starts when one ends: placement fills them
     after every free slot; `attempts` counts them like the running ones."""
+    sees: tuple[str, ...] | None = None
+    """The paths under which its worker reads shared-storage inputs (HELLO); None: it did not say."""
     _codecs: tuple[dict[str, Any], dict[str, frozenset[str]]] | None = field(default=None, repr=False, compare=False)
     """`codecs()` and the encoder map it was worked out from."""
 
@@ -128,7 +131,7 @@ class NodeSession:
         return NodeView(name=self.name, slots=self.slots, active=len(self.attempts), engines=self.engines,
                         labels=self.labels, codecs=self.codecs(),
                         cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting,
-                        tenants=self.serves, prefetch=self.prefetch)
+                        tenants=self.serves, prefetch=self.prefetch, sees=self.sees)
 
     def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
             timeout: float | None = None, tenant: str = "", mono: float | None = None) -> AttemptState:
@@ -179,6 +182,7 @@ def check_hello(body: HelloBody) -> None:
         raise InvalidInput("slots", f"{body['slots']} must be from 1 to {MAX_SLOTS}")
     if not 0 <= (prefetch := body.get("prefetch", 0)) <= MAX_SLOTS:
         raise InvalidInput("prefetch", f"{prefetch} must be from 0 to {MAX_SLOTS}")
+    check_sees(body.get("sees"))
     engines = body["engines"]
     if not engines or not all(isinstance(e, str) and len(e) <= 32 for e in engines):
         raise InvalidInput("engines", "must be a non-empty list of engine names")

@@ -1,10 +1,10 @@
 """Pure placement: which pending job goes to which node with a free slot.
 
 Jobs come in dispatch order (weight, then FIFO). A node fits a job when it offers the job's engine, has a
-usable encoder for the job's codec in that engine (for `auto`, in FFmpeg or GStreamer) and carries the
-job's labels. A job that no node can run never blocks the ones behind it: it is skipped with a reason the
-user sees in `jobs show`. Among the nodes that fit, a node that already failed this job is avoided while
-others are free, then the least loaded wins.
+usable encoder for the job's codec in that engine (for `auto`, in FFmpeg or GStreamer), carries the
+job's labels and can see its shared-storage input (shared_storage.py). A job that no node can run never
+blocks the ones behind it: it is skipped with a reason the user sees in `jobs show`. Among the nodes that
+fit, a node that already failed this job is avoided while others are free, then the least loaded wins.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ffrtmp.jobspec import GROUP_LABEL
+from ffrtmp.master.shared_storage import SIGHT, sight_problem
 
 ENCODING_ENGINES = ("ffmpeg", "gstreamer")
 
@@ -33,6 +34,8 @@ class NodeView:
     """The tenants whose jobs this node's worker key lets it run; None: all."""
     prefetch: int = 0
     """Jobs its worker holds beyond its slots, started the moment a slot frees."""
+    sees: tuple[str, ...] | None = None
+    """Where its worker reads shared-storage inputs (shared_storage.py); None: anywhere (it did not say)."""
 
     @property
     def free(self) -> int:
@@ -67,7 +70,7 @@ def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
         codec = job.get("params", {}).get("codec")
         if codec and not encoder_fits(codec, engine, node):
             return f"a usable {codec} encoder" + ("" if engine == "auto" else f" for {engine}")
-    return None
+    return sight_problem(job, node.sees)
 
 
 def wait_reason(job: Mapping[str, Any], nodes: Iterable[NodeView]) -> str:
@@ -78,7 +81,10 @@ def wait_reason(job: Mapping[str, Any], nodes: Iterable[NodeView]) -> str:
     missing = [why_not(job, node) for node in nodes]
     if any(m is None for m in missing):
         return "waiting for a free slot"
-    return "no connected worker has " + " / ".join(sorted({m for m in missing if m}))
+    lacks = {m for m in missing if m}
+    sight = sorted(m for m in lacks if m.startswith(SIGHT))  # "can see /x (...)" reads without "has"
+    rest = sorted(lacks - set(sight))
+    return "no connected worker " + " / ".join((["has " + " / ".join(rest)] if rest else []) + sight)
 
 
 def place(jobs: Iterable[Mapping[str, Any]], nodes: list[NodeView]) -> tuple[list[tuple[str, str]], dict[str, str]]:

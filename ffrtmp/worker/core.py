@@ -31,6 +31,7 @@ from ffrtmp.worker.core_options import WorkerExit, WorkerOptions
 from ffrtmp.worker.core_results import Results
 from ffrtmp.worker.lease import MasterLease
 from ffrtmp.worker.logship import LogShipper
+from ffrtmp.worker.pathmap import visible_prefixes
 from ffrtmp.worker.resources import ResourceSampler
 from ffrtmp.worker.retention import RetentionSweeper
 from ffrtmp.worker.runner import Attempt, Event
@@ -217,11 +218,17 @@ class WorkerCore:
             "slots": self.options.slots, "engines": self.capabilities.engines,
             "encoders": self.encoders, "labels": self.options.labels,
             "resources": self.sampler.sample(), "running": running, "draining": self.draining,
-            "prefetch": self.options.prefetch,
+            "prefetch": self.options.prefetch, "sees": self.sees(),
         }
         if self.options.api_key:
             body["key"] = self.options.api_key
         return body
+
+    def sees(self) -> list[str]:
+        """The paths this worker can read shared-storage inputs under: the master routes those jobs by it."""
+        if self.options.sees is not None:
+            return list(self.options.sees)
+        return visible_prefixes(self.options.input_roots, self.options.path_maps)
 
     def heartbeat_body(self) -> dict[str, Any]:
         held = self.jobs.held

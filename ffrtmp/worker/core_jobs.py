@@ -51,7 +51,7 @@ class Jobs:
         self.completed = 0
         self.failed = 0
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
-        self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
+        self.input_policy = InputPolicy(options.input_roots, options.allow_private_network, options.path_maps)
         self.data_channel = DataChannel(options.master_key, options.client_keys)
         """The master's data channel, as its WELCOME names it (stored inputs in, stored outputs out)."""
         self.fetcher = InputFetcher(self.data_channel, FileCache(options.work_dir / "cache", options.cache_max_bytes))

@@ -8,6 +8,7 @@ from typing import Any
 
 from ffrtmp import defaults
 from ffrtmp.security import KeyPair
+from ffrtmp.worker.pathmap import PathMap
 
 
 @dataclass
@@ -41,6 +42,11 @@ class WorkerOptions:
     """URL inputs and RTMP outputs may reach loopback, private and link-local addresses."""
     cache_max_bytes: int = defaults.CACHE_MAX_BYTES
     """Fetched inputs kept in `WORK_DIR/cache` (least recently used out first past this)."""
+    path_maps: tuple[PathMap, ...] = ()
+    """`--path-map FROM=TO`: shared-storage inputs named under FROM are read under TO (inside an input root)."""
+    sees: tuple[str, ...] | None = None
+    """What HELLO says this worker can see (the roots as given and resolved, each FROM); None: worked out from
+    `input_roots` and `path_maps`."""
 
 
 class WorkerExit(Exception):

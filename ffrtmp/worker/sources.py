@@ -6,6 +6,7 @@ name can read as a protocol (`concat:`, `subfile,`, `data:`, `pipe:`, `fd:` ...)
 `-protocol_whitelist` for the kind of input and `-format_whitelist` of media containers: the `tty` demuxer
 (which renders any `*.txt` as video), playlists (`hls`, `concat`, which name further files or hosts) and
 image sequences can never be chosen by probing. HTTP inputs follow no redirect (it could point inside).
+A `--path-map` moves a path before any of this (pathmap.py): the mapped path meets the same rules.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from ffrtmp.errors import FfrtmpError
 from ffrtmp.worker.netpolicy import HostUnresolved, NetworkRefused, check_destination
+from ffrtmp.worker.pathmap import PathMap, translate
 
 MEDIA_DEMUXERS = ("mov", "matroska", "mpegts", "flv", "live_flv", "avi", "mpeg", "mxf", "ogg", "ivf", "nut", "asf",
                   "h264", "hevc", "m4v", "mp3", "aac", "wav", "flac", "yuv4mpegpipe", "rtsp")
@@ -40,6 +42,8 @@ class InputPolicy:
     """Local inputs are read only under these dirs."""
     allow_private_network: bool = False
     """URL inputs and RTMP outputs may reach loopback, private and link-local addresses."""
+    path_maps: tuple[PathMap, ...] = ()
+    """Shared storage seen at another path here (`--path-map`): applied before the roots are checked."""
 
 
 def is_url(source: str) -> bool:
@@ -73,7 +77,13 @@ def check_source(given: str, policy: InputPolicy) -> str:
     if is_url(given):
         _check_destination("input", given, policy)
         return given
-    return str(resolve_local_input(given, policy.input_roots))
+    mapped = translate(given, policy.path_maps)
+    if mapped is None:
+        return str(resolve_local_input(given, policy.input_roots))
+    try:
+        return str(resolve_local_input(mapped, policy.input_roots))
+    except SourceRefused as exc:
+        raise SourceRefused(f"{exc} (--path-map read {given!r} as {mapped!r})") from None
 
 
 def check_stream_output(url: str, policy: InputPolicy) -> None:

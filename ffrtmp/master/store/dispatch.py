@@ -1,6 +1,7 @@
 """Pending jobs by what they need: the dispatch lanes (a mixin of `Store`).
 
-A job's `needs` is its requirements key (engine, codec, labels: what placement looks at). A lane is the
+A job's `needs` is its requirements key (engine, codec, labels, the directory of a shared-storage input: what
+placement looks at). A lane is the
 pending jobs of one (needs, tenant, weight), FIFO inside. Dispatch walks the lanes with a loose index scan
 (one index probe per lane, none per job), skips at once every lane whose needs no free node meets, and reads
 only the head of the others; so thousands of jobs nobody can run cost one probe, not a scan (F3/H5).
@@ -14,6 +15,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ffrtmp.master import shared_storage
 from ffrtmp.master.columns import from_json
 
 LANE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority,"
@@ -23,19 +25,30 @@ LANE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts
 def needs_key(engine: str, params: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     """The requirements key of a job: equal keys mean every node fits both jobs or neither."""
     codec = params.get("codec") if engine != "null" else None
-    return _needs_key(engine, codec if isinstance(codec, str) else "", tuple(sorted(labels.items())))
+    return _needs_key(engine, codec if isinstance(codec, str) else "", tuple(sorted(labels.items())),
+                      _extra_needs(params))
+
+
+def _extra_needs(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Requirements past engine, codec and labels, as (name, value): the directory of a shared-storage input."""
+    directory = shared_storage.input_dir(params)
+    return () if directory is None else ((shared_storage.NEED, directory),)
 
 
 @functools.lru_cache(maxsize=4096)
-def _needs_key(engine: str, codec: str, labels: tuple[tuple[str, str], ...]) -> str:
-    """Cached: a submit of 5,000 jobs has a handful of distinct keys, and this is paid per job."""
-    return json.dumps([engine, codec, dict(labels)], sort_keys=True, separators=(",", ":"))
+def _needs_key(engine: str, codec: str, labels: tuple[tuple[str, str], ...],
+               extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """Cached: a submit of 5,000 jobs has a handful of distinct keys, and this is paid per job. The extra
+    requirements come as a fourth element only when there are some: every other key stays as it was."""
+    key: list[Any] = [engine, codec, dict(labels), *([dict(extra)] if extra else [])]
+    return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
 def needs_of(key: str) -> dict[str, Any]:
     """The job-shaped requirements behind a key (what `scheduler.why_not` reads)."""
-    engine, codec, labels = json.loads(key)
-    return {"engine": engine, "params": {"codec": codec} if codec else {}, "labels": labels}
+    engine, codec, labels, *extra = json.loads(key)
+    return {"engine": engine, "params": {"codec": codec} if codec else {}, "labels": labels,
+            **(extra[0] if extra else {})}
 
 
 class DispatchRows:

@@ -1,0 +1,225 @@
+"""The object store in an S3-compatible bucket, against moto's S3 server run as a real process on a free port.
+
+The contract (docs/files.md, "The store") is checked on both backends alike, the directory and the bucket: an
+object is visible only once all its bytes came and their SHA-256 matched; a mismatch leaves nothing; a resume
+goes on where it stopped. Then what only the bucket does: multipart parts, an upload a gone master left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ffrtmp.errors import InvalidInput
+from ffrtmp.files.backends import open_object_store
+from ffrtmp.files.objects import LocalObjects, ObjectMismatch, ObjectStore
+from ffrtmp.files.s3 import PART_SIZE, S3Objects, part_size_for
+from tests.conftest import eventually
+from tests.rtmp import free_port
+
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("moto")
+
+CHUNK = 256 * 1024
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 API server (`moto[server]`), as its own process on 127.0.0.1."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env={**os.environ, **CREDENTIALS})
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: _answers(endpoint) or proc.poll() is not None, timeout=30, message="moto's S3 server")
+        assert proc.poll() is None, log.read_text()
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(endpoint: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(endpoint, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> tuple[Any, str]:
+    """A fresh bucket (a boto3 client on it, its name), with boto3's settings in the environment."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    name = "b-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:20]
+    client.create_bucket(Bucket=name)
+    return client, name
+
+
+@pytest.fixture(params=["directory", "bucket"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "directory":
+        return LocalObjects(tmp_path / "files")
+    client, name = request.getfixturevalue("bucket")
+    return S3Objects(client, name, "cluster-1/files")
+
+
+def blob(size: int, seed: int = 1) -> bytes:
+    return (hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1))[:size]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def send(store: ObjectStore, data: bytes, key: str = "up-1", upto: int | None = None,
+         announced: str | None = None) -> Any:
+    """Start (or resume) an upload of `data` and send it from where the store has it, up to `upto` bytes."""
+    incoming = store.receive(key, announced or sha(data), len(data))
+    end = len(data) if upto is None else upto
+    while incoming.offset < end:
+        incoming.write(incoming.offset, data[incoming.offset:min(incoming.offset + CHUNK, end)])
+    return incoming
+
+
+def read_all(store: ObjectStore, digest: str) -> bytes:
+    reader = store.open(digest)
+    try:
+        return b"".join(reader.read(offset, CHUNK) for offset in range(0, reader.size, CHUNK))
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("size", [0, 1000, PART_SIZE + 3 * CHUNK + 7])
+def test_an_object_appears_only_once_verified_and_reads_back_whole(store: ObjectStore, size: int) -> None:
+    data = blob(size)
+    incoming = send(store, data)
+    assert store.size_of(sha(data)) is None  # every byte came, not yet verified: not visible
+    incoming.commit()
+    assert store.size_of(sha(data)) == size
+    assert read_all(store, sha(data)) == data
+    assert store.used_bytes() == size
+    reader = store.open(sha(data))  # out of order too (a resumed download starts at its own length)
+    try:
+        assert reader.read(size // 2, 100) == data[size // 2:size // 2 + 100]
+        assert reader.read(0, 10) == data[:10]
+        assert reader.read(size, 10) == b""
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("wrong", ["hash", "short"])
+def test_a_mismatch_leaves_nothing_visible_and_nothing_held(store: ObjectStore, wrong: str) -> None:
+    data = blob(PART_SIZE + CHUNK)
+    if wrong == "hash":
+        incoming = send(store, data, announced=sha(data[:-1] + b"x"))
+    else:
+        incoming = send(store, data, upto=len(data) - 1)
+    with pytest.raises(ObjectMismatch):
+        incoming.commit()
+    assert store.size_of(sha(data)) is None
+    assert store.used_bytes() == 0
+    assert store.receive("up-1", sha(data), len(data)).offset == 0  # the partial went with it
+
+
+def test_an_interrupted_upload_resumes_where_it_stopped(store: ObjectStore) -> None:
+    data = blob(PART_SIZE + 5 * CHUNK + 11, seed=2)
+    send(store, data, upto=PART_SIZE + 2 * CHUNK).close()  # the sender dropped
+    resumed = store.receive("up-1", sha(data), len(data))
+    assert resumed.offset == PART_SIZE + 2 * CHUNK  # not a byte to send again
+    send(store, data).commit()
+    assert read_all(store, sha(data)) == data
+
+
+def test_bytes_stored_already_are_kept_once(store: ObjectStore) -> None:
+    data = blob(3000, seed=3)
+    send(store, data, key="tenant-a").commit()
+    send(store, data, key="tenant-b").commit()
+    assert store.used_bytes() == 3000
+    assert store.remove(sha(data)) and not store.remove(sha(data))
+    assert store.size_of(sha(data)) is None and store.used_bytes() == 0
+    with pytest.raises(FileNotFoundError):
+        store.open(sha(data))
+
+
+# ---- what only the bucket does -------------------------------------------------------------------------
+
+
+def unfinished(client: Any, name: str) -> list[dict[str, Any]]:
+    uploads: list[dict[str, Any]] = client.list_multipart_uploads(Bucket=name).get("Uploads", [])
+    return uploads
+
+
+def test_a_large_object_goes_up_in_parts_and_is_a_multipart_upload_until_commit(bucket: tuple[Any, str]) -> None:
+    client, name = bucket
+    store = S3Objects(client, name, "p")
+    data = blob(2 * PART_SIZE + CHUNK, seed=4)
+    incoming = send(store, data)
+    assert [u["Key"] for u in unfinished(client, name)] == [f"p/objects/{sha(data)[:2]}/{sha(data)}"]
+    assert client.list_objects_v2(Bucket=name).get("KeyCount") == 0
+    incoming.commit()
+    assert unfinished(client, name) == []
+    head = client.head_object(Bucket=name, Key=f"p/objects/{sha(data)[:2]}/{sha(data)}", PartNumber=1)
+    assert head["PartsCount"] == 3 and head["ContentLength"] == PART_SIZE
+    assert S3Objects(client, name, "p").used_bytes() == len(data)  # a new master counts what is stored
+
+
+def test_an_upload_a_gone_master_left_starts_again_and_is_cleaned_up(bucket: tuple[Any, str]) -> None:
+    client, name = bucket
+    data = blob(PART_SIZE + CHUNK, seed=5)
+    send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()  # its master died here
+    after = S3Objects(client, name)
+    assert after.receive("up-1", sha(data), len(data)).offset == 0  # its hash state died with it
+    assert after.drop_incoming(0) == 1  # the dead one's part in the bucket; not the one open here
+    assert len(unfinished(client, name)) == 0  # (the open one has sent no part yet)
+    send(after, data).commit()
+    assert read_all(after, sha(data)) == data
+
+
+def test_kept_uploads_are_aborted_after_the_retention(bucket: tuple[Any, str]) -> None:
+    client, name = bucket
+    store = S3Objects(client, name)
+    data = blob(PART_SIZE + CHUNK, seed=6)
+    send(store, data, upto=PART_SIZE + CHUNK // 2).close()
+    assert store.used_bytes() == PART_SIZE + CHUNK // 2
+    assert store.drop_incoming(3600) == 0
+    assert store.drop_incoming(0) == 1
+    assert unfinished(client, name) == [] and store.used_bytes() == 0
+    assert store.receive("up-1", sha(data), len(data)).offset == 0
+
+
+def test_part_sizes_stay_within_s3s_limits() -> None:
+    assert part_size_for(1) == PART_SIZE
+    assert part_size_for(10 * 2**40) * 10_000 >= 10 * 2**40 and part_size_for(10 * 2**40) % 2**20 == 0
+
+
+def test_files_chooses_the_backend_and_a_bad_bucket_is_a_clear_error(bucket: tuple[Any, str], s3_endpoint: str,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _, name = bucket
+    monkeypatch.setattr("ffrtmp.defaults.S3_ENDPOINT", s3_endpoint)  # as FFRTMP_S3_ENDPOINT sets it
+    chosen = open_object_store(f"s3://{name}/some/prefix/")
+    assert isinstance(chosen, S3Objects) and chosen.prefix == "some/prefix/"
+    assert isinstance(open_object_store(str(tmp_path / "dir")), LocalObjects)
+    for url, problem in ((f"s3://nope-{name}/x", "cannot be used"), ("s3:///x", "must be s3://BUCKET/PREFIX")):
+        with pytest.raises(InvalidInput) as error:
+            open_object_store(url)
+        assert error.value.field == "files" and problem in str(error.value)
