@@ -132,8 +132,9 @@ def master(
                                    show_default=str(defaults.FILES_PORT),
                                    help="The data channel for job files (uploads, fetches; CURVE like --port); 0 "
                                         "turns it off."),
-    files: Path = typer.Option(None, "--files", envvar="FFRTMP_FILES", show_default=False,
-                               help="Where stored files live (content-addressed). Default: DATA_DIR/files."),
+    files: str = typer.Option(None, "--files", envvar="FFRTMP_FILES", show_default=False,
+                              help="Where stored files live (content-addressed): a directory (shared by several "
+                                   "masters) or s3://BUCKET/PREFIX (extra ffrtmp[s3]). Default: DATA_DIR/files."),
     files_retention: str = typer.Option(defaults.FILES_RETENTION, "--files-retention", envvar="FFRTMP_FILES_RETENTION",
                                         help="Remove a stored file no job keeps this long after its last use."),
     files_max_bytes: str = typer.Option(None, "--files-max-bytes", envvar="FFRTMP_FILES_MAX_BYTES",

@@ -94,7 +94,7 @@ class _S3Incoming:
         self.offset = 0
         self.closed_at: float | None = None
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         if offset != self.offset:
             raise ValueError(f"a chunk at offset {offset}, expected {self.offset}")
         if self.offset + len(data) > self.size:

@@ -90,7 +90,8 @@ class MasterOptions:
     files_port_given: bool = True
     """False when --files-port is the default: a port in use then leaves the data channel off (a warning)
     instead of stopping the master, as a second master on one machine would."""
-    files_dir: Path | None = None
+    files_dir: str | Path | None = None
+    """`--files`: a directory, or `s3://BUCKET/PREFIX`."""
     """The object store's directory; default DATA_DIR/files."""
     files_retention: float = 7 * 86400.0
     files_max_bytes: int | None = None
@@ -155,13 +156,13 @@ class MasterServer:
 
     def _file_channel(self, keys: KeyPair | None, host: str) -> FileChannel | None:
         """The data channel: its own ROUTER (same keys, same --allow-keys) and store connection, off the loop."""
-        from ffrtmp.files.objects import LocalObjects
+        from ffrtmp.files.backends import open_object_store
         from ffrtmp.master.filechannel import FileChannel, FilesOptions
 
         options = self.options
         port = "*" if options.files_port < 0 else str(options.files_port)
         try:
-            objects = LocalObjects(options.files_dir or options.data_dir / "files")
+            objects = open_object_store(options.files_dir or options.data_dir / "files")
             channel = FileChannel(f"tcp://{host}:{port}", keys, options.allow_keys, objects,
                                   lambda: open_store(self.db_path, options.config.store_min_free),
                                   options.config.api_key, lambda: self.member.leading,
