@@ -70,6 +70,9 @@ def submit(
     codec: str = typer.Option(None, "--codec", help="h264, h265, vp9, av1, or an encoder name (h264_nvenc)."),
     preset: str = typer.Option(None, "--preset", help="Encoder preset, e.g. veryfast."),
     engine: str = typer.Option(None, "--engine", help="auto, ffmpeg, gstreamer or null."),
+    quality: str = typer.Option(None, "--quality", help="Measure the output against its source: none, basic "
+                                "(PSNR + SSIM; the default for file outputs) or vmaf (adds VMAF). Live rtmp:// "
+                                "outputs: none."),
     input_: str = typer.Option(None, "--input", help="A file or URL (default: a generated test source)."),
     output: str = typer.Option(None, "--output", help="A path in the job's own output directory, an absolute "
                                "path under the master's --output-root, or rtmp://…"),
@@ -90,7 +93,7 @@ def submit(
     options = {"scenario": scenario, "bitrate": bitrate, "resolution": resolution, "fps": fps,
                "duration": duration, "codec": codec, "preset": preset, "engine": engine, "input": input_,
                "output": output, "queue": queue, "priority": priority, "max_retries": max_retries,
-               "timeout": timeout_, "labels": parse_labels(label) or None}
+               "timeout": timeout_, "labels": parse_labels(label) or None, "quality": quality}
     given = {k: v for k, v in options.items() if v is not None}
     if from_file is not None:
         jobs = _read_jobs_file(from_file, given)

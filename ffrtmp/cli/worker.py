@@ -80,6 +80,10 @@ def worker(
     prefetch: int = typer.Option(defaults.PREFETCH, "--prefetch", min=0, max=256, envvar="FFRTMP_PREFETCH",
                                  help="Jobs held beyond the free slots, so the next starts the moment one ends "
                                  "(0: off)."),
+    watts_per_core: float = typer.Option(defaults.WATTS_PER_CORE, "--watts-per-core", min=0.0,
+                                         envvar="FFRTMP_WATTS_PER_CORE", help="Watts one busy CPU core draws: "
+                                         "job energy is CPU-seconds × this where RAPL cannot be read "
+                                         "(energy_source estimated)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -127,7 +131,8 @@ def worker(
                             burst=burst, drain_timeout=drain_timeout, output_retention=retention,
                             deliver_timeout=deliver_timeout,
                             input_roots=tuple(p.expanduser().resolve() for p in input_root),
-                            allow_private_network=allow_private_network, prefetch=prefetch)
+                            allow_private_network=allow_private_network, prefetch=prefetch,
+                            watts_per_core=watts_per_core)
     if tracing:
         from ffrtmp.tracing import Tracing
 
@@ -165,7 +170,8 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     report = {"engines": capabilities.engines, "unavailable_engines": capabilities.missing,
               "ffmpeg": capabilities.ffmpeg, "ffmpeg_version": version, "ffmpeg_found_by": capabilities.ffmpeg_source,
               "ffmpeg_bundled": bundled, "gstreamer": capabilities.gstreamer,
-              "encoders": list(encoders.values()), "resources": resources}
+              "encoders": list(encoders.values()), "quality_metrics": list(capabilities.quality),
+              "resources": resources}
     if json_output:
         print_json(report)
         return
@@ -179,6 +185,9 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
         console.print("[bold]ffmpeg:[/] not found", highlight=False)
     console.print(f"[bold]gstreamer:[/] {capabilities.gstreamer or 'not usable'}", highlight=False)
     console.print(encoders_table(encoders))
+    console.print(f"[bold]quality metrics:[/] {', '.join(capabilities.quality) or 'none (no FFmpeg)'}"
+                  + ("" if "vmaf" in capabilities.quality else " (no libvmaf: --quality vmaf jobs go elsewhere)"),
+                  highlight=False)
     gpus = ", ".join(g["name"] for g in resources["gpus"]) or "none found (no nvidia-smi)"
     console.print(f"[bold]resources:[/] {resources['cpu_count']} CPUs, load {resources['load1']}, "
                   f"memory {resources['memory_percent']}% used, disk free {resources['disk_free'] / 2**30:.1f} GiB "

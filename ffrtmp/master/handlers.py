@@ -15,6 +15,7 @@ from ffrtmp.failures import Failure, classify
 from ffrtmp.master.auth import Principal
 from ffrtmp.master.lifecycle import timeout_of
 from ffrtmp.master.nodes import NodeSession, check_hello
+from ffrtmp.master.scheduler import quality_metrics
 from ffrtmp.master.state import MasterState
 from ffrtmp.master.store import Ending
 from ffrtmp.protocol import (
@@ -115,7 +116,8 @@ def _register(state: MasterState, route: bytes, body: HelloBody, old: NodeSessio
         engines=frozenset(str(e) for e in body["engines"]), version=body["version"],
         encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
         resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
-        last_seen=now, heard_at=state.clock.mono, curve_key=state.sender, prefetch=body.get("prefetch", 0))
+        last_seen=now, heard_at=state.clock.mono, curve_key=state.sender, prefetch=body.get("prefetch", 0),
+        quality=quality_metrics(body.get("quality", [])))
     state.registry.join(session, old)
     return session
 

@@ -91,6 +91,8 @@ class NodeSession:
     prefetch: int = 0
     """Jobs its worker holds beyond its slots (HELLO), so the next starts when one ends: placement fills them
     after every free slot; `attempts` counts them like the running ones."""
+    quality: frozenset[str] = frozenset()
+    """The quality metrics its worker can measure (HELLO): a `--quality vmaf` job needs "vmaf"."""
     _codecs: tuple[dict[str, Any], dict[str, frozenset[str]]] | None = field(default=None, repr=False, compare=False)
     """`codecs()` and the encoder map it was worked out from."""
 
@@ -128,7 +130,7 @@ class NodeSession:
         return NodeView(name=self.name, slots=self.slots, active=len(self.attempts), engines=self.engines,
                         labels=self.labels, codecs=self.codecs(),
                         cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting,
-                        tenants=self.serves, prefetch=self.prefetch)
+                        tenants=self.serves, prefetch=self.prefetch, quality=self.quality)
 
     def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
             timeout: float | None = None, tenant: str = "", mono: float | None = None) -> AttemptState:

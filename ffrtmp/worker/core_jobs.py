@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from ffrtmp.worker.capabilities import Capabilities
 from ffrtmp.worker.core_options import WorkerOptions
 from ffrtmp.worker.core_results import Results, published
 from ffrtmp.worker.logship import LogShipper
+from ffrtmp.worker.measure import Measuring
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 from ffrtmp.worker.sources import InputPolicy
 from ffrtmp.worker.stopping import StopPlan
@@ -50,6 +52,8 @@ class Jobs:
         self.failed = 0
         self.paths = WorkerPaths(options.work_dir, options.output_roots)
         self.input_policy = InputPolicy(options.input_roots, options.allow_private_network)
+        self.measuring = Measuring(quality_metrics=capabilities.quality, watts_per_core=options.watts_per_core,
+                                   nvidia_smi=shutil.which("nvidia-smi"))
         self.attempts: dict[str, Attempt] = {}
         """Every attempt this worker holds: running, and prefetched ones (`held`) waiting for a slot."""
         self.held: dict[str, dict[str, Any] | None] = {}
@@ -115,7 +119,8 @@ class Jobs:
                 extra={"job": job_id, "attempt": number, "node": options.name})
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
                                self.emit, cpu_count=self.capabilities.cpu_count,
-                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy)
+                               gst_launch=self.capabilities.gstreamer, policy=self.input_policy,
+                               measuring=self.measuring)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return

@@ -39,6 +39,8 @@ class WorkerOptions:
     """Local inputs are read only under these dirs (none: no local inputs)."""
     allow_private_network: bool = False
     """URL inputs and RTMP outputs may reach loopback, private and link-local addresses."""
+    watts_per_core: float = defaults.WATTS_PER_CORE
+    """One busy core's power, for `estimated` job energy where RAPL cannot be read."""
 
 
 class WorkerExit(Exception):

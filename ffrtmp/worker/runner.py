@@ -32,6 +32,7 @@ from ffrtmp.worker.childenv import child_environment
 from ffrtmp.worker.diagnosis import Diagnosis
 from ffrtmp.worker.disk import space_problem
 from ffrtmp.worker.encoders import best_for, engine_of
+from ffrtmp.worker.energy import Energy, EnergyMeter, is_gpu_encoder
 from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob, is_stream
 from ffrtmp.worker.engines import ffmpeg as ffmpeg_engine
 from ffrtmp.worker.engines import gstreamer as gstreamer_engine
@@ -40,8 +41,10 @@ from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.joblog import JobLogFilter
 from ffrtmp.worker.lines import LineSplitter
+from ffrtmp.worker.measure import Measuring, cost_metrics, quality_mode, quality_pass
 from ffrtmp.worker.outputs import OutputPlan, OutputRefused, discard, plan, resolve_output
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
+from ffrtmp.worker.quality import QualityError
 from ffrtmp.worker.sources import (
     InputPolicy,
     SourceRefused,
@@ -51,6 +54,7 @@ from ffrtmp.worker.sources import (
     is_url,
 )
 from ffrtmp.worker.tools import FFMPEG_HINT, find_gstreamer
+from ffrtmp.worker.usage import TreeUsage, Usage, reap
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
@@ -103,6 +107,17 @@ class WorkerPaths:
         return self.work_dir / "outputs"
 
 
+@dataclass
+class Finished:
+    """How a process ended and what it cost."""
+
+    code: int
+    reason: str | None
+    """None, 'canceled' or 'timeout'."""
+    usage: Usage
+    energy: Energy | None = None
+
+
 class AttemptFailed(Exception):
     def __init__(self, failure: Failure, message: str) -> None:
         super().__init__(message)
@@ -115,7 +130,7 @@ Emit = Callable[[Event], None]
 class AttemptRunner:
     def __init__(self, attempt: Attempt, paths: WorkerPaths, ffmpeg: str | None, encoders: dict[str, Any],
                  emit: Emit, cpu_count: int = 1, gst_launch: str | None = None,
-                 policy: InputPolicy | None = None) -> None:
+                 policy: InputPolicy | None = None, measuring: Measuring | None = None) -> None:
         self.attempt = attempt
         self.paths = paths
         self.ffmpeg = ffmpeg
@@ -124,6 +139,9 @@ class AttemptRunner:
         self.cpu_count = cpu_count
         self._given_gst_launch = gst_launch
         self.policy = policy or InputPolicy()
+        self.measuring = measuring or Measuring()
+        self.tap: list[str] | None = None
+        """While set, the process's stderr lines are also kept here (the quality pass reads its scores so)."""
         """What inputs and stream outputs this worker allows (none local, public hosts only, by default)."""
         self.filter = JobLogFilter(paths.work_dir)
         self.seq = 0
@@ -190,16 +208,20 @@ class AttemptRunner:
         self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
         duration = float(spec["params"]["duration"])
         timeout = spec.get("timeout") or default_timeout(duration)
-        code, reason = self._execute(command, self._progress_parser(command), timeout)
+        run = self._execute(command, self._progress_parser(command), timeout, energy=True)
+        code, reason = run.code, run.reason
         wall = time.monotonic() - started
         metrics = {**attempt.progress, "engine": engine, "encoder": command.encoder,
-                   "wall_seconds": round(wall, 3), "prepare_seconds": round(prepare_seconds, 3)}
+                   "wall_seconds": round(wall, 3), "prepare_seconds": round(prepare_seconds, 3),
+                   **cost_metrics(run.usage, run.energy)}
         metrics.pop("progress", None)
         if "frames" in metrics and wall > 0:
             metrics["avg_fps"] = round(metrics["frames"] / max(wall - prepare_seconds, 1e-3), 2)
         written = self.output.partial if self.output is not None else None
         if written is not None and os.path.exists(written):
             metrics["output_bytes"] = os.path.getsize(written)
+        if reason is None and code == 0 and self.output is not None:
+            reason = self._measure_quality(context, metrics, timeout)
         if reason is None and code == 0:
             # The file keeps its partial name: the agent publishes it once the master accepts this attempt.
             published = {"output": self.output.final, "partial": self.output.partial} if self.output is not None \
@@ -215,6 +237,37 @@ class AttemptRunner:
         else:
             self.finish("failed", failure=Failure.ENCODER_ERROR.value, metrics=metrics,
                         error=self.diagnosis.message(PROGRAM[engine], code, written))
+
+    def _measure_quality(self, context: JobContext, metrics: dict[str, Any], timeout: float) -> str | None:
+        """Compare the output with its source (`--quality`) into `metrics`. A comparison that cannot be made
+        or fails leaves the job completed, saying why (`quality_error`); only a cancel ends it ('canceled')."""
+        mode = quality_mode(context.params)
+        metrics["quality"] = mode
+        if mode == "none":
+            return None
+        begin = time.monotonic()
+        try:
+            comparison = quality_pass(mode, self.ffmpeg, self.measuring, context)
+            assert self.ffmpeg is not None
+            argv = comparison.argv(self.ffmpeg)
+            self.log("worker", f"measuring quality ({mode}): $ " + " ".join(argv))
+            self.tap = []
+            run = self._execute(Command(argv=argv, progress_format="none"), None, timeout)
+            if run.reason is not None:
+                if run.reason == "canceled":
+                    return "canceled"
+                raise QualityError(f"the comparison took longer than {timeout:g}s and was stopped")
+            if run.code != 0:
+                raise QualityError(f"the comparison's ffmpeg exited with {run.code}")
+            metrics.update(comparison.scores(self.tap))
+            metrics["quality_cpu_seconds"] = run.usage.cpu_seconds
+        except QualityError as exc:
+            metrics["quality_error"] = str(exc)
+            self.log("worker", f"quality not measured: {exc}")
+        finally:
+            self.tap = None
+            metrics["quality_seconds"] = round(time.monotonic() - begin, 3)
+        return None
 
     def _progress_parser(self, command: Command) -> ProgressParser | None:
         params = self.attempt.spec["params"]
@@ -298,12 +351,16 @@ class AttemptRunner:
             raise AttemptFailed(Failure.ENCODER_ERROR, f"no usable {codec} encoder for {engine} on this worker")
         return encoder
 
-    def _execute(self, command: Command, parser: ProgressParser | None, timeout: float) -> tuple[int, str | None]:
-        """Run to the end, a cancel or the deadline. Returns (exit code, None | 'canceled' | 'timeout')."""
+    def _execute(self, command: Command, parser: ProgressParser | None, timeout: float,
+                 energy: bool = False) -> Finished:
+        """Run to the end, a cancel or the deadline, sampling what the process tree uses (and, with `energy`,
+        the energy meter's counters) with each pass of the read loop."""
         argv = command.argv
         nice = shutil.which("nice")
         if nice:
             argv = [nice, "-n", str(NICE), *argv]
+        meter = EnergyMeter(watts_per_core=self.measuring.watts_per_core, nvidia_smi=self.measuring.nvidia_smi,
+                            gpu_encoder=is_gpu_encoder(command.encoder)) if energy else None
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True,
@@ -312,6 +369,7 @@ class AttemptRunner:
         except OSError as exc:
             raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
         self.attempt.pid = proc.pid
+        usage = TreeUsage(proc.pid)
         deadline = time.monotonic() + timeout
         reason: str | None = None
         with selectors.DefaultSelector() as selector:
@@ -322,6 +380,9 @@ class AttemptRunner:
                 os.set_blocking(pipe.fileno(), False)
                 selector.register(pipe.fileno(), selectors.EVENT_READ)
             while buffers:
+                usage.sample()
+                if meter is not None:
+                    meter.sample()
                 if reason is None and self.attempt.cancel.is_set():
                     reason = "canceled"
                     self.log("worker", f"canceling: {self.attempt.cancel_reason}")
@@ -340,12 +401,15 @@ class AttemptRunner:
                     self._lines(streams[fd], buffers[fd].feed(chunk), parser)
         proc.stdout.close()
         proc.stderr.close()
-        code = proc.wait()
-        return code, reason
+        code, rusage = reap(proc)
+        used = usage.finish(rusage)
+        return Finished(code, reason, used, meter.finish(used.cpu_seconds) if meter is not None else None)
 
     def _lines(self, stream: str, lines: list[str], parser: ProgressParser | None) -> None:
         """Progress lines update the snapshot; the others become LOG events."""
         for line in lines:
+            if self.tap is not None and stream == "stderr":
+                self.tap.append(line)
             if stream == "stdout" and parser is not None:
                 changed = parser.feed(line)
                 if changed:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ffrtmp.master.columns import from_json
+from ffrtmp.master.scheduler import NEEDS_METRIC
 
 LANE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority,"
                 " timeout, weight, created_at, needs")
@@ -23,19 +24,34 @@ LANE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts
 def needs_key(engine: str, params: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     """The requirements key of a job: equal keys mean every node fits both jobs or neither."""
     codec = params.get("codec") if engine != "null" else None
-    return _needs_key(engine, codec if isinstance(codec, str) else "", tuple(sorted(labels.items())))
+    return _needs_key(engine, codec if isinstance(codec, str) else "", tuple(sorted(labels.items())),
+                      _quality_need(engine, params))
+
+
+def _quality_need(engine: str, params: Mapping[str, Any]) -> str:
+    """The `--quality` mode placement must look at ("" for those every FFmpeg worker serves): see
+    scheduler.quality_missing. Keys of jobs without one stay as they were before the field existed."""
+    quality = params.get("quality")
+    return quality if engine != "null" and isinstance(quality, str) and quality in NEEDS_METRIC else ""
 
 
 @functools.lru_cache(maxsize=4096)
-def _needs_key(engine: str, codec: str, labels: tuple[tuple[str, str], ...]) -> str:
+def _needs_key(engine: str, codec: str, labels: tuple[tuple[str, str], ...], quality: str = "") -> str:
     """Cached: a submit of 5,000 jobs has a handful of distinct keys, and this is paid per job."""
-    return json.dumps([engine, codec, dict(labels)], sort_keys=True, separators=(",", ":"))
+    parts: list[Any] = [engine, codec, dict(labels)]
+    if quality:
+        parts.append({"quality": quality})
+    return json.dumps(parts, sort_keys=True, separators=(",", ":"))
 
 
 def needs_of(key: str) -> dict[str, Any]:
     """The job-shaped requirements behind a key (what `scheduler.why_not` reads)."""
-    engine, codec, labels = json.loads(key)
-    return {"engine": engine, "params": {"codec": codec} if codec else {}, "labels": labels}
+    engine, codec, labels, *extra = json.loads(key)
+    params: dict[str, Any] = {"codec": codec} if codec else {}
+    for more in extra:  # {"quality": "vmaf"}
+        if isinstance(more, dict) and isinstance(more.get("quality"), str):
+            params["quality"] = more["quality"]
+    return {"engine": engine, "params": params, "labels": labels}
 
 
 class DispatchRows:
