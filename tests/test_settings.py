@@ -81,6 +81,7 @@ SET: dict[str, str] = {
     "FFRTMP_API_BIND": "127.0.0.3",
     "FFRTMP_TLS_CERT": "/pki/api.pem",
     "FFRTMP_TLS_KEY": "/pki/api-key.pem",
+    "FFRTMP_WATTS_PER_CORE": "12.5",
 }
 
 EFFECT: dict[str, Any] = {
@@ -143,6 +144,7 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_API_BIND": lambda r: (r["master"]["api_bind"], r["defaults"]["API_BIND"]),
     "FFRTMP_TLS_CERT": lambda r: r["master"]["tls_cert"],
     "FFRTMP_TLS_KEY": lambda r: r["master"]["tls_key"],
+    "FFRTMP_WATTS_PER_CORE": lambda r: (r["worker"]["watts_per_core"], r["defaults"]["WATTS_PER_CORE"]),
 }
 
 EXPECTED: dict[str, Any] = {
@@ -184,6 +186,7 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_API_BIND": ("127.0.0.3", "127.0.0.3"),
     "FFRTMP_TLS_CERT": "/pki/api.pem",
     "FFRTMP_TLS_KEY": "/pki/api-key.pem",
+    "FFRTMP_WATTS_PER_CORE": (12.5, 12.5),
 }
 
 

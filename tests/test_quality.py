@@ -1,0 +1,130 @@
+"""The quality pass and the cost figures of real encodes (160x120, 1 s): the numbers a completed job reports
+are FFmpeg's own for the same pair of files, a higher bitrate measures better, and the cost is real."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ffrtmp.worker import encoders as encoder_probe
+from ffrtmp.worker.energy import package_zones
+from ffrtmp.worker.measure import Measuring
+from ffrtmp.worker.quality import measurable
+from ffrtmp.worker.runner import AttemptRunner, WorkerPaths
+from ffrtmp.worker.sources import InputPolicy
+from tests.test_runner import Recorder, make_attempt
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundled() -> str:
+    """The bundled FFmpeg (imageio-ffmpeg): it has libvmaf."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    path: str = imageio_ffmpeg.get_ffmpeg_exe()
+    if "vmaf" not in measurable(path):
+        pytest.skip("this bundled FFmpeg has no working libvmaf")
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoder_map(ffmpeg: str) -> dict[str, dict[str, Any]]:
+    return {e.name: e.to_dict() for e in encoder_probe.detect(ffmpeg)}
+
+
+def run_job(work: Path, ffmpeg: str, encoders: dict[str, Any], job: str, *, watts: float = 8.0,
+            **submit: Any) -> dict[str, Any]:
+    """One attempt on a runner measuring with `ffmpeg`; the `finished` event's data."""
+    recorder = Recorder()
+    runner = AttemptRunner(make_attempt(job, **submit), WorkerPaths(work), ffmpeg, encoders, recorder,
+                           policy=InputPolicy(input_roots=(work.parent,)),
+                           measuring=Measuring(quality_metrics=measurable(ffmpeg), watts_per_core=watts))
+    runner.run()
+    result = recorder.finished()
+    assert result["status"] == "completed", result
+    return result
+
+
+def generated_source(work: Path) -> Path:
+    [source] = (work / "inputs").glob("testsrc2_*.mp4")
+    return source
+
+
+def direct(ffmpeg: str, distorted: str, reference: str, graph: str) -> str:
+    """FFmpeg's own log of `-lavfi GRAPH` over the pair, run apart from the worker."""
+    done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", distorted, "-i", reference, "-lavfi", graph,
+                           "-f", "null", "-"], capture_output=True, text=True, timeout=120, check=True)
+    return done.stderr
+
+
+def number(pattern: str, log: str) -> float:
+    match = re.search(pattern, log)
+    assert match, f"{pattern!r} not in FFmpeg's log"
+    return float(match.group(1))
+
+
+def test_a_higher_bitrate_measures_a_higher_psnr_on_the_same_source(tmp_path: Path, ffmpeg: str,
+                                                                    encoder_map: dict[str, Any]) -> None:
+    low = run_job(tmp_path / "work", ffmpeg, encoder_map, "low", bitrate="30k")["metrics"]
+    high = run_job(tmp_path / "work", ffmpeg, encoder_map, "high", bitrate="600k")["metrics"]
+    assert (low["quality"], high["quality"]) == ("basic", "basic")  # the default for a file output
+    assert high["psnr_db"] > low["psnr_db"] + 1.0, (low, high)
+    assert 0 < low["ssim"] < high["ssim"] <= 1
+    assert "vmaf" not in high
+
+
+def test_reported_psnr_ssim_and_vmaf_equal_ffmpegs_own_run_on_the_pair(tmp_path: Path, bundled: str,
+                                                                       encoder_map: dict[str, Any]) -> None:
+    work = tmp_path / "work"
+    result = run_job(work, bundled, encoder_map, "vmaf", bitrate="80k", quality="vmaf")
+    metrics, output, reference = result["metrics"], result["partial"], str(generated_source(work))
+    assert metrics["quality"] == "vmaf"
+    assert metrics["psnr_db"] == pytest.approx(number(r"average:(\S+)", direct(bundled, output, reference,
+                                                                                "[0:v][1:v]psnr")), abs=1e-6)
+    assert metrics["ssim"] == pytest.approx(number(r"All:(\S+)", direct(bundled, output, reference,
+                                                                         "[0:v][1:v]ssim")), abs=1e-6)
+    assert metrics["vmaf"] == pytest.approx(number(r"VMAF score: (\S+)", direct(bundled, output, reference,
+                                                                                "[0:v][1:v]libvmaf")), abs=1e-6)
+    assert 0 < metrics["vmaf"] <= 100
+    assert metrics["quality_seconds"] > 0
+
+
+def test_an_output_smaller_than_its_input_is_scaled_up_to_the_inputs_size(tmp_path: Path, ffmpeg: str,
+                                                                          encoder_map: dict[str, Any]) -> None:
+    source = tmp_path / "in.mp4"
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x240:rate=10", "-t", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(source)], check=True, timeout=60)
+    result = run_job(tmp_path / "work", ffmpeg, encoder_map, "scaled", input=str(source))
+    own = direct(ffmpeg, result["partial"], str(source), "[0:v]scale=320:240:flags=bicubic[d];[d][1:v]psnr")
+    assert result["metrics"]["psnr_db"] == pytest.approx(number(r"average:(\S+)", own), abs=1e-6)
+
+
+def test_quality_none_measures_nothing_and_a_missing_libvmaf_is_said(tmp_path: Path, ffmpeg: str,
+                                                                     encoder_map: dict[str, Any]) -> None:
+    plain = run_job(tmp_path / "work", ffmpeg, encoder_map, "none", quality="none")["metrics"]
+    assert plain["quality"] == "none"
+    assert not {"psnr_db", "ssim", "vmaf", "quality_error"} & set(plain)
+    if "vmaf" in measurable(ffmpeg):
+        return  # this FFmpeg has libvmaf: placement, not this runner, keeps vmaf jobs from those without
+    missing = run_job(tmp_path / "work", ffmpeg, encoder_map, "no-vmaf", quality="vmaf")["metrics"]
+    assert "libvmaf" in missing["quality_error"]  # completed all the same: the encode itself is good
+    assert "psnr_db" not in missing
+
+
+def test_a_real_encode_costs_cpu_time_memory_and_energy(tmp_path: Path, ffmpeg: str,
+                                                        encoder_map: dict[str, Any]) -> None:
+    metrics = run_job(tmp_path / "work", ffmpeg, encoder_map, "cost", watts=12.5, quality="none")["metrics"]
+    assert metrics["cpu_seconds"] > 0
+    assert metrics["peak_rss_bytes"] > 1 << 20  # an ffmpeg process is never under a MiB resident
+    if package_zones():
+        assert metrics["energy_source"] == "rapl"
+    else:  # this machine: no readable RAPL
+        assert metrics["energy_source"] == "estimated"
+        assert metrics["energy_joules"] == pytest.approx(metrics["cpu_seconds"] * 12.5, abs=1e-3)
+        assert "12.5 W per core" in metrics["energy_how"]
+    assert metrics["energy_joules"] > 0
