@@ -6,7 +6,10 @@ First through the coordinator with the metrics a HELLO reports, then end to end:
 from __future__ import annotations
 
 import dataclasses
+import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,16 @@ def test_a_vmaf_job_waits_while_no_worker_has_libvmaf_then_runs_where_one_does(t
         assert job["status"] == "completed", job
         assert job["node"] == "vmaf"
         assert 0 < job["metrics"]["vmaf"] <= 100 and job["metrics"]["quality"] == "vmaf"
+
+
+@pytest.mark.slow
+def test_worker_probe_lists_the_quality_metrics_of_its_ffmpeg(tmp_path: Path, bundled: str) -> None:
+    def probe(ffmpeg: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-m", "ffrtmp", "worker", "--probe", "--json", "--engines", "ffmpeg",
+                               "--ffmpeg", ffmpeg, "--work-dir", str(tmp_path / "work")], capture_output=True,
+                              text=True, timeout=120, check=True)
+        metrics: list[str] = json.loads(done.stdout)["quality_metrics"]
+        return metrics
+
+    assert probe(bundled) == ["psnr", "ssim", "vmaf"]
+    assert probe(without_libvmaf(tmp_path, bundled)) == ["psnr", "ssim"]

@@ -93,3 +93,14 @@ def test_scores_are_read_from_ffmpegs_summary_lines() -> None:
     assert comparison("basic").scores(identical) == {"ssim": 0.847218}  # JSON has no infinity
     with pytest.raises(QualityError, match="vmaf"):
         comparison("vmaf").scores(lines[:2])
+
+
+def test_a_jobs_file_line_is_checked_for_quality_too(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"scenario": "t", "quality": "vmaf"}\n{"scenario": "t", "quality": "basic", "output": "'
+                    + RTMP + '"}\n')
+    done = subprocess.run([sys.executable, "-m", "ffrtmp", "jobs", "submit", "--from", str(jobs), "--master",
+                           "tcp://127.0.0.1:1"], capture_output=True, text=True, timeout=60, check=False,
+                          env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2, done.stderr
+    assert "line 2: quality" in done.stderr
