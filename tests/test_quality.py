@@ -128,3 +128,23 @@ def test_a_real_encode_costs_cpu_time_memory_and_energy(tmp_path: Path, ffmpeg: 
         assert metrics["energy_joules"] == pytest.approx(metrics["cpu_seconds"] * 12.5, abs=1e-3)
         assert "12.5 W per core" in metrics["energy_how"]
     assert metrics["energy_joules"] > 0
+
+
+def test_a_cancel_during_the_comparison_cancels_the_job_and_deletes_its_output(tmp_path: Path, ffmpeg: str,
+                                                                              encoder_map: dict[str, Any]) -> None:
+    attempt = make_attempt("cancel-in-pass")
+
+    class CancelAtPass(Recorder):
+        def __call__(self, event: Any) -> None:
+            super().__call__(event)
+            if event.kind == "log" and str(event.data[3]).startswith("measuring quality"):
+                attempt.cancel_reason = "canceled by the test"
+                attempt.cancel.set()  # from the runner's own thread: before the pass's first read
+
+    recorder = CancelAtPass()
+    runner = AttemptRunner(attempt, WorkerPaths(tmp_path / "work"), ffmpeg, encoder_map, recorder,
+                           measuring=Measuring(quality_metrics=measurable(ffmpeg)))
+    runner.run()
+    result = recorder.finished()
+    assert result["status"] == "canceled", result
+    assert runner.output is not None and not Path(runner.output.partial).exists()

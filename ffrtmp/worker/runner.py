@@ -61,6 +61,10 @@ KILL_GRACE = 5.0
 
 NICE = 10
 
+NULL_METRICS = {"wall_seconds": 0.0, "engine": "null", "cpu_seconds": 0.0, "energy_joules": 0.0,
+                "energy_source": "estimated"}
+"""A null job runs no process: it costs nothing, and says so like every other completed job."""
+
 BUILDERS: dict[str, Callable[[JobContext], Command]] = {"ffmpeg": ffmpeg_engine.build,
                                                         "gstreamer": gstreamer_engine.build}
 PROGRAM = {"ffmpeg": "ffmpeg", "gstreamer": "gst-launch-1.0"}
@@ -139,10 +143,10 @@ class AttemptRunner:
         self.cpu_count = cpu_count
         self._given_gst_launch = gst_launch
         self.policy = policy or InputPolicy()
+        """What inputs and stream outputs this worker allows (none local, public hosts only, by default)."""
         self.measuring = measuring or Measuring()
         self.tap: list[str] | None = None
         """While set, the process's stderr lines are also kept here (the quality pass reads its scores so)."""
-        """What inputs and stream outputs this worker allows (none local, public hosts only, by default)."""
         self.filter = JobLogFilter(paths.work_dir)
         self.seq = 0
         self.diagnosis = Diagnosis()
@@ -192,7 +196,7 @@ class AttemptRunner:
         started = time.monotonic()  # for the wall_seconds interval; events carry wall-clock stamps
         if spec["engine"] == "null":
             self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
-            self.finish("completed", metrics={"wall_seconds": 0.0, "engine": "null"}, output=None)
+            self.finish("completed", metrics=dict(NULL_METRICS), output=None)
             return
         problem = space_problem(self.paths.work_dir)
         if problem:
@@ -221,7 +225,8 @@ class AttemptRunner:
         if written is not None and os.path.exists(written):
             metrics["output_bytes"] = os.path.getsize(written)
         if reason is None and code == 0 and self.output is not None:
-            reason = self._measure_quality(context, metrics, timeout)
+            # the pass fits in what is left of the job's timeout: the master's deadline covers both
+            reason = self._measure_quality(context, metrics, timeout - (time.monotonic() - started))
         if reason is None and code == 0:
             # The file keeps its partial name: the agent publishes it once the master accepts this attempt.
             published = {"output": self.output.final, "partial": self.output.partial} if self.output is not None \
@@ -247,6 +252,8 @@ class AttemptRunner:
             return None
         begin = time.monotonic()
         try:
+            if timeout < 1.0:
+                raise QualityError("no time was left in the job's timeout for the comparison")
             comparison = quality_pass(mode, self.ffmpeg, self.measuring, context)
             assert self.ffmpeg is not None
             argv = comparison.argv(self.ffmpeg)
@@ -256,7 +263,8 @@ class AttemptRunner:
             if run.reason is not None:
                 if run.reason == "canceled":
                     return "canceled"
-                raise QualityError(f"the comparison took longer than {timeout:g}s and was stopped")
+                raise QualityError(f"the comparison took longer than the {timeout:.0f}s left of the job's timeout "
+                                   "and was stopped")
             if run.code != 0:
                 raise QualityError(f"the comparison's ffmpeg exited with {run.code}")
             metrics.update(comparison.scores(self.tap))
@@ -367,6 +375,8 @@ class AttemptRunner:
                                     preexec_fn=die_with_parent(),  # killed with the worker (childdeath.py)
                                     env={**child_environment(), **command.env})
         except OSError as exc:
+            if meter is not None:
+                meter.finish(0.0)  # stops its GPU sampler
             raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
         self.attempt.pid = proc.pid
         usage = TreeUsage(proc.pid)
