@@ -148,3 +148,20 @@ def test_a_cancel_during_the_comparison_cancels_the_job_and_deletes_its_output(t
     result = recorder.finished()
     assert result["status"] == "canceled", result
     assert runner.output is not None and not Path(runner.output.partial).exists()
+
+
+def test_the_comparison_reports_progress_the_masters_stall_check_sees(tmp_path: Path, ffmpeg: str,
+                                                                      encoder_map: dict[str, Any]) -> None:
+    from ffrtmp.master.nodes import AttemptState
+
+    attempt = make_attempt("progress")
+    recorder = Recorder()
+    AttemptRunner(attempt, WorkerPaths(tmp_path / "work"), ffmpeg, encoder_map, recorder,
+                  measuring=Measuring(quality_metrics=measurable(ffmpeg))).run()
+    assert recorder.finished()["status"] == "completed"
+    last = attempt.progress  # what the last heartbeat carried
+    assert (last["phase"], last["quality_frames"], last["frames"]) == ("quality", 10, 10)
+    held = AttemptState(attempt=1, assigned_at=0.0)
+    held.advance({**last, "quality_frames": 0}, now=1.0)
+    held.advance(last, now=2.0)
+    assert held.progress_at == 2.0  # the encode's figures stood still, the comparison's moved

@@ -13,8 +13,9 @@ from ffrtmp.protocol import HelloBody
 MAX_SLOTS = 256
 
 
-PROGRESS_KEYS = ("frames", "out_time")
-"""What counts as progress for stall detection: more frames or more output time."""
+PROGRESS_KEYS = ("frames", "out_time", "quality_frames")
+"""What counts as progress for stall detection: more frames or more output time, or more frames compared by
+the quality pass after the encode (`--quality`)."""
 
 
 @dataclass

@@ -15,9 +15,11 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ffrtmp.units import parse_resolution
 from ffrtmp.worker.inputs import PROBE_TIMEOUT
+from ffrtmp.worker.progress import FfmpegProgress
 from ffrtmp.worker.sources import ffmpeg_input
 from ffrtmp.worker.tools import run_quiet
 
@@ -118,7 +120,7 @@ class QualityPass:
     def argv(self, ffmpeg: str) -> list[str]:
         reference = [*(["-stream_loop", "-1"] if self.loop_reference else []), "-t", f"{self.duration:g}",
                      *ffmpeg_input(self.reference)]
-        return [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
+        return [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1", "-loglevel", "info",
                 *ffmpeg_input(self.distorted), *reference, "-lavfi", self.graph(), "-an", "-f", "null", "-"]
 
     def scores(self, lines: Iterable[str]) -> dict[str, float]:
@@ -135,6 +137,26 @@ class QualityPass:
             raise QualityError(f"FFmpeg printed no {', '.join(missing)} for this comparison")
         # PSNR of identical frames is infinite ("inf"): JSON has no such number, so it is left out and said so
         return {key: round(value, 6) for key, value in found.items() if key in wanted and math.isfinite(value)}
+
+
+class ComparisonProgress:
+    """The pass's progress as keys beside the encode's last figures (which stay as they were): the master's
+    stall detection sees `quality_frames` advance, so a long comparison is not taken for a stalled attempt."""
+
+    consumes_all_lines = True
+
+    def __init__(self, encode: dict[str, Any], duration: float) -> None:
+        self.encode = {**encode, "phase": "quality"}
+        self.inner = FfmpegProgress(duration)
+        self.snapshot: dict[str, Any] = dict(self.encode)
+
+    def feed(self, line: str) -> bool:
+        if not self.inner.feed(line):
+            return False
+        figures = self.inner.snapshot
+        self.snapshot = {**self.encode, "quality_frames": figures.get("frames"),
+                         "quality_progress": figures.get("progress")}
+        return True
 
 
 def reference_file(source: str | None) -> str:

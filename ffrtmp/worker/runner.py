@@ -44,7 +44,7 @@ from ffrtmp.worker.lines import LineSplitter
 from ffrtmp.worker.measure import Measuring, cost_metrics, quality_mode, quality_pass
 from ffrtmp.worker.outputs import OutputPlan, OutputRefused, discard, plan, resolve_output
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
-from ffrtmp.worker.quality import QualityError
+from ffrtmp.worker.quality import ComparisonProgress, QualityError
 from ffrtmp.worker.sources import (
     InputPolicy,
     SourceRefused,
@@ -259,7 +259,8 @@ class AttemptRunner:
             argv = comparison.argv(self.ffmpeg)
             self.log("worker", f"measuring quality ({mode}): $ " + " ".join(argv))
             self.tap = []
-            run = self._execute(Command(argv=argv, progress_format="none"), None, timeout)
+            progress = ComparisonProgress(self.attempt.progress, comparison.duration)
+            run = self._execute(Command(argv=argv, progress_format="none"), progress, timeout)
             if run.reason is not None:
                 if run.reason == "canceled":
                     return "canceled"
