@@ -88,11 +88,15 @@ def test_a_vmaf_job_waits_while_no_worker_has_libvmaf_then_runs_where_one_does(t
             eventually(lambda: client.get(vmaf)["reason"] == VMAF_WAIT, timeout=20, message="the vmaf wait reason")
             assert client.get(vmaf)["status"] == "pending"
             cluster.add_worker("vmaf", capabilities=dataclasses.replace(shared, ffmpeg=bundled,
-                                                                        quality=measurable(bundled)))
+                                                                        quality=measurable(bundled)),
+                               watts_per_core=20.0)
             job = client.wait(vmaf, timeout=60)
         assert job["status"] == "completed", job
         assert job["node"] == "vmaf"
         assert 0 < job["metrics"]["vmaf"] <= 100 and job["metrics"]["quality"] == "vmaf"
+        metrics = job["metrics"]
+        if metrics["energy_source"] == "estimated":  # the worker's --watts-per-core reached its runner
+            assert metrics["energy_joules"] == pytest.approx(metrics["cpu_seconds"] * 20.0, abs=1e-3)
 
 
 @pytest.mark.slow
