@@ -138,6 +138,10 @@ DRAIN_TIMEOUT: float = _env("FFRTMP_DRAIN_TIMEOUT", 60.0, float)  # seconds, as 
 DELIVER_TIMEOUT: float = _env("FFRTMP_DELIVER_TIMEOUT", 10.0, float)  # seconds, as --deliver-timeout reads it
 """A stopping worker offers its unacknowledged results this long once nothing runs, then exits keeping them."""
 
+WATTS_PER_CORE = _env_float("FFRTMP_WATTS_PER_CORE", 8.0)
+"""Watts one busy CPU core draws, for `estimated` job energy where RAPL is not readable: a server package's
+TDP over its cores (e.g. 205 W / 32 = 6.4 W, a 170 W 16-core desktop part 10.6 W) lands between 6 and 11."""
+
 PREFETCH = _env_int("FFRTMP_PREFETCH", 1)
 """Jobs a worker holds beyond its free slots, so the next one starts the moment a slot frees; 0: none."""
 

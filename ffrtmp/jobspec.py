@@ -21,6 +21,8 @@ from ffrtmp.units import format_bitrate, parse_bitrate, parse_duration, parse_re
 QUEUE_WEIGHTS = {"live": 10, "default": 5, "batch": 1}
 PRIORITY_WEIGHTS = {"high": 3, "medium": 2, "low": 1}
 ENGINES = ("auto", "ffmpeg", "gstreamer", "null")
+QUALITY_MODES = ("none", "basic", "vmaf")
+"""`basic`: PSNR and SSIM of the output against its source; `vmaf` adds VMAF (needs FFmpeg with libvmaf)."""
 CODECS = ("h264", "h265", "vp9", "av1")
 CODEC_ALIASES = {"hevc": "h265", "avc": "h264", "x264": "h264", "x265": "h265"}
 OUTPUT_SUFFIXES = (".mp4", ".mkv", ".webm", ".flv", ".ts", ".mov", ".m4v")
@@ -45,7 +47,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 FIELDS = frozenset({"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine",
                     "input", "input_file", "upload", "output", "queue", "priority", "max_retries", "timeout",
-                    "labels"})
+                    "labels", "quality"})
 UPLOAD_MODES = ("auto", "always", "never")
 """`upload`: what a client does with a local `input` (docs/files.md); checked here, never kept in the job."""
 
@@ -218,6 +220,20 @@ def check_output(value: Any, output_roots: tuple[str, ...] | None = ()) -> str:
     return text
 
 
+def check_quality(value: Any, output: str | None, engine: str) -> str:
+    """The quality measurement a job asks for: `basic` by default for file outputs; a live stream or a null
+    job writes no file to compare, so it takes `none` and only `none`."""
+    live = output is not None and output.lower().startswith(STREAM_SCHEMES)
+    measurable = not live and engine != "null"
+    if value is None:
+        return "basic" if measurable else "none"
+    mode = _choice("quality", value, QUALITY_MODES)
+    if mode != "none" and not measurable:
+        what = "a live rtmp:// output" if live else "the null engine (it writes no output)"
+        raise InvalidInput("quality", f"{mode!r} cannot be measured for {what}: use none")
+    return mode
+
+
 def _within(path: PurePosixPath, root: PurePosixPath) -> bool:
     return ".." not in path.parts and (path == root or root in path.parents)
 
@@ -289,9 +305,11 @@ def validate_submission(raw: Any, *, output_roots: tuple[str, ...] | None = ()) 
         timeout = parse_duration(given["timeout"], field="timeout")
         if not 0 < timeout <= 7 * 86400:
             raise InvalidInput("timeout", f"{given['timeout']!r} must be more than 0 and at most 7d")
+    engine = _choice("engine", given.get("engine", "auto"), ENGINES)
+    params["quality"] = check_quality(given.get("quality"), params["output"], engine)
     return JobSpec(
         scenario=scenario,
-        engine=_choice("engine", given.get("engine", "auto"), ENGINES),
+        engine=engine,
         queue=_choice("queue", given.get("queue", "default"), QUEUE_WEIGHTS),
         priority=_choice("priority", given.get("priority", "medium"), PRIORITY_WEIGHTS),
         params=params,

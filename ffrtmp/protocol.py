@@ -61,6 +61,7 @@ SCHEMAS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
         "key": (_STR, False),
         "prefetch": (_INT, False),
         "sees": (_LIST, False),
+        "quality": (_LIST, False),
     },
     Kind.WELCOME: {"node": (_STR, True), "heartbeat_interval": (_NUM, True), "node_timeout": (_NUM, True)},
     Kind.REFUSED: {"status": (_INT, True), "error": (_STR, True)},
@@ -137,6 +138,8 @@ class HelloBody(TypedDict):
     """Items like `RunningItem`, each still to be checked (they come from the network)."""
     key: NotRequired[str]
     prefetch: NotRequired[int]
+    quality: NotRequired[list[Any]]
+    """The quality metrics the worker's FFmpeg can measure ("psnr", "ssim", "vmaf"); others are ignored."""
     draining: NotRequired[object]
     sees: NotRequired[list[Any]]
     """The absolute paths under which the worker can read shared-storage inputs (each still to be checked)."""

@@ -54,6 +54,7 @@ def test_preset_fills_every_default() -> None:
         "preset": None,
         "input": None,
         "output": None,
+        "quality": "basic",
     }
     assert (spec.engine, spec.queue, spec.priority) == ("auto", "default", "medium")
     assert spec.labels == {}
@@ -81,7 +82,8 @@ def test_explicit_options_win_over_the_preset() -> None:
                   engine="ffmpeg", queue="live", priority="high", input="in.mp4", output="out/x.mkv",
                   max_retries=0, timeout="30s", labels={"gpu": "yes"})
     assert spec.params == {"resolution": "1920x1080", "fps": 60, "duration": 120.0, "codec": "vp9",
-                           "bitrate": "5000k", "preset": "veryfast", "input": "in.mp4", "output": "out/x.mkv"}
+                           "bitrate": "5000k", "preset": "veryfast", "input": "in.mp4", "output": "out/x.mkv",
+                           "quality": "basic"}
     assert (spec.engine, spec.queue, spec.priority) == ("ffmpeg", "live", "high")
     assert spec.labels == {"gpu": "yes"}
     assert spec.max_retries == 0
@@ -363,7 +365,7 @@ def test_check_name_rejects_naming_the_field(name: Any) -> None:
 
 def test_fields_constant_lists_every_option() -> None:
     assert {"scenario", "bitrate", "resolution", "fps", "duration", "codec", "preset", "engine", "input", "input_file",
-            "upload", "output", "queue", "priority", "max_retries", "timeout", "labels"} == FIELDS
+            "upload", "output", "queue", "priority", "max_retries", "timeout", "labels", "quality"} == FIELDS
 
 
 def test_a_client_leaves_absolute_outputs_to_the_master() -> None:

@@ -69,8 +69,8 @@ def test_a_process_writing_one_huge_line_is_logged_cut(tmp_path: Path) -> None:
                            {}, recorder)
     writer = "import sys\nfor _ in range(512): sys.stderr.buffer.write(b'q' * 65536)\nsys.stderr.flush()"
     began = time.monotonic()
-    code, reason = runner._execute(Command([sys.executable, "-c", writer], progress_format="none"), None, 120)
-    assert (code, reason) == (0, None)
+    run = runner._execute(Command([sys.executable, "-c", writer], progress_format="none"), None, 120)
+    assert (run.code, run.reason) == (0, None)
     assert time.monotonic() - began < 60
     lines = [e.data[3] for e in recorder.events if e.kind == "log" and e.data[2] == "stderr"]
     assert lines == ["q" * MAX_LINE + CUT_MARKER]

@@ -88,6 +88,7 @@ SET: dict[str, str] = {
     "FFRTMP_FILES": "/stash/files",
     "FFRTMP_FILES_RETENTION": "3d",
     "FFRTMP_FILES_MAX_BYTES": "500G",
+    "FFRTMP_WATTS_PER_CORE": "12.5",
 }
 
 EFFECT: dict[str, Any] = {
@@ -157,6 +158,7 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_FILES": lambda r: r["master"]["files"],
     "FFRTMP_FILES_RETENTION": lambda r: parse_duration(r["master"]["files_retention"]),
     "FFRTMP_FILES_MAX_BYTES": lambda r: r["master"]["files_max_bytes"] and parse_size(r["master"]["files_max_bytes"]),
+    "FFRTMP_WATTS_PER_CORE": lambda r: (r["worker"]["watts_per_core"], r["defaults"]["WATTS_PER_CORE"]),
 }
 
 EXPECTED: dict[str, Any] = {
@@ -205,6 +207,7 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_FILES": "/stash/files",
     "FFRTMP_FILES_RETENTION": 3 * 86400.0,
     "FFRTMP_FILES_MAX_BYTES": 500 * 2**30,
+    "FFRTMP_WATTS_PER_CORE": (12.5, 12.5),
 }
 
 

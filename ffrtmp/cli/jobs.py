@@ -75,6 +75,9 @@ def submit(
     codec: str = typer.Option(None, "--codec", help="h264, h265, vp9, av1, or an encoder name (h264_nvenc)."),
     preset: str = typer.Option(None, "--preset", help="Encoder preset, e.g. veryfast."),
     engine: str = typer.Option(None, "--engine", help="auto, ffmpeg, gstreamer or null."),
+    quality: str = typer.Option(None, "--quality", help="Measure the output against its source: none, basic "
+                                "(PSNR + SSIM; the default for file outputs) or vmaf (adds VMAF). Live rtmp:// "
+                                "outputs: none."),
     input_: str = typer.Option(None, "--input", help="A file or URL (default: a generated test source). A file "
                                "on this machine is uploaded to the master's file store (see --upload)."),
     upload: str = typer.Option(None, "--upload", help="auto (default: upload --input when it is a local file), "
@@ -101,7 +104,7 @@ def submit(
     options = {"scenario": scenario, "bitrate": bitrate, "resolution": resolution, "fps": fps,
                "duration": duration, "codec": codec, "preset": preset, "engine": engine, "input": input_,
                "output": output, "queue": queue, "priority": priority, "max_retries": max_retries,
-               "timeout": timeout_, "labels": parse_labels(label) or None, "upload": upload}
+               "timeout": timeout_, "labels": parse_labels(label) or None, "upload": upload, "quality": quality}
     given = {k: v for k, v in options.items() if v is not None}
     if upload is not None and upload not in UPLOAD_MODES:
         raise InvalidInput("upload", f"{upload!r} is not one of {', '.join(UPLOAD_MODES)}")

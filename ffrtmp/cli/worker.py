@@ -88,6 +88,10 @@ def worker(
                                         envvar="FFRTMP_CACHE_MAX_BYTES", help="Room for inputs fetched from the "
                                         "master's file store (WORK_DIR/cache); past it the least recently used "
                                         "go."),
+    watts_per_core: float = typer.Option(defaults.WATTS_PER_CORE, "--watts-per-core", min=0.0,
+                                         envvar="FFRTMP_WATTS_PER_CORE", help="Watts one busy CPU core draws: "
+                                         "job energy is CPU-seconds × this where RAPL cannot be read "
+                                         "(energy_source estimated)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -143,7 +147,7 @@ def worker(
                             deliver_timeout=deliver_timeout,
                             input_roots=roots, path_maps=maps, sees=sees,
                             allow_private_network=allow_private_network, prefetch=prefetch,
-                            cache_max_bytes=cache_bytes)
+                            cache_max_bytes=cache_bytes, watts_per_core=watts_per_core)
     if tracing:
         from ffrtmp.tracing import Tracing
 
@@ -181,7 +185,8 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     report = {"engines": capabilities.engines, "unavailable_engines": capabilities.missing,
               "ffmpeg": capabilities.ffmpeg, "ffmpeg_version": version, "ffmpeg_found_by": capabilities.ffmpeg_source,
               "ffmpeg_bundled": bundled, "gstreamer": capabilities.gstreamer,
-              "encoders": list(encoders.values()), "resources": resources}
+              "encoders": list(encoders.values()), "quality_metrics": list(capabilities.quality),
+              "resources": resources}
     if json_output:
         print_json(report)
         return
@@ -195,6 +200,9 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
         console.print("[bold]ffmpeg:[/] not found", highlight=False)
     console.print(f"[bold]gstreamer:[/] {capabilities.gstreamer or 'not usable'}", highlight=False)
     console.print(encoders_table(encoders))
+    console.print(f"[bold]quality metrics:[/] {', '.join(capabilities.quality) or 'none (no FFmpeg)'}"
+                  + ("" if "vmaf" in capabilities.quality else " (no libvmaf: --quality vmaf jobs go elsewhere)"),
+                  highlight=False)
     gpus = ", ".join(g["name"] for g in resources["gpus"]) or "none found (no nvidia-smi)"
     console.print(f"[bold]resources:[/] {resources['cpu_count']} CPUs, load {resources['load1']}, "
                   f"memory {resources['memory_percent']}% used, disk free {resources['disk_free'] / 2**30:.1f} GiB "

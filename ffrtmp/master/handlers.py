@@ -15,6 +15,7 @@ from ffrtmp.failures import Failure, classify
 from ffrtmp.master.auth import Principal
 from ffrtmp.master.lifecycle import timeout_of
 from ffrtmp.master.nodes import NodeSession, check_hello
+from ffrtmp.master.scheduler import quality_metrics
 from ffrtmp.master.shared_storage import check_sees
 from ffrtmp.master.state import MasterState
 from ffrtmp.master.store import Ending
@@ -118,7 +119,7 @@ def _register(state: MasterState, route: bytes, body: HelloBody, old: NodeSessio
         encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
         resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
         last_seen=now, heard_at=state.clock.mono, curve_key=state.sender, prefetch=body.get("prefetch", 0),
-        sees=check_sees(body.get("sees")))
+        sees=check_sees(body.get("sees")), quality=quality_metrics(body.get("quality", [])))
     state.registry.join(session, old)
     return session
 

@@ -14,8 +14,9 @@ from ffrtmp.protocol import HelloBody
 MAX_SLOTS = 256
 
 
-PROGRESS_KEYS = ("frames", "out_time")
-"""What counts as progress for stall detection: more frames or more output time."""
+PROGRESS_KEYS = ("frames", "out_time", "quality_frames")
+"""What counts as progress for stall detection: more frames or more output time, or more frames compared by
+the quality pass after the encode (`--quality`)."""
 
 
 @dataclass
@@ -94,6 +95,8 @@ class NodeSession:
     after every free slot; `attempts` counts them like the running ones."""
     sees: tuple[str, ...] | None = None
     """The paths under which its worker reads shared-storage inputs (HELLO); None: it did not say."""
+    quality: frozenset[str] = frozenset()
+    """The quality metrics its worker can measure (HELLO): a `--quality vmaf` job needs "vmaf"."""
     _codecs: tuple[dict[str, Any], dict[str, frozenset[str]]] | None = field(default=None, repr=False, compare=False)
     """`codecs()` and the encoder map it was worked out from."""
 
@@ -131,7 +134,7 @@ class NodeSession:
         return NodeView(name=self.name, slots=self.slots, active=len(self.attempts), engines=self.engines,
                         labels=self.labels, codecs=self.codecs(),
                         cpu=float(cpu) if isinstance(cpu, int | float) else 0.0, accepting=self.accepting,
-                        tenants=self.serves, prefetch=self.prefetch, sees=self.sees)
+                        tenants=self.serves, prefetch=self.prefetch, sees=self.sees, quality=self.quality)
 
     def add(self, job_id: str, attempt: int, now: float, queue: str = "default",
             timeout: float | None = None, tenant: str = "", mono: float | None = None) -> AttemptState:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ffrtmp import __version__
+from ffrtmp.jobspec import QUALITY_MODES
 from ffrtmp.master.requests import STATUSES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -120,6 +121,10 @@ def _schemas() -> dict[str, Any]:
         "JobSpec": {"type": "object", "required": ["scenario"], "description": "the fields of `ffrtmp jobs submit`",
                     "properties": {"scenario": {"type": "string"}, "engine": {"type": "string"},
                                    "queue": {"type": "string"}, "priority": {"type": "string"},
+                                   "quality": {"type": "string", "enum": list(QUALITY_MODES),
+                                               "description": "measure the output against its source: basic "
+                                               "= PSNR + SSIM (default for file outputs), vmaf adds VMAF; "
+                                               "none for rtmp:// outputs"},
                                    "params": {"type": "object"}}},
         "Job": {"type": "object", "required": ["id", "status"], "properties": {
             "id": {"type": "string"}, "status": {"type": "string", "enum": list(STATUSES)},

@@ -36,6 +36,8 @@ class NodeView:
     """Jobs its worker holds beyond its slots, started the moment a slot frees."""
     sees: tuple[str, ...] | None = None
     """Where its worker reads shared-storage inputs (shared_storage.py); None: anywhere (it did not say)."""
+    quality: frozenset[str] = frozenset()
+    """The quality metrics its worker can measure ("psnr", "ssim", "vmaf")."""
 
     @property
     def free(self) -> int:
@@ -55,6 +57,26 @@ def encoder_fits(codec: str, engine: str, node: NodeView) -> bool:
     return any(e in node.engines and codec in node.codecs.get(e, ()) for e in engines)
 
 
+QUALITY_METRICS = ("psnr", "ssim", "vmaf")
+NEEDS_METRIC = {"vmaf": "vmaf"}
+"""`--quality` modes that only some workers can serve, and the metric they need (`basic`: any FFmpeg has
+psnr and ssim, and a worker without FFmpeg runs no job that could be measured)."""
+
+
+def quality_metrics(reported: Any) -> frozenset[str]:
+    """The known metric names in what a worker's HELLO says (anything else in it is ignored)."""
+    return frozenset(m for m in reported if m in QUALITY_METRICS) if isinstance(reported, list) else frozenset()
+
+
+def quality_missing(job: Mapping[str, Any], node: NodeView) -> str | None:
+    """What `node` lacks to measure the job's `--quality`, or None."""
+    mode = job.get("params", {}).get("quality")
+    needed = NEEDS_METRIC.get(mode) if isinstance(mode, str) else None
+    if needed is None or needed in node.quality:
+        return None
+    return f"lib{needed} for --quality {mode}"
+
+
 def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
     """None when `node` could run `job` (free slots aside), else what is missing."""
     engine = job["engine"]
@@ -70,6 +92,9 @@ def why_not(job: Mapping[str, Any], node: NodeView) -> str | None:
         codec = job.get("params", {}).get("codec")
         if codec and not encoder_fits(codec, engine, node):
             return f"a usable {codec} encoder" + ("" if engine == "auto" else f" for {engine}")
+        lacking = quality_missing(job, node)
+        if lacking is not None:
+            return lacking
     return sight_problem(job, node.sees)
 
 

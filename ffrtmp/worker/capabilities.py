@@ -16,6 +16,7 @@ import psutil
 
 from ffrtmp.worker import encoders as encoder_probe
 from ffrtmp.worker import gst_encoders
+from ffrtmp.worker.quality import measurable
 from ffrtmp.worker.tools import find_gst_inspect, find_gstreamer, locate_ffmpeg, run_quiet
 
 KNOWN_ENGINES = ("ffmpeg", "gstreamer", "null")
@@ -34,6 +35,8 @@ class Capabilities:
     """Engines asked for but unavailable, with the reason."""
     ffmpeg_source: str = ""
     """How `ffmpeg` was found: "--ffmpeg/FFRTMP_FFMPEG", "PATH" or "bundled (imageio-ffmpeg)"."""
+    quality: tuple[str, ...] = ()
+    """The quality metrics its FFmpeg can measure ("psnr", "ssim", "vmaf"): HELLO tells the master."""
 
     def encoder_map(self) -> dict[str, dict[str, Any]]:
         """The encoders of the engines this worker offers (what the master places by and jobs use)."""
@@ -90,4 +93,5 @@ def detect(wanted: list[str] | None = None, ffmpeg: str | None = None, *, valida
     return Capabilities(engines=chosen, ffmpeg=ffmpeg_path, gstreamer=gst_launch if gst_problem is None else None,
                         encoders=found + elements, cpu_count=psutil.cpu_count() or 1,
                         missing={k: v for k, v in missing.items() if asked(k)},
-                        ffmpeg_source=located.source if ffmpeg_path else "")
+                        ffmpeg_source=located.source if ffmpeg_path else "",
+                        quality=measurable(ffmpeg_path, validate) if asked("ffmpeg") else ())

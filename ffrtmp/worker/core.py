@@ -218,7 +218,7 @@ class WorkerCore:
             "slots": self.options.slots, "engines": self.capabilities.engines,
             "encoders": self.encoders, "labels": self.options.labels,
             "resources": self.sampler.sample(), "running": running, "draining": self.draining,
-            "prefetch": self.options.prefetch, "sees": self.sees(),
+            "prefetch": self.options.prefetch, "sees": self.sees(), "quality": list(self.capabilities.quality),
         }
         if self.options.api_key:
             body["key"] = self.options.api_key

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from ffrtmp.worker.core_results import Results, published
 from ffrtmp.worker.fetch import DataChannel, InputFetcher
 from ffrtmp.worker.filecache import FileCache
 from ffrtmp.worker.logship import LogShipper
+from ffrtmp.worker.measure import Measuring
 from ffrtmp.worker.runner import Attempt, AttemptRunner, Event, WorkerPaths
 from ffrtmp.worker.sources import InputPolicy
 from ffrtmp.worker.stopping import StopPlan
@@ -55,6 +57,8 @@ class Jobs:
         self.data_channel = DataChannel(options.master_key, options.client_keys)
         """The master's data channel, as its WELCOME names it (stored inputs in, stored outputs out)."""
         self.fetcher = InputFetcher(self.data_channel, FileCache(options.work_dir / "cache", options.cache_max_bytes))
+        self.measuring = Measuring(quality_metrics=capabilities.quality, watts_per_core=options.watts_per_core,
+                                   nvidia_smi=shutil.which("nvidia-smi"))
         self.attempts: dict[str, Attempt] = {}
         """Every attempt this worker holds: running, and prefetched ones (`held`) waiting for a slot."""
         self.held: dict[str, dict[str, Any] | None] = {}
@@ -121,7 +125,7 @@ class Jobs:
         runner = AttemptRunner(attempt, self.paths, self.capabilities.ffmpeg, self.encoders,
                                self.emit, cpu_count=self.capabilities.cpu_count,
                                gst_launch=self.capabilities.gstreamer, policy=self.input_policy,
-                               fetcher=self.fetcher)
+                               fetcher=self.fetcher, measuring=self.measuring)
         if spec.get("engine") == "null":
             runner.run()  # completes at once; no thread needed
             return

@@ -47,6 +47,8 @@ class WorkerOptions:
     sees: tuple[str, ...] | None = None
     """What HELLO says this worker can see (the roots as given and resolved, each FROM); None: worked out from
     `input_roots` and `path_maps`."""
+    watts_per_core: float = defaults.WATTS_PER_CORE
+    """One busy core's power, for `estimated` job energy where RAPL cannot be read."""
 
 
 class WorkerExit(Exception):

@@ -34,6 +34,7 @@ from ffrtmp.worker.deliver import Delivery, StaleAttempt, deliver
 from ffrtmp.worker.diagnosis import Diagnosis
 from ffrtmp.worker.disk import space_problem
 from ffrtmp.worker.encoders import best_for, engine_of
+from ffrtmp.worker.energy import Energy, EnergyMeter, is_gpu_encoder
 from ffrtmp.worker.engines import Command, JobContext, UnsupportedJob, is_stream
 from ffrtmp.worker.engines import ffmpeg as ffmpeg_engine
 from ffrtmp.worker.engines import gstreamer as gstreamer_engine
@@ -43,8 +44,10 @@ from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.joblog import JobLogFilter
 from ffrtmp.worker.lines import LineSplitter
+from ffrtmp.worker.measure import Measuring, cost_metrics, quality_mode, quality_pass
 from ffrtmp.worker.outputs import OutputPlan, OutputRefused, discard, plan, resolve_output
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
+from ffrtmp.worker.quality import ComparisonProgress, QualityError
 from ffrtmp.worker.sources import (
     InputPolicy,
     SourceRefused,
@@ -54,11 +57,16 @@ from ffrtmp.worker.sources import (
     is_url,
 )
 from ffrtmp.worker.tools import FFMPEG_HINT, find_gstreamer
+from ffrtmp.worker.usage import TreeUsage, Usage, reap
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
 
 NICE = 10
+
+NULL_METRICS = {"wall_seconds": 0.0, "engine": "null", "cpu_seconds": 0.0, "energy_joules": 0.0,
+                "energy_source": "estimated"}
+"""A null job runs no process: it costs nothing, and says so like every other completed job."""
 
 BUILDERS: dict[str, Callable[[JobContext], Command]] = {"ffmpeg": ffmpeg_engine.build,
                                                         "gstreamer": gstreamer_engine.build}
@@ -106,6 +114,17 @@ class WorkerPaths:
         return self.work_dir / "outputs"
 
 
+@dataclass
+class Finished:
+    """How a process ended and what it cost."""
+
+    code: int
+    reason: str | None
+    """None, 'canceled' or 'timeout'."""
+    usage: Usage
+    energy: Energy | None = None
+
+
 class AttemptFailed(Exception):
     def __init__(self, failure: Failure, message: str) -> None:
         super().__init__(message)
@@ -118,7 +137,8 @@ Emit = Callable[[Event], None]
 class AttemptRunner:
     def __init__(self, attempt: Attempt, paths: WorkerPaths, ffmpeg: str | None, encoders: dict[str, Any],
                  emit: Emit, cpu_count: int = 1, gst_launch: str | None = None,
-                 policy: InputPolicy | None = None, fetcher: InputFetcher | None = None) -> None:
+                 policy: InputPolicy | None = None, fetcher: InputFetcher | None = None,
+                 measuring: Measuring | None = None) -> None:
         self.attempt = attempt
         self.paths = paths
         self.ffmpeg = ffmpeg
@@ -128,6 +148,9 @@ class AttemptRunner:
         self._given_gst_launch = gst_launch
         self.policy = policy or InputPolicy()
         """What inputs and stream outputs this worker allows (none local, public hosts only, by default)."""
+        self.measuring = measuring or Measuring()
+        self.tap: list[str] | None = None
+        """While set, the process's stderr lines are also kept here (the quality pass reads its scores so)."""
         self.filter = JobLogFilter(paths.work_dir)
         self.seq = 0
         self.diagnosis = Diagnosis()
@@ -182,7 +205,7 @@ class AttemptRunner:
         started = time.monotonic()  # for the wall_seconds interval; events carry wall-clock stamps
         if spec["engine"] == "null":
             self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
-            self.finish("completed", metrics={"wall_seconds": 0.0, "engine": "null"}, output=None)
+            self.finish("completed", metrics=dict(NULL_METRICS), output=None)
             return
         problem = space_problem(self.paths.work_dir)
         if problem:
@@ -198,16 +221,21 @@ class AttemptRunner:
         self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
         duration = float(spec["params"]["duration"])
         timeout = spec.get("timeout") or default_timeout(duration)
-        code, reason = self._execute(command, self._progress_parser(command), timeout)
+        run = self._execute(command, self._progress_parser(command), timeout, energy=True)
+        code, reason = run.code, run.reason
         wall = time.monotonic() - started
         metrics = {**attempt.progress, "engine": engine, "encoder": command.encoder,
-                   "wall_seconds": round(wall, 3), "prepare_seconds": round(prepare_seconds, 3)}
+                   "wall_seconds": round(wall, 3), "prepare_seconds": round(prepare_seconds, 3),
+                   **cost_metrics(run.usage, run.energy)}
         metrics.pop("progress", None)
         if "frames" in metrics and wall > 0:
             metrics["avg_fps"] = round(metrics["frames"] / max(wall - prepare_seconds, 1e-3), 2)
         written = self.output.partial if self.output is not None else None
         if written is not None and os.path.exists(written):
             metrics["output_bytes"] = os.path.getsize(written)
+        if reason is None and code == 0 and self.output is not None:
+            # the pass fits in what is left of the job's timeout: the master's deadline covers both
+            reason = self._measure_quality(context, metrics, timeout - (time.monotonic() - started))
         if reason is None and code == 0:
             # The file keeps its partial name: the agent publishes it once the master accepts this attempt.
             published: dict[str, Any] = {"output": self.output.final, "partial": self.output.partial} \
@@ -225,6 +253,41 @@ class AttemptRunner:
         else:
             self.finish("failed", failure=Failure.ENCODER_ERROR.value, metrics=metrics,
                         error=self.diagnosis.message(PROGRAM[engine], code, written))
+
+    def _measure_quality(self, context: JobContext, metrics: dict[str, Any], timeout: float) -> str | None:
+        """Compare the output with its source (`--quality`) into `metrics`. A comparison that cannot be made
+        or fails leaves the job completed, saying why (`quality_error`); only a cancel ends it ('canceled')."""
+        mode = quality_mode(context.params)
+        metrics["quality"] = mode
+        if mode == "none":
+            return None
+        begin = time.monotonic()
+        try:
+            if timeout < 1.0:
+                raise QualityError("no time was left in the job's timeout for the comparison")
+            comparison = quality_pass(mode, self.ffmpeg, self.measuring, context)
+            assert self.ffmpeg is not None
+            argv = comparison.argv(self.ffmpeg)
+            self.log("worker", f"measuring quality ({mode}): $ " + " ".join(argv))
+            self.tap = []
+            progress = ComparisonProgress(self.attempt.progress, comparison.duration)
+            run = self._execute(Command(argv=argv, progress_format="none"), progress, timeout)
+            if run.reason is not None:
+                if run.reason == "canceled":
+                    return "canceled"
+                raise QualityError(f"the comparison took longer than the {timeout:.0f}s left of the job's timeout "
+                                   "and was stopped")
+            if run.code != 0:
+                raise QualityError(f"the comparison's ffmpeg exited with {run.code}")
+            metrics.update(comparison.scores(self.tap))
+            metrics["quality_cpu_seconds"] = run.usage.cpu_seconds
+        except QualityError as exc:
+            metrics["quality_error"] = str(exc)
+            self.log("worker", f"quality not measured: {exc}")
+        finally:
+            self.tap = None
+            metrics["quality_seconds"] = round(time.monotonic() - begin, 3)
+        return None
 
     def _progress_parser(self, command: Command) -> ProgressParser | None:
         params = self.attempt.spec["params"]
@@ -354,20 +417,27 @@ class AttemptRunner:
             raise AttemptFailed(Failure.ENCODER_ERROR, f"no usable {codec} encoder for {engine} on this worker")
         return encoder
 
-    def _execute(self, command: Command, parser: ProgressParser | None, timeout: float) -> tuple[int, str | None]:
-        """Run to the end, a cancel or the deadline. Returns (exit code, None | 'canceled' | 'timeout')."""
+    def _execute(self, command: Command, parser: ProgressParser | None, timeout: float,
+                 energy: bool = False) -> Finished:
+        """Run to the end, a cancel or the deadline, sampling what the process tree uses (and, with `energy`,
+        the energy meter's counters) with each pass of the read loop."""
         argv = command.argv
         nice = shutil.which("nice")
         if nice:
             argv = [nice, "-n", str(NICE), *argv]
+        meter = EnergyMeter(watts_per_core=self.measuring.watts_per_core, nvidia_smi=self.measuring.nvidia_smi,
+                            gpu_encoder=is_gpu_encoder(command.encoder)) if energy else None
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True,
                                     preexec_fn=die_with_parent(),  # killed with the worker (childdeath.py)
                                     env={**child_environment(), **command.env})
         except OSError as exc:
+            if meter is not None:
+                meter.finish(0.0)  # stops its GPU sampler
             raise AttemptFailed(Failure.ENCODER_ERROR, f"cannot start {command.argv[0]}: {exc}") from None
         self.attempt.pid = proc.pid
+        usage = TreeUsage(proc.pid)
         deadline = time.monotonic() + timeout
         reason: str | None = None
         with selectors.DefaultSelector() as selector:
@@ -378,6 +448,9 @@ class AttemptRunner:
                 os.set_blocking(pipe.fileno(), False)
                 selector.register(pipe.fileno(), selectors.EVENT_READ)
             while buffers:
+                usage.sample()
+                if meter is not None:
+                    meter.sample()
                 if reason is None and self.attempt.cancel.is_set():
                     reason = "canceled"
                     self.log("worker", f"canceling: {self.attempt.cancel_reason}")
@@ -396,12 +469,15 @@ class AttemptRunner:
                     self._lines(streams[fd], buffers[fd].feed(chunk), parser)
         proc.stdout.close()
         proc.stderr.close()
-        code = proc.wait()
-        return code, reason
+        code, rusage = reap(proc)
+        used = usage.finish(rusage)
+        return Finished(code, reason, used, meter.finish(used.cpu_seconds) if meter is not None else None)
 
     def _lines(self, stream: str, lines: list[str], parser: ProgressParser | None) -> None:
         """Progress lines update the snapshot; the others become LOG events."""
         for line in lines:
+            if self.tap is not None and stream == "stderr":
+                self.tap.append(line)
             if stream == "stdout" and parser is not None:
                 changed = parser.feed(line)
                 if changed:

@@ -231,10 +231,18 @@ def scale_table(records: list[Record], markdown: bool = False) -> str:
     return _table(["measure", "value"], rows, markdown)
 
 
+def quality_table(records: list[Record], markdown: bool = False) -> str:
+    rows = [[r["mode"], r["source"], str(r["jobs"]), f"{r['overhead_ratio_median']:.3f}", f"{r['target']:g}",
+             "met" if r["met"] else "MISSED"] for r in records if r.get("bench") == "quality"]
+    if not rows:
+        return "(not measured)"
+    return _table(["--quality", "source", "jobs", "pass / encode wall time", "target", ""], rows, markdown)
+
+
 def summary(records: list[Record]) -> str:
     parts = ["== throughput and latency (one run, same machine) ==", systems_table(records), "",
              "== real-work overhead ==", overhead_table(records), "", "== scale ==", scale_table(records), "",
-             "== targets ==", targets_table(records)]
+             "== quality pass ==", quality_table(records), "", "== targets ==", targets_table(records)]
     return "\n".join(parts)
 
 

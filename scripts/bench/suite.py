@@ -7,6 +7,7 @@ stop the others; a failure becomes an `error` line):
             each, on one private redis-server with persistence off): throughput and latency
   overhead  40 real FFmpeg transcodes through ffrtmp vs `xargs -P 2` (overhead.py)
   scale     1,000 simulated workers, a store of 1,000,000 jobs, `jobs list` (scale.py)
+  quality   the quality pass's overhead at 720p30, basic and vmaf (quality.py; not in the default parts)
 Every JSON line gets `run` (this run's UTC time) and `part`; all of them are also written to
 build/bench/results-RUN.jsonl. Use `scripts/bench/run`, which sets up the bench venv first.
 """
@@ -105,7 +106,8 @@ class Suite:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="compare,overhead,scale", help="comma list of compare, overhead, scale")
+    parser.add_argument("--parts", default="compare,overhead,scale",
+                        help="comma list of compare, overhead, scale, quality")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run (minutes, not tens)")
     parser.add_argument("--systems", default="ffrtmp," + ",".join(PEERS), help="systems in the compare part")
     parser.add_argument("--jobs", type=int, help="throughput jobs per system (20000; quick 2000)")
@@ -119,6 +121,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-url", help="use this Redis for the peers (its db is emptied) instead of a private one")
     parser.add_argument("--transcodes", type=int, help="real transcodes per round (40; quick 8)")
     parser.add_argument("--rounds", type=int, help="overhead rounds, alternating ffrtmp and xargs (3; quick 1)")
+    parser.add_argument("--quality-rounds", type=int, help="basic + vmaf jobs of the quality part (2; quick 1)")
     parser.add_argument("--scale-workers", type=int, help="simulated workers (1000; quick 200)")
     parser.add_argument("--scale-procs", type=int, default=4, help="processes they are spread over")
     parser.add_argument("--scale-seconds", type=float, help="measured seconds once all joined (180; quick 20)")
@@ -129,7 +132,8 @@ def parse_args() -> argparse.Namespace:
                         ".png from the results kept in docs/benchmarks.md")
     args = parser.parse_args()
     sizes = {"jobs": (20_000, 2_000), "singles": (500, 100), "transcodes": (40, 8), "rounds": (3, 1),
-             "tune_jobs": (5000, 1000), "scale_workers": (1000, 200), "scale_seconds": (180.0, 20.0),
+             "tune_jobs": (5000, 1000), "quality_rounds": (2, 1), "scale_workers": (1000, 200),
+             "scale_seconds": (180.0, 20.0),
              "store_jobs": (1_000_000, 100_000)}
     for name, (full, quick) in sizes.items():
         if getattr(args, name) is None:
@@ -170,7 +174,7 @@ def main() -> None:
         return
     run = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = set(parts) - {"compare", "overhead", "scale"}
+    unknown = set(parts) - {"compare", "overhead", "scale", "quality"}
     if unknown:
         raise SystemExit(f"unknown parts: {', '.join(sorted(unknown))}")
     suite = Suite(run, ROOT / "build" / "bench" / f"results-{run.replace(':', '')}.jsonl")
@@ -185,6 +189,8 @@ def main() -> None:
     if "scale" in parts:
         suite.step("scale", "scale.py", ["--workers", str(args.scale_workers), "--procs", str(args.scale_procs),
                                          "--seconds", str(args.scale_seconds), "--store-jobs", str(args.store_jobs)])
+    if "quality" in parts:
+        suite.step("quality", "quality.py", ["--rounds", str(args.quality_rounds)])
     records = report.merge(report.load_previous(md), suite.records, set(parts))
     print("\n" + report.summary(records), file=sys.stderr)
     print(f"\nresults: {suite.results}", file=sys.stderr)

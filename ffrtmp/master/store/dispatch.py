@@ -17,6 +17,7 @@ from typing import Any
 
 from ffrtmp.master import shared_storage
 from ffrtmp.master.columns import from_json
+from ffrtmp.master.scheduler import NEEDS_METRIC
 
 LANE_COLUMNS = ("seq, id, engine, queue, params, labels, avoid, reason, attempts, tenant, scenario, priority,"
                 " timeout, weight, created_at, needs")
@@ -26,13 +27,20 @@ def needs_key(engine: str, params: Mapping[str, Any], labels: Mapping[str, str])
     """The requirements key of a job: equal keys mean every node fits both jobs or neither."""
     codec = params.get("codec") if engine != "null" else None
     return _needs_key(engine, codec if isinstance(codec, str) else "", tuple(sorted(labels.items())),
-                      _extra_needs(params))
+                      _extra_needs(engine, params))
 
 
-def _extra_needs(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """Requirements past engine, codec and labels, as (name, value): the directory of a shared-storage input."""
+def _extra_needs(engine: str, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Requirements past engine, codec and labels, as (name, value): a `--quality` mode not every FFmpeg worker
+    serves (scheduler.quality_missing), and the directory of a shared-storage input (shared_storage.py)."""
+    extra: list[tuple[str, str]] = []
+    quality = params.get("quality")
+    if engine != "null" and isinstance(quality, str) and quality in NEEDS_METRIC:
+        extra.append(("quality", quality))
     directory = shared_storage.input_dir(params)
-    return () if directory is None else ((shared_storage.NEED, directory),)
+    if directory is not None:
+        extra.append((shared_storage.NEED, directory))
+    return tuple(extra)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -47,8 +55,11 @@ def _needs_key(engine: str, codec: str, labels: tuple[tuple[str, str], ...],
 def needs_of(key: str) -> dict[str, Any]:
     """The job-shaped requirements behind a key (what `scheduler.why_not` reads)."""
     engine, codec, labels, *extra = json.loads(key)
-    return {"engine": engine, "params": {"codec": codec} if codec else {}, "labels": labels,
-            **(extra[0] if extra else {})}
+    params: dict[str, Any] = {"codec": codec} if codec else {}
+    more: dict[str, Any] = dict(extra[0]) if extra and isinstance(extra[0], dict) else {}
+    if isinstance(more.get("quality"), str):  # {"quality": "vmaf"}: read where quality_missing looks
+        params["quality"] = more.pop("quality")
+    return {"engine": engine, "params": params, "labels": labels, **more}
 
 
 class DispatchRows:

@@ -1,0 +1,167 @@
+"""The quality pass and the cost figures of real encodes (160x120, 1 s): the numbers a completed job reports
+are FFmpeg's own for the same pair of files, a higher bitrate measures better, and the cost is real."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ffrtmp.worker import encoders as encoder_probe
+from ffrtmp.worker.energy import package_zones
+from ffrtmp.worker.measure import Measuring
+from ffrtmp.worker.quality import measurable
+from ffrtmp.worker.runner import AttemptRunner, WorkerPaths
+from ffrtmp.worker.sources import InputPolicy
+from tests.test_runner import Recorder, make_attempt
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundled() -> str:
+    """The bundled FFmpeg (imageio-ffmpeg): it has libvmaf."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    path: str = imageio_ffmpeg.get_ffmpeg_exe()
+    if "vmaf" not in measurable(path):
+        pytest.skip("this bundled FFmpeg has no working libvmaf")
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoder_map(ffmpeg: str) -> dict[str, dict[str, Any]]:
+    return {e.name: e.to_dict() for e in encoder_probe.detect(ffmpeg)}
+
+
+def run_job(work: Path, ffmpeg: str, encoders: dict[str, Any], job: str, *, watts: float = 8.0,
+            **submit: Any) -> dict[str, Any]:
+    """One attempt on a runner measuring with `ffmpeg`; the `finished` event's data."""
+    recorder = Recorder()
+    runner = AttemptRunner(make_attempt(job, **submit), WorkerPaths(work), ffmpeg, encoders, recorder,
+                           policy=InputPolicy(input_roots=(work.parent,)),
+                           measuring=Measuring(quality_metrics=measurable(ffmpeg), watts_per_core=watts))
+    runner.run()
+    result = recorder.finished()
+    assert result["status"] == "completed", result
+    return result
+
+
+def generated_source(work: Path) -> Path:
+    [source] = (work / "inputs").glob("testsrc2_*.mp4")
+    return source
+
+
+def direct(ffmpeg: str, distorted: str, reference: str, graph: str) -> str:
+    """FFmpeg's own log of `-lavfi GRAPH` over the pair, run apart from the worker."""
+    done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", distorted, "-i", reference, "-lavfi", graph,
+                           "-f", "null", "-"], capture_output=True, text=True, timeout=120, check=True)
+    return done.stderr
+
+
+def number(pattern: str, log: str) -> float:
+    match = re.search(pattern, log)
+    assert match, f"{pattern!r} not in FFmpeg's log"
+    return float(match.group(1))
+
+
+def test_a_higher_bitrate_measures_a_higher_psnr_on_the_same_source(tmp_path: Path, ffmpeg: str,
+                                                                    encoder_map: dict[str, Any]) -> None:
+    low = run_job(tmp_path / "work", ffmpeg, encoder_map, "low", bitrate="30k")["metrics"]
+    high = run_job(tmp_path / "work", ffmpeg, encoder_map, "high", bitrate="600k")["metrics"]
+    assert (low["quality"], high["quality"]) == ("basic", "basic")  # the default for a file output
+    assert high["psnr_db"] > low["psnr_db"] + 1.0, (low, high)
+    assert 0 < low["ssim"] < high["ssim"] <= 1
+    assert "vmaf" not in high
+
+
+def test_reported_psnr_ssim_and_vmaf_equal_ffmpegs_own_run_on_the_pair(tmp_path: Path, bundled: str,
+                                                                       encoder_map: dict[str, Any]) -> None:
+    work = tmp_path / "work"
+    result = run_job(work, bundled, encoder_map, "vmaf", bitrate="80k", quality="vmaf")
+    metrics, output, reference = result["metrics"], result["partial"], str(generated_source(work))
+    assert metrics["quality"] == "vmaf"
+    assert metrics["psnr_db"] == pytest.approx(number(r"average:(\S+)", direct(bundled, output, reference,
+                                                                                "[0:v][1:v]psnr")), abs=1e-6)
+    assert metrics["ssim"] == pytest.approx(number(r"All:(\S+)", direct(bundled, output, reference,
+                                                                         "[0:v][1:v]ssim")), abs=1e-6)
+    assert metrics["vmaf"] == pytest.approx(number(r"VMAF score: (\S+)", direct(bundled, output, reference,
+                                                                                "[0:v][1:v]libvmaf")), abs=1e-6)
+    assert 0 < metrics["vmaf"] <= 100
+    assert metrics["quality_seconds"] > 0
+
+
+def test_an_output_smaller_than_its_input_is_scaled_up_to_the_inputs_size(tmp_path: Path, ffmpeg: str,
+                                                                          encoder_map: dict[str, Any]) -> None:
+    source = tmp_path / "in.mp4"
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x240:rate=10", "-t", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(source)], check=True, timeout=60)
+    result = run_job(tmp_path / "work", ffmpeg, encoder_map, "scaled", input=str(source))
+    own = direct(ffmpeg, result["partial"], str(source), "[0:v]scale=320:240:flags=bicubic[d];[d][1:v]psnr")
+    assert result["metrics"]["psnr_db"] == pytest.approx(number(r"average:(\S+)", own), abs=1e-6)
+
+
+def test_quality_none_measures_nothing_and_a_missing_libvmaf_is_said(tmp_path: Path, ffmpeg: str,
+                                                                     encoder_map: dict[str, Any]) -> None:
+    plain = run_job(tmp_path / "work", ffmpeg, encoder_map, "none", quality="none")["metrics"]
+    assert plain["quality"] == "none"
+    assert not {"psnr_db", "ssim", "vmaf", "quality_error"} & set(plain)
+    if "vmaf" in measurable(ffmpeg):
+        return  # this FFmpeg has libvmaf: placement, not this runner, keeps vmaf jobs from those without
+    missing = run_job(tmp_path / "work", ffmpeg, encoder_map, "no-vmaf", quality="vmaf")["metrics"]
+    assert "libvmaf" in missing["quality_error"]  # completed all the same: the encode itself is good
+    assert "psnr_db" not in missing
+
+
+def test_a_real_encode_costs_cpu_time_memory_and_energy(tmp_path: Path, ffmpeg: str,
+                                                        encoder_map: dict[str, Any]) -> None:
+    metrics = run_job(tmp_path / "work", ffmpeg, encoder_map, "cost", watts=12.5, quality="none")["metrics"]
+    assert metrics["cpu_seconds"] > 0
+    assert metrics["peak_rss_bytes"] > 1 << 20  # an ffmpeg process is never under a MiB resident
+    if package_zones():
+        assert metrics["energy_source"] == "rapl"
+    else:  # this machine: no readable RAPL
+        assert metrics["energy_source"] == "estimated"
+        assert metrics["energy_joules"] == pytest.approx(metrics["cpu_seconds"] * 12.5, abs=1e-3)
+        assert "12.5 W per core" in metrics["energy_how"]
+    assert metrics["energy_joules"] > 0
+
+
+def test_a_cancel_during_the_comparison_cancels_the_job_and_deletes_its_output(tmp_path: Path, ffmpeg: str,
+                                                                              encoder_map: dict[str, Any]) -> None:
+    attempt = make_attempt("cancel-in-pass")
+
+    class CancelAtPass(Recorder):
+        def __call__(self, event: Any) -> None:
+            super().__call__(event)
+            if event.kind == "log" and str(event.data[3]).startswith("measuring quality"):
+                attempt.cancel_reason = "canceled by the test"
+                attempt.cancel.set()  # from the runner's own thread: before the pass's first read
+
+    recorder = CancelAtPass()
+    runner = AttemptRunner(attempt, WorkerPaths(tmp_path / "work"), ffmpeg, encoder_map, recorder,
+                           measuring=Measuring(quality_metrics=measurable(ffmpeg)))
+    runner.run()
+    result = recorder.finished()
+    assert result["status"] == "canceled", result
+    assert runner.output is not None and not Path(runner.output.partial).exists()
+
+
+def test_the_comparison_reports_progress_the_masters_stall_check_sees(tmp_path: Path, ffmpeg: str,
+                                                                      encoder_map: dict[str, Any]) -> None:
+    from ffrtmp.master.nodes import AttemptState
+
+    attempt = make_attempt("progress")
+    recorder = Recorder()
+    AttemptRunner(attempt, WorkerPaths(tmp_path / "work"), ffmpeg, encoder_map, recorder,
+                  measuring=Measuring(quality_metrics=measurable(ffmpeg))).run()
+    assert recorder.finished()["status"] == "completed"
+    last = attempt.progress  # what the last heartbeat carried
+    assert (last["phase"], last["quality_frames"], last["frames"]) == ("quality", 10, 10)
+    held = AttemptState(attempt=1, assigned_at=0.0)
+    held.advance({**last, "quality_frames": 0}, now=1.0)
+    held.advance(last, now=2.0)
+    assert held.progress_at == 2.0  # the encode's figures stood still, the comparison's moved

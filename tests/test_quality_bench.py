@@ -1,0 +1,29 @@
+"""scripts/bench/quality.py at a tiny size: it runs real attempts to the end and reports both modes' ratios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "quality.py"
+
+
+def test_the_quality_bench_reports_each_mode_against_its_target() -> None:
+    pytest.importorskip("imageio_ffmpeg")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--rounds", "1", "--resolution", "160x120", "--fps", "10",
+                           "--duration", "1", "--bitrate", "100k"], capture_output=True, text=True, timeout=180,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    jobs = [r for r in records if r["bench"] == "quality_job"]
+    assert {r["mode"] for r in jobs} == {"basic", "vmaf"}
+    assert all(r["ratio"] > 0 and r["psnr_db"] > 20 for r in jobs)
+    assert next(r for r in jobs if r["mode"] == "vmaf")["vmaf"] > 0
+    summary = {r["mode"]: r for r in records if r["bench"] == "quality"}
+    assert (summary["basic"]["target"], summary["vmaf"]["target"]) == (0.25, 1.0)
