@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ffrtmp import defaults
 from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import LogPolicy
+from ffrtmp.master.pricing import Pricing
 from ffrtmp.master.recovery import RetryPolicy
 
 
@@ -38,3 +39,5 @@ class MasterConfig:
     """Below this much free space on the store's disk the master refuses writes (degraded mode)."""
     submit_key_ttl: float = defaults.SUBMIT_KEY_TTL
     """How long a submit's idempotency key is remembered."""
+    pricing: Pricing = field(default_factory=Pricing)
+    """Prices of energy and CPU time: a completed job's `cost` (master/pricing.py)."""

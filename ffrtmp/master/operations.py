@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ffrtmp.master import requests
+from ffrtmp.master import reports, requests
 from ffrtmp.master.auth import Principal
 from ffrtmp.master.state import MasterState
 
@@ -55,6 +55,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("nodes.get", "read", "read", requests.nodes_get),
     Operation("nodes.drain", "admin", "read", requests.nodes_drain, writes=True),
     Operation("nodes.forget", "admin", "read", requests.nodes_forget, writes=True),
+    Operation("report", "read", "read", reports.report),
 )}
 
 STREAMS = frozenset(name for name, op in OPERATIONS.items() if op.stream is not None)

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypedDict
 from ffrtmp.errors import StoreUnavailable
 from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.store.leases import Leadership
+from ffrtmp.master.store.report import CurvePoint, ReportRow
 
 ACTIVE = ("assigned", "running")
 TERMINAL = ("completed", "failed", "canceled")
@@ -320,3 +321,9 @@ class Store(Leadership, Protocol):
     def quotas(self) -> dict[str, Quota]: ...
     def set_lanes(self, tenant: str, queues: tuple[str, ...] | None, priorities: tuple[str, ...] | None) -> None: ...
     def granted_lanes(self) -> dict[str, TenantLanes]: ...
+
+    # quality and cost reports of completed jobs, aggregated in the database (report.py)
+    def job_report(self, by: str, *, since: float | None = None, group: str | None = None,
+                   tenant: str | None = None) -> list[ReportRow]: ...
+    def rate_quality(self, *, since: float | None = None, group: str | None = None,
+                     tenant: str | None = None) -> list[CurvePoint]: ...

@@ -39,6 +39,7 @@ from ffrtmp.master.store.lease_sqlite import LeaseRows
 from ffrtmp.master.store.logs import LogRows
 from ffrtmp.master.store.nodes import NodeRows
 from ffrtmp.master.store.reader import SqliteReader
+from ffrtmp.master.store.report import ReportRows
 from ffrtmp.master.store.savepoints import LazySavepointConnection
 from ffrtmp.master.store.schema import MIGRATIONS
 from ffrtmp.master.store.transitions import TransitionRows, job_from_row
@@ -48,7 +49,7 @@ RECENT_SCAN = 200_000
 """History rows read back at start for the last hour's activity, at most (a bounded cost on a huge store)."""
 
 
-class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows):
+class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows, ReportRows):
     """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
 
     conn: LazySavepointConnection
