@@ -81,6 +81,9 @@ SET: dict[str, str] = {
     "FFRTMP_API_BIND": "127.0.0.3",
     "FFRTMP_TLS_CERT": "/pki/api.pem",
     "FFRTMP_TLS_KEY": "/pki/api-key.pem",
+    "FFRTMP_ENERGY_PRICE": "0.31",
+    "FFRTMP_CPU_HOUR_PRICE": "0.05",
+    "FFRTMP_CURRENCY": "SEK",
 }
 
 EFFECT: dict[str, Any] = {
@@ -143,6 +146,9 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_API_BIND": lambda r: (r["master"]["api_bind"], r["defaults"]["API_BIND"]),
     "FFRTMP_TLS_CERT": lambda r: r["master"]["tls_cert"],
     "FFRTMP_TLS_KEY": lambda r: r["master"]["tls_key"],
+    "FFRTMP_ENERGY_PRICE": lambda r: r["master"]["energy_price"],
+    "FFRTMP_CPU_HOUR_PRICE": lambda r: r["master"]["cpu_hour_price"],
+    "FFRTMP_CURRENCY": lambda r: r["master"]["currency"],
 }
 
 EXPECTED: dict[str, Any] = {
@@ -184,6 +190,9 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_API_BIND": ("127.0.0.3", "127.0.0.3"),
     "FFRTMP_TLS_CERT": "/pki/api.pem",
     "FFRTMP_TLS_KEY": "/pki/api-key.pem",
+    "FFRTMP_ENERGY_PRICE": "0.31",
+    "FFRTMP_CPU_HOUR_PRICE": "0.05",
+    "FFRTMP_CURRENCY": "SEK",
 }
 
 
