@@ -36,30 +36,31 @@ def quality(psnr: float, ssim: float, vmaf: float | None = None) -> dict[str, An
     return {"psnr_db": psnr, "ssim": ssim, **({"vmaf": vmaf} if vmaf is not None else {})}
 
 
-def fill(store: Store) -> None:
+def fill(store: Store, now: float = T0) -> None:
     """acme: two libx264 jobs of sweep g1 and one libx265; beta: one libvpx-vp9 on n2, no quality measured;
-    plus jobs that must not count: an old one (for --since), a failed one and a pending one."""
+    plus jobs that must not count: an old one (for --since), a failed one and a pending one; all ending by `now`."""
     complete(store, {"encoder": "libx264", "avg_fps": 100.0, "fps": 999.0, "speed": 4.0, "bitrate": 1000.0,
                      **quality(34.0, 0.95, 80.0), "energy_joules": 3600.0, "cpu_seconds": 10.0, "cost": 0.5,
                      "currency": "EUR"},
-             tenant="acme", codec="h264", bitrate="1000k", labels={"group": "g1"})
+             tenant="acme", codec="h264", bitrate="1000k", labels={"group": "g1"}, finished=now)
     complete(store, {"encoder": "libx264", "avg_fps": 50.0, "speed": 2.0, "bitrate": 2000.0,
                      **quality(38.0, 0.97, 90.0), "energy_joules": 7200.0, "cpu_seconds": 20.0, "cost": 1.0,
                      "currency": "EUR"},
-             tenant="acme", codec="h264", bitrate="2000k", labels={"group": "g1"})
+             tenant="acme", codec="h264", bitrate="2000k", labels={"group": "g1"}, finished=now)
     complete(store, {"encoder": "libx265", "fps": 30.0, "speed": 1.0, "bitrate": 1500.0, **quality(36.0, 0.96),
                      "energy_joules": 1000.0, "cpu_seconds": 5.0, "cost": 0.25, "currency": "USD"},
-             tenant="acme", codec="h265", bitrate="1500k", scenario="s2")
+             tenant="acme", codec="h265", bitrate="1500k", scenario="s2", finished=now)
     complete(store, {"encoder": "libvpx-vp9", "fps": 10.0, "speed": 0.5, "bitrate": 500.0},
-             tenant="beta", node="n2", codec="vp9", bitrate="500k", scenario="s2", labels={"group": "g2"})
+             tenant="beta", node="n2", codec="vp9", bitrate="500k", scenario="s2", labels={"group": "g2"},
+             finished=now)
     complete(store, {"encoder": "libx264", "avg_fps": 1.0, **quality(20.0, 0.5, 10.0), "cost": 9.0,
                      "currency": "EUR"},
-             tenant="acme", finished=T0 - 3 * DAY, codec="h264", bitrate="500k", labels={"group": "g1"})
-    (failed,) = store.insert_jobs([validate_submission({"scenario": "s1", "engine": "ffmpeg"})], T0, 0, tenant="acme")
+             tenant="acme", finished=now - 3 * DAY, codec="h264", bitrate="500k", labels={"group": "g1"})
+    (failed,) = store.insert_jobs([validate_submission({"scenario": "s1", "engine": "ffmpeg"})], now, 0, tenant="acme")
     with store.transaction():
-        attempt = store.assign_job(failed, "n1", T0)["attempt"]
-        store.finish_jobs([Ending(failed, attempt, "failed", T0, metrics=quality(99.0, 1.0, 99.0))])
-    store.insert_jobs([validate_submission({"scenario": "s1"})], T0, 0, tenant="acme")
+        attempt = store.assign_job(failed, "n1", now)["attempt"]
+        store.finish_jobs([Ending(failed, attempt, "failed", now, metrics=quality(99.0, 1.0, 99.0))])
+    store.insert_jobs([validate_submission({"scenario": "s1"})], now, 0, tenant="acme")
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -96,7 +97,7 @@ def test_each_grouping(store: Store) -> None:
     assert {k: r["jobs"] for k, r in by_key(store.job_report("node", since=recent)).items()} == {"n1": 3, "n2": 1}
     tenants = by_key(store.job_report("tenant", since=recent))
     assert {k: r["jobs"] for k, r in tenants.items()} == {"acme": 3, "beta": 1}
-    assert tenants["acme"]["currency"] == "mixed", "EUR and USD costs are not one sum's currency"
+    assert (tenants["acme"]["currency"], tenants["acme"]["cost"]) == ("mixed", None), "EUR and USD make no one sum"
     groups = by_key(store.job_report("group"))
     assert {k: r["jobs"] for k, r in groups.items()} == {None: 1, "g1": 3, "g2": 1}, "no label: the None group"
     assert [row["key"] for row in store.job_report("group")][0] is None, "None first on every backend"

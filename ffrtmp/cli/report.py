@@ -12,32 +12,39 @@ from rich.table import Table
 
 from ffrtmp.cli.common import Connection, console, duration_option, print_json, with_connection
 
-COLUMNS = (("JOBS", "jobs", "{:d}"), ("FPS", "fps", "{:.1f}"), ("SPEED", "speed", "{:.2f}x"),
-           ("BITRATE", "bitrate_kbps", "{:.0f}k"), ("PSNR", "psnr_db", "{:.2f} dB"), ("SSIM", "ssim", "{:.4f}"),
-           ("VMAF", "vmaf", "{:.2f}"), ("CPU", "cpu_seconds", "{:.1f} s"))
+COLUMNS = (("JOBS", "jobs", "{:d}"), ("FPS", "fps", "{:.1f}"), ("SPEED", "speed", "{:.2f}"),
+           ("KBIT/S", "bitrate_kbps", "{:.0f}"), ("PSNR", "psnr_db", "{:.2f}"), ("SSIM", "ssim", "{:.4f}"),
+           ("VMAF", "vmaf", "{:.2f}"), ("CPU S", "cpu_seconds", "{:.1f}"))
+"""Header, report field, format: units in the headers, so the rows fit 80 columns."""
 
 
 def energy_text(joules: float | None) -> str:
-    if joules is None:
+    return "-" if joules is None else f"{joules / 3600:.3g}"
+
+
+def cost_text(cost: float | None, currency: str | None, shown: str | None) -> str:
+    """The cost, with its currency when it is not the one the header names."""
+    if currency == "mixed":
+        return "mixed"  # no one sum of several currencies
+    if cost is None:
         return "-"
-    return f"{joules / 3600:.3g} Wh" if joules >= 36 else f"{joules:.3g} J"
-
-
-def cost_text(cost: float | None, currency: str | None) -> str:
-    return "-" if cost is None else f"{cost:.4g} {currency or ''}".rstrip()
+    return f"{cost:.4g}" if currency == shown else f"{cost:.4g} {currency or ''}".rstrip()
 
 
 def report_table(answer: dict[str, Any]) -> Table:
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD)
+    groups = answer["groups"]
+    currencies = {row["currency"] for row in groups if row["cost"] is not None or row["currency"]}
+    shown = next(iter(currencies)) if len(currencies) == 1 else None
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
     table.add_column(answer["by"].upper())
     for header, _, _ in COLUMNS:
         table.add_column(header, justify="right")
-    table.add_column("ENERGY", justify="right")
-    table.add_column("COST", justify="right")
-    for row in answer["groups"]:
+    table.add_column("WH", justify="right")
+    table.add_column(f"COST {shown}" if shown and shown != "mixed" else "COST", justify="right")
+    for row in groups:
         cells = [row["key"] if row["key"] is not None else "-"]
         cells += ["-" if row[key] is None else text.format(row[key]) for _, key, text in COLUMNS]
-        cells += [energy_text(row["energy_joules"]), cost_text(row["cost"], row["currency"])]
+        cells += [energy_text(row["energy_joules"]), cost_text(row["cost"], row["currency"], shown)]
         table.add_row(*cells)
     return table
 

@@ -44,7 +44,7 @@ class ReportRow(TypedDict):
     cpu_seconds: float | None
     cost: float | None
     currency: str | None
-    """The currency of `cost`; "mixed" when the group's jobs were priced in more than one."""
+    """The currency of `cost`; "mixed" (and `cost` None) when the group's jobs were priced in more than one."""
 
 
 class CurvePoint(TypedDict):
@@ -97,6 +97,8 @@ def report_row(row: Any) -> ReportRow:
     for column, _ in SUMS:
         out[column] = rounded(row[column], column)
     out["currency"] = row["currency"]
+    if out["currency"] == "mixed":
+        out["cost"] = None  # a sum over several currencies means nothing
     return cast(ReportRow, out)
 
 
