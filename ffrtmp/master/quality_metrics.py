@@ -93,9 +93,7 @@ class QualityMetrics(Observer):
         metrics = job.get("metrics")
         if not isinstance(metrics, Mapping):
             return
-        params = job.get("params") if isinstance(job.get("params"), Mapping) else {}
-        encoder = metrics.get("encoder") or (params or {}).get("codec")
-        labels = (self.scenario(job.get("scenario")), self.encoder(encoder))
+        labels = (self.scenario(job.get("scenario")), self.encoder(metrics.get("encoder")))
         for key, histogram in self.quality.items():
             if (value := _figure(metrics, key)) is not None:
                 histogram.labels(*labels).observe(value)
