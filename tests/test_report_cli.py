@@ -90,3 +90,15 @@ def test_plot_without_matplotlib_says_what_to_install_before_asking_the_master(
 def test_a_bad_grouping_is_exit_2_naming_it(cluster: InProcessCluster) -> None:
     result = ffrtmp(cluster, "--by", "colour")
     assert isinstance(result.exception, InvalidInput) and result.exception.field == "by"
+
+
+def test_plot_of_jobs_without_measured_quality_says_so(cluster: InProcessCluster, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    result = ffrtmp(cluster, "--group", "g2", "--plot", str(tmp_path / "none.png"))
+    assert isinstance(result.exception, InvalidInput) and result.exception.field == "plot"
+    assert "--quality" in str(result.exception) and not (tmp_path / "none.png").exists()
+
+
+def test_a_bad_window_is_refused_naming_since_before_asking_the_master() -> None:
+    result = CliRunner().invoke(app, ["report", "--since", "soon", "--master", "tcp://127.0.0.1:9", "--timeout", "0.2"])
+    assert isinstance(result.exception, InvalidInput) and result.exception.field == "since"
