@@ -328,6 +328,13 @@ class Client:
             if not cursor:
                 return
 
+    def report(self, by: str = "scenario", since: float | None = None, group: str | None = None,
+               points: bool = False) -> dict[str, Any]:
+        """Completed jobs' quality, speed, energy and cost per group (`points`: rate–quality points too)."""
+        args = {"by": by, "since": since, "group": group, "points": points or None}
+        result: dict[str, Any] = self.request("report", {k: v for k, v in args.items() if v is not None})
+        return result
+
     def wait(self, job_id: str, timeout: float | None = None,
              on_update: Callable[[dict[str, Any]], None] | None = None, poll: float = 0.25) -> dict[str, Any]:
         """Block until the job ends; returns it. `on_update` sees the job every `poll` seconds meanwhile.

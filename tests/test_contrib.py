@@ -40,14 +40,14 @@ def test_series_in_reads_promql() -> None:
     assert series_in("sum(rate(up[5m])) / count(node_cpu_seconds_total) * 1e3") == {"up", "node_cpu_seconds_total"}
 
 
-def alert_rules() -> list[dict[str, str]]:
+def alert_rules(path: Path = ALERTS) -> list[dict[str, str]]:
     """Each rule of alerts.yml as {key: text} for alert, expr, for, severity, summary, description.
 
     A small reader for the layout of this file (block scalars `>-` included), so the test needs no YAML
     library; promtool (below, and the Prometheus test) parses it for real.
     """
     rules: list[dict[str, str]] = []
-    lines = ALERTS.read_text().splitlines()
+    lines = path.read_text().splitlines()
     i = 0
     while i < len(lines):
         match = re.match(r"^(\s*)(?:- )?(alert|expr|for|severity|summary|description):\s*(.*)$", lines[i])
@@ -67,8 +67,8 @@ def alert_rules() -> list[dict[str, str]]:
     return rules
 
 
-def dashboard_exprs() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
+def dashboard_exprs(path: Path = DASHBOARD) -> list[str]:
+    dashboard = json.loads(path.read_text())
     return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 

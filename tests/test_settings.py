@@ -89,6 +89,9 @@ SET: dict[str, str] = {
     "FFRTMP_FILES_RETENTION": "3d",
     "FFRTMP_FILES_MAX_BYTES": "500G",
     "FFRTMP_WATTS_PER_CORE": "12.5",
+    "FFRTMP_ENERGY_PRICE": "0.31",
+    "FFRTMP_CPU_HOUR_PRICE": "0.05",
+    "FFRTMP_CURRENCY": "SEK",
 }
 
 EFFECT: dict[str, Any] = {
@@ -159,6 +162,9 @@ EFFECT: dict[str, Any] = {
     "FFRTMP_FILES_RETENTION": lambda r: parse_duration(r["master"]["files_retention"]),
     "FFRTMP_FILES_MAX_BYTES": lambda r: r["master"]["files_max_bytes"] and parse_size(r["master"]["files_max_bytes"]),
     "FFRTMP_WATTS_PER_CORE": lambda r: (r["worker"]["watts_per_core"], r["defaults"]["WATTS_PER_CORE"]),
+    "FFRTMP_ENERGY_PRICE": lambda r: r["master"]["energy_price"],
+    "FFRTMP_CPU_HOUR_PRICE": lambda r: r["master"]["cpu_hour_price"],
+    "FFRTMP_CURRENCY": lambda r: r["master"]["currency"],
 }
 
 EXPECTED: dict[str, Any] = {
@@ -208,6 +214,9 @@ EXPECTED: dict[str, Any] = {
     "FFRTMP_FILES_RETENTION": 3 * 86400.0,
     "FFRTMP_FILES_MAX_BYTES": 500 * 2**30,
     "FFRTMP_WATTS_PER_CORE": (12.5, 12.5),
+    "FFRTMP_ENERGY_PRICE": "0.31",
+    "FFRTMP_CPU_HOUR_PRICE": "0.05",
+    "FFRTMP_CURRENCY": "SEK",
 }
 
 

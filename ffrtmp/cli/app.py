@@ -9,7 +9,7 @@ from rich import box
 from rich.text import Text
 
 from ffrtmp import __version__, defaults
-from ffrtmp.cli import cluster, demo, jobs, keys, master, nodes, recommend, top, worker
+from ffrtmp.cli import cluster, demo, jobs, keys, master, nodes, recommend, report, top, worker
 from ffrtmp.cli.common import console, errors
 from ffrtmp.cli.settings import ENVIRONMENT_ONLY, environment_epilog
 from ffrtmp.errors import FfrtmpError, InvalidInput
@@ -30,6 +30,7 @@ app.command("worker", cls=master.GoStyleCommand, epilog=environment_epilog(*WORK
 app.command("demo")(demo.demo)
 app.command("top")(top.top)
 app.command("recommend")(recommend.recommend)
+app.command("report")(report.report)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(keys.app, name="keys")

@@ -23,6 +23,7 @@ from ffrtmp.master.coordinator import MasterConfig
 from ffrtmp.master.leadership import LeaseTimings
 from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import LogPolicy
+from ffrtmp.master.pricing import DEFAULT_CURRENCY, Pricing
 from ffrtmp.master.ratelimit import parse_limits
 from ffrtmp.master.recovery import RetryPolicy
 from ffrtmp.masters import parse_address, parse_masters
@@ -221,6 +222,12 @@ def master(
     standby_poll: str = typer.Option(duration_text(defaults.STANDBY_POLL), "--standby-poll",
                                      envvar="FFRTMP_STANDBY_POLL",
                                      help="How often a standby master looks whether the lease is free."),
+    energy_price: str = typer.Option(None, "--energy-price", envvar="FFRTMP_ENERGY_PRICE", show_default=False,
+                                     help="Price of a kWh: a completed job's cost counts its energy_joules."),
+    cpu_hour_price: str = typer.Option(None, "--cpu-hour-price", envvar="FFRTMP_CPU_HOUR_PRICE", show_default=False,
+                                       help="Price of a CPU-hour: a completed job's cost counts its cpu_seconds."),
+    currency: str = typer.Option(DEFAULT_CURRENCY, "--currency", envvar="FFRTMP_CURRENCY",
+                                 help="Currency code of both prices (a job's `currency`)."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -253,6 +260,7 @@ def master(
                           cap=duration_option(retry_backoff_max, "retry-backoff-max") or 0.0),
     )
     config.store_min_free = parse_size(store_min_free, field="store-min-free")
+    config.pricing = Pricing.parse(energy_price, cpu_hour_price, currency)
     config.submit_key_ttl = duration_option(submit_key_ttl, "submit-key-ttl") or defaults.SUBMIT_KEY_TTL
     config.logs = LogPolicy(retention=duration_option(log_retention, "log-retention") or defaults.LOG_RETENTION,
                             max_job_bytes=parse_size(log_max_job, field="log-max-job"),

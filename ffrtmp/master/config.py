@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ffrtmp import defaults
 from ffrtmp.master.limits import JobLimits
 from ffrtmp.master.logbook import LogPolicy
+from ffrtmp.master.pricing import Pricing
 from ffrtmp.master.recovery import RetryPolicy
 
 
@@ -41,3 +42,5 @@ class MasterConfig:
     files_port: int = 0
     """The data channel's bound port (docs/files.md), told to workers in WELCOME and to clients by files_info;
     0: off."""
+    pricing: Pricing = field(default_factory=Pricing)
+    """Prices of energy and CPU time: a completed job's `cost` (master/pricing.py)."""

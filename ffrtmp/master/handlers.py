@@ -295,7 +295,7 @@ def on_result(state: MasterState, route: bytes, message: Message, now: float) ->
             state.due.soon()
         return
     status = body["status"]
-    metrics = body.get("metrics") or {}
+    metrics = state.config.pricing.apply(body.get("metrics") or {}, status)  # cost: master/pricing.py
     # A short attempt folds its STARTED into the RESULT: its start time, trusted within the attempt's life.
     folded = body.get("started_at")
     started = min(max(float(folded), session.attempts[job_id].assigned_at), now) \

@@ -27,6 +27,7 @@ from ffrtmp import __version__
 from ffrtmp.httpserve import as_number, serve_http
 from ffrtmp.jobspec import PRIORITY_WEIGHTS, QUEUE_WEIGHTS
 from ffrtmp.master.observer import Observer
+from ffrtmp.master.quality_metrics import QualityMetrics
 from ffrtmp.master.store import StoreError, StoreReader
 from ffrtmp.master.store.health import free_bytes
 
@@ -206,6 +207,7 @@ class MasterMetrics(Observer):
         """The server sets it after each tick; /ready wants one tick past start-up (restore done)."""
         self.stale_after = LOOP_STALE
         coordinator.observer.add(self)
+        self.quality = QualityMetrics(registry, coordinator.observer)  # SPEC §9's series: quality_metrics.py
 
     # ---- observer hooks (the coordinator's thread) ------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ffrtmp.master import requests
+from ffrtmp.master import reports, requests
 from ffrtmp.master.auth import Principal
 from ffrtmp.master.recommend_op import recommend_op
 from ffrtmp.master.state import MasterState
@@ -58,6 +58,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("nodes.drain", "admin", "read", requests.nodes_drain, writes=True),
     Operation("nodes.forget", "admin", "read", requests.nodes_forget, writes=True),
     Operation("recommend", "read", "read", recommend_op),
+    Operation("report", "read", "read", reports.report),
 )}
 
 STREAMS = frozenset(name for name, op in OPERATIONS.items() if op.stream is not None)

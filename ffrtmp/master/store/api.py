@@ -19,6 +19,7 @@ from ffrtmp.jobspec import JobSpec
 from ffrtmp.master.store.files import FileRef, FileRow, JobFiles
 from ffrtmp.master.store.history import MeasuredJob
 from ffrtmp.master.store.leases import Leadership
+from ffrtmp.master.store.report import CurvePoint, ReportRow
 
 ACTIVE = ("assigned", "running")
 TERMINAL = ("completed", "failed", "canceled")
@@ -339,3 +340,8 @@ class Store(Leadership, Protocol):
     def job_files(self, job_id: str) -> JobFiles: ...
     def stale_files(self, before: float, limit: int) -> list[tuple[str, str]]: ...
     def delete_file(self, tenant: str, sha256: str) -> bool: ...
+    # quality and cost reports of completed jobs, aggregated in the database (report.py)
+    def job_report(self, by: str, *, since: float | None = None, group: str | None = None,
+                   tenant: str | None = None) -> list[ReportRow]: ...
+    def rate_quality(self, *, since: float | None = None, group: str | None = None,
+                     tenant: str | None = None) -> list[CurvePoint]: ...

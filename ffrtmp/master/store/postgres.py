@@ -6,8 +6,9 @@ them apart, plus `Leadership` (leases.py) for several masters on one database. O
 
 Split by concept: postgres_session.py (connection, transactions, faults, fencing), postgres_schema.py
 (migrations), postgres_jobs.py (submits, reads, lanes), postgres_lifecycle.py (transitions),
-postgres_rows.py (logs, nodes), postgres_keys.py (API keys, tenants), postgres_reader.py (the metrics
-thread's reads), postgres_lease.py (leases), postgres_history.py (measured history).
+postgres_rows.py (logs, nodes), postgres_keys.py (API keys, tenants), postgres_report.py (reports),
+postgres_reader.py (the metrics thread's reads), postgres_lease.py (leases), postgres_history.py (measured history),
+postgres_files.py (stored files).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from ffrtmp.master.store.postgres_jobs import JobRows
 from ffrtmp.master.store.postgres_keys import KeyRows
 from ffrtmp.master.store.postgres_lease import LeaseRows
 from ffrtmp.master.store.postgres_reader import PostgresReader
+from ffrtmp.master.store.postgres_report import PostgresReportRows
 from ffrtmp.master.store.postgres_rows import LogNodeRows
 from ffrtmp.master.store.postgres_session import SqliteStyle, first_line
 
 
-class PostgresStore(LeaseRows, JobRows, LogNodeRows, KeyRows, HistoryRows, FileRows):
+class PostgresStore(LeaseRows, JobRows, LogNodeRows, KeyRows, HistoryRows, FileRows, PostgresReportRows):
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         """`migrate=False` (tools beside a running master): a database not migrated is refused."""
         super().__init__(url)

@@ -41,6 +41,7 @@ from ffrtmp.master.store.lease_sqlite import LeaseRows
 from ffrtmp.master.store.logs import LogRows
 from ffrtmp.master.store.nodes import NodeRows
 from ffrtmp.master.store.reader import SqliteReader
+from ffrtmp.master.store.report import ReportRows
 from ffrtmp.master.store.savepoints import LazySavepointConnection
 from ffrtmp.master.store.schema import MIGRATIONS
 from ffrtmp.master.store.transitions import TransitionRows, job_from_row
@@ -51,7 +52,7 @@ RECENT_SCAN = 200_000
 
 
 class SqliteStore(TransitionRows, LogRows, NodeRows, DispatchRows, KeyRows, LeaseRows, HistoryRows,
-                  FileRows):
+                  FileRows, ReportRows):
     """The `Store` interface over one SQLite file in WAL mode (the master's only writer connection)."""
 
     conn: LazySavepointConnection
