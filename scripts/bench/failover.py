@@ -321,6 +321,7 @@ def run(cluster: Cluster, args: argparse.Namespace, hold: float) -> dict[str, An
     dispatch: dict[str, list[float]] = {kind: [] for kind in (*CYCLE, "restart")}
     faults: list[tuple[str, float]] = []
     idle_faults = 0
+    backlog_at_faults: list[int] = []
     late: list[LateSubmit] = []
     restart_at = args.faults // 2
     warm = min(args.backlog, max(1, args.jobs // 10))
@@ -334,12 +335,17 @@ def run(cluster: Cluster, args: argparse.Namespace, hold: float) -> dict[str, An
     for index in range(args.faults):
         kind = "restart" if index == restart_at else CYCLE[index % len(CYCLE)]
         leader, _ = cluster.wait_leader()
-        if pending(cluster) == 0:
-            idle_faults += 1  # nothing left to dispatch: a first dispatch cannot be measured
+        waiting = pending(cluster)
+        backlog_at_faults.append(waiting)
+        if waiting == 0:
+            idle_faults += 1  # nothing to dispatch: the first dispatch waits for the next submit (and its failover)
         at = time.time()
         inflict(cluster, kind, leader)
         faults.append((kind, at))
-        if kind == "stop":
+        resume: threading.Timer | None = None
+        if kind == "stop":  # resumed after the hold, whatever the measurement below waits for
+            resume = threading.Timer(hold, os.killpg, (cluster.procs[leader].pid, signal.SIGCONT))
+            resume.start()
             late.append(LateSubmit(cluster, leader, hold))
             late[-1].start()
         took = first_dispatch_after(cluster, at)
@@ -347,9 +353,8 @@ def run(cluster: Cluster, args: argparse.Namespace, hold: float) -> dict[str, An
             dispatch[kind].append(took)
         if kind == "kill":
             cluster.start_master(leader)  # back, as a standby
-        elif kind == "stop":
-            time.sleep(max(0.0, at + hold - time.time()))
-            os.killpg(cluster.procs[leader].pid, signal.SIGCONT)
+        if resume is not None:
+            resume.join()
         time.sleep(args.interval)
 
     term = cluster.wait_leader()[1]
@@ -394,7 +399,7 @@ def run(cluster: Cluster, args: argparse.Namespace, hold: float) -> dict[str, An
         "sigterm_handover_s": round(handover, 2), "final_term": cluster.wait_leader()[1], "term_before_sigterm": term,
         "throughput_recovery_s": after, "recovery_target": f">= {RECOVERED:.0%} of the window before, --window "
                                                           f"{args.window:g}s",
-        "faults_with_nothing_pending": idle_faults,
+        "faults_with_nothing_pending": idle_faults, "pending_at_each_fault": backlog_at_faults,
         "baseline_jobs_per_s": round(sum(1 for t in completions if baseline_from <= t < faults[0][1])
                                      / max(faults[0][1] - baseline_from, 1e-9), 2) if faults else None,
         "elapsed_s": round(elapsed, 1),
