@@ -229,7 +229,8 @@ def pending(cluster: Cluster) -> int:
 
 
 def recovery(completions: list[float], fault: float, window: float, horizon: float = 30.0) -> float | None:
-    """Seconds from `fault` until a `window`-long span completes >= 95 % of the jobs of the window before it."""
+    """Seconds from `fault` until a `window`-long span completes >= 95 % of the jobs of the window before it
+    (None: not within `horizon`)."""
     before = sum(1 for t in completions if fault - window <= t < fault)
     if before == 0:
         return None
@@ -381,7 +382,10 @@ def run(cluster: Cluster, args: argparse.Namespace, hold: float) -> dict[str, An
     completions = [float(r[0]) for r in cluster.query("SELECT at FROM history WHERE status = 'completed'")]
     lost = [job for job in feeder.ids if job not in stored or stored[job][1] != "completed"]
     twice = [job for job, row in stored.items() if row[3] > 1 or row[4] > 1]
-    after = {kind: [recovery(completions, at, args.window) for k, at in faults if k == kind]
+    # Judged only up to the next fault (or the feed's end): what comes after is that fault's, not this one's.
+    ends = [at for _, at in faults[1:]] + [feeder.finished_at]
+    after = {kind: [recovery(completions, at, args.window, horizon=min(30.0, end - at - args.window))
+                    for (k, at), end in zip(faults, ends, strict=True) if k == kind]
              for kind in ("restart", "terminate")}
     return {
         "bench": "failover", "masters": len(MASTERS), "workers": len(WORKERS), "jobs": len(feeder.ids),
