@@ -2,8 +2,9 @@
 
 While jobs (null and tiny real FFmpeg) run: the leader is SIGKILLed, a standby takes over (`cluster status
 --json` names it, with a higher term); then the new leader is frozen (SIGSTOP) past its lease, the third master
-takes over, and the frozen one is resumed: a submit it received while frozen is refused there (its write is
-fenced: it steps down) and is stored once, by the leader. Every job completes exactly once: the history holds
+takes over, and the frozen one is resumed: it steps down, and a submit it received while frozen is refused
+there (its write fenced, or answered "not the leader" when its lease check came first) and stored once, by the
+leader. Every job completes exactly once: the history holds
 one completion per job and no job is lost.
 """
 
@@ -134,12 +135,17 @@ def test_three_masters_on_postgresql_ride_through_a_killed_and_a_frozen_leader(
             sender.join(30)
             assert "error" not in late and "id" in late, late
             submitted.append(late["id"])
-            eventually(lambda: "a write was refused" in masters.log(leader, 400), timeout=15,
-                       message=f"the resumed {leader} to have its late write refused")
-            assert "no longer leads" in masters.log(leader, 400)
+            eventually(lambda: "no longer leads" in masters.log(leader, 400), timeout=15,
+                       message=f"the resumed {leader} to step down")
+            # Resumed, it either meets the late submit first (its write is refused by the fence) or its lease
+            # check first (the renewal is refused), and then answers the submit as a standby. Either way the
+            # submit is stored once, by the leader, as checked below.
+            said = masters.log(leader, 400)
+            refused = said.count("a write was refused")
+            assert refused or "its lease was taken over or ran out" in said, said
             families = scrape(f"http://127.0.0.1:{masters.metrics_port(leader)}")
             assert value(families, "ffrtmp_master_leader") == 0
-            assert (value(families, "ffrtmp_master_stale_writes_refused_total") or 0) >= 1
+            assert value(families, "ffrtmp_master_stale_writes_refused_total") == refused
             assert value(scrape(f"http://127.0.0.1:{masters.metrics_port(third)}"), "ffrtmp_master_leader") == 1
 
             eventually(lambda: all_completed(client, submitted), timeout=40, message="every job to complete")
