@@ -29,10 +29,10 @@ def test_only_a_store_on_this_machine_s_disk_keeps_the_lease_through_a_write_fau
     postgres_store = open_postgres_store(postgres_url)
     try:
         disk_full = sqlite3.OperationalError("database or disk is full")
-        disk_full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
-        assert keeps_lease_on(sqlite_store)(WriteFault("disk full")) is True
+        disk_full.sqlite_errorcode = sqlite3.SQLITE_FULL
+        assert keeps_lease_on(sqlite_store)(WriteFault(OSError("disk full"))) is True
         assert keeps_lease_on(sqlite_store)(disk_full) is True
-        assert keeps_lease_on(postgres_store)(WriteFault("server gone")) is False
+        assert keeps_lease_on(postgres_store)(WriteFault(OSError("server gone"))) is False
     finally:
         sqlite_store.close()
         postgres_store.close()
