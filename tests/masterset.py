@@ -1,5 +1,5 @@
-"""Several real `ffrtmp master` processes on one SQLite file (one machine), and a scripted worker that follows
-the leader as a worker should: what the failover tests drive."""
+"""Several real `ffrtmp master` processes on one SQLite file (one machine) or one PostgreSQL database (`db=URL`),
+and a scripted worker that follows the leader as a worker should: what the failover tests drive."""
 
 from __future__ import annotations
 
@@ -23,11 +23,14 @@ from tests.rtmp import free_port
 
 
 class MasterSet:
-    def __init__(self, root: Path, names: tuple[str, ...] = ("m1", "m2", "m3"), *extra: str) -> None:
+    def __init__(self, root: Path, names: tuple[str, ...] = ("m1", "m2", "m3"), *extra: str,
+                 db: str | None = None) -> None:
         self.root = root
         self.names = names
         self.extra = list(extra)
         self.db = root / "shared" / "master.db"
+        """The SQLite file, unless `db` (a PostgreSQL URL) is given."""
+        self.db_arg = db or str(self.db)
         self.keys = root / "keys"
         self.keys.mkdir(parents=True, exist_ok=True)
         write_certificates(self.keys, "master")
@@ -57,7 +60,7 @@ class MasterSet:
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
         args = [sys.executable, "-m", "ffrtmp", "master", "--name", name, "--port", str(self.ports[name]),
-                "--bind", "127.0.0.1", "--data-dir", str(data_dir), "--db", str(self.db),
+                "--bind", "127.0.0.1", "--data-dir", str(data_dir), "--db", self.db_arg,
                 "--cert", self.master_key, "--key", str(self.keys / "master.key_secret"),
                 "--metrics", "--metrics-port", "0", "--api-port", "0", *self.extra]
         with open(self.root / "logs" / f"{name}.log", "ab") as log:

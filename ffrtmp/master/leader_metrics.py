@@ -1,4 +1,5 @@
-"""The master's leadership series: whether it leads, the term, and how often it took over (SPEC §8).
+"""The master's leadership series: whether it leads, the term, and how often it took over (SPEC §8), and its
+writes refused as a stale leader's.
 
 Read from the election at scrape time (plain attributes, safe to read from the HTTP thread).
 """
@@ -28,6 +29,9 @@ class LeadershipCollector(Collector):
                                 value=election.term if election.term is not None else (lease.term if lease else 0))
         yield CounterMetricFamily("ffrtmp_master_failovers", "Terms this master took over from an earlier one "
                                   "(a dead, stopped or deposed leader's)", value=election.failovers)
+        yield CounterMetricFamily("ffrtmp_master_stale_writes_refused", "Write transactions of this master refused "
+                                  "because it no longer held the lease (fenced: nothing of them was committed)",
+                                  value=election.refused_writes)
 
 
 def register(registry: CollectorRegistry, election: Election) -> LeadershipCollector:

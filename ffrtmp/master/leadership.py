@@ -6,7 +6,8 @@ the start of its last successful renewal, so it stops dispatching before any sta
 when the database cannot be reached to say so. A refused renewal, a lapsed trust or a write that raised
 `NotLeader` makes it step down: the caller drops its in-memory state and only answers "not the leader"
 until this master wins the lease again. A graceful stop releases the lease, so a standby takes over within
-one poll instead of a whole ttl.
+one poll instead of a whole ttl. Standbys spread their looks at the lease by a random part of a poll
+(`JITTER`), so several of them do not all try to claim it in the same instant when it runs out.
 
 No I/O but the store's, no clock but the one passed in: tests drive it with a fixed clock.
 """
@@ -14,6 +15,7 @@ No I/O but the store's, no clock but the one passed in: tests drive it with a fi
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ log = logging.getLogger("ffrtmp.master")
 
 EXPIRY_SLACK = 0.01
 """A standby looks at the lease this long after it should have run out (the clocks of one database)."""
+JITTER = 0.4
+"""A standby's next look at the lease comes up to this fraction of a poll later than due, drawn anew each time:
+three standbys watching one expiry then claim one after the other, and the first usually wins unopposed."""
 ANNOUNCE_EVERY = 1.0
 """How often a master refreshes its own row in the masters table (`cluster status` shows its last_seen)."""
 
@@ -57,7 +62,8 @@ class Election:
     def __init__(self, store: Leadership, name: str, address: str, timings: LeaseTimings | None = None, *,
                  on_elected: Callable[[int], None] = lambda term: None,
                  on_deposed: Callable[[Lease | None], None] = lambda lease: None,
-                 keeps_lease_on: Callable[[BaseException], bool] = lambda exc: False) -> None:
+                 keeps_lease_on: Callable[[BaseException], bool] = lambda exc: False,
+                 jitter: Callable[[], float] = random.random) -> None:
         self.store = store
         self.name = name
         self.address = address
@@ -85,6 +91,10 @@ class Election:
         """Renewal errors that do not end the leadership: the store's disk is full or failing."""
         self.stalled = False
         """The last renewal failed that way."""
+        self.jitter = jitter
+        """A draw in [0, 1): the share of `JITTER` of a poll added to a standby's next look (fixed in tests)."""
+        self.refused_writes = 0
+        """Writes of this master refused because another master held the lease (a stale leader's, fenced)."""
 
     @property
     def leading(self) -> bool:
@@ -100,6 +110,7 @@ class Election:
 
     def lost(self, error: NotLeader, mono: float) -> None:
         """A write was refused: another master holds the lease (or ours ran out) and this one must stand by."""
+        self.refused_writes += 1
         self.step_down(error.lease, f"a write was refused ({error})", mono)
 
     def step_down(self, lease: Lease | None, why: str, mono: float) -> None:
@@ -162,8 +173,11 @@ class Election:
         self.lease = renewed
         self.trusted_until = mono + self.timings.trust
 
+    def _spread(self) -> float:
+        return JITTER * self.timings.poll_every * min(max(self.jitter(), 0.0), 1.0)
+
     def _poll(self, mono: float) -> None:
-        self.due = mono + self.timings.poll_every
+        self.due = mono + self.timings.poll_every + self._spread()
         try:
             lease = self.store.current_lease()
             if (lease is not None and lease.live and lease.holder == self.name and lease.address == self.address
@@ -191,7 +205,7 @@ class Election:
             return
         self.lease = lease
         if lease is not None and lease.live:  # look again right as it runs out, not up to a poll later
-            self.due = mono + min(self.timings.poll_every, lease.expires_in + EXPIRY_SLACK)
+            self.due = mono + min(self.timings.poll_every, lease.expires_in + EXPIRY_SLACK) + self._spread()
 
     def _elected(self, lease: Lease, mono: float) -> None:
         self.role, self.term, self.lease = LEADER, lease.term, lease

@@ -40,6 +40,19 @@ class Host(Protocol):
     def send_frame(self, route: bytes, frame: bytes) -> bool: ...
 
 
+def keeps_lease_on(store: Store) -> Callable[[BaseException], bool]:
+    """The renewal faults that do not end the leadership: only those of a store on this machine's disk.
+
+    A full or failing disk under SQLite stops every master alike, so none could take over. A fault reaching a
+    PostgreSQL server (a lost connection, a server restarting, a partition) may be this master's alone: the
+    others may reach the server and take over once the lease runs out. Staying leader then would keep the
+    workers on a master that can write nothing, so it steps down when its trust runs out.
+    """
+    if store.directory is None:
+        return lambda exc: False
+    return lambda exc: isinstance(exc, WriteFault) or is_write_fault(exc)
+
+
 class ClusterMember:
     def __init__(self, server: Host, name: str, address: str, timings: LeaseTimings,
                  open_store: Callable[[], Store]) -> None:
@@ -48,7 +61,7 @@ class ClusterMember:
         self.open_store = open_store
         self.election = Election(server.store, name, address, timings, on_elected=self._elected,
                                  on_deposed=self._deposed,
-                                 keeps_lease_on=lambda exc: isinstance(exc, WriteFault) or is_write_fault(exc))
+                                 keeps_lease_on=keeps_lease_on(server.store))
         self.desk = StandbyDesk(server.store, lambda: server.coordinator.authority, lambda: self.election.lease,
                                 server.send_frame)
         self.term_store: Store | None = None

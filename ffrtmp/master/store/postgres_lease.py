@@ -15,13 +15,17 @@ from ffrtmp.errors import InvalidInput
 from ffrtmp.master.store.leases import ROLES, Lease, MasterRow, NotLeader
 from ffrtmp.master.store.postgres_session import Row, Session
 
+# The expiry of a takeover is computed when the row is updated, never from `excluded` (the statement's start):
+# a claim may wait on the row's lock (a frozen leader's fenced write holds it FOR SHARE), and a lease timed
+# from before that wait would be granted already expired, and taken again by the next claim in the queue:
+# two terms in one instant, each master believing it leads (found by scripts/bench/failover.py).
 LEASE_COLUMNS = "holder, term, address, extract(epoch FROM expires_at - clock_timestamp())::float8 AS expires_in"
 
 CLAIM = f"""
 INSERT INTO leader_lease (holder, address, term, expires_at)
 VALUES (%(name)s, %(address)s, 1, clock_timestamp() + make_interval(secs => %(ttl)s))
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.address,
-    term = leader_lease.term + 1, expires_at = excluded.expires_at
+    term = leader_lease.term + 1, expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)
 WHERE leader_lease.expires_at <= clock_timestamp()
 RETURNING {LEASE_COLUMNS}"""
 
