@@ -27,6 +27,7 @@ from ffrtmp.errors import InvalidInput
 from ffrtmp.master.api_bridge import ApiBridge
 from ffrtmp.master.http_gateway import ApiLimits, Gateway
 from ffrtmp.master.http_routes import application
+from ffrtmp.master.http_submit import ApiServerDelegate
 
 log = logging.getLogger("ffrtmp.master")
 
@@ -83,8 +84,9 @@ class HttpApi:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        app = application(Gateway(self.bridge, self.limits))
-        server = _CappedServer(app, ssl_options=self.tls, xheaders=False, decompress_request=False,
+        gateway = Gateway(self.bridge, self.limits)
+        server = _CappedServer(ApiServerDelegate(application(gateway), gateway), ssl_options=self.tls,
+                               xheaders=False, decompress_request=False,
                                max_body_size=self.limits.max_body, max_header_size=64 * 1024,
                                idle_connection_timeout=self.limits.idle_timeout,
                                body_timeout=self.limits.body_timeout)
