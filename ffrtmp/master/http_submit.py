@@ -1,6 +1,7 @@
 """`POST /api/jobs`, the API's hot path, answered at Tornado's HTTP layer, beside tornado.web for the rest.
 
-Tornado's HTTP1Connection still parses the request and enforces the header and body caps and timeouts; only
+Tornado's HTTP1Connection still parses the request and enforces the header and body caps (the read
+timeouts are http_deadlines.py's, for every endpoint); only
 tornado.web's RequestHandler (routing, a handler object, a task and a future per request) is left out, which
 was most of the HTTP thread's time per submit (docs/benchmarks.md, "HTTP API"). This is the endpoint's only
 implementation: tornado.web never sees a `POST /api/jobs`.
@@ -18,6 +19,7 @@ from typing import Any
 import tornado.httputil
 import tornado.web
 
+from ffrtmp.master.http_deadlines import ReadDeadlines
 from ffrtmp.master.http_gateway import ApiError, Gateway, bearer_key, json_body, submit_args
 
 log = logging.getLogger("ffrtmp.master")
@@ -97,13 +99,16 @@ class _Forward(tornado.httputil.HTTPMessageDelegate):
     """Picks the request's handler once its start line is known: SubmitRequest, or tornado.web's own."""
 
     def __init__(self, app: tornado.web.Application, gateway: Gateway, server: object,
-                 connection: tornado.httputil.HTTPConnection) -> None:
+                 connection: tornado.httputil.HTTPConnection, deadlines: ReadDeadlines) -> None:
         self.app, self.gateway, self.server, self.connection = app, gateway, server, connection
         self.target: tornado.httputil.HTTPMessageDelegate | None = None
+        self.deadlines = deadlines
+        deadlines.awaiting_headers(connection)  # made as the connection starts to wait for a request
 
     def headers_received(self, start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
                          headers: tornado.httputil.HTTPHeaders) -> Awaitable[None] | None:
         assert isinstance(start_line, tornado.httputil.RequestStartLine)
+        self.deadlines.awaiting_body(self.connection)
         if start_line.method == "POST" and start_line.path.partition("?")[0] == PATH:
             context = getattr(self.connection, "context", None)
             peer = getattr(context, "remote_ip", None) or "?"
@@ -118,9 +123,11 @@ class _Forward(tornado.httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         assert self.target is not None
+        self.deadlines.done(self.connection)
         self.target.finish()
 
     def on_connection_close(self) -> None:
+        self.deadlines.done(self.connection)
         if self.target is not None:
             self.target.on_connection_close()
 
@@ -128,12 +135,12 @@ class _Forward(tornado.httputil.HTTPMessageDelegate):
 class ApiServerDelegate(tornado.httputil.HTTPServerConnectionDelegate):
     """What the HTTPServer serves: the submit fast path, then the tornado.web application."""
 
-    def __init__(self, app: tornado.web.Application, gateway: Gateway) -> None:
-        self.app, self.gateway = app, gateway
+    def __init__(self, app: tornado.web.Application, gateway: Gateway, deadlines: ReadDeadlines) -> None:
+        self.app, self.gateway, self.deadlines = app, gateway, deadlines
 
     def start_request(self, server_conn: object,
                       request_conn: tornado.httputil.HTTPConnection) -> tornado.httputil.HTTPMessageDelegate:
-        return _Forward(self.app, self.gateway, server_conn, request_conn)
+        return _Forward(self.app, self.gateway, server_conn, request_conn, self.deadlines)
 
     def on_close(self, server_conn: object) -> None:
         self.app.on_close(server_conn)
