@@ -147,3 +147,23 @@ def test_replies_of_one_turn_wake_the_http_thread_once_and_none_is_lost() -> Non
     wakes, got = asyncio.run(run())
     assert got == list(range(2000))
     assert wakes < 1000  # far fewer wake-ups than replies (one per reply before)
+
+
+def test_a_reply_callback_that_fails_does_not_hold_back_the_others() -> None:
+    async def run() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        pump = ReplyPump(loop.call_soon_threadsafe)
+        got: list[bytes] = []
+
+        def broken(frame: bytes) -> None:
+            raise RuntimeError("a bug in one request's answer")
+
+        pump.push(broken, b"1")
+        pump.push(got.append, b"2")
+        await asyncio.sleep(0)
+        eventually_done = loop.create_future()
+        loop.call_soon(eventually_done.set_result, None)
+        await eventually_done
+        return got
+
+    assert asyncio.run(run()) == [b"2"]

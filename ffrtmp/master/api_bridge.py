@@ -17,12 +17,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 
 from ffrtmp import defaults
+
+log = logging.getLogger("ffrtmp.master")
 
 ROUTE_PREFIX = b"\xffhttp"
 """ZeroMQ's own routing ids start with a zero byte, so no ROUTER peer has a route like this."""
@@ -131,4 +134,7 @@ class ReplyPump:
         frames = self._frames
         while frames:
             deliver, frame = frames.popleft()
-            deliver(frame)
+            try:
+                deliver(frame)
+            except Exception:  # one request's fault: the replies behind it are still delivered now
+                log.exception("an HTTP reply could not be delivered")
