@@ -5,6 +5,11 @@ So authentication, roles, tenants, rate limits, degraded mode and every operatio
 ZeroMQ clients go through (client_gate.on_request); only the transport differs. The loop never waits on HTTP:
 `put` and `deliver` only append, write one byte to a pipe, or call a callback that itself only schedules work
 on the HTTP thread's event loop.
+
+Hand-offs are batched both ways: `put` wakes the loop only when the queue was empty (the loop drains it all
+at once), and a ReplyPump wakes the HTTP thread once for all the replies a loop turn sends. At thousands of
+requests a second, a pipe write per request and a `call_soon_threadsafe` per reply were a syscall and a GIL
+hand-over each.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 
 from ffrtmp import defaults
+
+log = logging.getLogger("ffrtmp.master")
 
 ROUTE_PREFIX = b"\xffhttp"
 """ZeroMQ's own routing ids start with a zero byte, so no ROUTER peer has a route like this."""
@@ -65,11 +73,13 @@ class ApiBridge:
     def put(self, route: bytes, frame: bytes, sender: str) -> bool:
         """Queue one REQUEST frame for the loop; False when too many wait already (the caller answers 503)."""
         with self._lock:
-            if len(self._inbox) >= self.max_pending:
+            waiting = len(self._inbox)
+            if waiting >= self.max_pending:
                 return False
             self._inbox.append((route, frame, sender))
-        with contextlib.suppress(BlockingIOError):  # the pipe is full: the loop is woken already
-            os.write(self._wake_write, b"!")
+        if not waiting:  # otherwise the loop was woken for the first one and takes this one with it
+            with contextlib.suppress(BlockingIOError):  # the pipe is full: the loop is woken already
+                os.write(self._wake_write, b"!")
         return True
 
     # ---- the loop's side -------------------------------------------------------------------------
@@ -101,3 +111,30 @@ class ApiBridge:
         for fd in (self._wake_read, self._wake_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class ReplyPump:
+    """Carries reply frames from the master's loop to callbacks on the HTTP thread's asyncio loop, waking it
+    once per burst: the first frame schedules a drain, the ones pushed before it runs ride along."""
+
+    def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
+        self._schedule = schedule  # the HTTP loop's call_soon_threadsafe
+        self._frames: collections.deque[tuple[Deliver, bytes]] = collections.deque()
+        self._scheduled = False
+
+    def push(self, deliver: Deliver, frame: bytes) -> None:
+        """In the master's loop thread: never blocks, never runs `deliver` itself."""
+        self._frames.append((deliver, frame))  # appended before the flag is read: a drain cannot miss it
+        if not self._scheduled:
+            self._scheduled = True
+            self._schedule(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False  # cleared before popping: a frame pushed after the last pop schedules anew
+        frames = self._frames
+        while frames:
+            deliver, frame = frames.popleft()
+            try:
+                deliver(frame)
+            except Exception:  # one request's fault: the replies behind it are still delivered now
+                log.exception("an HTTP reply could not be delivered")

@@ -25,8 +25,10 @@ import tornado.web
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.api_bridge import ApiBridge
+from ffrtmp.master.http_deadlines import ReadDeadlines
 from ffrtmp.master.http_gateway import ApiLimits, Gateway
 from ffrtmp.master.http_routes import application
+from ffrtmp.master.http_submit import ApiServerDelegate
 
 log = logging.getLogger("ffrtmp.master")
 
@@ -71,6 +73,7 @@ class HttpApi:
         self.bind = bind
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: _CappedServer | None = None
+        self.deadlines: ReadDeadlines | None = None
         self._thread = threading.Thread(target=self._run, name="ffrtmp-http-api", daemon=True)
         self._ready = threading.Event()
 
@@ -83,11 +86,16 @@ class HttpApi:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        app = application(Gateway(self.bridge, self.limits))
-        server = _CappedServer(app, ssl_options=self.tls, xheaders=False, decompress_request=False,
-                               max_body_size=self.limits.max_body, max_header_size=64 * 1024,
-                               idle_connection_timeout=self.limits.idle_timeout,
-                               body_timeout=self.limits.body_timeout)
+        gateway = Gateway(self.bridge, self.limits)
+        deadlines = ReadDeadlines(self.limits.idle_timeout, self.limits.body_timeout)
+        server = _CappedServer(ApiServerDelegate(application(gateway), gateway, deadlines), ssl_options=self.tls,
+                               xheaders=False, decompress_request=False,
+                               max_body_size=self.limits.max_body, max_header_size=64 * 1024)
+        # The read timeouts are ReadDeadlines' one sweep, not a `gen.with_timeout` per read (http_deadlines.py).
+        server.conn_params.header_timeout = None
+        server.conn_params.body_timeout = None
+        deadlines.start(loop)
+        self.deadlines = deadlines
         server.max_connections = self.limits.max_connections
         server.add_sockets(self.sockets)
         self._server = server

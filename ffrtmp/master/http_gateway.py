@@ -5,6 +5,7 @@ hands a request to the master's loop (through the ApiBridge) and waits for the r
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 from ffrtmp import defaults
 from ffrtmp.client import retry_after
 from ffrtmp.errors import InvalidInput, error_from_status
-from ffrtmp.master.api_bridge import SENDER_PREFIX, ApiBridge
+from ffrtmp.master.api_bridge import SENDER_PREFIX, ApiBridge, ReplyPump
 from ffrtmp.protocol import NOT_LEADER, Kind, Message, decode, encode
 
 RID = "h"
@@ -65,6 +66,7 @@ class Gateway:
     def __init__(self, bridge: ApiBridge, limits: ApiLimits) -> None:
         self.bridge = bridge
         self.limits = limits
+        self._pump: ReplyPump | None = None
 
     def frame(self, op: str, args: dict[str, Any], key: str | None) -> bytes:
         body: dict[str, Any] = {"rid": RID, "op": op, "args": args}
@@ -73,10 +75,13 @@ class Gateway:
         return encode(Kind.REQUEST, body)
 
     def open(self, on_frame: Callable[[bytes], None]) -> bytes:
-        loop = asyncio.get_running_loop()
+        pump = self._pump
+        if pump is None:  # made on first use, so in the HTTP thread, whose loop it wakes
+            pump = self._pump = ReplyPump(asyncio.get_running_loop().call_soon_threadsafe)
+        push = pump.push
 
-        def deliver(frame: bytes) -> None:  # in the master's loop thread: only schedules, never waits
-            loop.call_soon_threadsafe(on_frame, frame)
+        def deliver(frame: bytes) -> None:  # in the master's loop thread: only queues, never waits
+            push(on_frame, frame)
 
         return self.bridge.open(deliver)
 
@@ -85,27 +90,96 @@ class Gateway:
             raise ApiError(503, "the master is too busy to take more HTTP requests now; retry in a moment",
                            headers={"Retry-After": "1"})
 
-    async def ask(self, op: str, args: dict[str, Any], key: str | None, peer: str) -> Any:
-        """The operation's reply body, or ApiError with its status."""
+    def call(self, op: str, args: dict[str, Any], key: str | None, peer: str,
+             done: Callable[[Any, ApiError | None], None]) -> Callable[[], None]:
+        """Ask the master's loop without a task or a future: `done(body, None)` or `done(None, error)` runs
+        once on this thread's loop. Returns a cancel, which drops the route (the client went away)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes | None] = loop.create_future()
+        route = b""
+        timer: asyncio.TimerHandle | None = None
 
         def resolve(frame: bytes | None) -> None:
-            if not future.done():
-                future.set_result(frame)
+            nonlocal timer
+            if timer is None:
+                return  # answered (or cancelled) already
+            timer.cancel()
+            timer = None
+            self.bridge.close(route)
+            if frame is None:
+                done(None, ApiError(503, f"the master did not answer within {self.limits.request_timeout:g}s"))
+                return
+            try:
+                body = answer_of(decode(frame))
+            except ApiError as exc:
+                done(None, exc)
+                return
+            done(body, None)
+
+        def cancel() -> None:
+            nonlocal timer
+            if timer is not None:
+                timer.cancel()
+                timer = None
+                self.bridge.close(route)
 
         route = self.open(resolve)
         # A timer rather than asyncio.wait_for: no task per request on the hot path.
         timer = loop.call_later(self.limits.request_timeout, resolve, None)
         try:
             self.send(route, self.frame(op, args, key), peer)
-            raw = await future
+        except ApiError:
+            cancel()
+            raise
+        return cancel
+
+    async def ask(self, op: str, args: dict[str, Any], key: str | None, peer: str) -> Any:
+        """The operation's reply body, or ApiError with its status."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(body: Any, error: ApiError | None) -> None:
+            if not future.done():
+                future.set_exception(error) if error is not None else future.set_result(body)
+
+        cancel = self.call(op, args, key, peer, done)
+        try:
+            return await future
         finally:
-            timer.cancel()
-            self.bridge.close(route)
-        if raw is None:
-            raise ApiError(503, f"the master did not answer within {self.limits.request_timeout:g}s")
-        return answer_of(decode(raw))
+            cancel()
+
+
+def bearer_key(header: str | None) -> str | None:
+    """The API key of an `Authorization: Bearer KEY` header (None when there is no header)."""
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "Authorization: use 'Bearer YOUR-API-KEY'", "Authorization")
+    return token.strip()
+
+
+def json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body: not JSON ({exc})", "body") from None
+
+
+def submit_args(body: Any, idempotency_key: str | None) -> dict[str, Any]:
+    """One job object, a list of them, or `{"jobs": [...], "idempotency_key": ...}` → the submit's args."""
+    args: dict[str, Any]
+    if isinstance(body, dict) and "jobs" in body:
+        args = {"jobs": body["jobs"]}
+        if body.get("idempotency_key") is not None:
+            args["idempotency_key"] = body["idempotency_key"]
+    elif isinstance(body, dict):
+        args = {"jobs": [body]}
+    elif isinstance(body, list):
+        args = {"jobs": body}
+    else:
+        raise ApiError(400, "body: must be a job object, a list of jobs, or {\"jobs\": [...]}", "body")
+    if idempotency_key:
+        args["idempotency_key"] = idempotency_key
+    return args
 
 
 def answer_of(message: Message) -> Any:

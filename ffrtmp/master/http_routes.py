@@ -13,7 +13,7 @@ import tornado.iostream
 import tornado.web
 
 from ffrtmp import __version__
-from ffrtmp.master.http_gateway import ApiError, Gateway, answer_of
+from ffrtmp.master.http_gateway import ApiError, Gateway, answer_of, bearer_key
 from ffrtmp.master.openapi import document
 from ffrtmp.protocol import Kind, decode
 
@@ -56,13 +56,7 @@ class Base(tornado.web.RequestHandler):
         self.finish(json.dumps({"error": reason, "field": None}))
 
     def key(self) -> str | None:
-        header = self.request.headers.get("Authorization")
-        if header is None:
-            return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "Authorization: use 'Bearer YOUR-API-KEY'", "Authorization")
-        return token.strip()
+        return bearer_key(self.request.headers.get("Authorization"))
 
     async def ask(self, op: str, args: dict[str, Any]) -> Any:
         return await self.gateway.ask(op, args, self.key(), self.request.remote_ip or "?")
@@ -78,12 +72,6 @@ class Base(tornado.web.RequestHandler):
 
     def query_str(self, name: str) -> str | None:
         return self.get_query_argument(name, None) or None
-
-    def json_body(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"body: not JSON ({exc})", "body") from None
 
     async def run(self, op: str, args: dict[str, Any], status: int = 200) -> None:
         try:
@@ -116,30 +104,7 @@ class Jobs(Base):
             return self.fail(exc)
         await self.run("list", {k: v for k, v in args.items() if v is not None})
 
-    async def post(self) -> None:
-        try:
-            args = submit_args(self.json_body(), self.request.headers.get("Idempotency-Key"))
-        except ApiError as exc:
-            return self.fail(exc)
-        await self.run("submit", args, 201)
-
-
-def submit_args(body: Any, idempotency_key: str | None) -> dict[str, Any]:
-    """One job object, a list of them, or `{"jobs": [...], "idempotency_key": ...}` → the submit's args."""
-    args: dict[str, Any]
-    if isinstance(body, dict) and "jobs" in body:
-        args = {"jobs": body["jobs"]}
-        if body.get("idempotency_key") is not None:
-            args["idempotency_key"] = body["idempotency_key"]
-    elif isinstance(body, dict):
-        args = {"jobs": [body]}
-    elif isinstance(body, list):
-        args = {"jobs": body}
-    else:
-        raise ApiError(400, "body: must be a job object, a list of jobs, or {\"jobs\": [...]}", "body")
-    if idempotency_key:
-        args["idempotency_key"] = idempotency_key
-    return args
+    # POST /api/jobs is answered before this class is reached: http_submit.py.
 
 
 class Job(Base):

@@ -23,6 +23,8 @@ import json
 import multiprocessing
 import re
 import resource
+import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -93,8 +95,31 @@ def zmq_calm(cluster: LocalCluster, seconds: float) -> list[float]:
     return samples
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the master's loop (its main thread) and of its other threads (the HTTP API's, mostly)."""
+    main = other = 0.0
+    for thread in psutil.Process(pid).threads():
+        seconds = thread.user_time + thread.system_time
+        if thread.id == pid:
+            main += seconds
+        else:
+            other += seconds
+    return {"loop": main, "other_threads": other}
+
+
+def py_spy(pid: int, output: Path | None, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy recording `pid` (its threads apart, collapsed stacks) for `seconds`, when `output` is given."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if output is None or not Path(spy).exists():
+        return None
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds) * 20 + 60),
+                             "--rate", "250", "--threads", "--gil", "--nonblocking", "--format", "raw",
+                             "--output", str(output)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def submits(cluster: LocalCluster, port: int, cacert: str, clients: int, seconds: float,
-            master: psutil.Process, use_curl: bool) -> None:
+            master: psutil.Process, use_curl: bool, profile: Path | None = None) -> None:
     calm = zmq_calm(cluster, min(seconds, 3.0))
     out: multiprocessing.Queue = multiprocessing.Queue()
     start_at = time.time() + 1.0
@@ -112,19 +137,28 @@ def submits(cluster: LocalCluster, port: int, cacert: str, clients: int, seconds
     time.sleep(max(0.0, start_at - time.time()))
     thread = threading.Thread(target=ping_loop, args=(cluster, stop, loaded))
     thread.start()
+    spy = py_spy(master.pid, profile, seconds)
     cpu_before = sum(master.cpu_times()[:2])
+    threads_before = thread_cpu(master.pid)
     results = [out.get(timeout=seconds + 60) for _ in procs]
     master_cpu = sum(master.cpu_times()[:2]) - cpu_before
+    threads_cpu = {name: seconds - threads_before[name] for name, seconds in thread_cpu(master.pid).items()}
     stop.set()
     thread.join()
     for proc in procs:
         proc.join()
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
     latencies = [x for values, *_ in results for x in values]
     elapsed = max(r[2] for r in results) - start_at if use_curl else seconds
     emit({"bench": "http_api", "measure": "submits", "client": "curl" if use_curl else "python",
           "clients": clients, "seconds": round(elapsed, 2), "submits": len(latencies),
           "errors": sum(r[1] for r in results), "submits_per_s": round(len(latencies) / elapsed, 1),
           "master_cpu_s": round(master_cpu, 2),
+          "master_cpu_ms_per_submit": round(1000 * master_cpu / max(1, len(latencies)), 3),
+          **{f"{name}_cpu_ms_per_submit": round(1000 * seconds / max(1, len(latencies)), 3)
+             for name, seconds in threads_cpu.items()},
           "machine_cpus": psutil.cpu_count(), **summary(latencies)})
     calm_s, loaded_s = summary(calm), summary(loaded)
     emit({"bench": "http_api", "measure": "zmq_request_beside", "calm_p99_ms": calm_s.get("p99_ms"),
@@ -182,6 +216,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--client", choices=("curl", "python"), default="curl",
                         help="curl: one curl process per client, reusing its connection; python: http.client")
+    parser.add_argument("--profile", type=Path, help="py-spy the master during the submits into this file")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 1024)), hard))
@@ -195,7 +230,7 @@ def main() -> None:
             assert cluster.master is not None
             master = psutil.Process(cluster.master.pid)
             if args.seconds > 0:
-                submits(cluster, port, cacert, args.clients, args.seconds, master, args.client == "curl")
+                submits(cluster, port, cacert, args.clients, args.seconds, master, args.client == "curl", args.profile)
             if args.idle > 0:
                 asyncio.run(hold_idle(port, cacert, args.idle, master))
 
