@@ -193,10 +193,16 @@ def test_upload_always_of_a_missing_file_is_exit_2_naming_it(laptop: Laptop) -> 
 
 
 def test_upload_never_leaves_the_path_to_the_workers(laptop: Laptop) -> None:
-    """The laptop's file exists, but `never` means a path on the workers: this worker has no --input-root."""
+    """The laptop's file exists, but `never` means a path on the workers: this worker has no --input-root, so
+    the job waits for one that can see the directory, and says so (nothing was uploaded)."""
     laptop.clip("shared.mp4")
     done = laptop.ffrtmp("jobs", "submit", "--scenario", "files", *TINY, "--input", str(laptop.home / "shared.mp4"),
-                         "--upload", "never", "--wait", "--json")
-    job = json.loads(done.stdout)
-    assert job["status"] == "failed" and "--input-root" in job["error"], job
-    assert laptop.show(job["id"])["files"]["input"] is None
+                         "--upload", "never", "--json")
+    assert done.returncode == 0, done.stderr
+    [job_id] = json.loads(done.stdout)["ids"]
+    waiting = eventually(lambda: (lambda job: job if job.get("reason") else None)(laptop.show(job_id)), timeout=30,
+                         message="the job's wait reason")
+    assert waiting["status"] == "pending", waiting
+    assert f"can see {laptop.home} (add --input-root" in waiting["reason"], waiting
+    assert waiting["files"]["input"] is None
+    assert laptop.ffrtmp("jobs", "cancel", job_id).returncode == 0

@@ -6,15 +6,18 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ffrtmp.errors import MasterUnreachable
 from ffrtmp.files.objects import LocalObjects, ObjectMismatch
-from ffrtmp.files.transfer import FilesPeer, upload
+from ffrtmp.files.transfer import FilesPeer, PeerMoved, upload
 from ffrtmp.master.filechannel import FileChannel, FilesOptions
 from ffrtmp.master.store import open_store
+from ffrtmp.worker.fetch import DataChannel
 from tests.test_transport import free_port
 
 DATA = os.urandom(300_000)
@@ -121,3 +124,43 @@ def test_retention_removes_unkept_files_only_on_the_leader(tmp_path: Path) -> No
     finally:
         channel.socket.close()
         store.close()
+
+
+def test_a_workers_upload_follows_a_failover_instead_of_waiting_out_its_timeout(tmp_path: Path) -> None:
+    """The upload waits on a master that died (nothing listens); a WELCOME from the new leader names its data
+    channel, and the upload goes there at once (the transfer timeout here is 30 s: a test that waited it out
+    would fail its 10 s deadline)."""
+    leading = threading.Event()
+    leading.set()
+    channel = _channel(tmp_path, leading)
+    channel.start()
+    try:
+        source = tmp_path / "a.bin"
+        source.write_bytes(DATA)
+        data = DataChannel(timeout=30.0)
+        data.welcomed(f"tcp://127.0.0.1:{free_port()}", {"files_port": free_port()})  # the dead master's
+        done: dict[str, Any] = {}
+        waiting = threading.Event()
+
+        def asked(moved: Callable[[], bool]) -> bool:
+            waiting.set()  # asked only in a silence: the upload is waiting on the dead channel
+            return moved()
+
+        started = time.monotonic()
+        uploader = threading.Thread(target=lambda: done.update(stored=data.following(
+            lambda peer, moved: upload(peer, source, moved=lambda: asked(moved)))))
+        uploader.start()
+        assert waiting.wait(10)
+        data.welcomed("tcp://127.0.0.1:1", {"files_port": channel.port})  # the new leader's WELCOME
+        uploader.join(10)
+        assert not uploader.is_alive(), "the upload went on waiting on the dead master"
+        assert done["stored"].sha256 == SHA and time.monotonic() - started < 10
+    finally:
+        channel.stop()
+
+
+def test_a_transfer_told_its_master_moved_ends_with_peer_moved(tmp_path: Path) -> None:
+    source = tmp_path / "a.bin"
+    source.write_bytes(DATA)
+    with pytest.raises(PeerMoved):
+        upload(FilesPeer(f"tcp://127.0.0.1:{free_port()}"), source, timeout=30.0, moved=lambda: True)

@@ -84,13 +84,22 @@ class _Silence(Exception):
     """Nothing came within the timeout: this try is over, the next one resumes."""
 
 
+class PeerMoved(MasterUnreachable):
+    """The caller's master changed while the transfer waited (a failover): try it again with the new one."""
+
+
+MOVE_CHECK_EVERY = 0.25
+"""While a transfer hears nothing, how often it asks whether its master moved (`moved`)."""
+
+
 class _Channel:
     """One DEALER and the messages of the current transfer id (anything else, a former try's, is dropped)."""
 
-    def __init__(self, peer: FilesPeer) -> None:
+    def __init__(self, peer: FilesPeer, moved: Callable[[], bool] | None = None) -> None:
         self.dealer = DealerSocket(peer.endpoint, peer.server_key, peer.keys)
         self.socket = self.dealer.socket
         self.tid = ""
+        self.moved = moved
 
     def new_tid(self) -> str:
         self.tid = secrets.token_hex(8)
@@ -107,8 +116,13 @@ class _Channel:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not self.socket.poll(int(left * 1000) + 1, zmq.POLLIN):
+            if left <= 0:
                 raise _Silence()
+            wait = left if self.moved is None else min(left, MOVE_CHECK_EVERY)
+            if not self.socket.poll(int(wait * 1000) + 1, zmq.POLLIN):
+                if self.moved is not None and self.moved():  # asked only in a silence: never in a busy stream
+                    raise PeerMoved("the master changed during the transfer")
+                continue
             parts = self.socket.recv_multipart(copy=False)
             try:
                 header = wire.decode(parts[0].bytes)
@@ -138,12 +152,14 @@ def _who(api_key: str | None, job: str | None, attempt: int | None) -> dict[str,
 
 def upload(peer: FilesPeer, path: Path, *, name: str | None = None, sha256: str | None = None,
            api_key: str | None = None, job: str | None = None, attempt: int | None = None,
-           progress: Progress | None = None, timeout: float = 30.0, retries: int = 3) -> Uploaded:
+           progress: Progress | None = None, timeout: float = 30.0, retries: int = 3,
+           moved: Callable[[], bool] | None = None) -> Uploaded:
     """Store the file at `path` on the master; returns what was stored and how many bytes were sent.
 
     Clients pass `api_key` (the file belongs to its tenant); workers pass `job` and `attempt` (the attempt's
     output). `sha256`, when known, saves hashing the file here. Errors are those of `ffrtmp.errors` by status
-    (404, 409 stale attempt, 422 mismatch, 429 quota, 507 store full, …).
+    (404, 409 stale attempt, 422 mismatch, 429 quota, 507 store full, …). `moved`, asked while the master is
+    silent, ends the transfer with PeerMoved once it is true (a worker's master failed over).
     """
     try:
         size = path.stat().st_size
@@ -153,7 +169,7 @@ def upload(peer: FilesPeer, path: Path, *, name: str | None = None, sha256: str 
     if not valid_sha256(digest):
         raise InvalidInput("sha256", f"{digest!r} is not 64 lowercase hex digits")
     shown = name if name is not None else path.name
-    channel = _Channel(peer)
+    channel = _Channel(peer, moved)
     sent = 0
     try:
         with path.open("rb") as handle:
@@ -210,12 +226,13 @@ def _put(channel: _Channel, handle: Any, digest: str, size: int, timeout: float,
 
 def download(peer: FilesPeer, dest: Path, *, sha256: str | None = None, job: str | None = None,
              which: str = "output", attempt: int | None = None, api_key: str | None = None,
-             progress: Progress | None = None, timeout: float = 30.0, retries: int = 3) -> Downloaded:
+             progress: Progress | None = None, timeout: float = 30.0, retries: int = 3,
+             moved: Callable[[], bool] | None = None) -> Downloaded:
     """Fetch a stored file into `dest`, by `sha256` or as a job's `which` (`input`/`output`) file.
 
     The bytes go to `DEST.part` first and become `dest` only once their SHA-256 matched (fsync, rename); a
     rerun after an interruption resumes from that partial file's length. A partial that turns out not to be
-    the same file is discarded and the download retried once from its start.
+    the same file is discarded and the download retried once from its start. `moved` as for `upload`.
     """
     if sha256 is None and job is None:
         raise InvalidInput("sha256", "a download needs a SHA-256 or a job")
@@ -226,7 +243,7 @@ def download(peer: FilesPeer, dest: Path, *, sha256: str | None = None, job: str
     part = dest.with_name(dest.name + ".part")
     what: dict[str, Any] = {"sha256": sha256} if sha256 is not None else {"job": job, "which": which}
     what.update(_who(api_key, None if sha256 is None else job, attempt))
-    channel = _Channel(peer)
+    channel = _Channel(peer, moved)
     received = 0
     fresh_retry = True
     try:

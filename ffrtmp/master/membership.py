@@ -55,8 +55,10 @@ def keeps_lease_on(store: Store) -> Callable[[BaseException], bool]:
 
 class ClusterMember:
     def __init__(self, server: Host, name: str, address: str, timings: LeaseTimings,
-                 open_store: Callable[[], Store]) -> None:
+                 open_store: Callable[[], Store], on_lead: Callable[[], None] | None = None) -> None:
         self.server = server
+        self.on_lead = on_lead
+        """Called when this master wins a term after its start, before it answers anyone as the leader."""
         self.name = name
         self.open_store = open_store
         self.election = Election(server.store, name, address, timings, on_elected=self._elected,
@@ -153,6 +155,8 @@ class ClusterMember:
         if self.term_store is not None:
             self.term_store.close()
         self.term_store = store
+        if self.on_lead is not None:
+            self.on_lead()
 
     def _deposed(self, lease: Lease | None) -> None:
         coordinator = self.server.coordinator

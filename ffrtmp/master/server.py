@@ -116,10 +116,16 @@ class MasterServer:
                         options.bind, HOW_TO_OPEN)
         keys = master_keypair(options.data_dir, options.cert, options.key) if options.tls else None
         host = "*" if options.bind in ("0.0.0.0", "*") else options.bind
+        self.keys, self.bind_host = keys, host
         port = "*" if options.port == 0 else str(options.port)
         self.socket = RouterSocket(f"tcp://{host}:{port}", keys, options.allow_keys)
         options.config.version = __version__
-        self.files = self._file_channel(keys, host) if options.files_port else None
+        try:
+            self.files = self._file_channel(keys, host) if options.files_port else None
+        except InvalidInput:
+            self.socket.close()
+            self.store.close()
+            raise
         options.config.files_port = self.files.port if self.files is not None else 0
         self.coordinator = Coordinator(self.store, options.config, self.send_frame)
         self.api_bridge = ApiBridge() if options.api_port else None
@@ -149,7 +155,8 @@ class MasterServer:
         self.goodbye_linger = 0.0
         self.port = int(self.socket.endpoint.rsplit(":", 1)[1])
         self.member = ClusterMember(self, options.name, self.advertise, options.lease,
-                                    lambda: open_store(self.db_path, options.config.store_min_free))
+                                    lambda: open_store(self.db_path, options.config.store_min_free),
+                                    on_lead=self._bind_files_late)
         if self.metrics is not None:
             register_leader_metrics(self.metrics.registry, self.member.election)
         self._write_state()
@@ -171,14 +178,26 @@ class MasterServer:
             if not options.files_port_given:
                 log.warning("no data channel for files: %s (set --files-port to another port)", exc)
                 return None
-            self.socket.close()
-            self.store.close()
             raise InvalidInput("files-port", f"{exc} (--files-port 0 turns the data channel off)") from None
         except OSError as exc:
-            self.socket.close()
-            self.store.close()
             raise InvalidInput("files", f"cannot use the file store: {exc}") from None
         return channel
+
+    def _bind_files_late(self) -> None:
+        """A standby that found the default data port taken (another master on this machine, the leader then)
+        tries it again when it leads: the old leader is gone and only a leader's data channel moves files."""
+        if self.files is not None or not self.options.files_port or self.options.files_port_given:
+            return
+        try:
+            self.files = self._file_channel(self.keys, self.bind_host)
+        except InvalidInput as exc:  # not a port in use: the file store itself failed
+            log.warning("no data channel for files: %s", exc)
+            return
+        if self.files is not None:
+            self.options.config.files_port = self.files.port
+            self.files.start()
+            log.info("data channel for files on port %d", self.files.port)
+            self._write_state()
 
     @property
     def url(self) -> str:

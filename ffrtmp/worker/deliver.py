@@ -33,13 +33,14 @@ def deliver(channel: DataChannel, ffmpeg: str, job: str, attempt: int, delivery:
             canceled: threading.Event) -> dict[str, Any]:
     """Verify and upload; returns the `output_file` the RESULT reports. Raises OutputInvalid, StaleAttempt,
     NoDataChannel or a transfer's error. A canceled attempt uploads nothing."""
-    peer = channel.need()
+    channel.need()
     verified = verify_output(ffmpeg, delivery.path, delivery.expected_duration)
     if canceled.is_set():
         raise StaleAttempt("the attempt was canceled before its output was stored")
     try:
-        stored = upload(peer, delivery.path, name=delivery.name, sha256=verified.sha256, job=job, attempt=attempt,
-                        timeout=channel.timeout)
+        stored = channel.following(
+            lambda peer, moved: upload(peer, delivery.path, name=delivery.name, sha256=verified.sha256, job=job,
+                                       attempt=attempt, timeout=channel.timeout, moved=moved))
     except Conflict as exc:
         raise StaleAttempt(f"the master refused this attempt's output: {exc}") from None
     return {"name": stored.name, "size": stored.size, "sha256": stored.sha256}

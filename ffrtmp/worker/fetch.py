@@ -9,19 +9,23 @@ given) into `WORK_DIR/cache`, checked there, and read by FFmpeg from the cache (
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ffrtmp.errors import FfrtmpError, FileMismatch, NotFound
-from ffrtmp.files.transfer import FilesPeer, download
+from ffrtmp.files.transfer import FilesPeer, PeerMoved, download
 from ffrtmp.security import KeyPair
 from ffrtmp.worker.filecache import FileCache, Wanted
 
 TRANSFER_TIMEOUT = 30.0
 """A transfer that hears nothing from the master this long is tried again (resuming)."""
+MOVES = 3
+"""How many times one transfer follows its master to a new one (failovers) before it gives up."""
+T = TypeVar("T")
 
 
 class NoDataChannel(FfrtmpError):
@@ -64,6 +68,22 @@ class DataChannel:
             raise NoDataChannel("the master offers no data channel (files_port) to move this job's files over")
         return peer
 
+    def _moved_from(self, peer: FilesPeer) -> bool:
+        return self.peer != peer
+
+    def following(self, transfer: Callable[[FilesPeer, Callable[[], bool]], T]) -> T:
+        """Run `transfer(peer, moved)` on the current master's channel; when the master fails over while it
+        waits (a new WELCOME names another channel), it starts again there instead of waiting out its
+        timeout on a dead one. Resuming is the transfer's own (the master keeps what it received)."""
+        for _ in range(MOVES):
+            peer = self.need()
+            try:
+                return transfer(peer, functools.partial(self._moved_from, peer))
+            except PeerMoved:
+                continue
+        peer = self.need()
+        return transfer(peer, lambda: False)
+
 
 class InputFetcher:
     """Fetches attempts' stored inputs into the cache, once per file however many attempts need it."""
@@ -79,10 +99,10 @@ class InputFetcher:
         wanted = Wanted(str(input_file["sha256"]), int(input_file["size"]))
 
         def fetch(partial: Path) -> str | None:
-            peer = self.channel.need()  # asked on every try: a failover may have moved the channel
-            try:
-                done = download(peer, partial, job=job, which="input", attempt=attempt,
-                                timeout=self.channel.timeout)
+            try:  # the channel is asked on every try: a failover may have moved it
+                done = self.channel.following(
+                    lambda peer, moved: download(peer, partial, job=job, which="input", attempt=attempt,
+                                                 timeout=self.channel.timeout, moved=moved))
             except NotFound as exc:
                 raise InputMissing(f"the master has no stored input for this attempt: {exc}") from None
             if done.sha256 != wanted.sha256:  # the master's file is not the one the job names
