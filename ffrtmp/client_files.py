@@ -9,6 +9,7 @@ this tenant is not sent again, and a `--from` file uploads each distinct input o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,14 +140,33 @@ def stored_output(job: dict[str, Any]) -> dict[str, Any]:
     return output
 
 
-def fetch(client: Client, job_id: str, dest: Path | None = None, progress_for: ProgressFor = lambda what: None,
-          ) -> Downloaded:
-    """Download a job's stored output to `dest` (a directory: the output's name in it; default: the output's
-    name here); resumes `DEST.part`; the SHA-256 is checked against the job's record."""
+def fetch_target(dest: Path | str | None, name: str) -> Path:
+    """Where a fetch writes: `dest` itself, or `name` in it when it is a directory (or says it is one with a
+    trailing `/`, made here); the directory a file goes into must exist (a typo is not made into folders)."""
+    if dest is None:
+        return Path(name)
+    path = Path(dest)
+    if isinstance(dest, str) and dest.endswith(("/", os.sep)):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInput("output", f"cannot make the directory {dest}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        return path / name
+    if not path.parent.is_dir():
+        raise InvalidInput("output", f"{path.parent} is not a directory (end the path with / to have it made)")
+    return path
+
+
+def fetch(client: Client, job_id: str, dest: Path | str | None = None,
+          progress_for: ProgressFor = lambda what: None) -> Downloaded:
+    """Download a job's stored output to `dest` (a directory, or a string ending in `/`, which is made when
+    missing: the output's name in it; default: the output's name here); resumes `DEST.part`; the SHA-256 is
+    checked against the job's record."""
     job = client.get(job_id)
     output = stored_output(job)
     name = Path(str(output.get("name") or f"{job['id']}.out")).name
-    target = (dest / name if dest is not None and dest.is_dir() else dest) or Path(name)
+    target = fetch_target(dest, name)
     done = download(need_peer(client), target, job=job["id"], which="output", api_key=client.api_key,
                     progress=progress_for(f"fetch {target.name}"), timeout=max(client.timeout, 10.0))
     if done.sha256 != output["sha256"] or done.size != output.get("size", done.size):

@@ -137,6 +137,24 @@ def test_submit_wait_fetch_downloads_the_output_and_an_interrupted_fetch_resumes
     assert sha(laptop.home / "again.mp4") == stored["sha256"] == report["sha256"]
 
 
+def test_fetch_into_a_new_directory_with_a_slash_and_a_missing_one_is_exit_2_before_submitting(
+        laptop: Laptop) -> None:
+    laptop.clip("dirs.mp4")
+    job_id, _ = laptop.submit("--input", "dirs.mp4")
+    done = laptop.ffrtmp("jobs", "fetch", job_id, "-o", "made/here/", "--json")
+    assert done.returncode == 0, done.stderr
+    stored = laptop.show(job_id)["files"]["output"]
+    assert json.loads(done.stdout)["path"] == f"made/here/{stored['name']}"
+    assert sha(laptop.home / "made" / "here" / stored["name"]) == stored["sha256"]
+    with laptop.client() as client:
+        before = len(client.list(limit=1000))
+    typo = laptop.ffrtmp("jobs", "submit", "--scenario", "files", *TINY, "--input", "dirs.mp4", "--wait",
+                         "--fetch", "-o", "nowhere/out.mp4")
+    assert typo.returncode == 2 and "output" in typo.stderr and "nowhere" in typo.stderr, typo.stderr
+    with laptop.client() as client:
+        assert len(client.list(limit=1000)) == before, "nothing was submitted"
+
+
 def test_resubmitting_the_same_input_uploads_nothing_and_from_uploads_each_once(laptop: Laptop) -> None:
     clip = laptop.clip("same.mp4")
     _, first = laptop.submit("--input", "same.mp4")

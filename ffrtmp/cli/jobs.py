@@ -15,7 +15,7 @@ from ffrtmp.cli.common import Connection, console, errors, print_json, with_conn
 from ffrtmp.cli.sweep import sweep
 from ffrtmp.cli.transferbar import transfer_bars
 from ffrtmp.client import TERMINAL, Client, SubmittedIds
-from ffrtmp.client_files import Uploads, fetch
+from ffrtmp.client_files import Uploads, fetch, fetch_target
 from ffrtmp.errors import InvalidInput, JobFailed
 from ffrtmp.jobspec import CLIENT_SIDE, UPLOAD_MODES, parse_labels, validate_submission
 from ffrtmp.views import job_detail, job_progress, jobs_table
@@ -93,8 +93,8 @@ def submit(
     from_file: Path = typer.Option(None, "--from", help="Many jobs: a JSONL file, one object a line."),
     wait: bool = typer.Option(False, "--wait", help="Block with a progress bar until the job ends."),
     fetch_output: bool = typer.Option(False, "--fetch", help="With --wait: download the output once completed."),
-    fetch_to: Path = typer.Option(None, "-o", "--fetch-to", help="With --fetch: where (a file or a directory; "
-                                  "default: the output's name here)."),
+    fetch_to: str = typer.Option(None, "-o", "--fetch-to", help="With --fetch: where (a file, or a directory: "
+                                  "one ending in / is made; default: the output's name here)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     idempotency_key: str = typer.Option(None, "--idempotency-key", help="Rerunning a submit with the same key "
                                         "(within a day, same tenant) creates no job twice. With --from it "
@@ -110,6 +110,8 @@ def submit(
         raise InvalidInput("upload", f"{upload!r} is not one of {', '.join(UPLOAD_MODES)}")
     if (fetch_output or fetch_to is not None) and not wait:
         raise InvalidInput("fetch", "--fetch and -o need --wait (the output exists once the job completed)")
+    if fetch_to is not None:
+        fetch_target(fetch_to, "output")  # a -o into no directory is said now, not after the encode
     if from_file is not None:
         jobs = _read_jobs_file(from_file, given)
     else:
@@ -169,8 +171,8 @@ def _report_fetch(done: Any, quiet: bool) -> None:
 def fetch_(
     conn: Connection,
     job_id: str = typer.Argument(..., help="A job id or a unique prefix."),
-    output: Path = typer.Option(None, "-o", "--output", help="Where (a file, or a directory for the output's own "
-                                "name; default: its name in the current directory)."),
+    output: str = typer.Option(None, "-o", "--output", help="Where (a file, or a directory for the output's own "
+                                "name, made when it ends in /; default: its name in the current directory)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON: path, size, sha256, received."),
 ) -> None:
     """Download a job's stored output (resumes a partial download; its SHA-256 is checked). Exit 6 when the job
