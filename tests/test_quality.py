@@ -13,7 +13,7 @@ import pytest
 from ffrtmp.worker import encoders as encoder_probe
 from ffrtmp.worker.energy import package_zones
 from ffrtmp.worker.measure import Measuring
-from ffrtmp.worker.quality import measurable
+from ffrtmp.worker.quality import QualityPass, measurable, measures_inline
 from ffrtmp.worker.runner import AttemptRunner, WorkerPaths
 from ffrtmp.worker.sources import InputPolicy
 from tests.test_runner import Recorder, make_attempt
@@ -37,12 +37,13 @@ def encoder_map(ffmpeg: str) -> dict[str, dict[str, Any]]:
 
 
 def run_job(work: Path, ffmpeg: str, encoders: dict[str, Any], job: str, *, watts: float = 8.0,
-            **submit: Any) -> dict[str, Any]:
+            inline: bool = True, **submit: Any) -> dict[str, Any]:
     """One attempt on a runner measuring with `ffmpeg`; the `finished` event's data."""
     recorder = Recorder()
     runner = AttemptRunner(make_attempt(job, **submit), WorkerPaths(work), ffmpeg, encoders, recorder,
                            policy=InputPolicy(input_roots=(work.parent,)),
-                           measuring=Measuring(quality_metrics=measurable(ffmpeg), watts_per_core=watts))
+                           measuring=Measuring(quality_metrics=measurable(ffmpeg), watts_per_core=watts,
+                                               inline=inline))
     runner.run()
     result = recorder.finished()
     assert result["status"] == "completed", result
@@ -77,10 +78,15 @@ def test_a_higher_bitrate_measures_a_higher_psnr_on_the_same_source(tmp_path: Pa
     assert "vmaf" not in high
 
 
+@pytest.mark.parametrize("inline", [True, False], ids=["inside-the-encode", "after-the-encode"])
 def test_reported_psnr_ssim_and_vmaf_equal_ffmpegs_own_run_on_the_pair(tmp_path: Path, bundled: str,
-                                                                       encoder_map: dict[str, Any]) -> None:
+                                                                       encoder_map: dict[str, Any],
+                                                                       inline: bool) -> None:
+    """Measured inside the encode (the bundled FFmpeg 7.1+ has loopback decoders) or after it, the numbers are
+    FFmpeg's own for the output file against its source."""
+    assert measures_inline(bundled)
     work = tmp_path / "work"
-    result = run_job(work, bundled, encoder_map, "vmaf", bitrate="80k", quality="vmaf")
+    result = run_job(work, bundled, encoder_map, "vmaf", bitrate="80k", quality="vmaf", inline=inline)
     metrics, output, reference = result["metrics"], result["partial"], str(generated_source(work))
     assert metrics["quality"] == "vmaf"
     assert metrics["psnr_db"] == pytest.approx(number(r"average:(\S+)", direct(bundled, output, reference,
@@ -90,7 +96,10 @@ def test_reported_psnr_ssim_and_vmaf_equal_ffmpegs_own_run_on_the_pair(tmp_path:
     assert metrics["vmaf"] == pytest.approx(number(r"VMAF score: (\S+)", direct(bundled, output, reference,
                                                                                 "[0:v][1:v]libvmaf")), abs=1e-6)
     assert 0 < metrics["vmaf"] <= 100
-    assert metrics["quality_seconds"] > 0
+    if inline:
+        assert metrics["quality_inline"] is True and "quality_seconds" not in metrics
+    else:
+        assert metrics["quality_seconds"] > 0 and "quality_inline" not in metrics
 
 
 def test_an_output_smaller_than_its_input_is_scaled_up_to_the_inputs_size(tmp_path: Path, ffmpeg: str,
@@ -102,6 +111,34 @@ def test_an_output_smaller_than_its_input_is_scaled_up_to_the_inputs_size(tmp_pa
     result = run_job(tmp_path / "work", ffmpeg, encoder_map, "scaled", input=str(source))
     own = direct(ffmpeg, result["partial"], str(source), "[0:v]scale=320:240:flags=bicubic[d];[d][1:v]psnr")
     assert result["metrics"]["psnr_db"] == pytest.approx(number(r"average:(\S+)", own), abs=1e-6)
+
+
+def test_measured_inside_the_encode_a_smaller_output_is_scaled_up_and_equals_ffmpegs_own(
+        tmp_path: Path, bundled: str, encoder_map: dict[str, Any]) -> None:
+    source = tmp_path / "in.mp4"
+    subprocess.run([bundled, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x240:rate=10", "-t", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(source)], check=True, timeout=60)
+    result = run_job(tmp_path / "work", bundled, encoder_map, "scaled", input=str(source))
+    assert result["metrics"]["quality_inline"] is True
+    own = direct(bundled, result["partial"], str(source), "[0:v]scale=320:240:flags=bicubic[d];[d][1:v]ssim")
+    assert result["metrics"]["ssim"] == pytest.approx(number(r"All:(\S+)", own), abs=1e-6)
+
+
+def test_an_encode_whose_inline_measurement_fails_is_encoded_again_and_measured_after(
+        tmp_path: Path, bundled: str, encoder_map: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measurement must never fail a job: a graph FFmpeg refuses (here one naming no such filter) stops
+    the process that encodes too, so the plain encode runs again, and the pass after it measures."""
+    broken = ["-dec", "0:0", "-filter_complex", "[dec:0]no_such_filter[quality]", "-map", "[quality]", "-f",
+              "null", "-"]
+    monkeypatch.setattr(QualityPass, "inline_args", lambda self: broken)
+    recorder = Recorder()
+    AttemptRunner(make_attempt("fallback"), WorkerPaths(tmp_path / "work"), bundled, encoder_map, recorder,
+                  measuring=Measuring(quality_metrics=measurable(bundled))).run()
+    result = recorder.finished()
+    assert result["status"] == "completed", result
+    assert result["metrics"]["psnr_db"] > 0 and "quality_inline" not in result["metrics"]
+    assert any("encoding again without the measurement" in text for text in recorder.texts())
 
 
 def test_quality_none_measures_nothing_and_a_missing_libvmaf_is_said(tmp_path: Path, ffmpeg: str,

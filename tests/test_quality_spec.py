@@ -74,6 +74,13 @@ def test_the_graph_chains_the_metrics_over_one_read_of_each_file() -> None:
     assert vmaf.endswith("[d2][r2]libvmaf=n_threads=4")
 
 
+def test_inside_the_encode_the_output_is_decoded_again_and_the_input_cut_to_the_encodes_seconds() -> None:
+    assert comparison("basic").inline_args() == [
+        "-dec", "0:0", "-filter_complex",
+        "[dec:0]setpts=PTS-STARTPTS[d0];[0:v]trim=duration=2,setpts=PTS-STARTPTS,split=2[r0][r1];"
+        "[d0][r0]psnr[d1];[d1][r1]ssim[quality]", "-map", "[quality]", "-f", "null", "-"]
+
+
 def test_files_reach_ffmpeg_as_files_only_and_the_reference_is_cut_like_the_encode() -> None:
     argv = comparison("basic", loop_reference=True).argv("ffmpeg")
     assert "file:/w/out.mp4" in argv and "file:/w/in.mp4" in argv

@@ -13,7 +13,15 @@ from ffrtmp import defaults
 from ffrtmp.units import parse_resolution
 from ffrtmp.worker.energy import Energy
 from ffrtmp.worker.engines import JobContext
-from ffrtmp.worker.quality import FILTER_OF, METRICS_OF_MODE, QualityError, QualityPass, reference_file, video_size
+from ffrtmp.worker.quality import (
+    FILTER_OF,
+    METRICS_OF_MODE,
+    QualityError,
+    QualityPass,
+    measures_inline,
+    reference_file,
+    video_size,
+)
 from ffrtmp.worker.usage import Usage
 
 
@@ -25,6 +33,8 @@ class Measuring:
     """What its FFmpeg can measure: "psnr", "ssim", "vmaf" (quality.measurable)."""
     watts_per_core: float = defaults.WATTS_PER_CORE
     nvidia_smi: str | None = None
+    inline: bool = True
+    """Measure inside an FFmpeg encode where that FFmpeg can (`quality.measures_inline`); False: always after."""
 
 
 def quality_mode(params: dict[str, Any]) -> str:
@@ -48,6 +58,21 @@ def quality_pass(mode: str, ffmpeg: str | None, measuring: Measuring, context: J
     return QualityPass(mode=mode, distorted=context.output, distorted_size=resolution, reference=reference,
                        reference_size=size, duration=float(context.params["duration"]),
                        loop_reference=bool(context.spec.get("_loop_input")), threads=max(1, context.cpu_count))
+
+
+def inline_comparison(engine: str, ffmpeg: str | None, measuring: Measuring,
+                      context: JobContext) -> QualityPass | None:
+    """The comparison to run inside this attempt's encode, or None: it is measured after, if at all (another
+    engine, a stream, quality none, an FFmpeg older than 7.1, or a comparison that cannot be made, which the
+    pass after the encode then reports)."""
+    mode = quality_mode(context.params)
+    if engine != "ffmpeg" or mode == "none" or context.streaming or not measuring.inline \
+            or not measures_inline(ffmpeg):
+        return None
+    try:
+        return quality_pass(mode, ffmpeg, measuring, context)
+    except QualityError:
+        return None
 
 
 def cost_metrics(usage: Usage, energy: Energy | None) -> dict[str, Any]:

@@ -67,6 +67,21 @@ def _vmaf_runs(ffmpeg: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=8)
+def measures_inline(ffmpeg: str | None) -> bool:
+    """Whether this FFmpeg can measure inside the encode: a loopback decoder (`-dec`, FFmpeg 7.1 and newer)
+    feeding a filter graph beside the output, tried on two frames (an older FFmpeg refuses the option)."""
+    if ffmpeg is None:
+        return False
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+            "testsrc2=size=64x64:rate=2:duration=1", "-map", "0:v", "-c:v", "mpeg4", "-f", "null", "-",
+            "-dec", "0:0", "-filter_complex", "[dec:0][0:v]psnr[q]", "-map", "[q]", "-f", "null", "-"]
+    try:
+        return run_quiet(argv, timeout=CHECK_TIMEOUT).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def modes(metrics: Iterable[str]) -> list[str]:
     """The `--quality` modes a worker measuring `metrics` can serve."""
     have = set(metrics)
@@ -101,21 +116,30 @@ class QualityPass:
     """The encode looped a short source (`-stream_loop -1`); the reference is read the same way."""
     threads: int = 1
 
-    def graph(self) -> str:
+    def graph(self, distorted_pad: str = "[0:v]", reference_pad: str = "[1:v]", reference_trim: str = "",
+              last_label: str = "") -> str:
         metrics = METRICS_OF_MODE[self.mode]
         if not metrics:
             raise QualityError(f"quality {self.mode!r} measures nothing")
         width, height = self.reference_size
-        distorted = "[0:v]setpts=PTS-STARTPTS"
+        distorted = f"{distorted_pad}setpts=PTS-STARTPTS"
         if parse_resolution(self.distorted_size) != self.reference_size:
             distorted += f",scale={width}:{height}:flags=bicubic"
         refs = "".join(f"[r{i}]" for i in range(len(metrics)))
-        chain = [f"{distorted}[d0]", f"[1:v]setpts=PTS-STARTPTS,split={len(metrics)}{refs}"]
+        chain = [f"{distorted}[d0]", f"{reference_pad}{reference_trim}setpts=PTS-STARTPTS,split={len(metrics)}{refs}"]
         for i, metric in enumerate(metrics):
             options = f"=n_threads={self.threads}" if metric == "vmaf" else ""
             last = i == len(metrics) - 1
-            chain.append(f"[d{i}][r{i}]{FILTER_OF[metric]}{options}" + ("" if last else f"[d{i + 1}]"))
+            chain.append(f"[d{i}][r{i}]{FILTER_OF[metric]}{options}" + (last_label if last else f"[d{i + 1}]"))
         return ";".join(chain)
+
+    def inline_args(self) -> list[str]:
+        """What an FFmpeg encode appends to measure as it encodes (`measures_inline`): its output's video
+        stream (output 0, stream 0) decoded again by a loopback decoder, compared with the input's own decoded
+        frames ([0:v], cut to the seconds the encode writes), into a null output. The source is read and
+        decoded once, for both; the numbers are the same filters' over the same frames as the separate pass."""
+        graph = self.graph("[dec:0]", "[0:v]", f"trim=duration={self.duration:g},", "[quality]")
+        return ["-dec", "0:0", "-filter_complex", graph, "-map", "[quality]", "-f", "null", "-"]
 
     def argv(self, ffmpeg: str) -> list[str]:
         reference = [*(["-stream_loop", "-1"] if self.loop_reference else []), "-t", f"{self.duration:g}",

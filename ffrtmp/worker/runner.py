@@ -20,8 +20,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,10 @@ from ffrtmp.worker.gst_encoders import audio_encoder, audio_problem
 from ffrtmp.worker.inputs import MAX_GENERATED_SECONDS, InputError, audio_codec, ensure_generated
 from ffrtmp.worker.joblog import JobLogFilter
 from ffrtmp.worker.lines import LineSplitter
-from ffrtmp.worker.measure import Measuring, cost_metrics, quality_mode, quality_pass
+from ffrtmp.worker.measure import Measuring, cost_metrics, inline_comparison, quality_mode, quality_pass
 from ffrtmp.worker.outputs import OutputPlan, OutputRefused, discard, plan, resolve_output
 from ffrtmp.worker.progress import FfmpegProgress, GstProgress, ProgressParser
-from ffrtmp.worker.quality import ComparisonProgress, QualityError
+from ffrtmp.worker.quality import ComparisonProgress, QualityError, QualityPass
 from ffrtmp.worker.sources import (
     InputPolicy,
     SourceRefused,
@@ -61,6 +62,8 @@ from ffrtmp.worker.usage import TreeUsage, Usage, reap
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a process must stop."""
+TAP_LINES = 400
+"""The last stderr lines kept for the quality scores (FFmpeg prints them last): a chatty input never grows it."""
 
 NICE = 10
 
@@ -149,7 +152,7 @@ class AttemptRunner:
         self.policy = policy or InputPolicy()
         """What inputs and stream outputs this worker allows (none local, public hosts only, by default)."""
         self.measuring = measuring or Measuring()
-        self.tap: list[str] | None = None
+        self.tap: deque[str] | None = None
         """While set, the process's stderr lines are also kept here (the quality pass reads its scores so)."""
         self.filter = JobLogFilter(paths.work_dir)
         self.seq = 0
@@ -214,14 +217,28 @@ class AttemptRunner:
                                gstreamer=self.gst_launch is not None)
         context, prepare_seconds = self._prepare(engine)
         try:
-            command = BUILDERS[engine](context)
+            plain = BUILDERS[engine](context)
         except UnsupportedJob as exc:
             raise AttemptFailed(Failure.INVALID_INPUT, str(exc)) from None
+        inline = inline_comparison(engine, self.ffmpeg, self.measuring, context) if self.output is not None else None
+        command = plain if inline is None else replace(plain, argv=[*plain.argv, *inline.inline_args()])
         self.log("worker", "$ " + " ".join(command.argv))
         self.emit(Event("started", attempt.job, attempt.attempt, time.time()))
         duration = float(spec["params"]["duration"])
         timeout = spec.get("timeout") or default_timeout(duration)
+        self.tap = None if inline is None else deque(maxlen=TAP_LINES)
         run = self._execute(command, self._progress_parser(command), timeout, energy=True)
+        scored, self.tap = self.tap, None
+        if inline is not None and run.reason is None and run.code != 0:
+            # Encoding and measuring in one process: its failure may be the measurement's alone, which must
+            # never fail a job. The plain encode decides (a failing source fails again, for its own reason).
+            self.log("worker", f"the encode measuring quality inline exited with {run.code}: encoding again "
+                     "without the measurement")
+            self._discard()
+            inline, command = None, plain
+            self.log("worker", "$ " + " ".join(command.argv))
+            run = self._execute(command, self._progress_parser(command), timeout - (time.monotonic() - started),
+                                energy=True)
         code, reason = run.code, run.reason
         wall = time.monotonic() - started
         metrics = {**attempt.progress, "engine": engine, "encoder": command.encoder,
@@ -233,7 +250,9 @@ class AttemptRunner:
         written = self.output.partial if self.output is not None else None
         if written is not None and os.path.exists(written):
             metrics["output_bytes"] = os.path.getsize(written)
-        if reason is None and code == 0 and self.output is not None:
+        if reason is None and code == 0 and inline is not None:
+            self._inline_scores(inline, metrics, scored or ())
+        elif reason is None and code == 0 and self.output is not None:
             # the pass fits in what is left of the job's timeout: the master's deadline covers both
             reason = self._measure_quality(context, metrics, timeout - (time.monotonic() - started))
         if reason is None and code == 0:
@@ -254,6 +273,15 @@ class AttemptRunner:
             self.finish("failed", failure=Failure.ENCODER_ERROR.value, metrics=metrics,
                         error=self.diagnosis.message(PROGRAM[engine], code, written))
 
+    def _inline_scores(self, comparison: QualityPass, metrics: dict[str, Any], lines: Iterable[str]) -> None:
+        """The numbers the encode printed as it measured (its cpu_seconds and energy include the measuring)."""
+        metrics.update(quality=comparison.mode, quality_inline=True)
+        try:
+            metrics.update(comparison.scores(lines))
+        except QualityError as exc:
+            metrics["quality_error"] = str(exc)
+            self.log("worker", f"quality not measured: {exc}")
+
     def _measure_quality(self, context: JobContext, metrics: dict[str, Any], timeout: float) -> str | None:
         """Compare the output with its source (`--quality`) into `metrics`. A comparison that cannot be made
         or fails leaves the job completed, saying why (`quality_error`); only a cancel ends it ('canceled')."""
@@ -269,7 +297,7 @@ class AttemptRunner:
             assert self.ffmpeg is not None
             argv = comparison.argv(self.ffmpeg)
             self.log("worker", f"measuring quality ({mode}): $ " + " ".join(argv))
-            self.tap = []
+            self.tap = deque(maxlen=TAP_LINES)
             progress = ComparisonProgress(self.attempt.progress, comparison.duration)
             run = self._execute(Command(argv=argv, progress_format="none"), progress, timeout)
             if run.reason is not None:
