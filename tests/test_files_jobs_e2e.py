@@ -224,3 +224,22 @@ def test_upload_never_leaves_the_path_to_the_workers(laptop: Laptop) -> None:
     assert f"can see {laptop.home} (add --input-root" in waiting["reason"], waiting
     assert waiting["files"]["input"] is None
     assert laptop.ffrtmp("jobs", "cancel", job_id).returncode == 0
+
+
+def test_an_input_whose_stored_bytes_rotted_is_fetched_again_then_the_job_fails_saying_so(laptop: Laptop) -> None:
+    """The master verified the upload; its copy changed on disk afterwards (bit rot, a bad disk). The worker's
+    cache sees the wrong hash on each try and the job fails with that reason: never encoded from wrong bytes."""
+    clip = laptop.clip("rotted.mp4")
+    with laptop.client() as client:
+        stored = client.upload(clip)
+    on_disk = laptop.cluster.master_dir / "files" / "objects" / stored.sha256[:2] / stored.sha256
+    data = bytearray(on_disk.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte off
+    on_disk.chmod(0o600)
+    on_disk.write_bytes(bytes(data))
+    done = laptop.ffrtmp("jobs", "submit", "--scenario", "files", *TINY, "--input", "rotted.mp4", "--wait",
+                         "--json")
+    job = json.loads(done.stdout)
+    assert job["status"] == "failed", job
+    assert "fetched 3 times was never the file the job names" in job["error"], job["error"]
+    assert not (laptop.work / "cache" / stored.sha256).exists()
