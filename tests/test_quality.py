@@ -125,6 +125,24 @@ def test_measured_inside_the_encode_a_smaller_output_is_scaled_up_and_equals_ffm
     assert result["metrics"]["ssim"] == pytest.approx(number(r"All:(\S+)", own), abs=1e-6)
 
 
+@pytest.mark.parametrize("inline", [True, False], ids=["inside-the-encode", "after-the-encode"])
+def test_a_millisecond_container_at_30_fps_measures_the_same_inside_and_after_the_encode(
+        tmp_path: Path, bundled: str, encoder_map: dict[str, Any], inline: bool) -> None:
+    """MKV keeps milliseconds: 1/30 s is stored as 0.033 s. Both ways must pair each output frame with the
+    source frame it was made from, which is what pairing by frame index gives (the truth here: the same rate
+    on both sides)."""
+    source = tmp_path / "s30.mp4"
+    subprocess.run([bundled, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x120:rate=30", "-t", "2", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(source)], check=True, timeout=60)
+    result = run_job(tmp_path / "work", bundled, encoder_map, "mkv", input=str(source), fps=30,
+                     output="outputs/clip.mkv", inline=inline)
+    truth = direct(bundled, result["partial"], str(source),
+                   "[0:v]settb=1/30,setpts=N[d];[1:v]trim=duration=1,settb=1/30,setpts=N[r];[d][r]psnr")
+    assert result["metrics"].get("quality_inline", False) is inline
+    assert result["metrics"]["psnr_db"] == pytest.approx(number(r"average:(\S+)", truth), abs=1e-3)
+
+
 def test_an_encode_whose_inline_measurement_fails_is_encoded_again_and_measured_after(
         tmp_path: Path, bundled: str, encoder_map: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """The measurement must never fail a job: a graph FFmpeg refuses (here one naming no such filter) stops
@@ -139,6 +157,8 @@ def test_an_encode_whose_inline_measurement_fails_is_encoded_again_and_measured_
     assert result["status"] == "completed", result
     assert result["metrics"]["psnr_db"] > 0 and "quality_inline" not in result["metrics"]
     assert any("encoding again without the measurement" in text for text in recorder.texts())
+    once = run_job(tmp_path / "work", bundled, encoder_map, "once", quality="none")["metrics"]
+    assert result["metrics"]["cpu_seconds"] > once["cpu_seconds"]  # both runs are the job's cost
 
 
 def test_quality_none_measures_nothing_and_a_missing_libvmaf_is_said(tmp_path: Path, ffmpeg: str,
@@ -202,3 +222,21 @@ def test_the_comparison_reports_progress_the_masters_stall_check_sees(tmp_path: 
     held.advance({**last, "quality_frames": 0}, now=1.0)
     held.advance(last, now=2.0)
     assert held.progress_at == 2.0  # the encode's figures stood still, the comparison's moved
+
+
+def test_above_1080p_the_comparison_runs_after_the_encode(tmp_path: Path, bundled: str) -> None:
+    """Inside the encode the source frames wait for the encoder's delayed output: bounded by measuring 4K after."""
+    from ffrtmp.worker.engines import JobContext
+    from ffrtmp.worker.measure import inline_comparison
+
+    def context(resolution: str) -> JobContext:
+        attempt = make_attempt("big", resolution=resolution)
+        return JobContext(job_id="big", attempt=1, spec=attempt.spec, work_dir=tmp_path, input_path="/in.mp4",
+                          output=str(tmp_path / "out.mp4"), encoder="libx264", ffmpeg=bundled)
+
+    measuring = Measuring(quality_metrics=measurable(bundled))
+    assert inline_comparison("ffmpeg", bundled, measuring, context("1920x1080")) is not None
+    assert inline_comparison("ffmpeg", bundled, measuring, context("3840x2160")) is None
+    assert inline_comparison("gstreamer", bundled, measuring, context("1280x720")) is None
+    assert inline_comparison("ffmpeg", bundled, Measuring(quality_metrics=measurable(bundled), inline=False),
+                             context("1280x720")) is None

@@ -57,7 +57,13 @@ def quality_pass(mode: str, ffmpeg: str | None, measuring: Measuring, context: J
     size = video_size(ffmpeg, reference) if given else parse_resolution(resolution)
     return QualityPass(mode=mode, distorted=context.output, distorted_size=resolution, reference=reference,
                        reference_size=size, duration=float(context.params["duration"]),
-                       loop_reference=bool(context.spec.get("_loop_input")), threads=max(1, context.cpu_count))
+                       loop_reference=bool(context.spec.get("_loop_input")), threads=max(1, context.cpu_count),
+                       fps=int(context.params["fps"]))
+
+
+MAX_INLINE_PIXELS = 1920 * 1088
+"""Above 1080p the comparison runs after the encode: inside it, the source frames wait in the graph for the
+encoder's delayed output (its lookahead, tens of frames), tens of MiB at 360p and hundreds at 4K."""
 
 
 def inline_comparison(engine: str, ffmpeg: str | None, measuring: Measuring,
@@ -70,9 +76,13 @@ def inline_comparison(engine: str, ffmpeg: str | None, measuring: Measuring,
             or not measures_inline(ffmpeg):
         return None
     try:
-        return quality_pass(mode, ffmpeg, measuring, context)
+        comparison = quality_pass(mode, ffmpeg, measuring, context)
     except QualityError:
         return None
+    width, height = parse_resolution(comparison.distorted_size)
+    if max(width * height, comparison.reference_size[0] * comparison.reference_size[1]) > MAX_INLINE_PIXELS:
+        return None
+    return comparison
 
 
 def cost_metrics(usage: Usage, energy: Energy | None) -> dict[str, Any]:

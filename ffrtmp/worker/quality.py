@@ -115,6 +115,10 @@ class QualityPass:
     loop_reference: bool = False
     """The encode looped a short source (`-stream_loop -1`); the reference is read the same way."""
     threads: int = 1
+    fps: int | None = None
+    """The rate the encode wrote: the distorted frames are put back on its exact grid first. A container that
+    keeps milliseconds (MKV, WebM, FLV) stores 1/30 s as 0.033 s, and the filters then paired about half the
+    frames with the source's previous one (3–5 dB too low); a loopback decoder's frames are on the grid."""
 
     def graph(self, distorted_pad: str = "[0:v]", reference_pad: str = "[1:v]", reference_trim: str = "",
               last_label: str = "") -> str:
@@ -122,7 +126,7 @@ class QualityPass:
         if not metrics:
             raise QualityError(f"quality {self.mode!r} measures nothing")
         width, height = self.reference_size
-        distorted = f"{distorted_pad}setpts=PTS-STARTPTS"
+        distorted = f"{distorted_pad}setpts=PTS-STARTPTS" + (f",fps={self.fps}" if self.fps else "")
         if parse_resolution(self.distorted_size) != self.reference_size:
             distorted += f",scale={width}:{height}:flags=bicubic"
         refs = "".join(f"[r{i}]" for i in range(len(metrics)))

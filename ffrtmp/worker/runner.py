@@ -227,18 +227,24 @@ class AttemptRunner:
         duration = float(spec["params"]["duration"])
         timeout = spec.get("timeout") or default_timeout(duration)
         self.tap = None if inline is None else deque(maxlen=TAP_LINES)
+        began = time.monotonic()
         run = self._execute(command, self._progress_parser(command), timeout, energy=True)
         scored, self.tap = self.tap, None
         if inline is not None and run.reason is None and run.code != 0:
             # Encoding and measuring in one process: its failure may be the measurement's alone, which must
-            # never fail a job. The plain encode decides (a failing source fails again, for its own reason).
+            # never fail a job. The plain encode decides (a failing source fails again, for its own reason),
+            # in what is left of the timeout; the job's cost counts both runs.
+            inline, command, first = None, plain, run
+            left = timeout - (time.monotonic() - began)
             self.log("worker", f"the encode measuring quality inline exited with {run.code}: encoding again "
                      "without the measurement")
             self._discard()
-            inline, command = None, plain
-            self.log("worker", "$ " + " ".join(command.argv))
-            run = self._execute(command, self._progress_parser(command), timeout - (time.monotonic() - started),
-                                energy=True)
+            self.attempt.progress = {}
+            if left <= 0:
+                run = Finished(run.code, "timeout", run.usage, run.energy)
+            else:
+                self.log("worker", "$ " + " ".join(command.argv))
+                run = _both(first, self._execute(command, self._progress_parser(command), left, energy=True))
         code, reason = run.code, run.reason
         wall = time.monotonic() - started
         metrics = {**attempt.progress, "engine": engine, "encoder": command.encoder,
@@ -513,6 +519,16 @@ class AttemptRunner:
                 if changed or parser.consumes_all_lines:
                     continue
             self.log(stream, line)
+
+
+def _both(first: Finished, second: Finished) -> Finished:
+    """The second run's outcome, with what both cost."""
+    usage = replace(second.usage, cpu_seconds=round(first.usage.cpu_seconds + second.usage.cpu_seconds, 3),
+                    peak_rss_bytes=max(first.usage.peak_rss_bytes, second.usage.peak_rss_bytes))
+    energy = second.energy
+    if first.energy is not None and second.energy is not None:
+        energy = replace(second.energy, joules=round(first.energy.joules + second.energy.joules, 3))
+    return replace(second, usage=usage, energy=energy)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
