@@ -13,7 +13,7 @@ import pytest
 from ffrtmp.worker import encoders as encoder_probe
 from ffrtmp.worker.energy import package_zones
 from ffrtmp.worker.measure import Measuring
-from ffrtmp.worker.quality import QualityPass, measurable, measures_inline
+from ffrtmp.worker.quality import QualityPass, measurable, measures_inline, video_size
 from ffrtmp.worker.runner import AttemptRunner, WorkerPaths
 from ffrtmp.worker.sources import InputPolicy
 from tests.test_runner import Recorder, make_attempt
@@ -240,3 +240,22 @@ def test_above_1080p_the_comparison_runs_after_the_encode(tmp_path: Path, bundle
     assert inline_comparison("gstreamer", bundled, measuring, context("1280x720")) is None
     assert inline_comparison("ffmpeg", bundled, Measuring(quality_metrics=measurable(bundled), inline=False),
                              context("1280x720")) is None
+
+
+def test_a_source_stored_sideways_is_compared_upright(tmp_path: Path, bundled: str,
+                                                      encoder_map: dict[str, Any]) -> None:
+    """Phone footage: 160x120 stored, a display matrix of 90°; FFmpeg decodes it as 120x160 frames."""
+    plain, rotated = tmp_path / "plain.mp4", tmp_path / "rot.mp4"
+    subprocess.run([bundled, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x120:rate=10", "-t", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(plain)], check=True, timeout=60)
+    subprocess.run([bundled, "-hide_banner", "-loglevel", "error", "-display_rotation", "90", "-i", str(plain),
+                    "-c", "copy", str(rotated)], check=True, timeout=60)
+    assert video_size(bundled, str(rotated)) == (120, 160)
+    recorder = Recorder()
+    AttemptRunner(make_attempt("rot", input=str(rotated)), WorkerPaths(tmp_path / "work"), bundled, encoder_map,
+                  recorder, policy=InputPolicy(input_roots=(tmp_path,)),
+                  measuring=Measuring(quality_metrics=measurable(bundled))).run()
+    metrics = recorder.finished()["metrics"]
+    assert metrics["quality_inline"] is True and metrics["psnr_db"] > 20, metrics
+    assert not any("encoding again" in text for text in recorder.texts())

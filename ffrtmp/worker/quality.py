@@ -30,6 +30,7 @@ CHECK_TIMEOUT = 20.0
 
 _FILTER_LINE = re.compile(r"^\s*[A-Z.|]{2,3}\s+(\w+)\s+\S+->\S+", re.MULTILINE)
 _VIDEO_SIZE = re.compile(r"^\s*Stream #0:\d+\S*: Video: .*?\b(\d{2,5})x(\d{2,5})\b", re.MULTILINE)
+_ROTATION = re.compile(r"(?i)display ?matrix: rotation of (-?[0-9.]+) degrees")
 _SCORES = {"psnr_db": re.compile(r"\bPSNR y:.*\baverage:(\S+)"),
            "ssim": re.compile(r"\bSSIM Y:.*\bAll:(\S+)"),
            "vmaf": re.compile(r"\bVMAF score: (\S+)")}
@@ -97,7 +98,13 @@ def video_size(ffmpeg: str, source: str) -> tuple[int, int]:
     match = _VIDEO_SIZE.search(done.stderr)
     if match is None:
         raise QualityError("the source's video size could not be read")
-    return int(match.group(1)), int(match.group(2))
+    width, height = int(match.group(1)), int(match.group(2))
+    # FFmpeg turns a stream stored sideways (phones) upright as it decodes: its frames are then HEIGHTxWIDTH
+    block = done.stderr[match.end():].split("Stream #", 1)[0]
+    rotation = _ROTATION.search(block)
+    if rotation is not None and round(abs(float(rotation.group(1)))) % 180 == 90:
+        return height, width
+    return width, height
 
 
 @dataclass(frozen=True)
