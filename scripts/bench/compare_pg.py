@@ -28,6 +28,7 @@ run is an `error` line; the others go on.
 
     .venv-bench/bin/python scripts/bench/compare_pg.py [--jobs 10000] [--rounds 2] [--singles 200]
         [--systems ffrtmp-pg,ffrtmp-sqlite,procrastinate,pgqueuer] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+        [--slots 8[,16,32]] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import os
 import platform
@@ -117,11 +119,11 @@ class BackendCpu:
 
 
 def others_running() -> list[str]:
-    """What else loads the machine now: pytest runs (the CI's, other engineers')."""
+    """What else loads the machine now: pytest runs (the CI's, other engineers') and other benchmark scripts."""
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "bin/pytest" in cmdline:
+        if proc.info["pid"] != os.getpid() and ("bin/pytest" in cmdline or "scripts/bench/" in cmdline):
             found.append(f"{proc.info['pid']}: {cmdline[:80]}")
     return found
 
@@ -136,9 +138,20 @@ class Ffrtmp:
         self.system, self.root, self.slots, self.server, self.profile = system, root, slots, server, profile
         self.version = __version__
         self.store = "PostgreSQL (--db URL)" if system == "ffrtmp-pg" else "SQLite WAL (default)"
-        db = " --db postgresql://postgres@127.0.0.1:5432/bench_ffrtmp_pg_XXXX" if system == "ffrtmp-pg" else ""
-        self.setting = (f"`ffrtmp master{db}` + 2 `ffrtmp worker --slots {slots}` processes (default engines), "
-                        "CURVE on, client rate limits off")
+
+    @property
+    def setting(self) -> str:
+        db = " --db postgresql://postgres@127.0.0.1:5432/bench_ffrtmp_pg_XXXX" if self.system == "ffrtmp-pg" else ""
+        return (f"`ffrtmp master{db}` + 2 `ffrtmp worker --slots {self.slots}` processes (default engines), "
+                "CURVE on, client rate limits off")
+
+    def tune(self, candidates: list[int], jobs: int, config: Callable[[], dict[str, Any]]) -> None:
+        """A short run per slot count (`tune` lines, no warm-up), as compare_ffrtmp.tune_slots; keeps the fastest."""
+        rates = {}
+        for slots in candidates:
+            self.slots = slots
+            rates[slots] = self.throughput(jobs, 0, {**config(), "bench": "tune", "variant": f"slots:{slots}"}, False)
+        self.slots = max(rates, key=lambda slots: rates[slots])
 
     @contextlib.contextmanager
     def session(self) -> Iterator[tuple[LocalCluster, str | None, str | None]]:
@@ -392,7 +405,10 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="the PostgreSQL server (a fresh database is made on it "
                         "per system and round, and dropped)")
-    parser.add_argument("--slots", type=int, default=8, help="slots per ffrtmp worker (compare_ffrtmp.py's default)")
+    parser.add_argument("--slots", default="8", help="slots per ffrtmp worker (compare_ffrtmp.py's default); a comma "
+                        "list tries each with --tune-jobs jobs first (`tune` lines), for each store, and keeps the "
+                        "fastest")
+    parser.add_argument("--tune-jobs", type=int, default=5000)
     parser.add_argument("--redis-url", default=None, help="the peers' completion counter: this Redis (its "
                         "database is emptied!) instead of a private redis-server")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy ffrtmp-pg's master and a worker during "
@@ -403,6 +419,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown system(s) {', '.join(unknown)} (known: {', '.join(SYSTEMS)})")
     warmup = args.jobs // 10 if args.warmup is None else args.warmup
+    slots = [int(count) for count in args.slots.split(",") if count.strip()]
     needs_redis = any(s in PEERS for s in systems)
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ffrtmp-bench-pg-")))
@@ -410,7 +427,7 @@ def main() -> None:
         benches: dict[str, Ffrtmp | Peer] = {}
         for system in systems:
             try:
-                benches[system] = (Ffrtmp(system, root, args.slots, args.pg_url, args.profile)
+                benches[system] = (Ffrtmp(system, root, slots[0], args.pg_url, args.profile)
                                    if system.startswith("ffrtmp") else Peer(system, args.pg_url, redis_url,
                                                                             root / "logs"))
             except Exception as exc:
@@ -419,6 +436,8 @@ def main() -> None:
         emit(machine(args, {system: bench.version for system, bench in benches.items()}))
 
         run = Run(benches, args, warmup)
+        if len(slots) > 1:
+            run.tune(systems, slots)
         rates = run.rounds(systems)
         p50 = run.latency(systems) if args.singles else None
         emit({**summarize(rates, p50), "jobs": args.jobs, "rounds": args.rounds,
@@ -444,6 +463,12 @@ class Run:
             del self.benches[system]
             return None
 
+    def tune(self, systems: list[str], slots: list[int]) -> None:
+        for system in systems:
+            bench = self.benches.get(system)
+            if isinstance(bench, Ffrtmp):
+                self.attempt(system, bench.tune, slots, self.args.tune_jobs, functools.partial(self.config, system))
+
     def rounds(self, systems: list[str]) -> dict[str, list[float]]:
         """jobs/s per system and round, the systems in ABBA order; a `throughput` line (the median) for each."""
         rates: dict[str, list[float]] = {system: [] for system in self.benches}
@@ -452,7 +477,7 @@ class Run:
                 if system not in self.benches:
                     continue
                 record = {**self.config(system), "bench": "round", "round": round_,
-                          "others_running": len(others_running())}
+                          "others_running": others_running(), "load_avg_1m": round(os.getloadavg()[0], 2)}
                 profiled = round_ == 1 and system == "ffrtmp-pg" and self.args.profile is not None
                 rate = self.attempt(system, self.benches[system].throughput, self.args.jobs, self.warmup, record,
                                     profiled)
