@@ -101,3 +101,15 @@ def test_overhead_script_compares_real_transcodes_with_xargs() -> None:
     overhead = only(records, bench="overhead")
     assert overhead["transcodes"] == 2 and overhead["ffrtmp_seconds"] > 0 and overhead["xargs_seconds"] > 0
     assert overhead["round_ratio_ci95"] == 0.0  # one round: no interval
+
+
+def test_pg_compare_script_measures_ffrtmp_on_postgresql_and_sqlite(postgres_url: str) -> None:
+    # The peers (Procrastinate, PgQueuer) live in .venv-bench only; ffrtmp on both stores is what breaks unseen.
+    # No singles: each system's latency is one more cluster start (~4 s each here), which would double the test.
+    records = run_bench("compare_pg.py", "--jobs", "200", "--rounds", "1", "--singles", "0", "--warmup", "0",
+                        "--systems", "ffrtmp-pg,ffrtmp-sqlite", "--pg-url", postgres_url, "--slots", "4")
+    assert not [r for r in records if r["bench"] == "error"], records
+    assert {r["system"] for r in records if r["bench"] == "round"} == {"ffrtmp-pg", "ffrtmp-sqlite"}
+    assert only(records, bench="round", system="ffrtmp-pg")["pg_cpu_ms_per_job"] > 0
+    summary = only(records, bench="summary")
+    assert summary["ffrtmp_pg_vs_ffrtmp_sqlite"] > 0 and summary["best_peer"] is None

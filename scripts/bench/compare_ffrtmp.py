@@ -54,9 +54,12 @@ PY_SPY = shutil.which("py-spy", path=str(ROOT / ".venv" / "bin")) or shutil.whic
 NULL_WORKERS = ["--engines", "null"]
 
 
-def start(root: Path, slots: int, *worker_args: str) -> LocalCluster:
-    """A master and 2 workers; no `worker_args`: default workers (every engine found, as users run them)."""
-    cluster = LocalCluster(root, master_args=MASTER_ARGS)
+def start(root: Path, slots: int, *worker_args: str, db: str | None = None) -> LocalCluster:
+    """A master and 2 workers; no `worker_args`: default workers (every engine found, as users run them).
+
+    `db`: the master's store (`--db`, e.g. a postgresql:// URL); default its SQLite file in the data dir.
+    """
+    cluster = LocalCluster(root, master_args=[*MASTER_ARGS, *(["--db", db] if db else [])])
     cluster.start_master()
     for name in WORKERS:
         cluster.start_worker(name, *worker_args, slots=slots)
@@ -64,9 +67,18 @@ def start(root: Path, slots: int, *worker_args: str) -> LocalCluster:
     return cluster
 
 
-def stored_times(db: Path, ids: list[str]) -> dict[str, tuple[float, float | None]]:
-    """job id → (created_at, started_at) as the store keeps them (float seconds)."""
+def stored_times(db: Path | str, ids: list[str]) -> dict[str, tuple[float, float | None]]:
+    """job id → (created_at, started_at) as the store keeps them (float seconds): an SQLite file or a
+    postgresql:// URL (read with psycopg; both keep them as double precision)."""
     times: dict[str, tuple[float, float | None]] = {}
+    if str(db).startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(str(db), connect_timeout=10) as pg:
+            for i in range(0, len(ids), 500):
+                found = pg.execute("SELECT id, created_at, started_at FROM jobs WHERE id = ANY(%s)", (ids[i:i + 500],))
+                times.update({row[0]: (row[1], row[2]) for row in found})
+        return times
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
@@ -76,7 +88,9 @@ def stored_times(db: Path, ids: list[str]) -> dict[str, tuple[float, float | Non
     return times
 
 
-def latency(cluster: LocalCluster, singles: int, config: dict[str, Any]) -> None:
+def latency(cluster: LocalCluster, singles: int, config: dict[str, Any], system: str = "ffrtmp",
+            db: str | None = None) -> None:
+    """Single jobs on the idle cluster; `db`: the store the master was started with (default its SQLite file)."""
     submitted: dict[str, float] = {}
     to_completed: list[float] = []
     with cluster.client() as client:
@@ -89,15 +103,15 @@ def latency(cluster: LocalCluster, singles: int, config: dict[str, Any]) -> None
             if i >= 20:
                 to_completed.append(time.perf_counter() - begin)
                 submitted[job_id] = begin_wall
-    stored = stored_times(cluster.master_dir / "master.db", list(submitted))
+    stored = stored_times(db or cluster.master_dir / "master.db", list(submitted))
     to_running = [stored[j][1] - t for j, t in submitted.items() if stored.get(j, (0, None))[1] is not None]
     created_to_running = [stored[j][1] - stored[j][0] for j in submitted if stored.get(j, (0, None))[1] is not None]
     source = "client clock before submit -> worker start stamp (store, float)"
-    emit({"bench": "latency", "system": "ffrtmp", "measure": "submit_to_running", **summary(to_running),
+    emit({"bench": "latency", "system": system, "measure": "submit_to_running", **summary(to_running),
           "source": source, **config})
-    emit({"bench": "latency", "system": "ffrtmp", "measure": "submit_to_completed", **summary(to_completed),
+    emit({"bench": "latency", "system": system, "measure": "submit_to_completed", **summary(to_completed),
           "source": "Client.wait returns", **config})
-    emit({"bench": "latency", "system": "ffrtmp", "measure": "created_to_running", **summary(created_to_running),
+    emit({"bench": "latency", "system": system, "measure": "created_to_running", **summary(created_to_running),
           "source": "master insert -> worker start stamp (store, float)", **config})
 
 
