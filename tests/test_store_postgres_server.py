@@ -180,6 +180,23 @@ def test_an_error_caught_inside_a_transaction_never_reads_as_committed(store: Po
     assert store.submitted_ids("", "k") == [job_id]
 
 
+def test_savepoints_go_out_only_for_blocks_that_send_a_statement(store: PostgresStore) -> None:
+    """A batch of messages that send nothing (results and heartbeats are written once per frame) costs no
+    round trip; a block's first statement, read or write, gets its savepoint, so a failing read is undone too."""
+    job_id = store.insert_jobs([spec()], T0, 3)[0]
+    opened, issued = store.savepoints_opened, store.savepoints_issued
+    with store.transaction():
+        for _ in range(100):
+            with store.savepoint():
+                pass  # a message that writes nothing of its own
+        with store.savepoint(), store.savepoint():  # nested: the inner statement is the outer block's too
+            store.assign_job(job_id, "n1", T0)
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation), store.savepoint():
+            store.one("SELECT 'x'::int AS n")  # a read that fails: the transaction would be aborted
+    assert (store.savepoints_opened - opened, store.savepoints_issued - issued) == (103, 3)
+    assert store.get_job(job_id)["status"] == "assigned"  # type: ignore[index]
+
+
 def test_the_coordinator_carries_on_after_its_session_is_killed(postgres_url: str, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tests.test_coordinator.SqliteStore", lambda path: open_postgres_store(postgres_url))
