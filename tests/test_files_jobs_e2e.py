@@ -226,9 +226,10 @@ def test_upload_never_leaves_the_path_to_the_workers(laptop: Laptop) -> None:
     assert laptop.ffrtmp("jobs", "cancel", job_id).returncode == 0
 
 
-def test_an_input_whose_stored_bytes_rotted_is_fetched_again_then_the_job_fails_saying_so(laptop: Laptop) -> None:
+def test_an_input_whose_stored_bytes_rotted_fails_its_job_saying_so_and_uploads_again(laptop: Laptop) -> None:
     """The master verified the upload; its copy changed on disk afterwards (bit rot, a bad disk). The worker's
-    cache sees the wrong hash on each try and the job fails with that reason: never encoded from wrong bytes."""
+    cache sees the wrong hash, the master sees it too as it sends and drops its copy: the job fails saying so,
+    never encoded from wrong bytes, and the next submit of the file stores it again."""
     clip = laptop.clip("rotted.mp4")
     with laptop.client() as client:
         stored = client.upload(clip)
@@ -241,5 +242,10 @@ def test_an_input_whose_stored_bytes_rotted_is_fetched_again_then_the_job_fails_
                          "--json")
     job = json.loads(done.stdout)
     assert job["status"] == "failed", job
-    assert "fetched 3 times was never the file the job names" in job["error"], job["error"]
+    # the first fetch finds the wrong hash (the worker's check) and the master's own (it drops its copy)
+    assert "damaged in the master's store and removed: upload it again" in job["error"], job["error"]
     assert not (laptop.work / "cache" / stored.sha256).exists()
+    assert "no longer hashes to its name" in laptop.cluster.log_tail("master", 200)
+    again, stderr = laptop.submit("--input", "rotted.mp4")  # the laptop still has the good bytes
+    assert f"{clip.stat().st_size} bytes sent" in stderr  # not "already stored": all of it went again
+    assert laptop.show(again)["files"]["input"]["sha256"] == stored.sha256

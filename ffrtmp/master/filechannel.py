@@ -71,6 +71,10 @@ class Download:
     offset: int
     credit: int
     seen: float = field(default_factory=time.monotonic)
+    sha256: str = ""
+    digest: Any = None
+    """The bytes sent so far, hashed, for a download from the start: a stored file that no longer hashes to its
+    name (a disk that rotted it) is found when it is read, and dropped, so its next upload stores it again."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class FileChannel:
         self.leading = leading
         self.options = options or FilesOptions()
         self.transfers: dict[tuple[bytes, str], Transfer] = {}
+        self.rotten: set[str] = set()
+        """Files found damaged on reading and removed (a later `get` says so); forgotten once stored again."""
         self.uploading: dict[str, tuple[bytes, str]] = {}
         """Upload key → the transfer writing it: a resume from a new connection takes the partial over."""
         self._stop = threading.Event()
@@ -326,6 +332,7 @@ class FileChannel:
         except ObjectMismatch as exc:
             raise FileMismatch(f"{exc}: nothing was stored") from None
         ref, now = upload.ref, time.time()
+        self.rotten.discard(ref["sha256"])
         with self.db.transaction():
             self.db.put_file(upload.tenant, ref["sha256"], ref["size"], ref["name"], now)
             if upload.job is not None:
@@ -344,8 +351,12 @@ class FileChannel:
         try:
             reader = self.objects.open(ref["sha256"])
         except FileNotFoundError:
+            if ref["sha256"] in self.rotten:
+                raise NotFound(f"file {ref['sha256']} was damaged in the master's store and removed: upload it "
+                               "again") from None
             raise NotFound(f"file {ref['sha256']} is no longer stored") from None
-        download = Download(route, tid, reader, offset, max(1, min(wire.WINDOW, body.get("credit", wire.WINDOW))))
+        download = Download(route, tid, reader, offset, max(1, min(wire.WINDOW, body.get("credit", wire.WINDOW))),
+                            sha256=ref["sha256"], digest=hashlib.sha256() if offset == 0 else None)
         self.transfers[(route, tid)] = download
         self._send(route, wire.META, {"tid": tid, "sha256": ref["sha256"], "size": ref["size"], "name": ref["name"]})
         self._pump(download)
@@ -393,10 +404,25 @@ class FileChannel:
                                                                        "offset": download.offset}, data):
                 self._end(download)
                 return
+            if download.digest is not None:
+                download.digest.update(data)
             download.offset += len(data)
             download.credit -= 1
         if download.offset >= download.reader.size:
             self._end(download)
+            if download.digest is not None and download.digest.hexdigest() != download.sha256:
+                self._drop_rotten(download.sha256, download.digest.hexdigest())
+
+    def _drop_rotten(self, sha256: str, found: str) -> None:
+        """The peer's own check fails the transfer; here the bad copy goes, so that uploading the file again
+        stores it again instead of being told it is already stored."""
+        log.error("the stored file %s no longer hashes to its name (its bytes hash to %s: the disk or the bucket "
+                  "changed it): removed from the store; upload it again", sha256, found)
+        self.rotten.add(sha256)
+        try:
+            self.objects.remove(sha256)
+        except Exception as exc:  # a bucket's error as much as a disk's: the transfer has ended either way
+            log.error("could not remove the damaged file %s: %s", sha256, exc)
 
     # ---- upkeep: idle transfers, retention --------------------------------------------------------------
 
