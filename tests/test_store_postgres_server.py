@@ -180,27 +180,6 @@ def test_an_error_caught_inside_a_transaction_never_reads_as_committed(store: Po
     assert store.submitted_ids("", "k") == [job_id]
 
 
-def test_quotas_are_read_once_per_transaction_and_its_own_writes_are_seen(store: PostgresStore,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    store.set_quota("acme", 5, None)
-    sent: list[str] = []
-    real = type(store).execute
-
-    def counting(self: PostgresStore, sql: Any, args: Any = None) -> Any:
-        sent.append(str(sql))
-        return real(self, sql, args)
-
-    monkeypatch.setattr(type(store), "execute", counting)
-    with store.transaction():
-        assert store.quotas()["acme"]["max_pending"] == 5
-        store.quotas()["acme"]["max_pending"] = 99  # a caller's change to its copy stays its own
-        assert store.quotas()["acme"]["max_pending"] == 5
-        store.set_quota("acme", 7, 2)
-        assert store.quotas()["acme"] == {"max_pending": 7, "max_running": 2}
-    assert sum("FROM tenants" in sql for sql in sent) == 2  # once, and once after its own write
-    assert store.quotas()["acme"]["max_pending"] == 7  # outside a transaction: read each time
-
-
 def test_savepoints_go_out_only_for_blocks_that_send_a_statement(store: PostgresStore) -> None:
     """A batch of messages that send nothing (results and heartbeats are written once per frame) costs no
     round trip; a block's first statement, read or write, gets its savepoint, so a failing read is undone too."""

@@ -45,26 +45,18 @@ class KeyRows(Session):
 
     @writes
     def set_quota(self, tenant: str, max_pending: int | None, max_running: int | None) -> None:
-        self.memo.pop("quotas", None)
         self.execute("INSERT INTO tenants (name, max_pending, max_running) VALUES (%s, %s, %s) ON CONFLICT (name)"
                      " DO UPDATE SET max_pending = excluded.max_pending, max_running = excluded.max_running",
                      (tenant, max_pending, max_running))
 
     def quotas(self) -> dict[str, Quota]:
-        """Read once per transaction (`memo`): a round trip each time costs the submit path on PostgreSQL."""
-        kept: dict[str, Quota] | None = self.memo.get("quotas") if self.in_transaction else None
-        if kept is None:
-            rows = self.all("SELECT name, max_pending, max_running FROM tenants")
-            kept = {str(row["name"]): {"max_pending": row["max_pending"], "max_running": row["max_running"]}
-                    for row in rows}
-            if self.in_transaction:
-                self.memo["quotas"] = kept
-        return {name: {"max_pending": q["max_pending"], "max_running": q["max_running"]} for name, q in kept.items()}
+        rows = self.all("SELECT name, max_pending, max_running FROM tenants")
+        return {str(row["name"]): {"max_pending": row["max_pending"], "max_running": row["max_running"]}
+                for row in rows}
 
     @writes
     def set_lanes(self, tenant: str, queues: tuple[str, ...] | None, priorities: tuple[str, ...] | None) -> None:
         """The queues and priorities `tenant` may use (None: no list, the defaults apply)."""
-        self.memo.pop("quotas", None)  # a new tenants row
         self.execute("INSERT INTO tenants (name, queues, priorities) VALUES (%s, %s, %s) ON CONFLICT (name)"
                      " DO UPDATE SET queues = excluded.queues, priorities = excluded.priorities",
                      (tenant, _json_list(queues), _json_list(priorities)))

@@ -98,9 +98,6 @@ class Session:
         self.on_fence_lost: Callable[[], Exception] | None = None
         self.connect_error = ""
         """Why the last connection attempt failed (for the first connection's message)."""
-        self.memo: dict[str, Any] = {}
-        """Reads kept for the rest of one transaction (its writes of the same rows drop them): a submit and the
-        dispatch pass in its transaction read the tenants' quotas once, not once each."""
         self._scopes: list[bool] = []
         """The savepoints opened and not yet released, innermost last: True once SAVEPOINT went out."""
         self.savepoints_opened = 0
@@ -182,7 +179,6 @@ class Session:
                 self._depth -= 1
             return
         self._depth = 1  # from here on a fault ends the batch (WriteFault), BEGIN's own included
-        self.memo.clear()
         try:
             try:
                 self.execute("BEGIN")
