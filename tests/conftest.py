@@ -6,6 +6,7 @@ A missing ffmpeg skips the tests that need it on a developer machine, but fails 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from ffrtmp.local import ClusterError, wait_for
+from ffrtmp.local import ClusterError, LocalCluster, wait_for
 from ffrtmp.worker.tools import find_ffmpeg, find_gst_inspect, find_gstreamer
 from tests.postgres import postgres_database, postgres_url  # noqa: F401 (fixtures, for every test file)
 from tests.rtmp import find_nginx_rtmp, rtmp_server  # noqa: F401 (the fixture, for every test file)
@@ -70,6 +71,15 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
                  "FFRTMP_TIMEOUT", "FFRTMP_CLIENT_KEY"):
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+def cancel_unfinished(cluster: LocalCluster) -> None:
+    """Cancel what a cluster still runs before it stops: a worker's SIGTERM drains (it lets its running jobs
+    finish), so a long test job left running held every teardown to LocalCluster's 15 s limit."""
+    with contextlib.suppress(Exception), cluster.client(timeout=5) as client:  # a master a test killed: nothing
+        for job in client.list(limit=1000):
+            if job["status"] in ("pending", "assigned", "running"):
+                client.cancel(job["id"])
 
 
 def eventually(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,

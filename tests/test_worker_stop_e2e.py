@@ -13,7 +13,7 @@ import pytest
 
 from ffrtmp.local import LocalCluster
 from ffrtmp.worker.runner import KILL_GRACE
-from tests.conftest import eventually
+from tests.conftest import cancel_unfinished, eventually
 from tests.test_reliability import encoders_of, gone, slow_job, source, start_slow_job  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -30,6 +30,7 @@ def cluster(tmp_path: Path, source: str) -> Iterator[LocalCluster]:  # noqa: F81
                       env={"FFRTMP_INPUT_ROOT": str(Path(source).parent)}) as local:  # workers may read it
         local.start_master()
         yield local
+        cancel_unfinished(local)
 
 
 def exit_within(proc: object, seconds: float) -> tuple[int, float]:
