@@ -33,7 +33,7 @@ def deliver(channel: DataChannel, ffmpeg: str, job: str, attempt: int, delivery:
             canceled: threading.Event) -> dict[str, Any]:
     """Verify and upload; returns the `output_file` the RESULT reports. Raises OutputInvalid, StaleAttempt,
     NoDataChannel or a transfer's error. A canceled attempt uploads nothing."""
-    channel.need()
+    channel.need()  # no data channel: said before the output is decoded to verify it
     verified = verify_output(ffmpeg, delivery.path, delivery.expected_duration)
     if canceled.is_set():
         raise StaleAttempt("the attempt was canceled before its output was stored")
