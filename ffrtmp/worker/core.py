@@ -85,6 +85,8 @@ class WorkerCore:
         self.sampler = ResourceSampler(options.work_dir)
         self.loop_thread: int | None = None
         """The thread that drives the core; events from any other thread wake it up."""
+        self.wake_pending = False
+        """A runner thread has woken the loop and it has not drained the events since."""
         self.results = Results(ResultSpool(options.work_dir / "undelivered" / options.name))
         self.logs = LogShipper(send_message=link.send)
         self.logs.pause()  # nothing is shipped before the first WELCOME
@@ -144,7 +146,11 @@ class WorkerCore:
     def emit(self, event: Event) -> None:
         """Called from runner threads, and from the loop itself for null jobs (which need no wake-up call)."""
         self.jobs.events.put(event)
-        if threading.get_ident() != self.loop_thread:
+        # One wake-up per pass is enough: the loop drains every event queued by then. Cleared by the loop
+        # before it drains, so an event put after the drain began wakes it again. (A wake-up per log line
+        # ran a pass of the loop per line.)
+        if threading.get_ident() != self.loop_thread and not self.wake_pending:
+            self.wake_pending = True
             self.link.wake()
 
     # ---- one pass --------------------------------------------------------------------------------
@@ -162,6 +168,7 @@ class WorkerCore:
         self.silent_for = self.lease.silent_for(mono)
 
     def tick(self, now: float, mono: float) -> None:
+        self.wake_pending = False
         self.jobs.drain_events(now, mono)
         self.logs.flush(mono)
         self.send_results()

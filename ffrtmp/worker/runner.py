@@ -29,7 +29,7 @@ from typing import Any
 from ffrtmp.errors import FfrtmpError
 from ffrtmp.failures import Failure
 from ffrtmp.jobspec import default_timeout
-from ffrtmp.worker.childdeath import die_with_parent
+from ffrtmp.worker.childdeath import engine_spawn
 from ffrtmp.worker.childenv import child_environment
 from ffrtmp.worker.deliver import Delivery, StaleAttempt, deliver
 from ffrtmp.worker.diagnosis import Diagnosis
@@ -459,12 +459,14 @@ class AttemptRunner:
         nice = shutil.which("nice")
         if nice:
             argv = [nice, "-n", str(NICE), *argv]
+        prefix, preexec = engine_spawn()  # killed with the worker (childdeath.py)
+        argv = [*prefix, *argv]
         meter = EnergyMeter(watts_per_core=self.measuring.watts_per_core, nvidia_smi=self.measuring.nvidia_smi,
                             gpu_encoder=is_gpu_encoder(command.encoder)) if energy else None
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True,
-                                    preexec_fn=die_with_parent(),  # killed with the worker (childdeath.py)
+                                    preexec_fn=preexec,
                                     env={**child_environment(), **command.env})
         except OSError as exc:
             if meter is not None:
