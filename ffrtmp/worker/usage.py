@@ -60,7 +60,8 @@ def _children_listed(pid: int) -> list[int] | None:
 def descendants(root: psutil.Process) -> list[psutil.Process]:
     """Every live descendant of `root` (psutil.Error when `root` itself is gone)."""
     if not _LISTS:
-        return root.children(recursive=True)
+        listed: list[psutil.Process] = root.children(recursive=True)
+        return listed
     found: list[psutil.Process] = []
     pending = [root.pid]
     while pending:
