@@ -99,3 +99,37 @@ def test_ffmpeg_dies_within_seconds_when_its_worker_is_sigkilled(tmp_path: Path,
                 eventually(lambda: gone(encoders), timeout=3, message="ffmpeg to die with its worker")
                 connection.settimeout(5)
                 assert connection.recv(1) == b"", "the killed ffmpeg's connection is closed"
+
+
+SETPRIV_MIDDLE = textwrap.dedent("""
+    import subprocess, sys, time
+    from ffrtmp.worker.childdeath import engine_spawn
+    prefix, preexec = engine_spawn()
+    assert prefix and preexec is None, (prefix, preexec)
+    child = subprocess.Popen([*prefix, "sleep", "60"], start_new_session=True)
+    print(child.pid, flush=True)
+    time.sleep(60)
+""")
+
+
+@linux_only
+@pytest.mark.skipif(childdeath.setpriv_prefix() is None, reason="needs util-linux setpriv --pdeathsig")
+def test_an_engine_started_through_setpriv_dies_when_its_parent_is_killed() -> None:
+    # the way the runner starts engines where setpriv works: no preexec_fn, so Python keeps vfork
+    with subprocess.Popen([sys.executable, "-c", SETPRIV_MIDDLE], stdout=subprocess.PIPE) as middle:
+        try:
+            assert middle.stdout is not None
+            child = psutil.Process(int(middle.stdout.readline()))
+            eventually(lambda: child.name() == "sleep", timeout=5, message="setpriv to exec sleep")
+            middle.kill()
+            middle.wait(timeout=10)
+            eventually(lambda: gone([child]), timeout=5, message="the orphaned sleep to die with its parent")
+        finally:
+            middle.kill()
+
+
+def test_without_setpriv_the_prctl_preexec_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(childdeath, "_setpriv_known", True)
+    monkeypatch.setattr(childdeath, "_setpriv", None)
+    prefix, preexec = childdeath.engine_spawn()
+    assert prefix == [] and (preexec is not None) == childdeath.available()
