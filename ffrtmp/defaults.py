@@ -224,6 +224,10 @@ MAX_BITRATE = _env_str("FFRTMP_MAX_BITRATE", "50M")
 LIST_PAGE = 1000
 """The most jobs one `list` request returns; the reply's cursor fetches the next page."""
 
+QUALITY_INLINE = os.environ.get("FFRTMP_QUALITY_INLINE", "1").lower() not in ("0", "false", "no", "off")
+"""Whether a worker measures a job's quality inside its FFmpeg encode where that FFmpeg can (7.1+); off: always
+in a second FFmpeg after the encode (the way before 7.1)."""
+
 ALLOW_PRIVATE_NETWORK = os.environ.get("FFRTMP_ALLOW_PRIVATE_NETWORK", "").lower() in ("1", "true", "yes")
 """Whether a worker lets jobs reach loopback, private and link-local addresses (off: public hosts only)."""
 

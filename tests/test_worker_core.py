@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,30 @@ def test_poll_timeout_follows_the_nearest_deadline(worker: Worker) -> None:
     worker.advance(0.75)
     assert worker.core.poll_timeout(worker.mono) == pytest.approx(0.25)
     assert worker.core.stop.due_in(worker.mono) == math.inf
+
+
+def test_runner_threads_wake_the_loop_once_per_pass(worker: Worker) -> None:
+    wakes: list[int] = []
+    worker.core.link.wake = lambda: wakes.append(1)  # type: ignore[method-assign]
+    worker.core.loop_thread = threading.get_ident()
+
+    def emit_logs(count: int) -> None:
+        for n in range(count):
+            worker.core.emit(Event("log", "j1", 1, (n, worker.wall, "stderr", f"line {n}")))
+
+    def from_a_runner(count: int) -> None:
+        thread = threading.Thread(target=emit_logs, args=(count,))
+        thread.start()
+        thread.join()
+
+    from_a_runner(5)
+    assert len(wakes) == 1, "five lines before the loop ran: one wake-up"
+    worker.tick()  # the loop drains them all
+    assert worker.core.jobs.events.empty()
+    from_a_runner(2)
+    assert len(wakes) == 2, "a line after the drain wakes the loop again"
+
+
+def test_no_quality_inline_reaches_the_runners_measuring(tmp_path: Path) -> None:
+    assert Worker(tmp_path / "a").core.jobs.measuring.inline is True
+    assert Worker(tmp_path / "b", quality_inline=False).core.jobs.measuring.inline is False

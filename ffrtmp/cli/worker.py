@@ -92,6 +92,10 @@ def worker(
                                          envvar="FFRTMP_WATTS_PER_CORE", help="Watts one busy CPU core draws: "
                                          "job energy is CPU-seconds × this where RAPL cannot be read "
                                          "(energy_source estimated)."),
+    quality_inline: bool = typer.Option(defaults.QUALITY_INLINE, "--quality-inline/--no-quality-inline",
+                                        envvar="FFRTMP_QUALITY_INLINE", help="Measure a job's quality inside its "
+                                        "FFmpeg encode where FFmpeg can (7.1+: the source is decoded once); off: "
+                                        "in a second FFmpeg after the encode."),
     tracing: TracingOption = False,
     tracing_endpoint: TracingEndpointOption = None,
     log_level: LogLevelOption = "info",
@@ -147,7 +151,8 @@ def worker(
                             deliver_timeout=deliver_timeout,
                             input_roots=roots, path_maps=maps, sees=sees,
                             allow_private_network=allow_private_network, prefetch=prefetch,
-                            cache_max_bytes=cache_bytes, watts_per_core=watts_per_core)
+                            cache_max_bytes=cache_bytes, watts_per_core=watts_per_core,
+                            quality_inline=quality_inline)
     if tracing:
         from ffrtmp.tracing import Tracing
 

@@ -58,7 +58,7 @@ class Jobs:
         """The master's data channel, as its WELCOME names it (stored inputs in, stored outputs out)."""
         self.fetcher = InputFetcher(self.data_channel, FileCache(options.work_dir / "cache", options.cache_max_bytes))
         self.measuring = Measuring(quality_metrics=capabilities.quality, watts_per_core=options.watts_per_core,
-                                   nvidia_smi=shutil.which("nvidia-smi"))
+                                   nvidia_smi=shutil.which("nvidia-smi"), inline=options.quality_inline)
         self.attempts: dict[str, Attempt] = {}
         """Every attempt this worker holds: running, and prefetched ones (`held`) waiting for a slot."""
         self.held: dict[str, dict[str, Any] | None] = {}

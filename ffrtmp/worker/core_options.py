@@ -49,6 +49,8 @@ class WorkerOptions:
     `input_roots` and `path_maps`."""
     watts_per_core: float = defaults.WATTS_PER_CORE
     """One busy core's power, for `estimated` job energy where RAPL cannot be read."""
+    quality_inline: bool = defaults.QUALITY_INLINE
+    """Measure quality inside the encode where this worker's FFmpeg can (`--quality-inline`)."""
 
 
 class WorkerExit(Exception):
