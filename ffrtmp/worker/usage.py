@@ -65,15 +65,16 @@ def descendants(root: psutil.Process) -> list[psutil.Process]:
     found: list[psutil.Process] = []
     pending = [root.pid]
     while pending:
-        children = _children_listed(pending.pop())
-        if children is None:
-            if not found and not psutil.pid_exists(root.pid):
+        pid = pending.pop()
+        children = _children_listed(pid)
+        if children is None:  # the kernel lists children here, so the process is gone
+            if pid == root.pid:
                 raise psutil.NoSuchProcess(root.pid)
             continue
-        for pid in children:
+        for child in children:
             with contextlib.suppress(psutil.Error):
-                found.append(psutil.Process(pid))
-                pending.append(pid)
+                found.append(psutil.Process(child))
+                pending.append(child)
     return found
 
 
