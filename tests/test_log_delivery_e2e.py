@@ -112,16 +112,21 @@ def test_a_partition_past_the_node_timeout_leaves_no_log_gap_without_a_marker(cl
             finally:
                 partition.heal()
             final = client.wait(job_id, timeout=180)
-            lines = client.logs(job_id, attempt=1)["lines"]
+            logs = {n: client.logs(job_id, attempt=n)["lines"] for n in range(1, final["attempts"] + 1)}
     finally:
         partition.close()
     assert final["status"] == "completed", final
-    seqs = [line["seq"] for line in lines]
-    assert len(lines) > 100 and seqs == sorted(set(seqs)), "every seq once, in order"
-    assert unmarked_gaps(lines) == []
-    # the log runs to the end: x264's summary, then the quality pass (--quality basic) and its summary, last
-    assert any("kb/s:" in line["line"] for line in lines), "x264's summary"
-    assert re.search(r"\b(PSNR|SSIM) .*\b(average|All):", lines[-1]["line"]), lines[-1]["line"]
+    # A loaded machine may still be encoding when the worker's lease runs out: it stops attempt 1 (as it
+    # must: the master has given it away) and attempt 2 completes. Either way no attempt's log has a gap.
+    assert len(logs[1]) > 100
+    for lines in logs.values():
+        seqs = [line["seq"] for line in lines]
+        assert seqs == sorted(set(seqs)), "every seq once, in order"
+        assert unmarked_gaps(lines) == []
+    # the completed attempt's log runs to the end: x264's summary, then its quality summary (--quality basic)
+    last = logs[final["attempts"]]
+    assert any("kb/s:" in line["line"] for line in last), "x264's summary"
+    assert re.search(r"\b(PSNR|SSIM) .*\b(average|All):", last[-1]["line"]), last[-1]["line"]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
