@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ffrtmp import client_files, defaults
-from ffrtmp.errors import MasterUnreachable, ProtocolError, ProtocolMismatch, RateLimited, error_from_status
+from ffrtmp.errors import (
+    InvalidInput,
+    MasterUnreachable,
+    ProtocolError,
+    ProtocolMismatch,
+    RateLimited,
+    error_from_status,
+)
 from ffrtmp.files.transfer import Downloaded, Uploaded
 from ffrtmp.masters import (
     ELECTION_PAUSE,
@@ -333,6 +340,17 @@ class Client:
         """Completed jobs' quality, speed, energy and cost per group (`points`: rate–quality points too)."""
         args = {"by": by, "since": since, "group": group, "points": points or None}
         result: dict[str, Any] = self.request("report", {k: v for k, v in args.items() if v is not None})
+        return result
+
+    def recommend(self, resolution: str, fps: int, *, target_vmaf: float | None = None,
+                  target_psnr: float | None = None, codec: str | None = None) -> dict[str, Any]:
+        """The cheapest measured encoder and bitrate expected to meet one target (as `ffrtmp recommend --json`):
+        `recommendation` (None when the history is too thin), `encoders` with the measurements used, `sweeps`."""
+        if (target_vmaf is None) == (target_psnr is None):
+            raise InvalidInput("target-vmaf", "give exactly one of target_vmaf and target_psnr")
+        metric, target = ("vmaf", target_vmaf) if target_vmaf is not None else ("psnr", target_psnr)
+        args = {"resolution": resolution, "fps": fps, "metric": metric, "target": target, "codec": codec}
+        result: dict[str, Any] = self.request("recommend", {k: v for k, v in args.items() if v is not None})
         return result
 
     def wait(self, job_id: str, timeout: float | None = None,

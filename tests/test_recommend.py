@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from scipy.interpolate import PchipInterpolator  # independent of ours (installed with bjontegaard)
 
+from ffrtmp.errors import InvalidInput
 from ffrtmp.jobspec import validate_submission
 from ffrtmp.master.auth import create_key
 from ffrtmp.master.store import SqliteStore, Store
@@ -240,3 +241,20 @@ def test_the_command_prints_the_choice_the_measurements_and_the_sweep(
     assert code == 2 and "target-vmaf: give exactly one of --target-vmaf and --target-psnr" in out
     code, out = master_with_history("--resolution", "160x", "--fps", "30", "--target-vmaf", "90")
     assert code == 2 and "resolution:" in out
+
+
+def test_the_python_api_answers_as_the_command_does(tmp_path: Path) -> None:
+    from ffrtmp import Client
+    from tests.inprocess import inprocess_cluster
+
+    history = SqliteStore(tmp_path / "master" / "master.db")
+    curve(history, "libx264", "h264", X264)
+    history.close()
+    with inprocess_cluster(tmp_path) as local, Client(local.url, master_key=local.master_key) as client:
+        answer = client.recommend("160x120", 30, target_psnr=35)
+        assert answer["recommendation"]["encoder"] == "libx264"
+        assert answer == client.request("recommend", ARGS)
+        with pytest.raises(InvalidInput, match="target-vmaf"):
+            client.recommend("160x120", 30)
+        with pytest.raises(InvalidInput, match="^resolution:"):
+            client.recommend("160x", 30, target_vmaf=90)

@@ -77,10 +77,8 @@ def recommend(
     """The cheapest measured encoder and bitrate expected to meet a quality target, from completed jobs."""
     if (target_vmaf is None) == (target_psnr is None):
         raise InvalidInput("target-vmaf", "give exactly one of --target-vmaf and --target-psnr")
-    metric, target = ("vmaf", target_vmaf) if target_vmaf is not None else ("psnr", target_psnr)
-    args = {"resolution": resolution, "fps": fps, "metric": metric, "target": target, "codec": codec}
     with conn.client() as client:
-        answer: dict[str, Any] = client.request("recommend", {k: v for k, v in args.items() if v is not None})
+        answer = client.recommend(resolution, fps, target_vmaf=target_vmaf, target_psnr=target_psnr, codec=codec)
     if json_output:
         print_json(answer)
     else:
