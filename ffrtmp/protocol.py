@@ -141,6 +141,8 @@ class HelloBody(TypedDict):
     quality: NotRequired[list[Any]]
     """The quality metrics the worker's FFmpeg can measure ("psnr", "ssim", "vmaf"); others are ignored."""
     draining: NotRequired[object]
+    recall: NotRequired[object]
+    """True: the worker hands back a prefetched attempt it has not started when a CANCEL says `recall`."""
     sees: NotRequired[list[Any]]
     """The absolute paths under which the worker can read shared-storage inputs (each still to be checked)."""
 
@@ -180,6 +182,8 @@ class ResultBody(TypedDict):
     partial: NotRequired[object]
     published: NotRequired[object]
     refused: NotRequired[object]
+    recalled: NotRequired[object]
+    """With `refused`: the master recalled this prefetched attempt for another node (no retry, no delay)."""
 
 
 class RequestBody(TypedDict):

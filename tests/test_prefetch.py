@@ -147,6 +147,68 @@ def test_a_held_job_does_not_stall_and_its_clocks_start_when_it_starts(tmp_path:
     assert [m.body for m in cluster.net.take(b"w1", Kind.CANCEL)] == [{"job": held, "attempt": 1}]
 
 
+def held_behind_a_long_job(cluster: Cluster, **alpha: Any) -> tuple[str, str, str]:
+    """alpha (1 slot, prefetch 1) runs a long job and holds another; beta runs a job of its own."""
+    cluster.hello(b"w1", "alpha", slots=1, prefetch=1, **alpha)
+    cluster.hello(b"w2", "beta", slots=1, prefetch=0, recall=True)
+    long, other, held = cluster.submit(), cluster.submit(), cluster.submit()
+    assert (jobs_sent(cluster, b"w1"), jobs_sent(cluster, b"w2")) == ([long, held], [other])
+    cluster.deliver(b"w1", Kind.HEARTBEAT, {"jobs": [{"job": long, "attempt": 1, "frames": 1},
+                                                     {"job": held, "attempt": 1, "queued": True}]})
+    return long, other, held
+
+
+def test_a_job_held_behind_a_long_one_is_recalled_when_another_node_frees_a_slot(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, max_retries=0)
+    long, other, held = held_behind_a_long_job(cluster, recall=True)
+    cluster.now += 0.5
+    cluster.result(b"w2", other, 1)  # beta is idle now; the held job has waited only half a second
+    cluster.coordinator.tick(cluster.now)
+    assert not cluster.net.take(b"w1", Kind.CANCEL), "a job about to start is left alone"
+    cluster.now += 1.0
+    cluster.coordinator.tick(cluster.now)
+    assert [m.body for m in cluster.net.take(b"w1", Kind.CANCEL)] == [{"job": held, "attempt": 1, "recall": True}]
+    cluster.coordinator.tick(cluster.now + 0.5)
+    assert not cluster.net.take(b"w1", Kind.CANCEL), "asked once"
+    # What the agent answers (see on_cancel): refused, recalled; the job goes to beta at once, no retry used.
+    cluster.result(b"w1", held, 1, status="failed", failure="worker_lost", refused=True, recalled=True,
+                   error="recalled by the master for a worker with a free slot (prefetched, not started)")
+    assert [(m.body["job"], m.body["attempt"]) for m in cluster.net.take(b"w2", Kind.JOB)] == [(held, 2)]
+    assert cluster.job(held)["status"] == "assigned" and cluster.job(held)["node"] == "beta"
+    assert cluster.job(long)["node"] == "alpha" and not jobs_sent(cluster, b"w1")
+
+
+def test_no_recall_without_an_idle_node_that_fits_or_from_a_worker_that_cannot(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    long, other, held = held_behind_a_long_job(cluster, recall=True)
+    cluster.now += 5
+    cluster.coordinator.tick(cluster.now)
+    assert not cluster.net.take(b"w1", Kind.CANCEL), "beta is busy: nowhere better to go"
+    cluster.hello(b"w3", "gamma", slots=1, engines=("gstreamer",), recall=True)
+    cluster.coordinator.tick(cluster.now + 1)
+    assert not cluster.net.take(b"w1", Kind.CANCEL), "gamma is idle but cannot run an ffmpeg job"
+    older = Cluster(tmp_path / "older")
+    _, other, held = held_behind_a_long_job(older)  # alpha's worker did not say `recall` in its HELLO
+    older.result(b"w2", other, 1)
+    older.now += 5
+    older.coordinator.tick(older.now)
+    assert not older.net.take(b"w1", Kind.CANCEL), "a worker that does not know recall would cancel the job"
+
+
+def test_a_job_that_started_before_the_recall_arrived_runs_on(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    long, other, held = held_behind_a_long_job(cluster, recall=True)
+    cluster.result(b"w2", other, 1)
+    cluster.now += 2
+    cluster.coordinator.tick(cluster.now)
+    assert len(cluster.net.take(b"w1", Kind.CANCEL)) == 1
+    cluster.result(b"w1", long, 1)  # the recall crosses the long job's end: alpha starts the held one
+    cluster.deliver(b"w1", Kind.STARTED, {"job": held, "attempt": 1, "at": cluster.now})
+    cluster.coordinator.tick(cluster.now + 5)
+    assert cluster.job(held)["status"] == "running" and cluster.job(held)["node"] == "alpha"
+    assert not cluster.net.take(b"w1", Kind.CANCEL)
+
+
 def test_a_hello_with_a_bad_prefetch_is_refused_naming_the_field(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     replies = cluster.hello(b"w1", "alpha", prefetch=-1)
@@ -260,5 +322,23 @@ def test_a_lost_master_makes_held_jobs_lost_without_starting_them(tmp_path: Path
         assert {results["a"]["failure"], results["b"]["failure"]} == {"worker_lost"}
         assert results["a"]["status"] == results["b"]["status"] == "failed"
         assert agent.completed == 0 and agent.attempts["busy"].cancel.is_set()
+    finally:
+        agent.shutdown()
+
+
+def test_a_recall_hands_back_a_held_job_but_never_stops_a_running_one(tmp_path: Path,
+                                                                      clocks: tuple[Clock, Clock]) -> None:  # noqa: F811
+    mono, _ = clocks
+    agent = busy_agent(tmp_path, clocks, prefetch=1)
+    try:
+        assert agent.hello_body()["recall"] is True
+        null_job(agent, "held", mono())
+        agent.on_frame(encode(Kind.CANCEL, {"job": "busy", "attempt": 1, "recall": True}), mono())
+        assert not agent.attempts["busy"].cancel.is_set() and "busy" not in sent_results(agent)
+        agent.on_frame(encode(Kind.CANCEL, {"job": "held", "attempt": 1, "recall": True}), mono())
+        result = sent_results(agent)["held"]
+        assert (result["status"], result["failure"], result["refused"], result["recalled"]) == \
+            ("failed", "worker_lost", True, True)
+        assert not agent.held and list(agent.attempts) == ["busy"] and agent.completed == 0
     finally:
         agent.shutdown()

@@ -66,3 +66,28 @@ def test_a_drain_hands_the_prefetched_job_back_at_once_while_the_running_one_fin
         assert held["status"] == "completed" and held["node"] == "w2" and held["attempts"] == 2, held
         assert client.wait(first, timeout=120)["node"] == "w1"
         assert cluster.workers["w1"].wait(timeout=30) == 0
+
+
+
+def test_a_held_job_moves_to_a_worker_that_frees_a_slot_while_the_long_one_runs(cluster: LocalCluster,
+                                                                               source: str) -> None:  # noqa: F811
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.wait_for_nodes(["w1", "w2"])
+    with cluster.client() as client:
+        first, second = client.submit_many([slow_job(source), slow_job(source)])
+        eventually(lambda: {client.get(j)["status"] for j in (first, second)} == {"running"}, timeout=30,
+                   message="one job to run on each worker")
+        third = client.submit_many([slow_job(source)])[0]
+        eventually(lambda: client.get(third)["status"] == "assigned", timeout=10, message="the third to be held")
+        holder = client.get(third)["node"]
+        other, beside = next((j, client.get(j)["node"]) for j in (first, second) if client.get(j)["node"] != holder)
+        long = first if other == second else second
+        client.cancel(other)  # the other worker is idle now, while the holder's long job runs on
+        eventually(lambda: client.get(third)["node"] == beside, timeout=30,
+                   message="the master to recall the held job for the idle worker")
+        assert client.get(long)["status"] == "running", "it moved while the long job ran, not after it"
+        moved = client.wait(third, timeout=120)
+        assert moved["status"] == "completed" and moved["node"] == beside, moved
+        assert client.wait(long, timeout=120)["status"] == "completed"
+    assert "recalled" in cluster.log_tail("master")

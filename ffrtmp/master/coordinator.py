@@ -39,6 +39,7 @@ from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.observer import Observers
 from ffrtmp.master.outbox import Outbox
 from ffrtmp.master.ratelimit import RateLimiter
+from ffrtmp.master.recall import recall_waiting
 from ffrtmp.master.registry import NodeRegistry
 from ffrtmp.master.state import MasterState
 from ffrtmp.master.store import Store
@@ -205,6 +206,7 @@ class Coordinator:
         with self.store.transaction():
             upkeep.expire_nodes(state, mono)
             upkeep.check_attempts(state, now, mono)
+            recall_waiting(state, mono)
             state.logbook.keepalive(mono, self._status_of)
             if mono >= self.purge_due and not state.logbook.purge(now):
                 self.purge_due = mono + self.config.scheduler_interval  # nothing left: look again later

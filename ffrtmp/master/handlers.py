@@ -119,7 +119,8 @@ def _register(state: MasterState, route: bytes, body: HelloBody, old: NodeSessio
         encoders=body.get("encoders", {}), labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
         resources=body.get("resources", {}), status="draining" if body.get("draining") else "online",
         last_seen=now, heard_at=state.clock.mono, curve_key=state.sender, prefetch=body.get("prefetch", 0),
-        sees=check_sees(body.get("sees")), quality=quality_metrics(body.get("quality", [])))
+        sees=check_sees(body.get("sees")), quality=quality_metrics(body.get("quality", [])),
+        recalls=body.get("recall") is True)
     state.registry.join(session, old)
     return session
 
@@ -245,7 +246,7 @@ def on_started(state: MasterState, route: bytes, message: Message, now: float) -
     held = session.attempts[body["job"]]
     started = min(max(float(body["at"]), held.assigned_at), now)
     if held.queued:  # it waited prefetched: its stall and timeout clocks start now
-        held.queued = False
+        held.queued, held.queued_since = False, None
         held.begin(state.clock.mono)
     state.lifecycle.job_started(body["job"], body["attempt"], started)
 
@@ -301,11 +302,13 @@ def on_result(state: MasterState, route: bytes, message: Message, now: float) ->
     started = min(max(float(folded), session.attempts[job_id].assigned_at), now) \
         if isinstance(folded, int | float) else None
     if body.get("refused") is True and status == "failed":
-        # The worker turned the job down (draining, no free slot): not the job's fault, so no retry is used.
+        # The worker turned the job down (draining, no free slot) or handed back a prefetched one the master
+        # recalled: not the job's fault, so no retry is used. A recalled job goes at once (a node is free).
+        delay = 0.0 if body.get("recalled") is True else REFUSAL_DELAY
         state.registry.release(session, job_id)
         state.store.requeue_job(job_id, attempt, now, failure=Failure.WORKER_LOST, error=str(body.get("error")),
-                                      not_before=state.clock.steady + REFUSAL_DELAY, avoid=session.name, free=True)
-        state.due.at(state.clock.steady + REFUSAL_DELAY)
+                                not_before=state.clock.steady + delay, avoid=session.name, free=True)
+        state.due.at(state.clock.steady + delay)
         state.due.soon()
         return
     if status == "completed" and (missing := _unstored_output(state, job_id, attempt, body.get("output_file"))):

@@ -40,9 +40,15 @@ class AttemptState:
     timeout: float | None = None
     queued: bool = False
     """Prefetched: its worker holds it, not started, until a slot frees (as its heartbeats say)."""
+    queued_since: float | None = None
+    """The monotonic time a heartbeat first said it was held unstarted."""
+    recalled: bool = False
+    """The master asked its worker to hand it back for a node with a free slot (recall.py)."""
 
     def hold(self, mono: float) -> None:
         """Its worker holds it unstarted: no stall, and no timeout, counts until it starts."""
+        if not self.queued:
+            self.queued_since = mono
         self.queued = True
         self.begin(mono)
 
@@ -97,6 +103,8 @@ class NodeSession:
     """The paths under which its worker reads shared-storage inputs (HELLO); None: it did not say."""
     quality: frozenset[str] = frozenset()
     """The quality metrics its worker can measure (HELLO): a `--quality vmaf` job needs "vmaf"."""
+    recalls: bool = False
+    """Its worker hands back prefetched attempts it has not started when asked (HELLO `recall`)."""
     _codecs: tuple[dict[str, Any], dict[str, frozenset[str]]] | None = field(default=None, repr=False, compare=False)
     """`codecs()` and the encoder map it was worked out from."""
 

@@ -226,6 +226,7 @@ class WorkerCore:
             "encoders": self.encoders, "labels": self.options.labels,
             "resources": self.sampler.sample(), "running": running, "draining": self.draining,
             "prefetch": self.options.prefetch, "sees": self.sees(), "quality": list(self.capabilities.quality),
+            "recall": True,
         }
         if self.options.api_key:
             body["key"] = self.options.api_key

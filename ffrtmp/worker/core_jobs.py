@@ -74,6 +74,16 @@ class Jobs:
 
     def on_cancel(self, body: dict[str, Any], now: float, mono: float) -> None:
         current = self.attempts.get(body["job"])
+        if body.get("recall") is True:
+            # Another node has a free slot for a job held here: hand it back if it has not started; one that
+            # started meanwhile runs on (master/recall.py).
+            if current is not None and current.attempt == body["attempt"] and current.job in self.held:
+                self.held.pop(current.job)
+                self.finish(current.job, current.attempt, {
+                    "status": "failed", "failure": Failure.WORKER_LOST.value, "refused": True, "recalled": True,
+                    "error": "recalled by the master for a worker with a free slot (prefetched, not started)"},
+                    now, mono)
+            return
         if current is not None and current.attempt == body["attempt"]:
             current.cancel_reason = "canceled by the master"
             current.cancel.set()
@@ -241,6 +251,8 @@ class Jobs:
                 "metrics": result.get("metrics") or {}, "output": result.get("output")}
         if result.get("refused"):
             body["refused"] = True
+            if result.get("recalled"):
+                body["recalled"] = True
         if result["status"] == "completed" and result.get("output_file"):
             body["output_file"] = result["output_file"]  # stored by this attempt: the master checks it is
         if result["status"] == "completed" and result.get("partial") and result.get("output"):
