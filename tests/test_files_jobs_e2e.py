@@ -249,3 +249,22 @@ def test_an_input_whose_stored_bytes_rotted_fails_its_job_saying_so_and_uploads_
     again, stderr = laptop.submit("--input", "rotted.mp4")  # the laptop still has the good bytes
     assert f"{clip.stat().st_size} bytes sent" in stderr  # not "already stored": all of it went again
     assert laptop.show(again)["files"]["input"]["sha256"] == stored.sha256
+
+
+def test_a_prefetched_job_fetches_its_input_while_it_waits(laptop: Laptop) -> None:
+    clip = laptop.clip("ahead.mp4")
+    with laptop.client() as client:
+        long = client.submit("files", resolution="640x360", fps=30, duration=60, bitrate="1000k", preset="slower",
+                             engine="ffmpeg", max_retries=0, quality="none")
+        eventually(lambda: client.get(long)["status"] == "running", timeout=30, message="the long job to run")
+        held = client.submit("files", input=clip, resolution="160x120", fps=10, duration=1, bitrate="100k",
+                             engine="ffmpeg", max_retries=0)
+        try:
+            job = client.get(held)
+            assert job["status"] == "assigned" and job["node"] == "w1", "held behind the long job (prefetch 1)"
+            cached = laptop.work / "cache" / sha(clip)
+            eventually(cached.exists, timeout=30, message="the held job's input to be fetched ahead")
+            assert client.get(long)["status"] == "running" and client.get(held)["status"] == "assigned"
+        finally:
+            client.cancel(long)
+        assert client.wait(held, timeout=60)["status"] == "completed"

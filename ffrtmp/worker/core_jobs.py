@@ -115,8 +115,26 @@ class Jobs:
         self.attempts[job_id] = attempt
         if len(self.attempts) - len(self.held) > options.slots:
             self.held[job_id] = body.get("trace")  # prefetched: starts when a slot frees (start_held)
+            self.fetch_ahead(attempt)
             return
         self.start(attempt, body.get("trace"))
+
+    def fetch_ahead(self, attempt: Attempt) -> None:
+        """A held attempt's stored input comes into the cache while it waits, so that it starts on its slot
+        without waiting for the transfer (the cache fetches a file once: a start meanwhile waits for this one)."""
+        input_file = attempt.spec["params"].get("input_file")
+        if not isinstance(input_file, dict) or self.fetcher.channel.peer is None:
+            return
+
+        def fetch() -> None:
+            try:
+                with self.fetcher.input(attempt.job, attempt.attempt, input_file):
+                    pass
+            except Exception as exc:  # the attempt fetches again when it starts, and reports a failure then
+                log.info("job %s attempt %d: its input was not fetched ahead: %s", attempt.job, attempt.attempt,
+                         exc, extra={"job": attempt.job, "attempt": attempt.attempt, "node": self.options.name})
+
+        threading.Thread(target=fetch, name=f"fetch-{attempt.job[:8]}", daemon=True).start()
 
     # ---- starting and holding ---------------------------------------------------------------------
 
