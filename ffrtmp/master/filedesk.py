@@ -190,6 +190,11 @@ class FileDesk:
                                "again") from None
             raise NotFound(f"file {ref['sha256']} is no longer stored") from None
 
+    def present(self, ref: FileRef) -> None:
+        """404 as `open` says it when the object's bytes are not there (damaged and removed, or collected)."""
+        if self.objects.size_of(ref["sha256"]) != ref["size"]:
+            self.open(ref).close()  # raises the NotFound that says why (or finds it after all: then it is there)
+
     def read_whole(self, sha256: str, found: str) -> bool:
         """A reader read the whole object and its bytes hashed to `found`: True when that is its name. Else the
         bad copy goes (one error line), so that uploading the file again stores it again instead of being told
