@@ -208,3 +208,40 @@ def test_a_master_without_a_file_store_says_so(tmp_path: Path) -> None:
     with http_master(tmp_path) as (_, api):
         answer = put(api, key, DATA, tmp_path)
         assert answer.status == 404 and "no file store" in answer.json()["error"]
+
+
+@pytest.mark.slow
+def test_a_job_reads_an_uploaded_input_and_its_output_downloads(tmp_path: Path, ffmpeg: str) -> None:
+    """Upload with PUT, submit naming it as `input_file`, a real worker fetches and encodes it, and the output
+    downloads over HTTP with the SHA-256 the job shows."""
+    clip = tmp_path / "in.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:"
+                    "duration=1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", f"file:{clip}"],
+                   check=True, timeout=60)
+    data = clip.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    key, admin, other, worker = make_keys(tmp_path, ("submit", "alpha"), ("admin", "default"), ("read", "beta"),
+                                          ("worker", "*"))
+    with http_master(tmp_path, master={"files_port": -1}) as (cluster, api):
+        cluster.add_worker("w1", api_key=worker)
+        eventually(lambda: [n["status"] for n in api.get("/api/nodes", key=admin).json()["nodes"]] == ["online"],
+                   timeout=20, message="the worker to join")
+        stored = put(api, key, data, tmp_path, sha, name="in.mp4").json()
+        job = {"scenario": "files", "engine": "ffmpeg", "resolution": "160x120", "fps": 10, "duration": 1,
+               "bitrate": "100k", "codec": "h264", "max_retries": 0, "input_file": stored}
+        job_id = api.post("/api/jobs", key=key, body=job).json()["ids"][0]
+        done = eventually(lambda: (shown := api.get(f"/api/jobs/{job_id}", key=key).json())["status"] in (
+            "completed", "failed") and shown, timeout=60, message="the job to end")
+        assert done["status"] == "completed", done
+        assert done["files"]["input"] == stored
+        output = done["files"]["output"]
+
+        fetched = curl(api, "GET", f"/api/jobs/{job_id[:10]}/output", key)  # a prefix, as for GET /api/jobs/{id}
+        assert fetched.status == 200 and hashlib.sha256(fetched.body).hexdigest() == output["sha256"]
+        assert len(fetched.body) == output["size"] and output["name"] in fetched.headers["content-disposition"]
+        source = curl(api, "GET", f"/api/jobs/{job_id}/output?which=input", key)
+        assert source.status == 200 and source.body == data
+        assert curl(api, "GET", f"/api/jobs/{job_id}/output", admin).status == 200  # an admin sees every tenant
+        hidden = curl(api, "GET", f"/api/jobs/{job_id}/output", other)
+        assert hidden.status == 404 and hidden.json()["error"] == f"no job {job_id!r}"  # another tenant's job
+        assert curl(api, "GET", f"/api/files/{output['sha256']}", other).status == 404
