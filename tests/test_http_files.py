@@ -140,6 +140,7 @@ def test_an_upload_resumes_where_its_partial_stopped(files_master: Any, tmp_path
     wrong = put(api, keys["a"], DATA[1500:], tmp_path, SHA, "Content-Range: bytes 1500-2999/3000")
     assert wrong.status == 409 and wrong.headers["upload-offset"] == "1000"
     assert wrong.json()["field"] == "Content-Range" and "resumes at byte 1000" in wrong.json()["error"]
+    assert wrong.json()["offset"] == 1000
     rest = put(api, keys["a"], DATA[1000:], tmp_path, SHA, "Content-Range: bytes 1000-2999/3000")
     assert rest.status == 201 and rest.json()["size"] == 3000
     assert curl(api, "GET", f"/api/files/{SHA}", keys["a"]).body == DATA

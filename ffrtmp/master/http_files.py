@@ -39,6 +39,17 @@ _RANGE = re.compile(r"^bytes=(\d{0,16})-(\d{0,16})$")
 _T = TypeVar("_T")
 
 
+class ResumeElsewhere(ApiError):
+    """409: this upload does not continue the partial; its offset, in `Upload-Offset` and the body, says where."""
+
+    def __init__(self, error: str, field: str, offset: int) -> None:
+        super().__init__(409, error, field, {"Upload-Offset": str(offset)})
+        self.offset = offset
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "offset": self.offset}
+
+
 def file_error(exc: FfrtmpError) -> ApiError:
     """An error of the file desk as the HTTP answer: the file store's cap stays 507 (Insufficient Storage: the
     operator must make room, retrying will not), the rest as for every endpoint (403 for a role, 429 with
@@ -238,8 +249,8 @@ class Files(FilesBase):
         await self.off_loop(desk.check_room, caller.tenant, size)
         key = upload_key(caller.tenant, sha256)
         if (other := self.uploading.get(key)) is not None:
-            raise ApiError(409, "this file is being uploaded on another connection; resume when it ends",
-                           "sha256", headers={"Upload-Offset": str(other.incoming.offset if other.incoming else 0)})
+            raise ResumeElsewhere("this file is being uploaded on another connection; resume when it ends",
+                                  "sha256", other.incoming.offset if other.incoming else 0)
         self.uploading[key] = self
         self.upload = key
         try:
@@ -249,8 +260,8 @@ class Files(FilesBase):
                 incoming = await self.off_loop(desk.receive, caller.tenant, ref)
             if start != incoming.offset:
                 await asyncio.to_thread(incoming.close)
-                raise ApiError(409, f"Content-Range: this upload resumes at byte {incoming.offset}, not {start}",
-                               "Content-Range", headers={"Upload-Offset": str(incoming.offset)})
+                raise ResumeElsewhere(f"Content-Range: this upload resumes at byte {incoming.offset}, not {start}",
+                                      "Content-Range", incoming.offset)
         except BaseException:
             self.release()
             raise
