@@ -204,6 +204,18 @@ def test_a_damaged_stored_file_is_removed_when_read_and_stored_again_on_upload(f
     assert curl(api, "GET", f"/api/files/{SHA}", keys["a"]).body == DATA
 
 
+def test_a_file_past_the_apis_body_cap_streams_in_and_out(tmp_path: Path) -> None:
+    from ffrtmp import defaults
+
+    data = os.urandom(defaults.API_MAX_BODY + 3 * 2**20)  # curl sends Expect: 100-continue for it, too
+    sha = hashlib.sha256(data).hexdigest()
+    (key,) = make_keys(tmp_path, ("submit", "default"))
+    with http_master(tmp_path, master={"files_port": -1}) as (_, api):
+        assert put(api, key, data, tmp_path, sha).status == 201
+        fetched = curl(api, "GET", f"/api/files/{sha}", key)
+        assert fetched.status == 200 and hashlib.sha256(fetched.body).hexdigest() == sha
+
+
 def test_a_master_without_a_file_store_says_so(tmp_path: Path) -> None:
     (key,) = make_keys(tmp_path, ("submit", "default"))
     with http_master(tmp_path) as (_, api):

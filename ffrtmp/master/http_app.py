@@ -22,6 +22,7 @@ def application(gateway: Gateway, files: Callable[[], FileDesk | None] | None = 
     job = r"/api/jobs/([^/]+)"
     args = {"gateway": gateway}
     file_args = {**args, "files": files, "deadlines": deadlines}
+    uploading: dict[str, Files] = {}
     return tornado.web.Application([
         (r"/health", Health, args),
         (r"/api/openapi.json", OpenApi, args),
@@ -30,7 +31,7 @@ def application(gateway: Gateway, files: Callable[[], FileDesk | None] | None = 
         (job + r"/(cancel|retry)", JobAction, args),
         (job + r"/logs", Logs, args),
         (job + r"/output", JobFile, file_args),
-        (r"/api/files/([^/]+)", Files, file_args),
+        (r"/api/files/([^/]+)", Files, {**file_args, "uploading": uploading}),
         (r"/api/nodes", Nodes, args),
         (r"/api/stats", Stats, args),
     ], default_handler_class=NotFoundHandler, default_handler_args=args, compress_response=False,

@@ -188,7 +188,8 @@ class FilesBase(Base):
 class Files(FilesBase):
     """`/api/files/{sha256}`: PUT stores (or resumes), HEAD says held or how far a partial got, GET reads."""
 
-    uploading: dict[str, Files] = {}  # noqa: RUF012  # one upload per partial at a time (Tornado's thread only)
+    uploading: dict[str, Files]
+    """The uploads in progress by partial (filedesk.upload_key): one writer each (used in Tornado's thread only)."""
     incoming: IncomingObject | None = None
     upload = ""
     """The partial's key (filedesk.upload_key) while this request writes it."""
@@ -196,6 +197,11 @@ class Files(FilesBase):
     ref: FileRef
     writing = False
     gone = False
+
+    def initialize(self, gateway: Gateway, files: Callable[[], FileDesk | None] | None = None,
+                   deadlines: ReadDeadlines | None = None, uploading: dict[str, Files] | None = None) -> None:
+        super().initialize(gateway, files, deadlines)
+        self.uploading = uploading if uploading is not None else {}
 
     def sha256(self) -> str:
         sha256 = self.path_args[0]
