@@ -258,3 +258,28 @@ def test_a_job_reads_an_uploaded_input_and_its_output_downloads(tmp_path: Path, 
         hidden = curl(api, "GET", f"/api/jobs/{job_id}/output", other)
         assert hidden.status == 404 and hidden.json()["error"] == f"no job {job_id!r}"  # another tenant's job
         assert curl(api, "GET", f"/api/files/{output['sha256']}", other).status == 404
+
+
+def test_a_standby_answers_503_naming_the_leader(tmp_path: Path) -> None:
+    import threading
+
+    from ffrtmp.master.server import MasterOptions, MasterServer
+
+    (key,) = make_keys(tmp_path, ("submit", "default"))
+    with http_master(tmp_path, master={"files_port": -1, "name": "m1"}) as (cluster, leader):
+        standby = MasterServer(MasterOptions(bind="127.0.0.1", port=0, data_dir=tmp_path / "m2", metrics=False,
+                                             db=tmp_path / "master" / "master.db", api_port=-1, api_bind="127.0.0.1",
+                                             files_port=-1, name="m2"))
+        thread = threading.Thread(target=standby.run, name="standby", daemon=True)
+        thread.start()
+        try:
+            assert standby.api is not None
+            api = Curl(f"https://localhost:{standby.api.port}", tmp_path / "m2" / "api-cert.pem")
+            for answer in (put(api, key, DATA, tmp_path), curl(api, "GET", f"/api/files/{SHA}", key),
+                           curl(api, "GET", f"/api/jobs/{'a' * 12}/output", key)):
+                assert answer.status == 503 and answer.headers["retry-after"] == "1"
+                assert f"the leader is {cluster.server.advertise}" in answer.json()["error"]
+            assert put(leader, key, DATA, tmp_path).status == 201
+        finally:
+            standby.stop_event.set()
+            thread.join(timeout=15)
