@@ -16,7 +16,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ffrtmp.errors import Conflict, FileMismatch, InvalidInput, NotAuthorized, NotFound, RateLimited, StoreUnavailable
+from ffrtmp.errors import (
+    Conflict,
+    FileMismatch,
+    InvalidInput,
+    MasterUnreachable,
+    NotAuthorized,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+)
 from ffrtmp.files.objects import IncomingObject, ObjectMismatch, ObjectReader, ObjectStore
 from ffrtmp.master.auth import Authority, Principal
 from ffrtmp.master.store import ACTIVE, Store
@@ -53,11 +62,14 @@ class FileDesk:
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._authority: Authority | None = None
+        self._closed = False
 
     @contextmanager
     def db(self) -> Iterator[Store]:
         """The desk's store connection (opened on first use), for one statement or transaction."""
         with self._lock:
+            if self._closed:  # the master stops: an HTTP request late for it never reopens a connection
+                raise MasterUnreachable("the master is stopping; retry on the leader in a moment")
             if self._store is None:
                 self._store = self._open_store()
                 self._authority = Authority(self._store, self._legacy_key)
@@ -65,6 +77,7 @@ class FileDesk:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._store is not None:
                 self._store.close()
                 self._store = None
