@@ -189,6 +189,10 @@ def test_tenants_roles_quotas_and_bad_requests(files_master: Any, tmp_path: Path
     assert chunked.status == 411 and chunked.json()["field"] == "Content-Length"
     assert put(api, keys["a"], DATA[:10], tmp_path, SHA, "Content-Range: bytes 0-99/3000").status == 400
     assert curl(api, "GET", f"/api/jobs/{'f' * 12}/output", keys["a"]).status == 404
+    job_id = api.post("/api/jobs", key=keys["a"], body={"scenario": "null", "engine": "ffmpeg"}).json()["ids"][0]
+    none = curl(api, "GET", f"/api/jobs/{job_id}/output", keys["a"])
+    assert none.status == 404 and none.json()["error"] == f"job {job_id} has no stored output file"
+    assert curl(api, "GET", f"/api/jobs/{job_id}/output?which=sideways", keys["a"]).json()["field"] == "which"
 
 
 def test_a_damaged_stored_file_is_removed_when_read_and_stored_again_on_upload(files_master: Any,

@@ -203,7 +203,7 @@ class Files(FilesBase):
         super().initialize(gateway, files, deadlines)
         self.uploading = uploading if uploading is not None else {}
 
-    def sha256(self) -> str:
+    def named_sha256(self) -> str:
         sha256 = self.path_args[0]
         if not valid_sha256(sha256):
             raise ApiError(400, "sha256: must be 64 lowercase hex digits", "sha256")
@@ -214,7 +214,7 @@ class Files(FilesBase):
 
     async def get(self, sha256: str) -> None:
         try:
-            sha256 = self.sha256()
+            sha256 = self.named_sha256()
             caller = await self.caller("download")
             desk = self.desk()
             try:
@@ -240,7 +240,7 @@ class Files(FilesBase):
             self.fail(exc)  # answered before the body: Tornado closes the connection rather than read it
 
     async def begin(self) -> None:
-        sha256 = self.sha256()
+        sha256 = self.named_sha256()
         length = self.request.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise ApiError(411, "Content-Length: an upload says its length (no chunked bodies)", "Content-Length")
