@@ -76,7 +76,7 @@ def files_master(tmp_path: Path) -> Iterator[tuple[Curl, dict[str, str], Path]]:
         store.set_bytes_quota("q", 1000)
     store.close()
     keys = {"a": submit_a, "read_a": read_a, "b": submit_b, "q": submit_q}
-    with http_master(tmp_path, master={"files_port": -1, "files_max_bytes": 100_000}) as (_, api):
+    with http_master(tmp_path, master={"files_port": -1, "files_max_bytes": 1_000_000}) as (_, api):
         yield api, keys, tmp_path / "master" / "files"
 
 
@@ -178,7 +178,7 @@ def test_tenants_roles_quotas_and_bad_requests(files_master: Any, tmp_path: Path
 
     over = put(api, keys["q"], DATA, tmp_path)
     assert over.status == 429 and over.json()["error"].startswith("tenant 'q' may store 1000 bytes and holds 0")
-    big = os.urandom(100_001)
+    big = os.urandom(1_000_001)
     full = put(api, keys["b"], big, tmp_path, hashlib.sha256(big).hexdigest())
     assert full.status == 507 and "the file store is full" in full.json()["error"]
 
@@ -206,6 +206,17 @@ def test_a_damaged_stored_file_is_removed_when_read_and_stored_again_on_upload(f
     assert not stored.exists() and curl(api, "HEAD", f"/api/files/{SHA}", keys["a"]).status == 404
     assert put(api, keys["a"], DATA, tmp_path).status == 201  # stored again, not "already held"
     assert curl(api, "GET", f"/api/files/{SHA}", keys["a"]).body == DATA
+
+    big = os.urandom(300 * 1024)  # past one chunk: the headers are out when the damage shows, so the end is cut
+    big_sha = hashlib.sha256(big).hexdigest()
+    assert put(api, keys["a"], big, tmp_path, big_sha).status == 201
+    (stored,) = files.glob(f"objects/*/{big_sha}")
+    stored.write_bytes(big[:-1] + bytes([big[-1] ^ 1]))
+    cut = subprocess.run(["curl", "-sS", "--cacert", str(api.cacert), "-H", f"Authorization: Bearer {keys['a']}",
+                          "-o", str(tmp_path / "cut.bin"), f"{api.base}/api/files/{big_sha}"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert cut.returncode == 18, cut.stderr  # CURLE_PARTIAL_FILE: fewer bytes than Content-Length
+    assert (tmp_path / "cut.bin").stat().st_size < len(big) and not stored.exists()
 
 
 def test_a_file_past_the_apis_body_cap_streams_in_and_out(tmp_path: Path) -> None:

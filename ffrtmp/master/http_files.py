@@ -159,25 +159,27 @@ class FilesBase(Base):
         # A whole file is hashed as it goes: bytes that no longer hash to the name are never sent in full (the
         # last chunk is held back), and the bad copy is dropped as the data channel drops it.
         digest = hashlib.sha256() if offset == 0 and end == ref["size"] else None
+        problem = None
         while offset < end:
             data = await self.off_loop(reader.read, offset, min(CHUNK, end - offset))
             if not data:
-                break  # shorter than recorded: damaged too; the client sees the transfer cut
+                problem = f"file {ref['sha256']} is shorter in the master's store than recorded"
+                break
             offset += len(data)
             if digest is not None:
                 digest.update(data)
                 if offset >= end and not await self.off_loop(desk.read_whole, ref["sha256"], digest.hexdigest()):
+                    problem = f"file {ref['sha256']} was damaged in the master's store and removed: upload it again"
                     break
             self.write(data)
             try:
                 await self.flush()
             except tornado.iostream.StreamClosedError:
                 return  # the client went away
-        if offset < end or (digest is not None and ref["sha256"] in desk.rotten):
+        if problem is not None:
             if not self._headers_written:
                 self.clear()
-                self.fail(ApiError(404, f"file {ref['sha256']} was damaged in the master's store and removed: "
-                                   "upload it again"))
+                self.fail(ApiError(404, problem))
             else:
                 self.connection().close()  # cut short: the client's own length check fails it
             return
