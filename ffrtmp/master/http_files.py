@@ -274,6 +274,9 @@ class Files(FilesBase):
             self.release()
             raise
         self.incoming, self.tenant, self.ref = incoming, caller.tenant, ref
+        if self.gone:  # the client left while this began: keep what came for its resume, hold nothing open
+            self.release()
+            return
         self.connection().set_max_body_size(int(length))  # this route's cap is the file's own length
 
     def content_range(self, length: int) -> tuple[int, int]:
