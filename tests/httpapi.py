@@ -58,14 +58,16 @@ class Curl:
 
 
 @contextmanager
-def http_master(root: Path, allow_keys: Path | None = None,
+def http_master(root: Path, allow_keys: Path | None = None, master: dict[str, Any] | None = None,
                 **config: Any) -> Iterator[tuple[InProcessCluster, Curl]]:
-    """The master (CURVE on, in a thread), its HTTPS API on a free port, and curl trusting its certificate."""
+    """The master (CURVE on, in a thread), its HTTPS API on a free port, and curl trusting its certificate.
+    `master`: more MasterOptions (`files_port=-1` gives it a file store and a data channel)."""
     from ffrtmp.security import write_certificates
 
     write_certificates(root / "_config", "client")
     options = MasterOptions(bind="127.0.0.1", port=0, data_dir=root / "master", metrics=False, api_port=-1,
-                            api_bind="127.0.0.1", allow_keys=allow_keys, config=MasterConfig(**config))
+                            api_bind="127.0.0.1", allow_keys=allow_keys, config=MasterConfig(**config),
+                            **(master or {}))
     server = MasterServer(options)
     thread = threading.Thread(target=server.run, name="master", daemon=True)
     thread.start()

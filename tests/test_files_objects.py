@@ -109,7 +109,7 @@ def test_a_standby_master_answers_503(tmp_path: Path) -> None:
 def test_retention_removes_unkept_files_only_on_the_leader(tmp_path: Path) -> None:
     leading = threading.Event()
     channel = _channel(tmp_path, leading, retention=100.0)
-    channel.store = store = open_store(tmp_path / "master.db", 0)
+    store = open_store(tmp_path / "master.db", 0)
     try:
         incoming = channel.objects.receive("k", SHA, len(DATA))
         incoming.write(0, DATA)
@@ -123,6 +123,7 @@ def test_retention_removes_unkept_files_only_on_the_leader(tmp_path: Path) -> No
         assert channel.objects.size_of(SHA) is None and store.find_file("t1", SHA) is None
     finally:
         channel.socket.close()
+        channel.desk.close()
         store.close()
 
 

@@ -35,7 +35,7 @@ def test_every_operation_the_client_calls_is_registered() -> None:
 def test_the_derived_tables() -> None:
     assert {"logs.follow"} == STREAMS
     assert {"get", "list", "logs", "logs.follow", "nodes.list", "nodes.get", "stats", "ping", "cluster",
-            "recommend", "files_info", "report"} == READ_ONLY
+            "recommend", "files_info", "download", "report"} == READ_ONLY
     assert all(OPERATIONS[name].needs == "read" for name in READ_ONLY), "a read-role key never writes"
     assert needs_of("no.such.op") == "admin" and rate_of("no.such.op") == "read"
     assert rate_of("cancel") == "submit" and rate_of("logs.follow") == "logs"

@@ -74,6 +74,10 @@ class ObjectStore(Protocol):
         """Start or resume an upload of (sha256, size) under `key` (one partial per key: same key, same bytes)."""
         ...
 
+    def received(self, key: str) -> int | None:
+        """How many bytes the partial upload under `key` holds; None when there is none (opens nothing)."""
+        ...
+
     def open(self, sha256: str) -> ObjectReader:
         """Open a stored object for reading; FileNotFoundError when there is none."""
         ...
@@ -198,6 +202,14 @@ class LocalObjects:
         if size < 0:
             raise ValueError("a negative size")
         return _LocalIncoming(self, self.incoming / key, sha256, size)
+
+    def received(self, key: str) -> int | None:
+        if not _KEY.match(key):
+            raise ValueError(f"not an upload key: {key!r}")
+        try:
+            return (self.incoming / key).stat().st_size
+        except FileNotFoundError:
+            return None
 
     def open(self, sha256: str) -> _LocalReader:
         return _LocalReader(self.path_of(sha256))

@@ -233,6 +233,12 @@ class S3Objects:
             self._uploads[key] = upload
         return upload
 
+    def received(self, key: str) -> int | None:
+        """Only this master's own partials count: one left in the bucket by another starts again from 0."""
+        with self._lock:
+            upload = self._uploads.get(key)
+        return upload.offset if upload is not None else None
+
     def open(self, sha256: str) -> _S3Reader:
         try:
             return _S3Reader(self, self.key_of(sha256))

@@ -3,7 +3,8 @@
 It has its own store connection and its own socket, so a transfer never queues behind or in front of the
 main loop's heartbeats and dispatch. Who may do what is decided here from the store alone: a client by its API
 key (auth.Authority, as for a REQUEST), a worker by its CURVE key, which must be the key of the node running
-the attempt it names (fenced like a RESULT). Every transfer holds at most `WINDOW` chunks in flight; a
+the attempt it names (fenced like a RESULT). Those rules are the file desk's (filedesk.py, shared with the
+HTTP API); this module is the wire protocol. Every transfer holds at most `WINDOW` chunks in flight; a
 hostile or malformed message ends its transfer with an `error`, never the thread.
 """
 
@@ -22,21 +23,18 @@ from typing import Any
 import zmq
 
 from ffrtmp.errors import (
-    Conflict,
     FfrtmpError,
     FileMismatch,
     InvalidInput,
     MasterUnreachable,
-    NotAuthorized,
     NotFound,
     ProtocolError,
     RateLimited,
-    StoreUnavailable,
 )
 from ffrtmp.files import wire
 from ffrtmp.files.objects import IncomingObject, ObjectMismatch, ObjectReader, ObjectStore, valid_sha256
-from ffrtmp.master.auth import Authority, Principal
-from ffrtmp.master.store import ACTIVE, STORE_ERRORS, Store
+from ffrtmp.master.filedesk import UPLOAD_NEEDS, FileDesk, FilesOptions, upload_key
+from ffrtmp.master.store import STORE_ERRORS, Store
 from ffrtmp.master.store.files import FileRef
 from ffrtmp.security import KeyPair
 from ffrtmp.transport import RouterSocket
@@ -48,7 +46,7 @@ IDLE_TIMEOUT = 120.0
 MAX_PER_PEER = 32
 MAX_TRANSFERS = 256
 COLLECT_EVERY = 60.0
-COLLECT_BATCH = 200
+__all__ = ["FileChannel", "FilesOptions"]
 
 
 @dataclass
@@ -77,12 +75,6 @@ class Download:
     name (a disk that rotted it) is found when it is read, and dropped, so its next upload stores it again."""
 
 
-@dataclass(frozen=True)
-class FilesOptions:
-    retention: float = 7 * 86400.0
-    max_bytes: int | None = None
-
-
 Transfer = Upload | Download
 
 
@@ -98,20 +90,15 @@ class FileChannel:
         self.socket.socket.setsockopt(zmq.RCVHWM, 2 * wire.WINDOW)
         self.port = int(self.socket.endpoint.rsplit(":", 1)[1])
         self.objects = objects
-        self.open_store = open_store
-        self.legacy_key = legacy_key
         self.leading = leading
-        self.options = options or FilesOptions()
+        self.desk = FileDesk(objects, open_store, legacy_key, options)
+        """The file store's rules and their store connection; the HTTP API serves files through it too."""
         self.transfers: dict[tuple[bytes, str], Transfer] = {}
-        self.rotten: set[str] = set()
-        """Files found damaged on reading and removed (a later `get` says so); forgotten once stored again."""
         self.uploading: dict[str, tuple[bytes, str]] = {}
         """Upload key → the transfer writing it: a resume from a new connection takes the partial over."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ffrtmp-files", daemon=True)
         self._collected = time.monotonic()
-        self.store: Store | None = None
-        self.authority: Authority | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -127,8 +114,8 @@ class FileChannel:
 
     def _run(self) -> None:
         try:
-            self.store = self.open_store()
-            self.authority = Authority(self.store, self.legacy_key)
+            with self.desk.db():
+                pass  # the store opens now: one that cannot be opened ends the channel at once, in the log
             while not self._stop.is_set():
                 if self.socket.poll(0.2):
                     for _ in range(256):
@@ -143,8 +130,7 @@ class FileChannel:
             for transfer in list(self.transfers.values()):
                 self._end(transfer)
             self.socket.close()
-            if self.store is not None:
-                self.store.close()
+            self.desk.close()
 
     def _recv(self) -> list[zmq.Frame] | None:
         try:
@@ -228,35 +214,6 @@ class FileChannel:
         if not self.leading():
             raise MasterUnreachable("this master is a standby: send files to the leader (see `ffrtmp cluster`)")
 
-    # ---- who is asking ---------------------------------------------------------------------------------
-
-    @property
-    def db(self) -> Store:
-        assert self.store is not None
-        return self.store
-
-    def _client(self, body: dict[str, Any], need: str) -> Principal:
-        assert self.authority is not None
-        principal = self.authority.authenticate(body.get("key"))
-        if not principal.may(need):
-            raise NotAuthorized(f"a {principal.role} key may not {'upload' if need == 'submit' else 'read'} files")
-        return principal
-
-    def _attempt_of(self, sender: str | None, body: dict[str, Any]) -> tuple[str, int, str]:
-        """(job, attempt, tenant) for a worker naming an attempt it runs now; 409 for another attempt."""
-        job_id, attempt = body.get("job"), body.get("attempt")
-        if not isinstance(job_id, str) or not isinstance(attempt, int):
-            raise InvalidInput("attempt", "a worker names the job and attempt (job + attempt)")
-        job = self.db.get_job(job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id}")
-        if job["status"] not in ACTIVE or job["attempts"] != attempt:
-            raise Conflict(f"attempt {attempt} of job {job_id} is not the job's current one (stale attempt)")
-        node = self.db.get_node(job["node"] or "")
-        if node is None or (sender is not None and node.get("curve_key") != sender):
-            raise NotAuthorized(f"this connection is not the worker running job {job_id}")
-        return job_id, attempt, job["tenant"]
-
     # ---- uploads ---------------------------------------------------------------------------------------
 
     def _put(self, route: bytes, sender: str | None, body: dict[str, Any]) -> None:
@@ -267,25 +224,19 @@ class FileChannel:
         name = str(body.get("name") or "")[:255]
         job: tuple[str, int] | None = None
         if "key" in body or "job" not in body:
-            tenant = self._client(body, "submit").tenant
+            tenant = self.desk.client(body.get("key"), UPLOAD_NEEDS).tenant
         else:
-            job_id, attempt, tenant = self._attempt_of(sender, body)
+            job_id, attempt, tenant = self.desk.attempt_of(sender, body.get("job"), body.get("attempt"))
             job = (job_id, attempt)
         ref: FileRef = {"sha256": sha256, "size": size, "name": name}
-        now = time.time()
-        held = self.db.find_file(tenant, sha256)
-        if held is not None and held["size"] == size and self.objects.size_of(sha256) == size:
-            with self.db.transaction():
-                self.db.put_file(tenant, sha256, size, name or held["name"], now)
-                if job is not None:
-                    self.db.link_job_file(job[0], "output", job[1], tenant, ref, now)
+        if self.desk.held(tenant, ref, job) is not None:
             self._send(route, wire.PUT_OK, {"tid": tid, "have": True})
             return
-        self._check_room(tenant, size)
-        key = hashlib.sha256(tenant.encode()).hexdigest()[:16] + "-" + sha256
+        self.desk.check_room(tenant, size)
+        key = upload_key(tenant, sha256)
         if (earlier := self.uploading.get(key)) is not None and earlier in self.transfers:
             self._end(self.transfers[earlier])  # a resume from a new connection: the old one is gone
-        incoming = self.objects.receive(key, sha256, size)
+        incoming = self.desk.receive(tenant, ref)
         upload = Upload(route, tid, key, tenant, ref, incoming, job)
         self.transfers[(route, tid)] = upload
         self.uploading[key] = (route, tid)
@@ -293,17 +244,6 @@ class FileChannel:
                                         "credit": wire.WINDOW, "chunk_size": wire.CHUNK_SIZE})
         if incoming.offset == size:
             self._complete(upload)
-
-    def _check_room(self, tenant: str, size: int) -> None:
-        """Refuse an upload that would pass the store's cap (507) or the tenant's quota (429), before any byte."""
-        cap = self.options.max_bytes
-        if cap is not None and self.objects.used_bytes() + size > cap:
-            raise StoreUnavailable(f"the file store is full ({self.objects.used_bytes()} of {cap} bytes used; this "
-                                   f"file has {size}): nothing was stored; the operator may raise --files-max-bytes")
-        quota = self.db.bytes_quota(tenant)
-        if quota is not None and (used := self.db.tenant_file_bytes(tenant)) + size > quota:
-            raise RateLimited(f"tenant {tenant!r} may store {quota} bytes and holds {used}; this file has {size} "
-                              "(quota: ffrtmp keys quota set TENANT --max-bytes SIZE)")
 
     def _chunk(self, route: bytes, tid: str, offset: int, payload: memoryview | None) -> None:
         upload = self.transfers.get((route, tid))
@@ -327,16 +267,8 @@ class FileChannel:
     def _complete(self, upload: Upload) -> None:
         self.transfers.pop((upload.route, upload.tid), None)
         self.uploading.pop(upload.key, None)
-        try:
-            upload.incoming.commit()
-        except ObjectMismatch as exc:
-            raise FileMismatch(f"{exc}: nothing was stored") from None
-        ref, now = upload.ref, time.time()
-        self.rotten.discard(ref["sha256"])
-        with self.db.transaction():
-            self.db.put_file(upload.tenant, ref["sha256"], ref["size"], ref["name"], now)
-            if upload.job is not None:
-                self.db.link_job_file(upload.job[0], "output", upload.job[1], upload.tenant, ref, now)
+        self.desk.store(upload.tenant, upload.ref, upload.incoming, upload.job)
+        ref = upload.ref
         self._send(upload.route, wire.STORED, {"tid": upload.tid, "sha256": ref["sha256"], "size": ref["size"]})
 
     # ---- downloads -------------------------------------------------------------------------------------
@@ -348,13 +280,7 @@ class FileChannel:
         offset = body.get("offset", 0)
         if offset > ref["size"]:
             raise InvalidInput("offset", f"{offset} is past the file's {ref['size']} bytes")
-        try:
-            reader = self.objects.open(ref["sha256"])
-        except FileNotFoundError:
-            if ref["sha256"] in self.rotten:
-                raise NotFound(f"file {ref['sha256']} was damaged in the master's store and removed: upload it "
-                               "again") from None
-            raise NotFound(f"file {ref['sha256']} is no longer stored") from None
+        reader = self.desk.open(ref)
         download = Download(route, tid, reader, offset, max(1, min(wire.WINDOW, body.get("credit", wire.WINDOW))),
                             sha256=ref["sha256"], digest=hashlib.sha256() if offset == 0 else None)
         self.transfers[(route, tid)] = download
@@ -365,29 +291,17 @@ class FileChannel:
         """The file a `get` may read: its tenant's by hash or a job's file for a client, an attempt's input
         for a worker; anything else is 404 (another tenant's file does not exist for the caller)."""
         if "key" in body or "attempt" not in body:
-            caller = self._client(body, "read")
+            caller = self.desk.client(body.get("key"), "read")
             if isinstance(body.get("sha256"), str):
-                row = self.db.find_file(caller.tenant, body["sha256"])
-                if row is None:
-                    raise NotFound(f"no stored file {body['sha256']}")
-                return {"sha256": row["sha256"], "size": row["size"], "name": row["name"]}
+                return self.desk.by_hash(caller.tenant, body["sha256"])
             job_id = body.get("job")
             if not isinstance(job_id, str):
                 raise InvalidInput("sha256", "a get names a sha256 or a job")
-            job_id = self.db.resolve_job_id(job_id, tenant=caller.scope)
-            which = body.get("which", "output")
-            if which not in ("input", "output"):
-                raise InvalidInput("which", f"{which!r} is neither input nor output")
-            files = self.db.job_files(job_id)
-            found = files["input"] if which == "input" else files["output"]
-            if found is None:
-                raise NotFound(f"job {job_id} has no stored {which} file")
-            return found
-        job_id, _, _ = self._attempt_of(sender, body)
-        found = self.db.job_file(job_id, "input", 0)
-        if found is None or body.get("which", "input") != "input":
+            return self.desk.of_job(caller, job_id, str(body.get("which", "output")))
+        job_id, _, _ = self.desk.attempt_of(sender, body.get("job"), body.get("attempt"))
+        if body.get("which", "input") != "input":
             raise NotFound(f"job {job_id} has no stored input file")
-        return found
+        return self.desk.attempt_input(job_id)
 
     def _credit(self, route: bytes, tid: str, credit: int) -> None:
         download = self.transfers.get((route, tid))
@@ -410,19 +324,8 @@ class FileChannel:
             download.credit -= 1
         if download.offset >= download.reader.size:
             self._end(download)
-            if download.digest is not None and download.digest.hexdigest() != download.sha256:
-                self._drop_rotten(download.sha256, download.digest.hexdigest())
-
-    def _drop_rotten(self, sha256: str, found: str) -> None:
-        """The peer's own check fails the transfer; here the bad copy goes, so that uploading the file again
-        stores it again instead of being told it is already stored."""
-        log.error("the stored file %s no longer hashes to its name (its bytes hash to %s: the disk or the bucket "
-                  "changed it): removed from the store; upload it again", sha256, found)
-        self.rotten.add(sha256)
-        try:
-            self.objects.remove(sha256)
-        except Exception as exc:  # a bucket's error as much as a disk's: the transfer has ended either way
-            log.error("could not remove the damaged file %s: %s", sha256, exc)
+            if download.digest is not None:
+                self.desk.read_whole(download.sha256, download.digest.hexdigest())
 
     # ---- upkeep: idle transfers, retention --------------------------------------------------------------
 
@@ -441,16 +344,4 @@ class FileChannel:
 
     def collect(self, now: float) -> int:
         """Remove files unused for the retention that no job keeps, and partial uploads as old; leader only."""
-        if not self.leading():
-            return 0
-        removed = 0
-        for tenant, sha256 in self.db.stale_files(now - self.options.retention, COLLECT_BATCH):
-            with self.db.transaction():
-                still_held = self.db.delete_file(tenant, sha256)
-            if not still_held and self.objects.remove(sha256):
-                removed += 1
-        self.objects.drop_incoming(self.options.retention)
-        if removed:
-            log.info("removed %d stored files unused for %gs", removed, self.options.retention)
-        return removed
-
+        return self.desk.collect(now) if self.leading() else 0

@@ -15,6 +15,7 @@ import resource
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
@@ -25,9 +26,10 @@ import tornado.web
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.api_bridge import ApiBridge
+from ffrtmp.master.filedesk import FileDesk
+from ffrtmp.master.http_app import application
 from ffrtmp.master.http_deadlines import ReadDeadlines
 from ffrtmp.master.http_gateway import ApiLimits, Gateway
-from ffrtmp.master.http_routes import application
 from ffrtmp.master.http_submit import ApiServerDelegate
 
 log = logging.getLogger("ffrtmp.master")
@@ -59,8 +61,10 @@ class HttpApi:
     """Binds at construction (so a taken port fails the master's start with one line), serves after `start`."""
 
     def __init__(self, bridge: ApiBridge, bind: str, port: int, tls: ssl.SSLContext,
-                 limits: ApiLimits | None = None) -> None:
+                 limits: ApiLimits | None = None, files: Callable[[], FileDesk | None] | None = None) -> None:
         self.bridge = bridge
+        self.files = files
+        """The master's file desk now, for the file endpoints (None: it has no file store)."""
         self.limits = limits or ApiLimits()
         self.tls = tls
         _raise_open_files(self.limits.max_connections + 1024)
@@ -88,7 +92,8 @@ class HttpApi:
         self._loop = loop
         gateway = Gateway(self.bridge, self.limits)
         deadlines = ReadDeadlines(self.limits.idle_timeout, self.limits.body_timeout)
-        server = _CappedServer(ApiServerDelegate(application(gateway), gateway, deadlines), ssl_options=self.tls,
+        app = application(gateway, self.files, deadlines)
+        server = _CappedServer(ApiServerDelegate(app, gateway, deadlines), ssl_options=self.tls,
                                xheaders=False, decompress_request=False,
                                max_body_size=self.limits.max_body, max_header_size=64 * 1024)
         # The read timeouts are ReadDeadlines' one sweep, not a `gen.with_timeout` per read (http_deadlines.py).

@@ -221,27 +221,3 @@ class Logs(Base):
 class NotFoundHandler(Base):
     def prepare(self) -> None:
         self.fail(ApiError(404, f"no endpoint {self.request.path[:100]} (see /api/openapi.json)", "path"))
-
-
-def application(gateway: Gateway) -> tornado.web.Application:
-    job = r"/api/jobs/([^/]+)"
-    args = {"gateway": gateway}
-    return tornado.web.Application([
-        (r"/health", Health, args),
-        (r"/api/openapi.json", OpenApi, args),
-        (r"/api/jobs", Jobs, args),
-        (job, Job, args),
-        (job + r"/(cancel|retry)", JobAction, args),
-        (job + r"/logs", Logs, args),
-        (r"/api/nodes", Nodes, args),
-        (r"/api/stats", Stats, args),
-    ], default_handler_class=NotFoundHandler, default_handler_args=args, compress_response=False,
-        log_function=_access_log)
-
-
-def _access_log(handler: tornado.web.RequestHandler) -> None:
-    # Debug only: at thousands of requests a second an INFO line each would cost more than the request.
-    if log.isEnabledFor(logging.DEBUG):
-        request = handler.request
-        log.debug("http %d %s %s (%s) %.1fms", handler.get_status(), request.method, request.path,
-                  request.remote_ip, 1000 * request.request_time())

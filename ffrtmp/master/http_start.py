@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ffrtmp.errors import InvalidInput
 from ffrtmp.master.api_bridge import ApiBridge
+from ffrtmp.master.filedesk import FileDesk
 from ffrtmp.master.http_api import HttpApi
 from ffrtmp.master.http_tls import fingerprint, self_signed, server_context
 from ffrtmp.master.protection import HOW_TO_OPEN, resolve_bind
@@ -19,7 +21,7 @@ SWITCH_INTERVAL = 0.001
 
 
 def start_api(bridge: ApiBridge, *, bind: str, port: int, data_dir: Path, cert: Path | None, key: Path | None,
-              has_api_key: bool, insecure: bool) -> HttpApi:
+              has_api_key: bool, insecure: bool, files: Callable[[], FileDesk | None] | None = None) -> HttpApi:
     """The running HTTP API. `has_api_key`: the master has a key now or had one; --allow-keys does not count,
     since it admits CURVE keys and an HTTP client has none: with no API key every HTTP caller is an admin."""
     if (cert is None) != (key is None):
@@ -38,7 +40,7 @@ def start_api(bridge: ApiBridge, *, bind: str, port: int, data_dir: Path, cert: 
     # The HTTP thread and the loop share the GIL: at the default 5 ms switch interval each request could wait
     # that long for the other thread twice; 1 ms keeps a round trip near its real cost.
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-    api = HttpApi(bridge, address, port, context)
+    api = HttpApi(bridge, address, port, context, files=files)
     api.start()
     log.info("HTTP API on https://%s:%d (certificate %s%s, SHA-256 %s)", address, api.port, cert,
              ", made now" if made else "", fingerprint(cert.read_bytes()))

@@ -19,15 +19,48 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {400: "a field is wrong (named in `field`)", 401: "the API key is missing, wrong or revoked",
-               403: "the key's role may not do this", 404: "no such job (or another tenant's)",
-               409: "the job's state forbids it", 429: "rate limited or over a quota (see Retry-After)",
-               503: "the master is busy, stuck or its store is full (see Retry-After)"}
+               403: "the key's role may not do this", 404: "no such job or file (or another tenant's)",
+               409: "the job's state forbids it, or an upload resumes elsewhere (see Upload-Offset)",
+               411: "an upload without a Content-Length", 416: "the Range is past the file's end",
+               422: "the bytes do not hash to the sha256 named: nothing was stored",
+               429: "rate limited or over a quota (see Retry-After)",
+               503: "the master is busy, stuck or its store is full (see Retry-After)",
+               507: "the file store is full (--files-max-bytes) or cannot be written"}
     return {str(status): _json(_ERROR, meaning[status]) for status in statuses}
 
 
 _COMMON = (401, 403, 429, 503)
 _JOB_ID = {"name": "id", "in": "path", "required": True, "description": "A job id, or a unique prefix of one",
            "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_-]+$"}}
+
+
+_SHA256 = {"name": "sha256", "in": "path", "required": True, "description": "The file's SHA-256 (its name)",
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
+_FILE_REF = {"$ref": "#/components/schemas/FileRef"}
+_BINARY = {"type": "string", "format": "binary"}
+_UPLOAD_OFFSET = {"Upload-Offset": {"description": "bytes of this tenant's partial upload: resume there",
+                                    "schema": {"type": "integer", "minimum": 0}}}
+_RANGE = {"name": "Range", "in": "header", "required": False, "description": "one span: bytes=A-B, bytes=A-, bytes=-N",
+          "schema": {"type": "string", "pattern": "^bytes=[0-9]{0,12}-[0-9]{0,12}$"}}
+
+
+def _download(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
+    """GET and HEAD of a stored file: the bytes (or one Range of them), or only their headers."""
+    headers = {name: {"schema": {"type": "string"}} for name in ("ETag", "Content-Disposition", "Accept-Ranges")}
+    get = _op(summary, {
+        "200": {"description": "the file", "headers": headers, "content": {"application/octet-stream": {
+            "schema": _BINARY}}},
+        "206": {"description": "the span asked for (Content-Range)", "headers": headers,
+                "content": {"application/octet-stream": {"schema": _BINARY}}}},
+        400, 404, 416, *_COMMON, parameters=[*params, _RANGE])
+    responses: dict[str, Any] = {str(status): {"description": text} for status, text in (
+        (200, "held: its Content-Length, ETag, Content-Disposition"), (206, "the span's headers"),
+        (400, "a field is wrong"), (401, "the API key is missing, wrong or revoked"),
+        (403, "the key's role may not read"), (416, "the Range is past the file's end"),
+        (429, "rate limited"), (503, "the master is busy or a standby"))}  # a HEAD answer has no body
+    responses["404"] = {"description": "not held (a partial upload: its Upload-Offset)", "headers": _UPLOAD_OFFSET}
+    return {"get": get, "head": {"summary": summary + " (headers only)", "parameters": [*params, _RANGE],
+                                 "responses": responses}}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -97,6 +130,23 @@ def document() -> dict[str, Any]:
                            "one attempt, or all (default: the latest)"),
                     _query("tail", {"type": "integer", "minimum": 0, "maximum": 1000000}, "the last N lines"),
                     _query("follow", {"type": "string", "enum": ["0", "1"]}, "1: stream until the job ends")])},
+            "/api/jobs/{id}/output": _download(
+                "The job's stored output file (which=input: its stored input), with Range", _JOB_ID,
+                _query("which", {"type": "string", "enum": ["output", "input"]}, "output (default) or input")),
+            "/api/files/{sha256}": {
+                **_download("A stored file of the caller's tenant, with Range", _SHA256),
+                "put": _op("Store a file by its SHA-256; Content-Range resumes a partial upload", {
+                    "200": _json(_FILE_REF, "the tenant holds it already: nothing was read"),
+                    "201": _json(_FILE_REF, "stored: its bytes hash to the name"),
+                    "202": {"description": "a part stored; send the rest from Upload-Offset", "headers": _UPLOAD_OFFSET,
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FilePart"}}}}},
+                    400, 404, 409, 411, 422, *_COMMON, 507, parameters=[
+                        _SHA256, _query("name", {"type": "string", "maxLength": 255}, "the file's display name"),
+                        {"name": "Content-Range", "in": "header", "required": False,
+                         "description": "bytes START-END/TOTAL: this body is that span of a TOTAL-byte file",
+                         "schema": {"type": "string", "pattern": "^bytes [0-9]{1,12}-[0-9]{1,12}/[0-9]{1,12}$"}}],
+                    requestBody={"required": True, "content": {"application/octet-stream": {"schema": _BINARY}}}),
+            },
             "/api/nodes": {"get": _op("Workers, as `ffrtmp nodes list --json`", {
                 "200": _json({"type": "object", "required": ["nodes"], "properties": {
                     "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}}}, "the nodes")},
@@ -137,6 +187,11 @@ def _schemas() -> dict[str, Any]:
                                                                 "seq": {"type": "integer"},
                                                                 "stream": {"type": "string"},
                                                                 "line": {"type": "string"}}}}}},
+        "FileRef": {"type": "object", "required": ["sha256", "size", "name"], "properties": {
+            "sha256": {"type": "string"}, "size": {"type": "integer"}, "name": {"type": "string"}}},
+        "FilePart": {"type": "object", "required": ["sha256", "size", "name", "offset"], "properties": {
+            "sha256": {"type": "string"}, "size": {"type": "integer"}, "name": {"type": "string"},
+            "offset": {"type": "integer", "description": "bytes received so far"}}},
         "Node": {"type": "object", "required": ["name", "status"], "properties": {
             "name": {"type": "string"}, "status": {"type": "string"}}},
         "Stats": {"type": "object", "required": ["jobs", "nodes", "queues", "version"], "properties": {

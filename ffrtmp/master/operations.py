@@ -53,6 +53,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("ping", "read", "read", requests.ping),
     Operation("cluster", "read", "read", requests.cluster),
     Operation("files_info", "read", "read", requests.files_info),
+    Operation("upload", "submit", "submit", requests.file_access, writes=True),
+    Operation("download", "read", "read", requests.file_access),
     Operation("nodes.list", "read", "read", requests.nodes_list),
     Operation("nodes.get", "read", "read", requests.nodes_get),
     Operation("nodes.drain", "admin", "read", requests.nodes_drain, writes=True),

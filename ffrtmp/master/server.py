@@ -138,7 +138,8 @@ class MasterServer:
                 self.api = start_api(self.api_bridge, bind=options.api_bind, port=max(options.api_port, 0),
                                      data_dir=options.data_dir, cert=options.tls_cert, key=options.tls_key,
                                      has_api_key=options.config.api_key is not None or self.store.had_api_keys(),
-                                     insecure=options.insecure)
+                                     insecure=options.insecure,
+                                     files=lambda: self.files.desk if self.files is not None else None)
             except InvalidInput:
                 self.socket.close()
                 self.store.close()
