@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 from ffrtmp import client_files, defaults
 from ffrtmp.errors import (
-    InvalidInput,
     MasterUnreachable,
     ProtocolError,
     ProtocolMismatch,
@@ -44,6 +43,7 @@ from ffrtmp.masters import (
     reply_error,
 )
 from ffrtmp.protocol import Kind, Message, decode, encode
+from ffrtmp.recommend import request_args
 from ffrtmp.security import KeyPair, client_keypair, default_master_key_path, load_public_key
 from ffrtmp.subscription import RESUBSCRIBE_AFTER, LogStream, Subscription
 from ffrtmp.tracing import client_carrier
@@ -346,11 +346,8 @@ class Client:
                   target_psnr: float | None = None, codec: str | None = None) -> dict[str, Any]:
         """The cheapest measured encoder and bitrate expected to meet one target (as `ffrtmp recommend --json`):
         `recommendation` (None when the history is too thin), `encoders` with the measurements used, `sweeps`."""
-        if (target_vmaf is None) == (target_psnr is None):
-            raise InvalidInput("target-vmaf", "give exactly one of target_vmaf and target_psnr")
-        metric, target = ("vmaf", target_vmaf) if target_vmaf is not None else ("psnr", target_psnr)
-        args = {"resolution": resolution, "fps": fps, "metric": metric, "target": target, "codec": codec}
-        result: dict[str, Any] = self.request("recommend", {k: v for k, v in args.items() if v is not None})
+        result: dict[str, Any] = self.request("recommend", request_args(resolution, fps, target_vmaf, target_psnr,
+                                                                        codec))
         return result
 
     def wait(self, job_id: str, timeout: float | None = None,

@@ -16,12 +16,14 @@ import shlex
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ffrtmp.bdrate import Pchip
 from ffrtmp.errors import InvalidInput
-from ffrtmp.master.store.history import MeasuredJob
 from ffrtmp.units import parse_bitrate, parse_resolution
+
+if TYPE_CHECKING:  # the client imports this module for `request_args`: it must not load the master's store
+    from ffrtmp.master.store.history import MeasuredJob
 
 MIN_POINTS = 4
 """Distinct bitrates a curve needs before it is trusted (a cubic through fewer would be a guess)."""
@@ -35,6 +37,16 @@ LADDER_BITS_PER_PIXEL = (0.05, 0.1, 0.2, 0.4)
 """A first sweep's bitrates when nothing was measured yet: a wide span of bits per pixel, to be measured."""
 STEP = 1.6
 """The ratio between the bitrates of a suggested sweep that extends a curve up or down."""
+
+
+def request_args(resolution: str, fps: int, target_vmaf: float | None, target_psnr: float | None,
+                 codec: str | None) -> dict[str, Any]:
+    """The `recommend` request's arguments from one target (the Python API's and the HTTP API's form)."""
+    if (target_vmaf is None) == (target_psnr is None):
+        raise InvalidInput("target-vmaf", "give exactly one of target_vmaf and target_psnr")
+    metric, target = ("vmaf", target_vmaf) if target_vmaf is not None else ("psnr", target_psnr)
+    args = {"resolution": resolution, "fps": fps, "metric": metric, "target": target, "codec": codec}
+    return {k: v for k, v in args.items() if v is not None}
 
 
 @dataclass(frozen=True)

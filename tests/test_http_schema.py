@@ -59,4 +59,4 @@ def test_the_server_keeps_to_its_openapi_document(live_api: dict[str, Any]) -> N
                                    timeout=20, checks=checks)
 
         conforms()
-    assert len(labels) == 15, labels
+    assert len(labels) == 17, labels

@@ -258,3 +258,26 @@ def test_the_python_api_answers_as_the_command_does(tmp_path: Path) -> None:
             client.recommend("160x120", 30)
         with pytest.raises(InvalidInput, match="^resolution:"):
             client.recommend("160x", 30, target_vmaf=90)
+
+
+def test_the_http_api_answers_as_the_command_does(tmp_path: Path) -> None:
+    from tests.httpapi import http_master
+
+    history = SqliteStore(tmp_path / "master" / "master.db")
+    curve(history, "libx264", "h264", X264)
+    history.close()
+    with http_master(tmp_path) as (cluster, curl), cluster.client() as client:
+        answer = curl.get("/api/recommend?resolution=160x120&fps=30&target_psnr=35")
+        assert answer.status == 200, answer.text
+        assert answer.json() == client.recommend("160x120", 30, target_psnr=35)
+        assert answer.json()["recommendation"]["encoder"] == "libx264"
+        for query, field in (("resolution=160x120&fps=30", "target-vmaf"), ("fps=30&target_vmaf=90", "resolution"),
+                             ("resolution=160x120&fps=x&target_vmaf=90", "fps"),
+                             ("resolution=160x120&fps=30&target_vmaf=nan", "target_vmaf")):
+            refused = curl.get(f"/api/recommend?{query}")
+            assert (refused.status, refused.json()["field"]) == (400, field), refused.text
+        report = curl.get("/api/report?by=encoder&points=1")
+        assert report.status == 200 and report.json() == client.report(by="encoder", points=True)
+        assert report.json()["groups"] and report.json()["points"]
+        assert curl.get("/api/report?by=colour").json()["field"] == "by"
+        assert curl.get("/api/report?since=-5").json()["field"] == "since"

@@ -11,7 +11,19 @@ from ffrtmp.master.filedesk import FileDesk
 from ffrtmp.master.http_deadlines import ReadDeadlines
 from ffrtmp.master.http_files import Files, JobFile
 from ffrtmp.master.http_gateway import Gateway
-from ffrtmp.master.http_routes import Health, Job, JobAction, Jobs, Logs, Nodes, NotFoundHandler, OpenApi, Stats
+from ffrtmp.master.http_routes import (
+    Health,
+    Job,
+    JobAction,
+    Jobs,
+    Logs,
+    Nodes,
+    NotFoundHandler,
+    OpenApi,
+    Recommend,
+    Report,
+    Stats,
+)
 
 log = logging.getLogger("ffrtmp.master")
 
@@ -34,6 +46,8 @@ def application(gateway: Gateway, files: Callable[[], FileDesk | None] | None = 
         (r"/api/files/([^/]+)", Files, {**file_args, "uploading": uploading}),
         (r"/api/nodes", Nodes, args),
         (r"/api/stats", Stats, args),
+        (r"/api/report", Report, args),
+        (r"/api/recommend", Recommend, args),
     ], default_handler_class=NotFoundHandler, default_handler_args=args, compress_response=False,
         log_function=_access_log)
 

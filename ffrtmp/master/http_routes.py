@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -13,9 +14,11 @@ import tornado.iostream
 import tornado.web
 
 from ffrtmp import __version__
+from ffrtmp.errors import InvalidInput
 from ffrtmp.master.http_gateway import ApiError, Gateway, answer_of, bearer_key
 from ffrtmp.master.openapi import document
 from ffrtmp.protocol import Kind, decode
+from ffrtmp.recommend import request_args
 
 HEALTH_STALE = 5.0
 """Seconds without a loop turn after which /health says the master is stuck (503)."""
@@ -70,6 +73,26 @@ class Base(tornado.web.RequestHandler):
         except ValueError:
             raise ApiError(400, f"{name}: must be a whole number", name) from None
 
+    def query_number(self, name: str) -> float | None:
+        raw = self.query_str(name)
+        if raw is None:
+            return None
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ApiError(400, f"{name}: must be a number", name) from None
+        if not math.isfinite(number):
+            raise ApiError(400, f"{name}: must be a finite number", name)
+        return number
+
+    def query_flag(self, name: str) -> bool | None:
+        raw = self.query_str(name)
+        if raw is None:
+            return None
+        if raw not in ("0", "1", "true", "false"):
+            raise ApiError(400, f"{name}: must be 0, 1, true or false", name)
+        return raw in ("1", "true")
+
     def query_str(self, name: str) -> str | None:
         return self.get_query_argument(name, None) or None
 
@@ -120,6 +143,33 @@ class JobAction(Base):
 class Nodes(Base):
     async def get(self) -> None:
         await self.run("nodes.list", {})
+
+
+class Report(Base):
+    """`ffrtmp report --json`: completed jobs' quality, speed, energy and cost per group."""
+
+    async def get(self) -> None:
+        try:
+            args = {"by": self.query_str("by"), "since": self.query_number("since"), "group": self.query_str("group"),
+                    "points": self.query_flag("points")}
+        except ApiError as exc:
+            return self.fail(exc)
+        await self.run("report", {k: v for k, v in args.items() if v is not None})
+
+
+class Recommend(Base):
+    """`ffrtmp recommend --json`: the cheapest measured encoder and bitrate for one quality target."""
+
+    async def get(self) -> None:
+        try:
+            args = request_args(self.query_str("resolution") or "", self.query_int("fps") or 0,
+                                self.query_number("target_vmaf"), self.query_number("target_psnr"),
+                                self.query_str("codec"))
+        except ApiError as exc:
+            return self.fail(exc)
+        except InvalidInput as exc:
+            return self.fail(ApiError(400, str(exc), exc.field))
+        await self.run("recommend", args)
 
 
 class Stats(Base):

@@ -8,6 +8,7 @@ from typing import Any
 from ffrtmp import __version__
 from ffrtmp.jobspec import QUALITY_MODES
 from ffrtmp.master.requests import STATUSES
+from ffrtmp.master.store.report import GROUPINGS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _OBJECT: dict[str, Any] = {"type": "object"}
@@ -72,6 +73,21 @@ def _op(summary: str, ok: dict[str, Any], *errors: int, auth: bool = True, **ext
     if not auth:
         op["security"] = []
     return op
+
+
+_REPORT_QUERY = [
+    _query("by", {"type": "string", "enum": list(GROUPINGS)}, "what a row groups by (default scenario)"),
+    _query("since", {"type": "number", "exclusiveMinimum": 0}, "only jobs of the last N seconds"),
+    _query("group", {"type": "string", "minLength": 1, "maxLength": 256}, "one sweep's jobs"),
+    _query("points", {"type": "string", "enum": ["0", "1", "true", "false"]}, "1: each job's rate-quality point"),
+]
+_RECOMMEND_QUERY = [
+    {**_query("resolution", {"type": "string"}, "WIDTHxHEIGHT the encodes were made at"), "required": True},
+    {**_query("fps", {"type": "integer", "minimum": 1, "maximum": 240}, "their frame rate"), "required": True},
+    _query("target_vmaf", {"type": "number"}, "the VMAF to reach (give this or target_psnr)"),
+    _query("target_psnr", {"type": "number"}, "the PSNR (dB) to reach"),
+    _query("codec", {"type": "string"}, "only this codec or encoder"),
+]
 
 
 def document() -> dict[str, Any]:
@@ -153,6 +169,12 @@ def document() -> dict[str, Any]:
                 *_COMMON)},
             "/api/stats": {"get": _op("Counts by state, capacity, queues and recent activity", {
                 "200": _json({"$ref": "#/components/schemas/Stats"}, "the cluster now")}, *_COMMON)},
+            "/api/report": {"get": _op("Completed jobs' quality, speed, energy and cost per group (`report --json`)",
+                                       {"200": _json(_OBJECT, "{by, since, group, jobs, groups[, points]}")},
+                                       400, *_COMMON, parameters=_REPORT_QUERY)},
+            "/api/recommend": {"get": _op("The cheapest measured encoder and bitrate for a target (`recommend --json`)",
+                                          {"200": _json(_OBJECT, "{recommendation or null, encoders, sweeps, ...}")},
+                                          400, *_COMMON, parameters=_RECOMMEND_QUERY)},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
