@@ -87,6 +87,8 @@ FILES_RETENTION = "7d"
 """The master's HTTPS JSON API port; 0 turns the API off."""
 
 API_BIND = _env_str("FFRTMP_API_BIND", "auto")
+API_TLS = os.environ.get("FFRTMP_API_TLS", "1").lower() not in ("0", "false", "no", "off")
+"""HTTPS (the default); off: plain HTTP on a loopback address only, for a TLS-terminating proxy in front."""
 """The interface the HTTP API binds; `auto`: 127.0.0.1 until the master has an API key, then 0.0.0.0."""
 
 API_MAX_BODY = 8 * 1024 * 1024

@@ -4,6 +4,8 @@ roles, tenants and rate limits as ZeroMQ clients (one implementation: client_gat
 from __future__ import annotations
 
 import ipaddress
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,19 @@ def test_reply_statuses_become_http_statuses_with_the_cli_meaning(
     answer = reply_error(status, error)
     assert (answer.status, answer.field, answer.headers.get("Retry-After")) == expected
     assert answer.body() == {"error": error, "field": expected[1]}
+
+
+def test_plain_http_on_loopback_serves_the_same_api_for_a_proxy_in_front(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    (key,) = make_keys(tmp_path, ("submit", "default"))
+    caplog.set_level(logging.INFO, "ffrtmp.master")
+    with http_master(tmp_path, master={"api_tls": False}) as (cluster, curl):
+        assert cluster.server.api is not None
+        plain = replace(curl, base=f"http://127.0.0.1:{cluster.server.api.port}")
+        assert plain.get("/health").status == 200
+        made = plain.post("/api/jobs", body=NULL_JOB, key=key)
+        assert made.status == 201, made.text
+        assert plain.get(f"/api/jobs/{made.json()['ids'][0]}", key=key).json()["status"] == "pending"
+        assert plain.get("/api/jobs").status == 401, "the same keys"
+        assert not (tmp_path / "master" / "api-cert.pem").exists(), "no certificate is made for plain HTTP"
+        assert "HTTP API on http://127.0.0.1:" in caplog.text and "plain HTTP (--no-api-tls)" in caplog.text

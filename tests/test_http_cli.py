@@ -82,3 +82,11 @@ def test_bad_tls_files_and_a_taken_port_stop_the_master_with_one_line(tmp_path: 
 def test_an_open_master_keeps_the_api_on_loopback_unless_insecure(tmp_path: Path) -> None:
     done = run_master(tmp_path, "--api-port", "1", "--api-bind", "0.0.0.0")
     assert done.returncode == 2 and "api-bind: 0.0.0.0 would let anyone" in done.stderr
+
+
+def test_plain_http_is_refused_anywhere_but_loopback(tmp_path: Path) -> None:
+    done = run_master(tmp_path, "--api-port", "1", "--api-bind", "0.0.0.0", "--no-api-tls", "--api-key", "k" * 32)
+    assert done.returncode == 2, done.stderr
+    assert "api-tls: plain HTTP (--no-api-tls) listens on a loopback address only, not 0.0.0.0" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert parsed(["--api-tls=false"])["api_tls"] is False and parsed([])["api_tls"] is True

@@ -144,6 +144,9 @@ def master(
     api_bind: str = typer.Option(defaults.API_BIND, "--api-bind", envvar="FFRTMP_API_BIND",
                                  help="Interface of the HTTP API. auto: 127.0.0.1 while the master has no API key "
                                       "(protected mode; --allow-keys does not count), else 0.0.0.0."),
+    api_tls: bool = typer.Option(defaults.API_TLS, "--api-tls/--no-api-tls", envvar="FFRTMP_API_TLS",
+                                 help="HTTPS for the HTTP API. --no-api-tls: plain HTTP, on a loopback address only "
+                                      "(127.0.0.1), for a TLS-terminating proxy in front of the master."),
     tls_cert: Path = typer.Option(None, "--tls-cert", envvar="FFRTMP_TLS_CERT", show_default=False,
                                   help="The HTTP API's certificate (PEM). Default: a self-signed one made in the "
                                        "data dir (api-cert.pem) on first start; its fingerprint is logged."),
@@ -268,7 +271,7 @@ def master(
                             max_followers=max_followers, max_followers_per_key=max_followers_per_key)
     options = MasterOptions(bind=bind, port=port, data_dir=data_dir or defaults.data_dir(), db=db, tls=tls,
                             cert=cert, key=key, allow_keys=allow_keys, metrics=metrics, metrics_port=metrics_port,
-                            config=config, insecure=insecure, api_port=api_port, api_bind=api_bind,
+                            config=config, insecure=insecure, api_port=api_port, api_bind=api_bind, api_tls=api_tls,
                             tls_cert=tls_cert, tls_key=tls_key,
                             files_port=defaults.FILES_PORT if files_port is None else files_port,
                             files_port_given=files_port is not None, files_dir=files,

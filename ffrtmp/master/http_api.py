@@ -60,7 +60,7 @@ def _raise_open_files(wanted: int) -> None:
 class HttpApi:
     """Binds at construction (so a taken port fails the master's start with one line), serves after `start`."""
 
-    def __init__(self, bridge: ApiBridge, bind: str, port: int, tls: ssl.SSLContext,
+    def __init__(self, bridge: ApiBridge, bind: str, port: int, tls: ssl.SSLContext | None,
                  limits: ApiLimits | None = None, files: Callable[[], FileDesk | None] | None = None) -> None:
         self.bridge = bridge
         self.files = files

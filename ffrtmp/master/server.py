@@ -82,6 +82,8 @@ class MasterOptions:
     """The HTTPS JSON API's port; 0: off (the command line's default is defaults.API_PORT); -1: any free port
     (written to master.json as api_port)."""
     api_bind: str = defaults.API_BIND
+    api_tls: bool = True
+    """False: plain HTTP, on a loopback address only (a TLS-terminating proxy in front)."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
     files_port: int = 0
@@ -137,6 +139,7 @@ class MasterServer:
             try:
                 self.api = start_api(self.api_bridge, bind=options.api_bind, port=max(options.api_port, 0),
                                      data_dir=options.data_dir, cert=options.tls_cert, key=options.tls_key,
+                                     tls=options.api_tls,
                                      has_api_key=options.config.api_key is not None or self.store.had_api_keys(),
                                      insecure=options.insecure,
                                      files=lambda: self.files.desk if self.files is not None else None)

@@ -11,7 +11,9 @@
 A real master process (CURVE on), submit rate limits off and the pre-auth budget raised (every client here
 is one address). Prints JSON lines.
 
-    python scripts/bench/http_api.py [--seconds 10] [--clients 4] [--idle 10000]
+    python scripts/bench/http_api.py [--seconds 10] [--clients 4] [--idle 10000] [--plain]
+
+`--plain`: the master with --no-api-tls, plain HTTP on loopback, as it runs behind a TLS-terminating proxy.
 """
 
 from __future__ import annotations
@@ -43,9 +45,16 @@ from ffrtmp.local import LocalCluster  # noqa: E402
 JOB = json.dumps({"scenario": "null", "engine": "ffmpeg", "duration": 1}).encode()
 
 
+def https_or_plain(port: int, cacert: str, timeout: float) -> http.client.HTTPConnection:
+    """HTTPS trusting `cacert`; plain HTTP when there is none (`--plain`: the master's --no-api-tls)."""
+    if not cacert:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    return http.client.HTTPSConnection("localhost", port, context=ssl.create_default_context(cafile=cacert),
+                                       timeout=timeout)
+
+
 def submitter(port: int, cacert: str, seconds: float, start_at: float, out: multiprocessing.Queue) -> None:
-    context = ssl.create_default_context(cafile=cacert)
-    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=30)
+    conn = https_or_plain(port, cacert, 30)
     latencies, errors = [], 0
     while time.time() < start_at:
         time.sleep(0.001)
@@ -64,10 +73,12 @@ def submitter(port: int, cacert: str, seconds: float, start_at: float, out: mult
 def curl_submitter(port: int, cacert: str, count: int, start_at: float, out: multiprocessing.Queue) -> None:
     """One curl process posting `count` jobs over one keep-alive connection (curl reuses it for every URL)."""
     with tempfile.NamedTemporaryFile("w", suffix=".curlrc", delete=False) as config:
-        config.write(f'url = "https://localhost:{port}/api/jobs"\n' * count)
+        config.write((f'url = "https://localhost:{port}/api/jobs"\n' if cacert else
+                      f'url = "http://127.0.0.1:{port}/api/jobs"\n') * count)
     while time.time() < start_at:
         time.sleep(0.001)
-    done = subprocess.run(["curl", "-sS", "--cacert", cacert, "-H", "Content-Type: application/json",
+    trust = ["--cacert", cacert] if cacert else []
+    done = subprocess.run(["curl", "-sS", *trust, "-H", "Content-Type: application/json",
                            "--data-binary", JOB.decode(), "-w", "\n%{http_code} %{time_total}\n", "-K", config.name],
                           capture_output=True, text=True, check=False)
     Path(config.name).unlink()
@@ -167,7 +178,7 @@ def submits(cluster: LocalCluster, port: int, cacert: str, clients: int, seconds
 
 
 async def hold_idle(port: int, cacert: str, count: int, master: psutil.Process) -> None:
-    context = ssl.create_default_context(cafile=cacert)
+    context = ssl.create_default_context(cafile=cacert) if cacert else None
     before = master.memory_info().rss
     held: list[asyncio.StreamWriter] = []
     failed = 0
@@ -178,7 +189,7 @@ async def hold_idle(port: int, cacert: str, count: int, master: psutil.Process) 
         async with gate:
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
-                                                              server_hostname="localhost")
+                                                              server_hostname="localhost" if context else None)
                 writer.write(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 await writer.drain()
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -193,8 +204,7 @@ async def hold_idle(port: int, cacert: str, count: int, master: psutil.Process) 
     opened = time.monotonic() - began
     await asyncio.sleep(1.0)
     after = master.memory_info().rss
-    context_check = ssl.create_default_context(cafile=cacert)
-    probe = http.client.HTTPSConnection("localhost", port, context=context_check, timeout=10)
+    probe = https_or_plain(port, cacert, 10)
     t0 = time.perf_counter()
     probe.request("GET", "/health")
     status = probe.getresponse().status
@@ -217,6 +227,8 @@ def main() -> None:
     parser.add_argument("--client", choices=("curl", "python"), default="curl",
                         help="curl: one curl process per client, reusing its connection; python: http.client")
     parser.add_argument("--profile", type=Path, help="py-spy the master during the submits into this file")
+    parser.add_argument("--plain", action="store_true",
+                        help="the master with --no-api-tls (plain HTTP on loopback, as behind a TLS-terminating proxy)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 1024)), hard))
@@ -225,8 +237,9 @@ def main() -> None:
         cluster = LocalCluster(Path(tmp), env={"FFRTMP_PREAUTH_RATE": "1000000"},
                                master_args=["--rate-limit", "submit=0", "--rate-limit", "read=0"])
         with cluster:
-            cluster.start_master(["--api-port", str(port), "--api-bind", "127.0.0.1"])
-            cacert = str(cluster.master_dir / "api-cert.pem")
+            cluster.start_master(["--api-port", str(port), "--api-bind", "127.0.0.1",
+                                  *(["--no-api-tls"] if args.plain else [])])
+            cacert = "" if args.plain else str(cluster.master_dir / "api-cert.pem")
             assert cluster.master is not None
             master = psutil.Process(cluster.master.pid)
             if args.seconds > 0:
