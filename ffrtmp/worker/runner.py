@@ -456,7 +456,7 @@ class AttemptRunner:
         """Run to the end, a cancel or the deadline, sampling what the process tree uses (and, with `energy`,
         the energy meter's counters) with each pass of the read loop."""
         argv = command.argv
-        nice = shutil.which("nice")
+        nice = nice_path()
         if nice:
             argv = [nice, "-n", str(NICE), *argv]
         prefix, preexec = engine_spawn()  # killed with the worker (childdeath.py)
@@ -521,6 +521,12 @@ class AttemptRunner:
                 if changed or parser.consumes_all_lines:
                     continue
             self.log(stream, line)
+
+
+@functools.lru_cache(maxsize=1)
+def nice_path() -> str | None:
+    """`nice`, looked up once: a PATH search per job costs more than a short job's orchestration."""
+    return shutil.which("nice")
 
 
 def _both(first: Finished, second: Finished) -> Finished:
