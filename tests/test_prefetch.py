@@ -170,6 +170,7 @@ def test_a_job_held_behind_a_long_one_is_recalled_when_another_node_frees_a_slot
     assert [m.body for m in cluster.net.take(b"w1", Kind.CANCEL)] == [{"job": held, "attempt": 1, "recall": True}]
     cluster.coordinator.tick(cluster.now + 0.5)
     assert not cluster.net.take(b"w1", Kind.CANCEL), "asked once"
+    assert cluster.coordinator.counters.recalled == 1
     # What the agent answers (see on_cancel): refused, recalled; the job goes to beta at once, no retry used.
     cluster.result(b"w1", held, 1, status="failed", failure="worker_lost", refused=True, recalled=True,
                    error="recalled by the master for a worker with a free slot (prefetched, not started)")

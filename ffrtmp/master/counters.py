@@ -23,3 +23,5 @@ class Counters:
     """Attempts stopped because their progress stopped moving."""
     timed_out: int = 0
     """Attempts stopped past their job's timeout by the master."""
+    recalled: int = 0
+    """Prefetched attempts asked back for a node with a free slot (recall.py)."""

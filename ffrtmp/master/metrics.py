@@ -152,6 +152,8 @@ class MasterCollector(Collector):
             ("ffrtmp_malformed_messages", counters.malformed, "Messages dropped as malformed or refused"),
             ("ffrtmp_stalled_attempts", counters.stalled, "Attempts stopped because their progress stopped"),
             ("ffrtmp_timed_out_attempts", counters.timed_out, "Attempts stopped past their job's timeout"),
+            ("ffrtmp_recalled_attempts", counters.recalled,
+             "Prefetched attempts asked back from behind a long job for a node with a free slot"),
             ("ffrtmp_unroutable_messages", counters.unroutable, "Messages that could not reach their peer"),
             ("ffrtmp_preauth_dropped_frames", self.coordinator.inbound.dropped + counters.refused_batches,
              "Frames from peers that are not workers dropped unread (over their budget, or a BATCH)"),

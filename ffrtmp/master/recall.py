@@ -45,6 +45,7 @@ def recall_waiting(state: MasterState, mono: float) -> int:
                 continue
             taker.active += 1  # counted now, so one free slot draws one recall
             held.recalled = True
+            state.counters.recalled += 1
             assert session.route is not None
             state.outbox.send(session.route, Kind.CANCEL, {"job": job_id, "attempt": held.attempt, "recall": True})
             log.info("job %s attempt %d waits prefetched on %s while %s has a free slot: recalled", job_id,
