@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -49,10 +50,10 @@ def demo(
     started = time.monotonic()
     try:
         with LocalCluster(root) as cluster:
-            console.print(f"[bold]ffrtmp demo[/] in {root}", highlight=False)
+            console.print(f"[bold]ffrtmp demo[/] in {escape(str(root))}", highlight=False)
             url = cluster.start_master()
             console.print(f"master listening on {url} (CURVE on, SQLite at {cluster.master_dir / 'master.db'})",
-                          highlight=False)
+                          highlight=False, markup=False)
             names = [f"demo-worker-{i + 1}" for i in range(workers)]
             for name in names:
                 cluster.start_worker(name, *(["--ffmpeg", ffmpeg] if ffmpeg else []))
@@ -69,7 +70,7 @@ def demo(
         console.print(_summary(jobs, time.monotonic() - started))
     finally:
         if keep:
-            console.print(f"kept {root}", highlight=False)
+            console.print(f"kept {root}", highlight=False, markup=False)
         else:
             shutil.rmtree(root, ignore_errors=True)
     blocked = [job for job in jobs if unrunnable(job)]

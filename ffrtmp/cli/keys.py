@@ -35,8 +35,9 @@ def generate(
     if json_output:
         print_json({"public_key": public, "public": str(public_path), "secret": str(secret_path)})
         return
+    # markup off: a Z85 key may hold "[/…]", which rich would read as a closing tag (and fail)
     console.print(f"public key  {public}\npublic      {public_path}\nsecret      {secret_path} (mode 0600)",
-                  highlight=False)
+                  highlight=False, markup=False)
 
 
 api = typer.Typer(help="API keys with roles and tenants, kept (hashed) in the master's database.",

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.markup import escape
 
 from ffrtmp import defaults
 from ffrtmp.cli.common import (
@@ -135,15 +136,16 @@ def worker(
     keys = client_keypair(conn.client_key) if conn.tls else None
     capabilities = detect(wanted, ffmpeg)
     for engine, reason in capabilities.missing.items():
-        console.print(f"[yellow]engine {engine} unavailable:[/] {reason}", highlight=False)
+        console.print(f"[yellow]engine {engine} unavailable:[/] {escape(reason)}", highlight=False)
     for root in input_root:
         if not root.expanduser().is_dir():
-            console.print(f"[yellow]input root {root} is not a directory:[/] jobs can read nothing there",
+            console.print(f"[yellow]input root {escape(str(root))} is not a directory:[/] jobs can read nothing there",
                           highlight=False)
     if capabilities.ffmpeg:
-        console.print(f"ffmpeg: {capabilities.ffmpeg} ({capabilities.ffmpeg_source})", highlight=False)
+        console.print(f"ffmpeg: {capabilities.ffmpeg} ({capabilities.ffmpeg_source})", highlight=False, markup=False)
     for mapping in maps:
-        console.print(f"path map: inputs under {mapping.source} are read under {mapping.target}", highlight=False)
+        console.print(f"path map: inputs under {mapping.source} are read under {mapping.target}", highlight=False,
+                      markup=False)
     options = WorkerOptions(master=masters, master_key=master_key, client_keys=keys, api_key=conn.api_key,
                             name=node_name, fingerprint=machine_fingerprint(node_name), slots=slots,
                             work_dir=directory, labels=labels, output_roots=tuple(p.resolve() for p in output_root),
@@ -197,13 +199,13 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
         return
     console.print(f"[bold]engines:[/] {', '.join(capabilities.engines)}")
     for engine, reason in capabilities.missing.items():
-        console.print(f"[yellow]unavailable:[/] {engine}: {reason}", highlight=False)
+        console.print(f"[yellow]unavailable:[/] {engine}: {escape(reason)}", highlight=False)
     if capabilities.ffmpeg:
-        console.print(f"[bold]ffmpeg:[/] {capabilities.ffmpeg} (version {version or 'unknown'}, "
+        console.print(f"[bold]ffmpeg:[/] {escape(capabilities.ffmpeg)} (version {version or 'unknown'}, "
                       f"{'bundled' if bundled else 'system'}, found by {capabilities.ffmpeg_source})", highlight=False)
     else:
         console.print("[bold]ffmpeg:[/] not found", highlight=False)
-    console.print(f"[bold]gstreamer:[/] {capabilities.gstreamer or 'not usable'}", highlight=False)
+    console.print(f"[bold]gstreamer:[/] {escape(capabilities.gstreamer or 'not usable')}", highlight=False)
     console.print(encoders_table(encoders))
     console.print(f"[bold]quality metrics:[/] {', '.join(capabilities.quality) or 'none (no FFmpeg)'}"
                   + ("" if "vmaf" in capabilities.quality else " (no libvmaf: --quality vmaf jobs go elsewhere)"),
@@ -211,4 +213,4 @@ def _probe(capabilities: object, work_dir: Path, json_output: bool) -> None:
     gpus = ", ".join(g["name"] for g in resources["gpus"]) or "none found (no nvidia-smi)"
     console.print(f"[bold]resources:[/] {resources['cpu_count']} CPUs, load {resources['load1']}, "
                   f"memory {resources['memory_percent']}% used, disk free {resources['disk_free'] / 2**30:.1f} GiB "
-                  f"in {work_dir}, GPUs: {gpus}", highlight=False)
+                  f"in {escape(str(work_dir))}, GPUs: {escape(gpus)}", highlight=False)
