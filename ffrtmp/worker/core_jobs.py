@@ -78,11 +78,8 @@ class Jobs:
             # Another node has a free slot for a job held here: hand it back if it has not started; one that
             # started meanwhile runs on (master/recall.py).
             if current is not None and current.attempt == body["attempt"] and current.job in self.held:
-                self.held.pop(current.job)
-                self.finish(current.job, current.attempt, {
-                    "status": "failed", "failure": Failure.WORKER_LOST.value, "refused": True, "recalled": True,
-                    "error": "recalled by the master for a worker with a free slot (prefetched, not started)"},
-                    now, mono)
+                self.hand_back(current.job, "recalled by the master for a worker with a free slot (prefetched, "
+                               "not started)", now, mono, recalled=True)
             return
         if current is not None and current.attempt == body["attempt"]:
             current.cancel_reason = "canceled by the master"
@@ -184,10 +181,14 @@ class Jobs:
             return
         log.info("draining: %d prefetched jobs not started go back to the master", len(self.held))
         for job_id in list(self.held):
-            self.held.pop(job_id)
-            self.finish(job_id, self.attempts[job_id].attempt, {
-                "status": "failed", "failure": Failure.WORKER_LOST.value, "refused": True,
-                "error": "the worker is draining (a prefetched job, not started)"}, now, mono)
+            self.hand_back(job_id, "the worker is draining (a prefetched job, not started)", now, mono)
+
+    def hand_back(self, job_id: str, why: str, now: float, mono: float, recalled: bool = False) -> None:
+        """A held attempt goes back to the master unstarted: refused, so its retry is not used."""
+        self.held.pop(job_id)
+        self.finish(job_id, self.attempts[job_id].attempt, {
+            "status": "failed", "failure": Failure.WORKER_LOST.value, "refused": True, "error": why,
+            **({"recalled": True} if recalled else {})}, now, mono)
 
     def stop_all(self, reason: str, now: float, mono: float) -> None:
         """The lease ran out: held attempts end at once, running ones are stopped (each logged once)."""
