@@ -14,7 +14,9 @@ import psycopg
 import pytest
 
 from ffrtmp.errors import InvalidInput
+from ffrtmp.local import wait_for
 from ffrtmp.master.store.health import WriteFault
+from ffrtmp.master.store.leases import NotLeader
 from ffrtmp.master.store.opening import is_url
 from ffrtmp.master.store.postgres import PostgresStore, open_postgres_store
 from ffrtmp.master.store.postgres_schema import MIGRATIONS
@@ -182,7 +184,8 @@ def test_an_error_caught_inside_a_transaction_never_reads_as_committed(store: Po
 
 def test_savepoints_go_out_only_for_blocks_that_send_a_statement(store: PostgresStore) -> None:
     """A batch of messages that send nothing (results and heartbeats are written once per frame) costs no
-    round trip; a block's first statement, read or write, gets its savepoint, so a failing read is undone too."""
+    round trip; a block's first statement, read or write, gets its savepoint, so a failing read is undone too.
+    The first block to send one in a fresh transaction needs none (undoing it is undoing the transaction)."""
     job_id = store.insert_jobs([spec()], T0, 3)[0]
     opened, issued = store.savepoints_opened, store.savepoints_issued
     with store.transaction():
@@ -193,8 +196,63 @@ def test_savepoints_go_out_only_for_blocks_that_send_a_statement(store: Postgres
             store.assign_job(job_id, "n1", T0)
         with pytest.raises(psycopg.errors.InvalidTextRepresentation), store.savepoint():
             store.one("SELECT 'x'::int AS n")  # a read that fails: the transaction would be aborted
-    assert (store.savepoints_opened - opened, store.savepoints_issued - issued) == (103, 3)
+    assert (store.savepoints_opened - opened, store.savepoints_issued - issued) == (103, 2)
     assert store.get_job(job_id)["status"] == "assigned"  # type: ignore[index]
+
+
+def test_a_failing_first_block_is_undone_by_a_fresh_begin_and_the_batch_goes_on(store: PostgresStore) -> None:
+    """No SAVEPOINT for the transaction's first writer: when it fails, its writes go with a ROLLBACK and a new
+    BEGIN (and fence check), and what the batch does after it commits."""
+    first, second = store.insert_jobs([spec(), spec()], T0, 3)
+    issued = store.savepoints_issued
+    with store.transaction():
+        with pytest.raises(psycopg.errors.UniqueViolation), store.savepoint():
+            store.assign_job(first, "n1", T0)
+            store.remember_submit("", "k", [first], T0)
+            store.remember_submit("", "k", [first], T0)  # fails: the transaction is aborted until undone
+        with store.savepoint():  # fresh again: this one needs none either
+            store.assign_job(second, "n1", T0)
+    assert store.savepoints_issued == issued
+    assert store.get_job(first)["status"] == "pending"  # type: ignore[index]
+    assert store.get_job(second)["status"] == "assigned"  # type: ignore[index]
+    assert store.submitted_ids("", "k") is None
+
+
+def test_a_lease_lost_while_a_first_block_is_undone_lets_nothing_of_the_batch_commit(
+        store: PostgresStore, postgres_url: str) -> None:
+    """The fresh BEGIN checks the fence again; when another master took the lease meanwhile, every later
+    statement and the COMMIT raise NotLeader, even where a handler caught the first one and went on."""
+    first, second = store.insert_jobs([spec(), spec()], T0, 3)
+    store.claim_lease("a", "tcp://a:9000", 1.0)
+    store.fence("a", 1)
+
+    def lease_ended() -> bool:  # by the database's clock, read beside the transaction's lock
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            row = conn.execute("SELECT expires_at < clock_timestamp() FROM leader_lease").fetchone()
+            return bool(row and row[0])
+
+    with pytest.raises(NotLeader), store.transaction():
+        with pytest.raises(NotLeader), store.savepoint():  # a handler's error after the lease ran out
+            store.assign_job(first, "n1", T0)
+            wait_for(lease_ended, 10, "the lease's end")
+            store.one("SELECT 'x'::int AS n")
+        with pytest.raises(NotLeader):
+            store.assign_job(second, "n1", T0)  # a coordinator that swallowed the error goes on: refused
+    assert {store.get_job(job)["status"] for job in (first, second)} == {"pending"}  # type: ignore[index]
+
+
+def test_a_transaction_reads_the_quotas_once_and_sees_its_own_change(store: PostgresStore,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A submit and its dispatch pass both check the tenants' quotas: one read per transaction."""
+    sent = recorded(store, monkeypatch)
+    with store.transaction():
+        assert store.quotas() == store.quotas() == {}
+        store.set_quota("acme", 5, None)
+        assert store.quotas() == {"acme": {"max_pending": 5, "max_running": None}}
+    reads = [sql for sql, _ in sent if "FROM tenants" in str(sql)]
+    assert len(reads) == 2
+    store.set_quota("acme", 7, None)
+    assert store.quotas()["acme"]["max_pending"] == 7
 
 
 def test_the_coordinator_carries_on_after_its_session_is_killed(postgres_url: str, tmp_path: Path,

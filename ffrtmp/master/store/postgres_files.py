@@ -49,4 +49,5 @@ class FileRows(Session, FileQueries):
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         with self.transaction():
+            self.quotas_changed()  # a byte quota may add a tenant's row
             return int(self.execute(_pg(sql), args).rowcount)

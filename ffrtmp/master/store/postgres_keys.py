@@ -48,8 +48,12 @@ class KeyRows(Session):
         self.execute("INSERT INTO tenants (name, max_pending, max_running) VALUES (%s, %s, %s) ON CONFLICT (name)"
                      " DO UPDATE SET max_pending = excluded.max_pending, max_running = excluded.max_running",
                      (tenant, max_pending, max_running))
+        self.quotas_changed()
 
     def quotas(self) -> dict[str, Quota]:
+        return self.tenant_quotas(self._read_quotas)
+
+    def _read_quotas(self) -> dict[str, Quota]:
         rows = self.all("SELECT name, max_pending, max_running FROM tenants")
         return {str(row["name"]): {"max_pending": row["max_pending"], "max_running": row["max_running"]}
                 for row in rows}
@@ -60,6 +64,7 @@ class KeyRows(Session):
         self.execute("INSERT INTO tenants (name, queues, priorities) VALUES (%s, %s, %s) ON CONFLICT (name)"
                      " DO UPDATE SET queues = excluded.queues, priorities = excluded.priorities",
                      (tenant, _json_list(queues), _json_list(priorities)))
+        self.quotas_changed()  # a new tenant row
 
     def granted_lanes(self) -> dict[str, TenantLanes]:
         """The lists set per tenant, for the tenants that have one."""

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -21,6 +21,15 @@ from psycopg.pq import TransactionStatus
 
 from ffrtmp.errors import InvalidInput, StoreUnavailable
 from ffrtmp.master.store.health import WriteFault
+
+if TYPE_CHECKING:
+    from ffrtmp.master.store.api import Quota
+
+PENDING, ISSUED, IMPLIED = "pending", "issued", "implied"
+"""A savepoint scope's states (`Session.savepoint`)."""
+
+FENCE = "SELECT 1 FROM leader_lease WHERE holder = %s AND term = %s AND expires_at > clock_timestamp() FOR SHARE"
+"""The check every write transaction of a fenced master makes first (`Session.fenced`)."""
 
 CONNECT_TIMEOUT = 5
 IDLE_IN_TRANSACTION = "60s"
@@ -98,8 +107,17 @@ class Session:
         self.on_fence_lost: Callable[[], Exception] | None = None
         self.connect_error = ""
         """Why the last connection attempt failed (for the first connection's message)."""
-        self._scopes: list[bool] = []
-        """The savepoints opened and not yet released, innermost last: True once SAVEPOINT went out."""
+        self._scopes: list[str] = []
+        """The savepoints opened and not yet released, innermost last: PENDING until the block's first statement,
+        then ISSUED (SAVEPOINT went out) or, for a block that opens a fresh transaction, IMPLIED."""
+        self._fresh = False
+        """Inside a transaction that has sent nothing since BEGIN and the fence check: undoing a block that
+        begins here is undoing the transaction, so the block needs no SAVEPOINT of its own."""
+        self._doomed: Exception | None = None
+        """Why this transaction may no longer commit (its lease was lost when a block was undone): raised again by
+        every statement and at COMMIT, so no handler that survives a message's error can write on."""
+        self._quotas: dict[str, Quota] | None = None
+        """The tenants' quotas as this transaction read them (a submit and its dispatch pass both need them)."""
         self.savepoints_opened = 0
         self.savepoints_issued = 0
         """Savepoints asked for, and SAVEPOINT statements sent, so far (what tests and benchmarks count)."""
@@ -146,8 +164,11 @@ class Session:
                                 "stored, retry later")
 
     def execute(self, sql: Any, args: Sequence[Any] | Mapping[str, Any] | None = None) -> psycopg.Cursor[Row]:
-        if self._scopes and not self._scopes[-1]:
+        if self._doomed is not None:
+            raise self._doomed
+        if self._scopes and self._scopes[-1] == PENDING:
             self._issue_savepoints()
+        self._fresh = False
         conn = self.connect()
         try:
             return conn.execute(sql, args)
@@ -192,8 +213,9 @@ class Session:
             raise
         self._begun = True
         try:
-            if self.fenced is not None:
-                self._check_fence(*self.fenced)
+            if not self._fence_held():
+                raise self._fence_lost()
+            self._fresh = True
             yield
         except BaseException:
             self._depth = 0
@@ -205,6 +227,10 @@ class Session:
             self._depth = 0
             self._rollback()
             raise WriteFault(psycopg.OperationalError("the transaction was aborted by an error inside it"))
+        if self._doomed is not None:
+            doomed, self._depth = self._doomed, 0
+            self._rollback()
+            raise doomed
         began = time.perf_counter()
         try:
             # A connection lost during COMMIT leaves its outcome unknown: reported as not stored, the batch's
@@ -216,20 +242,24 @@ class Session:
             raise
         self._depth = 0
         self._begun = False
+        self._quotas = None
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - began)
 
-    def _check_fence(self, name: str, term: int) -> None:
-        """FOR SHARE: a takeover's UPDATE of the lease waits until this transaction ends, so no other master
-        can become leader while this write is in flight."""
-        held = self.one("SELECT 1 FROM leader_lease WHERE holder = %s AND term = %s AND expires_at > clock_timestamp()"
-                        " FOR SHARE", (name, term))
-        if held is None:
-            raise self.on_fence_lost() if self.on_fence_lost is not None else RuntimeError("lease lost")
+    def _fence_held(self) -> bool:
+        """Whether the lease is still ours (always, unfenced). The check takes the lease row FOR SHARE: a
+        takeover's UPDATE of it waits until this transaction ends, so no other master can become leader
+        while this write is in flight."""
+        return self.fenced is None or self.one(FENCE, self.fenced) is not None
+
+    def _fence_lost(self) -> Exception:
+        return self.on_fence_lost() if self.on_fence_lost is not None else RuntimeError("lease lost")
 
     def _rollback(self) -> None:
         self._begun = False
-        self._counts = self._queue_depth = None
+        self._fresh = False
+        self._doomed = None
+        self._counts = self._queue_depth = self._quotas = None
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             return  # the server dropped the transaction with the connection
@@ -247,27 +277,60 @@ class Session:
         trip, where an eager one cost two (SAVEPOINT, RELEASE) per message: 69-92 % of the statements of a
         null-job run (scripts/bench/compare_pg.py). Before any statement, not only writes: a statement that
         fails aborts a PostgreSQL transaction, and only a savepoint taken before it lets the batch go on.
+        And none at all for a block whose first statement is the transaction's first after the fence check
+        (a lone submit, a batch's first writer): undoing it is a ROLLBACK and a fresh BEGIN and fence, paid
+        only when it fails, where the savepoint cost two round trips every time.
         """
-        self._scopes.append(False)
+        self._scopes.append(PENDING)
         self.savepoints_opened += 1
         try:
             yield
         except BaseException as exc:
-            issued = self._scopes.pop()
-            if not issued or isinstance(exc, WriteFault):
+            scope = self._scopes.pop()
+            if scope == PENDING or isinstance(exc, WriteFault):
                 raise  # nothing of its own to undo, or the server or the link failed: the whole batch must go
-            self._counts = self._queue_depth = None
-            self.execute("ROLLBACK TO SAVEPOINT message")
-            self.execute("RELEASE SAVEPOINT message")
+            self._counts = self._queue_depth = self._quotas = None
+            if scope == IMPLIED:
+                self._restart()
+            else:
+                self.execute("ROLLBACK TO SAVEPOINT message")
+                self.execute("RELEASE SAVEPOINT message")
             raise
-        if self._scopes.pop():
+        if self._scopes.pop() == ISSUED:
             self.execute("RELEASE SAVEPOINT message")
 
     def _issue_savepoints(self) -> None:
         """SAVEPOINT for each open scope not yet sent, outermost first (an inner block's statement is also its
-        outer block's)."""
-        for depth, issued in enumerate(self._scopes):
-            if not issued:
-                self._scopes[depth] = True  # first: execute() below must not issue it again
-                self.savepoints_issued += 1
-                self.execute("SAVEPOINT message")
+        outer block's); the outermost needs none in a fresh transaction."""
+        for depth, scope in enumerate(self._scopes):
+            if scope != PENDING:
+                continue
+            if depth == 0 and self._fresh:
+                self._scopes[depth] = IMPLIED
+                continue
+            self._scopes[depth] = ISSUED  # first: execute() below must not issue it again
+            self.savepoints_issued += 1
+            self.execute("SAVEPOINT message")
+
+    def _restart(self) -> None:
+        """Undo everything since BEGIN (only the fence check came before the failed block) and begin again, as
+        ROLLBACK TO SAVEPOINT would have left it. A lease lost meanwhile raises, as at any BEGIN."""
+        self.execute("ROLLBACK")
+        self.execute("BEGIN")
+        if not self._fence_held():
+            self._doomed = self._fence_lost()
+            raise self._doomed
+        self._fresh = True
+
+    # ---- reads a transaction repeats ----------------------------------------------------------------
+
+    def tenant_quotas(self, read: Callable[[], dict[str, Quota]]) -> dict[str, Quota]:
+        """`read()`, once per transaction (outside one, every time)."""
+        if not self._depth:
+            return read()
+        if self._quotas is None:
+            self._quotas = read()
+        return self._quotas
+
+    def quotas_changed(self) -> None:
+        self._quotas = None
