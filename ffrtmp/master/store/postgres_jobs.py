@@ -8,6 +8,7 @@ dispatching on the same database passes over them instead of waiting or claiming
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -22,6 +23,7 @@ from ffrtmp.master.store.api import ActiveAttempt, AttemptRow, HistoryRow, JobRo
 from ffrtmp.master.store.dispatch import LANE_COLUMNS, needs_key
 from ffrtmp.master.store.postgres_lifecycle import LifecycleRows, job_of, writes
 from ffrtmp.master.store.postgres_session import Row
+from ffrtmp.master.store.postgres_statistics import PlannerStatistics
 from ffrtmp.master.store.sqlite import RECENT_SCAN
 
 INSERT_MANY = """
@@ -45,6 +47,14 @@ def _lane_job(row: Row) -> dict[str, Any]:
 
 
 class JobRows(LifecycleRows):
+    @functools.cached_property
+    def planner_statistics(self) -> PlannerStatistics:
+        return PlannerStatistics(self.url)
+
+    def _after_commit(self) -> None:
+        super()._after_commit()
+        self.planner_statistics.after_commit()
+
     @writes
     def insert_jobs(self, specs: Iterable[JobSpec], now: float, default_max_retries: int,
                     tenant: str = "") -> list[str]:
@@ -60,6 +70,7 @@ class JobRows(LifecycleRows):
         columns = [list(column) for column in zip(*rows, strict=True)]
         self.execute(INSERT_MANY, (tenant, now, *columns, now))
         self._moved(None, "pending", len(rows))
+        self.planner_statistics.submitted(len(rows))
         if self._queue_depth is not None:
             self._queue_depth.update((row[2], row[3]) for row in rows)  # (queue, priority) of each new job
         return [row[0] for row in rows]

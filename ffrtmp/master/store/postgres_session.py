@@ -245,6 +245,10 @@ class Session:
         self._quotas = None
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - began)
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """What a part of the store does once a transaction is committed (nothing here)."""
 
     def _fence_held(self) -> bool:
         """Whether the lease is still ours (always, unfenced). The check takes the lease row FOR SHARE: a
