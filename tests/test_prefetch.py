@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ffrtmp.protocol import Kind, encode
 from ffrtmp.worker.agent import Agent
 from ffrtmp.worker.runner import Attempt, Event
@@ -194,6 +196,27 @@ def test_no_recall_without_an_idle_node_that_fits_or_from_a_worker_that_cannot(t
     older.now += 5
     older.coordinator.tick(older.now)
     assert not older.net.take(b"w1", Kind.CANCEL), "a worker that does not know recall would cancel the job"
+
+
+def test_a_held_job_that_fits_no_idle_node_is_not_read_again_until_the_idle_nodes_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each look reads the job from the store; with an idle node of another engine it found nothing ten times a
+    second. Now it looks again when another node idles, or after RECHECK seconds."""
+    cluster = Cluster(tmp_path)
+    long, other, held = held_behind_a_long_job(cluster, recall=True)
+    cluster.hello(b"w3", "gamma", slots=1, engines=("gstreamer",), recall=True)
+    reads: list[str] = []
+    real = cluster.store.get_job
+    monkeypatch.setattr(cluster.store, "get_job", lambda job_id: (reads.append(job_id), real(job_id))[1])
+    cluster.now += 2
+    for tenth in range(1, 30):  # 2.9 s of the loop's ticks: gamma is idle and cannot take it
+        cluster.coordinator.tick(cluster.now + tenth / 10)
+    assert reads.count(held) == 1 and not cluster.net.take(b"w1", Kind.CANCEL)
+    cluster.now += 3
+    cluster.result(b"w2", other, 1)  # beta idles: a node it was not checked against
+    cluster.coordinator.tick(cluster.now)
+    assert [m.body for m in cluster.net.take(b"w1", Kind.CANCEL)] == [{"job": held, "attempt": 1, "recall": True}]
+    assert cluster.job(long)["status"] in ("assigned", "running")
 
 
 def test_a_job_that_started_before_the_recall_arrived_runs_on(tmp_path: Path) -> None:

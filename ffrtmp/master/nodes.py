@@ -44,6 +44,9 @@ class AttemptState:
     """The monotonic time a heartbeat first said it was held unstarted."""
     recalled: bool = False
     """The master asked its worker to hand it back for a node with a free slot (recall.py)."""
+    unfit: frozenset[str] = frozenset()
+    unfit_until: float = 0.0
+    """The idle nodes it fitted none of at recall's last look, and until when (monotonic) that look holds."""
 
     def hold(self, mono: float) -> None:
         """Its worker holds it unstarted: no stall, and no timeout, counts until it starts."""

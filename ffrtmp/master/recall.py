@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 
-from ffrtmp.master.nodes import NodeSession
 from ffrtmp.master.scheduler import NodeView, why_not
 from ffrtmp.master.state import MasterState
 from ffrtmp.protocol import Kind
 
 log = logging.getLogger("ffrtmp.master")
 
+RECHECK = 5.0
+"""Seconds a look that found no idle node to fit a held job holds while the idle nodes stay the same (each look
+reads the job from the store: ten reads a second per held job, on a master whose idle node runs other engines)."""
 RECALL_AFTER = 1.0
 """Seconds an attempt must have waited prefetched before it is recalled: at full load slots free and fill
 every few milliseconds, and a recall then would only add a round trip to a job about to start."""
@@ -40,8 +42,12 @@ def recall_waiting(state: MasterState, mono: float) -> int:
             if not held.queued or held.recalled or held.stopping or held.queued_since is None \
                     or mono - held.queued_since < RECALL_AFTER:
                 continue
-            taker = _taker(state, job_id, session, idle)
+            others = frozenset(view.name for view in idle if view.name != session.name)
+            if others <= held.unfit and mono < held.unfit_until:
+                continue  # the same idle nodes it fitted none of a moment ago
+            taker = _taker(state, job_id, others, idle)
             if taker is None:
+                held.unfit, held.unfit_until = others, mono + RECHECK
                 continue
             taker.active += 1  # counted now, so one free slot draws one recall
             held.recalled = True
@@ -58,9 +64,9 @@ def recall_waiting(state: MasterState, mono: float) -> int:
     return asked
 
 
-def _taker(state: MasterState, job_id: str, holder: NodeSession, idle: list[NodeView]) -> NodeView | None:
-    """The idle node that would run the job (the least loaded that fits), or None."""
-    fitting = [view for view in idle if view.name != holder.name]
+def _taker(state: MasterState, job_id: str, others: frozenset[str], idle: list[NodeView]) -> NodeView | None:
+    """The idle node among `others` that would run the job (the least loaded that fits), or None."""
+    fitting = [view for view in idle if view.name in others]
     if not fitting:
         return None
     job = state.store.get_job(job_id)
