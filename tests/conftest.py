@@ -20,6 +20,7 @@ from ffrtmp.local import ClusterError, LocalCluster, wait_for
 from ffrtmp.worker.tools import find_ffmpeg, find_gst_inspect, find_gstreamer
 from tests.postgres import postgres_database, postgres_url  # noqa: F401 (fixtures, for every test file)
 from tests.rtmp import find_nginx_rtmp, rtmp_server  # noqa: F401 (the fixture, for every test file)
+from tests.s3server import bucket, s3_endpoint  # noqa: F401 (fixtures: moto's S3 server and a bucket)
 
 
 def _require(tool: str | None, name: str) -> str:

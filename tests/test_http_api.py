@@ -19,10 +19,11 @@ from tests.httpapi import http_master
 NULL_JOB = {"scenario": "null", "engine": "ffmpeg", "duration": 1}
 
 
-def make_keys(root: Path, *wanted: tuple[str, str]) -> list[str]:
-    """API keys on the master's database before it starts, as `ffrtmp keys api create` makes them."""
+def make_keys(root: Path, *wanted: tuple[str, str], db: str | Path | None = None) -> list[str]:
+    """API keys on the master's database (`db`, default its SQLite file) before it starts, as `ffrtmp keys api
+    create` makes them."""
     (root / "master").mkdir(parents=True, exist_ok=True)
-    store = open_store(root / "master" / "master.db", 0)
+    store = open_store(root / "master" / "master.db" if db is None else db, 0)
     try:
         return [create_key(store, role, tenant)[1] for role, tenant in wanted]
     finally:

@@ -68,18 +68,32 @@ def put(api: Curl, key: str | None, data: bytes, tmp: Path, sha256: str = SHA, *
 
 
 @pytest.fixture
-def files_master(tmp_path: Path) -> Iterator[tuple[Curl, dict[str, str], Path]]:
+def files_master(tmp_path: Path, request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Curl, dict[str, str], Path]]:
+    """A master with a file store: SQLite and a directory, or (param "postgresql+s3", as several masters run)
+    PostgreSQL and a bucket on moto's S3 server."""
+    where: dict[str, Any] = {}
+    db: str | Path = tmp_path / "master" / "master.db"
+    if getattr(request, "param", "sqlite+directory") == "postgresql+s3":
+        db = request.getfixturevalue("postgres_url")
+        monkeypatch.setattr("ffrtmp.defaults.S3_ENDPOINT", request.getfixturevalue("s3_endpoint"))
+        where = {"db": db, "files_dir": f"s3://{request.getfixturevalue('bucket')[1]}/cluster/files"}
     submit_a, read_a, submit_b, submit_q = make_keys(tmp_path, ("submit", "a"), ("read", "a"), ("submit", "b"),
-                                                     ("submit", "q"))
-    store = open_store(tmp_path / "master" / "master.db", 0)
+                                                     ("submit", "q"), db=db)
+    store = open_store(db, 0)
     with store.transaction():
         store.set_bytes_quota("q", 1000)
     store.close()
     keys = {"a": submit_a, "read_a": read_a, "b": submit_b, "q": submit_q}
-    with http_master(tmp_path, master={"files_port": -1, "files_max_bytes": 1_000_000}) as (_, api):
+    with http_master(tmp_path, master={"files_port": -1, "files_max_bytes": 1_000_000, **where}) as (_, api):
         yield api, keys, tmp_path / "master" / "files"
 
 
+ON_EVERY_STORE = pytest.mark.parametrize("files_master", ["sqlite+directory", "postgresql+s3"], indirect=True)
+"""The tests that run on a master of SQLite and a directory, and again on one of PostgreSQL and a bucket."""
+
+
+@ON_EVERY_STORE
 def test_an_upload_is_stored_once_and_downloads_whole_or_by_range(files_master: Any, tmp_path: Path) -> None:
     api, keys, _ = files_master
     first = put(api, keys["a"], DATA, tmp_path)
@@ -129,6 +143,24 @@ def test_bytes_that_do_not_hash_to_the_name_are_422_and_nothing_is_stored(files_
     assert not any(files.glob("objects/*/*")) and not any(files.glob("incoming/*"))
 
 
+@pytest.mark.parametrize("files_master", ["postgresql+s3"], indirect=True)
+def test_on_postgresql_and_a_bucket_the_bytes_go_to_the_bucket_and_the_record_to_the_database(
+        files_master: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """What lets a second master serve the file: nothing of it stays on this master's disk."""
+    api, keys, local = files_master
+    assert put(api, keys["a"], DATA, tmp_path).status == 201
+    client, name = request.getfixturevalue("bucket")
+    listed = client.list_objects_v2(Bucket=name, Prefix="cluster/files/").get("Contents", [])
+    assert [(item["Key"], item["Size"]) for item in listed] == [(f"cluster/files/objects/{SHA[:2]}/{SHA}", len(DATA))]
+    store = open_store(request.getfixturevalue("postgres_url"), 0)
+    try:
+        assert store.find_file("a", SHA) is not None and store.find_file("b", SHA) is None
+    finally:
+        store.close()
+    assert not local.exists() or not any(path.is_file() for path in local.rglob("*"))
+
+
+@ON_EVERY_STORE
 def test_an_upload_resumes_where_its_partial_stopped(files_master: Any, tmp_path: Path) -> None:
     api, keys, _ = files_master
     part = put(api, keys["a"], DATA[:1000], tmp_path, SHA, "Content-Range: bytes 0-999/3000")
@@ -146,6 +178,7 @@ def test_an_upload_resumes_where_its_partial_stopped(files_master: Any, tmp_path
     assert curl(api, "GET", f"/api/files/{SHA}", keys["a"]).body == DATA
 
 
+@ON_EVERY_STORE
 def test_a_cut_connection_keeps_the_partial_for_a_resume(files_master: Any, tmp_path: Path) -> None:
     api, keys, _ = files_master
     context = ssl.create_default_context(cafile=str(api.cacert))
@@ -167,6 +200,7 @@ def test_a_cut_connection_keeps_the_partial_for_a_resume(files_master: Any, tmp_
     assert curl(api, "GET", f"/api/files/{SHA}", keys["a"]).body == DATA
 
 
+@ON_EVERY_STORE
 def test_tenants_roles_quotas_and_bad_requests(files_master: Any, tmp_path: Path) -> None:
     api, keys, _ = files_master
     assert put(api, keys["a"], DATA, tmp_path).status == 201
