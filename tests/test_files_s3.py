@@ -8,6 +8,7 @@ goes on where it stopped. Then what only the bucket does: multipart parts, an up
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,12 @@ from ffrtmp.errors import InvalidInput
 from ffrtmp.files.backends import open_object_store
 from ffrtmp.files.objects import LocalObjects, ObjectMismatch, ObjectStore
 from ffrtmp.files.s3 import PART_SIZE, S3Objects, part_size_for
+from ffrtmp.files.sha256_state import ResumableSha256
+from ffrtmp.files.transfer import FilesPeer, upload
+from ffrtmp.local import wait_for
+from ffrtmp.master.filechannel import FileChannel, FilesOptions
+from ffrtmp.master.store import open_store
+from tests.test_transport import free_port
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -125,24 +132,64 @@ def test_a_large_object_goes_up_in_parts_and_is_a_multipart_upload_until_commit(
     data = blob(2 * PART_SIZE + CHUNK, seed=4)
     incoming = send(store, data)
     assert [u["Key"] for u in unfinished(client, name)] == [f"p/objects/{sha(data)[:2]}/{sha(data)}"]
-    assert client.list_objects_v2(Bucket=name).get("KeyCount") == 0
+    assert client.list_objects_v2(Bucket=name, Prefix="p/objects/").get("KeyCount") == 0
+    assert keys_under(client, name, "p/incoming/") == ["p/incoming/up-1.json"]  # for another master to go on
     incoming.commit()
-    assert unfinished(client, name) == []
+    assert unfinished(client, name) == [] and keys_under(client, name, "p/incoming/") == []
     head = client.head_object(Bucket=name, Key=f"p/objects/{sha(data)[:2]}/{sha(data)}", PartNumber=1)
     assert head["PartsCount"] == 3 and head["ContentLength"] == PART_SIZE
     assert S3Objects(client, name, "p").used_bytes() == len(data)  # a new master counts what is stored
 
 
-def test_an_upload_a_gone_master_left_starts_again_and_is_cleaned_up(bucket: tuple[Any, str]) -> None:
+def keys_under(client: Any, bucket: str, prefix: str) -> list[str]:
+    return [item["Key"] for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def test_an_upload_a_gone_master_left_is_taken_over_from_its_last_whole_part(bucket: tuple[Any, str]) -> None:
+    """A failover: the next master resumes from the parts S3 holds and the SHA-256 state saved after them (the
+    dead master's unsent tail, up to a part, is sent again); the object is checked whole as ever."""
     client, name = bucket
-    data = blob(PART_SIZE + CHUNK, seed=5)
+    data = blob(2 * PART_SIZE + CHUNK, seed=5)
     send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()  # its master died here
     after = S3Objects(client, name)
-    assert after.receive("up-1", sha(data), len(data)).offset == 0  # its hash state died with it
-    assert after.drop_incoming(0) == 1  # the dead one's part in the bucket; not the one open here
-    assert len(unfinished(client, name)) == 0  # (the open one has sent no part yet)
+    assert after.received("up-1") == PART_SIZE  # what a client's HEAD or put learns
+    resumed = after.receive("up-1", sha(data), len(data))
+    assert resumed.offset == PART_SIZE and after.used_bytes() == PART_SIZE
     send(after, data).commit()
     assert read_all(after, sha(data)) == data
+    assert unfinished(client, name) == [] and keys_under(client, name, "incoming/") == []
+
+
+def test_a_taken_over_upload_with_a_wrong_state_or_a_gone_upload_is_never_stored_wrong(
+        bucket: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, name = bucket
+    data = blob(PART_SIZE + CHUNK, seed=7)
+    send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()
+    state_key = "incoming/up-1.json"
+    saved = json.loads(client.get_object(Bucket=name, Key=state_key)["Body"].read())
+    forged = {**saved, "state": ResumableSha256().state()}  # the hash of nothing: the parts' bytes unhashed
+    client.put_object(Bucket=name, Key=state_key, Body=json.dumps(forged).encode())
+    resumed = S3Objects(client, name).receive("up-1", sha(data), len(data))
+    assert resumed.offset == PART_SIZE
+    with pytest.raises(ObjectMismatch, match="SHA-256"):
+        send(resumed._owner, data).commit()
+    assert S3Objects(client, name).size_of(sha(data)) is None and unfinished(client, name) == []
+
+    send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()
+    S3Objects(client, name).drop_incoming(0)  # the retention aborts the gone master's upload, state included
+    assert keys_under(client, name, "incoming/") == []
+    send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()
+    for left in unfinished(client, name):  # aborted behind the state's back: the state is not trusted
+        client.abort_multipart_upload(Bucket=name, Key=left["Key"], UploadId=left["UploadId"])
+    fresh = S3Objects(client, name)
+    assert fresh.receive("up-1", sha(data), len(data)).offset == 0 and keys_under(client, name, "incoming/") == []
+    send(fresh, data).commit()
+    assert read_all(fresh, sha(data)) == data
+
+    monkeypatch.setattr("ffrtmp.files.s3.resumable", lambda: None)  # an OpenSSL without SHA256_Init: from 0
+    other = blob(PART_SIZE + CHUNK, seed=8)
+    send(S3Objects(client, name), other, key="up-2", upto=PART_SIZE + CHUNK // 2).close()
+    assert S3Objects(client, name).receive("up-2", sha(other), len(other)).offset == 0
 
 
 def test_kept_uploads_are_aborted_after_the_retention(bucket: tuple[Any, str]) -> None:
@@ -174,3 +221,45 @@ def test_files_chooses_the_backend_and_a_bad_bucket_is_a_clear_error(bucket: tup
         with pytest.raises(InvalidInput) as error:
             open_object_store(url)
         assert error.value.field == "files" and problem in str(error.value)
+
+
+def test_a_client_upload_cut_on_one_master_resumes_on_the_next_from_the_bucket(bucket: tuple[Any, str],
+                                                                             tmp_path: Path) -> None:
+    """Two masters' data channels on one bucket: the client's upload to the first is cut once a part is up
+    (the master is gone, and its memory with it); rerun against the second, it sends only what follows the
+    last whole part."""
+    client, name = bucket
+    data = blob(2 * PART_SIZE + CHUNK, seed=9)
+    source = tmp_path / "clip.bin"
+    source.write_bytes(data)
+    db = tmp_path / "master.db"
+    open_store(db, 0).close()
+
+    def channel() -> FileChannel:
+        made = FileChannel(f"tcp://127.0.0.1:{free_port()}", None, None, S3Objects(client, name, "c"),
+                           lambda: open_store(db, 0), None, lambda: True, FilesOptions())
+        made.start()
+        return made
+
+    class Cut(Exception):
+        pass
+
+    def cut(done: int, total: int) -> None:
+        if done >= PART_SIZE + 4 * CHUNK:
+            raise Cut
+
+    first = channel()
+    try:
+        with pytest.raises(Cut):
+            upload(FilesPeer(f"tcp://127.0.0.1:{first.port}"), source, progress=cut)
+        wait_for(lambda: keys_under(client, name, "c/incoming/"), 10, "the first part's state in the bucket")
+    finally:
+        first.stop()
+    second = channel()
+    try:
+        stored = upload(FilesPeer(f"tcp://127.0.0.1:{second.port}"), source)
+    finally:
+        second.stop()
+    assert stored.sha256 == sha(data) and stored.sent == len(data) - PART_SIZE
+    assert read_all(S3Objects(client, name, "c"), sha(data)) == data
+    assert unfinished(client, name) == [] and keys_under(client, name, "c/incoming/") == []

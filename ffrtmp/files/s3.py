@@ -6,10 +6,13 @@ byte went through our SHA-256 and the size matched: a half-sent or corrupt file 
 Bytes go on in parts of PART_SIZE (S3's minimum, 5 MiB; more for files past 48 GiB, S3 takes 10,000 parts), so
 a transfer holds at most one part in memory; a file smaller than one part is sent in one PUT at commit.
 
-Resume: S3 cannot read back the parts of an unfinished upload, and a SHA-256 cannot be carried on from a digest,
-so an upload interrupted here (a dropped client) stays open in this master's memory (its hash state, its unsent
-tail; at most KEPT of them) and resumes exactly where it stopped. One begun by a master that is gone starts again
-from 0; `drop_incoming` aborts what it left in the bucket.
+Resume: an upload interrupted here (a dropped client) stays open in this master's memory (its hash state, its
+unsent tail; at most KEPT of them) and resumes exactly where it stopped. S3 cannot read back the parts of an
+unfinished upload, so for another master to go on (a failover) each part sent is followed by a small state object,
+`incoming/<upload key>.json`: the upload's id, its parts and the SHA-256 state after them (sha256_state.py). A
+master that gets a `put` for an upload it does not hold takes it over from there, from the last whole part, once
+S3 still lists those parts; else (or without a resumable SHA-256 in this Python's OpenSSL) it starts again from 0.
+`drop_incoming` aborts what a gone master left in the bucket past the retention, its state objects included.
 
 The bucket is reached at FFRTMP_S3_ENDPOINT when set, else where boto3's own settings say (AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_PROFILE, ...).
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import logging
 import math
 import re
 import threading
@@ -29,6 +34,9 @@ from urllib.parse import urlsplit
 from ffrtmp import defaults
 from ffrtmp.errors import InvalidInput
 from ffrtmp.files.objects import ObjectMismatch, valid_sha256
+from ffrtmp.files.sha256_state import ResumableSha256, resumable
+
+log = logging.getLogger("ffrtmp.master")
 
 PART_SIZE = 5 * 2**20
 """S3's smallest part (all but the last): the most a transfer buffers."""
@@ -86,7 +94,9 @@ class _S3Incoming:
 
     def __init__(self, owner: S3Objects, key: str, sha256: str, size: int) -> None:
         self._owner, self.key, self.sha256, self.size = owner, key, sha256, size
-        self._hash = hashlib.sha256()
+        hasher = resumable()
+        self._hash: Any = hashlib.sha256() if hasher is None else hasher()
+        """The SHA-256 of the parts sent (the unsent tail is hashed at commit): its state is a part boundary's."""
         self._buffer = bytearray()
         self._part_size = part_size_for(size)
         self._upload_id: str | None = None
@@ -99,7 +109,6 @@ class _S3Incoming:
             raise ValueError(f"a chunk at offset {offset}, expected {self.offset}")
         if self.offset + len(data) > self.size:
             raise ObjectMismatch(f"more than the {self.size} bytes announced")
-        self._hash.update(data)
         self._buffer += data
         self.offset += len(data)
         self._owner._grew(len(data))
@@ -121,15 +130,38 @@ class _S3Incoming:
         number = len(self._parts) + 1
         sent = owner.client.upload_part(Bucket=owner.bucket, Key=owner.key_of(self.sha256), UploadId=self._upload_id,
                                         PartNumber=number, Body=data)
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        self._hash.update(data)  # once it is up: a part sent again after a failure is hashed once
+        self._parts.append({"PartNumber": number, "ETag": sent["ETag"], "Size": len(data)})
+        self._save()
+
+    def _save(self) -> None:
+        """The state another master takes the upload over from (after each part; never needed for correctness:
+        a failure to write it only means a takeover starts from 0)."""
+        if not isinstance(self._hash, ResumableSha256):
+            return
+        saved = {"sha256": self.sha256, "size": self.size, "upload_id": self._upload_id, "parts": self._parts,
+                 "part_size": self._part_size, "state": self._hash.state()}
+        try:
+            self._owner.client.put_object(Bucket=self._owner.bucket, Key=self._owner.state_key(self.key),
+                                          Body=json.dumps(saved).encode())
+        except Exception as exc:  # botocore's errors
+            log.warning("upload %s: its resume state was not written to the bucket (%s): another master would "
+                        "start it again from 0", self.key, exc)
+
+    def _digest_with(self, tail: bytes) -> str:
+        hashed = ResumableSha256.from_state(self._hash.state()) if isinstance(self._hash, ResumableSha256) \
+            else self._hash.copy()
+        hashed.update(tail)
+        return str(hashed.hexdigest())
 
     def commit(self) -> None:
         owner, key = self._owner, self._owner.key_of(self.sha256)
         try:
             if self.offset != self.size:
                 raise ObjectMismatch(f"{self.offset} bytes came, {self.size} were announced")
-            if self._hash.hexdigest() != self.sha256:
-                raise ObjectMismatch(f"the bytes' SHA-256 is {self._hash.hexdigest()}, not {self.sha256}")
+            digest = self._digest_with(bytes(self._buffer))
+            if digest != self.sha256:
+                raise ObjectMismatch(f"the bytes' SHA-256 is {digest}, not {self.sha256}")
             if owner.size_of(self.sha256) == self.size:  # the same bytes stored already: keep one copy
                 self.abort()
                 return
@@ -139,7 +171,9 @@ class _S3Incoming:
                 if self._buffer:
                     self._send_part(bytes(self._buffer))
                 owner.client.complete_multipart_upload(Bucket=owner.bucket, Key=key, UploadId=self._upload_id,
-                                                       MultipartUpload={"Parts": self._parts})
+                                                       MultipartUpload={"Parts": [
+                                                           {"PartNumber": part["PartNumber"], "ETag": part["ETag"]}
+                                                           for part in self._parts]})
                 self._upload_id = None
             self._buffer.clear()
         except BaseException:
@@ -169,6 +203,21 @@ class _S3Incoming:
     @property
     def upload_id(self) -> str | None:
         return self._upload_id
+
+    @property
+    def sent_parts(self) -> bool:
+        """Whether parts went up (so a state object may be in the bucket)."""
+        return bool(self._parts)
+
+    @classmethod
+    def taken_over(cls, owner: S3Objects, key: str, saved: dict[str, Any]) -> _S3Incoming:
+        """The upload another master began, from its saved state (checked by the caller against the bucket)."""
+        upload = cls(owner, key, saved["sha256"], saved["size"])
+        upload._hash = ResumableSha256.from_state(saved["state"])
+        upload._upload_id, upload._part_size = saved["upload_id"], int(saved["part_size"])
+        upload._parts = [dict(part) for part in saved["parts"]]
+        upload.offset = sum(int(part["Size"]) for part in upload._parts)
+        return upload
 
 
 class S3Objects:
@@ -200,6 +249,9 @@ class S3Objects:
             raise InvalidInput("files", f"bucket {parts.netloc!r} cannot be used: {exc}") from None
         return cls(client, parts.netloc, parts.path)
 
+    def state_key(self, key: str) -> str:
+        return f"{self.prefix}incoming/{key}.json"
+
     def key_of(self, sha256: str) -> str:
         if not valid_sha256(sha256):
             raise ValueError(f"not a SHA-256: {sha256!r}")
@@ -228,16 +280,72 @@ class S3Objects:
             return held  # resumed where it stopped
         if held is not None:
             held.abort()  # the key now names other bytes
-        upload = _S3Incoming(self, key, sha256, size)
+        upload = self._take_over(key, sha256, size) if held is None else None
+        if upload is None:
+            upload = _S3Incoming(self, key, sha256, size)
         with self._lock:
             self._uploads[key] = upload
         return upload
 
     def received(self, key: str) -> int | None:
-        """Only this master's own partials count: one left in the bucket by another starts again from 0."""
+        """How far the upload got: this master's own, else one another master left with its state."""
         with self._lock:
             upload = self._uploads.get(key)
-        return upload.offset if upload is not None else None
+        if upload is not None:
+            return upload.offset
+        saved = self._saved(key)
+        return sum(int(part["Size"]) for part in saved["parts"]) if saved is not None else None
+
+    def _saved(self, key: str) -> dict[str, Any] | None:
+        """The state object another master left for upload `key`, if it is whole and this Python can resume it."""
+        if resumable() is None:
+            return None
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.state_key(key))["Body"].read()
+            saved = json.loads(body)
+            ResumableSha256.from_state(saved["state"])
+            if not (isinstance(saved["upload_id"], str) and isinstance(saved["parts"], list)):
+                raise ValueError("no upload id or parts")
+            for part in saved["parts"]:
+                int(part["PartNumber"]), int(part["Size"]), str(part["ETag"])
+            return dict(saved)
+        except Exception as exc:
+            if not _missing(exc):
+                log.warning("upload %s: its resume state in the bucket is unreadable (%s): it starts again", key, exc)
+            return None
+
+    def _take_over(self, key: str, sha256: str, size: int) -> _S3Incoming | None:
+        """The upload of `key` another master left, resumed from its last whole part; None when there is none to
+        resume (it is discarded when it names other bytes, or S3 no longer lists its parts as saved)."""
+        saved = self._saved(key)
+        if saved is None:
+            return None
+        listed: dict[int, tuple[str, int]] = {}
+        try:
+            if (saved["sha256"], saved["size"]) != (sha256, size):
+                raise ValueError("the key now names other bytes")
+            for page in self.client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=self.key_of(sha256), UploadId=saved["upload_id"]):
+                listed.update({int(p["PartNumber"]): (str(p["ETag"]), int(p["Size"])) for p in page.get("Parts", [])})
+            if any(listed.get(int(p["PartNumber"])) != (str(p["ETag"]), int(p["Size"])) for p in saved["parts"]):
+                raise ValueError("the bucket lists other parts than the state says")
+        except Exception as exc:  # botocore's errors (NoSuchUpload: aborted meanwhile), or the checks above
+            log.info("upload %s: the state another master left cannot be resumed (%s): starting again", key, exc)
+            self._forget(key, saved)
+            return None
+        upload = _S3Incoming.taken_over(self, key, saved)
+        self._grew(upload.offset)
+        log.info("upload %s: taken over from another master at %d of %d bytes", key, upload.offset, size)
+        return upload
+
+    def _forget(self, key: str, saved: dict[str, Any] | None = None) -> None:
+        """Delete an upload's state object (and, given it, abort the upload it names)."""
+        with contextlib.suppress(Exception):
+            if saved is not None and valid_sha256(str(saved.get("sha256", ""))):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key_of(saved["sha256"]),
+                                                   UploadId=saved["upload_id"])
+        with contextlib.suppress(Exception):
+            self.client.delete_object(Bucket=self.bucket, Key=self.state_key(key))
 
     def open(self, sha256: str) -> _S3Reader:
         try:
@@ -278,6 +386,14 @@ class S3Objects:
                         self.client.abort_multipart_upload(Bucket=self.bucket, Key=left["Key"],
                                                            UploadId=left["UploadId"])
                         dropped += 1
+        with self._lock:
+            mine = {self.state_key(key) for key in self._uploads}
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + "incoming/"):
+            for state in page.get("Contents", []):
+                if state["Key"] not in mine and state["LastModified"].timestamp() <= cutoff:
+                    with contextlib.suppress(Exception):
+                        self.client.delete_object(Bucket=self.bucket, Key=state["Key"])
         return dropped
 
     def _grew(self, delta: int) -> None:
@@ -297,3 +413,5 @@ class S3Objects:
         with self._lock:
             if self._uploads.get(upload.key) is upload:
                 del self._uploads[upload.key]
+        if upload.sent_parts:
+            self._forget(upload.key)
