@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,60 @@ def test_a_burst_of_submits_is_analyzed_so_dispatch_reads_the_first_jobs_of_its_
     assert "Index Scan using jobs_lanes" in shown and "Sort" not in shown, shown
     store.insert_jobs(itertools.repeat(spec(), 100), T0, 3)
     assert store.planner_statistics.submitted_since == 100, "a small submit is not worth an ANALYZE"
+
+
+def test_the_analyze_never_fails_a_commit_gives_up_on_a_lock_and_counts_only_committed_submits(
+        store: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    statistics = store.planner_statistics
+    with pytest.raises(ZeroDivisionError), store.transaction():
+        store.insert_jobs(itertools.repeat(spec(), 1000), T0, 3)
+        raise ZeroDivisionError  # rolled back: no burst
+    store.set_quota("acme", 1, None)
+    assert statistics.submitted_since == 0 and statistics.runs == 0
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert len(store.insert_jobs(itertools.repeat(spec(), 1000), T0, 3)) == 1000  # committed, said so
+    monkeypatch.undo()
+    monkeypatch.setattr("ffrtmp.master.store.postgres_statistics.LOCK_TIMEOUT", "200ms")
+    with psycopg.connect(postgres_url) as blocker:
+        blocker.execute("LOCK TABLE jobs IN SHARE UPDATE EXCLUSIVE MODE")  # as a VACUUM holds it
+        store.insert_jobs(itertools.repeat(spec(), 1000), T0, 3)
+        wait_for(lambda: not statistics._running, 10, "the ANALYZE giving up on the lock")
+        assert statistics.runs == 0
+    store.insert_jobs(itertools.repeat(spec(), 1000), T0, 3)  # the next burst, the lock gone
+    wait_for(lambda: statistics.runs == 1, 10, "the next burst's ANALYZE")
+    assert statistics.pending_then == 3000
+
+
+def test_a_doomed_transactions_error_does_not_grow_as_the_batch_goes_on(store: PostgresStore,
+                                                                        postgres_url: str) -> None:
+    """Every message after the lease was lost raises NotLeader and its handler logs it: each time with a
+    traceback of its own size, never one that grows by a frame per message."""
+    first, second = store.insert_jobs([spec(), spec()], T0, 3)
+    store.claim_lease("a", "tcp://a:9000", 1.0)
+    store.fence("a", 1)
+    lengths: list[int] = []
+
+    def lease_ended() -> bool:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            row = conn.execute("SELECT expires_at < clock_timestamp() FROM leader_lease").fetchone()
+            return bool(row and row[0])
+
+    with pytest.raises(NotLeader), store.transaction():
+        with pytest.raises(NotLeader), store.savepoint():
+            store.assign_job(first, "n1", T0)
+            wait_for(lease_ended, 10, "the lease's end")
+            raise KeyError("a handler's bug")
+        for _ in range(50):
+            try:
+                with store.savepoint():
+                    store.get_job(second)
+            except NotLeader as exc:
+                lengths.append(len(traceback.format_exception(exc)))
+    assert len(lengths) == 50 and lengths[-1] == lengths[0]
 
 
 def test_an_error_caught_inside_a_transaction_never_reads_as_committed(store: PostgresStore) -> None:

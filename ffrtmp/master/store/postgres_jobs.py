@@ -53,6 +53,8 @@ class JobRows(LifecycleRows):
 
     def _after_commit(self) -> None:
         super()._after_commit()
+        inserted, self._inserted_jobs = self._inserted_jobs, 0  # a rolled-back submit never counts
+        self.planner_statistics.submitted(inserted)
         self.planner_statistics.after_commit()
 
     @writes
@@ -70,7 +72,7 @@ class JobRows(LifecycleRows):
         columns = [list(column) for column in zip(*rows, strict=True)]
         self.execute(INSERT_MANY, (tenant, now, *columns, now))
         self._moved(None, "pending", len(rows))
-        self.planner_statistics.submitted(len(rows))
+        self._inserted_jobs += len(rows)
         if self._queue_depth is not None:
             self._queue_depth.update((row[2], row[3]) for row in rows)  # (queue, priority) of each new job
         return [row[0] for row in rows]

@@ -116,6 +116,8 @@ class Session:
         self._doomed: Exception | None = None
         """Why this transaction may no longer commit (its lease was lost when a block was undone): raised again by
         every statement and at COMMIT, so no handler that survives a message's error can write on."""
+        self._inserted_jobs = 0
+        """Jobs inserted by this transaction (what the store counts toward a burst once it commits)."""
         self._quotas: dict[str, Quota] | None = None
         """The tenants' quotas as this transaction read them (a submit and its dispatch pass both need them)."""
         self.savepoints_opened = 0
@@ -165,7 +167,9 @@ class Session:
 
     def execute(self, sql: Any, args: Sequence[Any] | Mapping[str, Any] | None = None) -> psycopg.Cursor[Row]:
         if self._doomed is not None:
-            raise self._doomed
+            # Its traceback cleared: raised again for every message of a long batch, it would grow each time
+            # (and each handler logs it).
+            raise self._doomed.with_traceback(None)
         if self._scopes and self._scopes[-1] == PENDING:
             self._issue_savepoints()
         self._fresh = False
@@ -230,7 +234,7 @@ class Session:
         if self._doomed is not None:
             doomed, self._depth = self._doomed, 0
             self._rollback()
-            raise doomed
+            raise doomed.with_traceback(None)
         began = time.perf_counter()
         try:
             # A connection lost during COMMIT leaves its outcome unknown: reported as not stored, the batch's
@@ -263,6 +267,7 @@ class Session:
         self._begun = False
         self._fresh = False
         self._doomed = None
+        self._inserted_jobs = 0
         self._counts = self._queue_depth = self._quotas = None
         conn = self._conn
         if conn is None or conn.closed or conn.broken:

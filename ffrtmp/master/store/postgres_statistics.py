@@ -25,6 +25,10 @@ log = logging.getLogger("ffrtmp.master")
 MIN_BURST = 1000
 """Submits since the last ANALYZE that are worth one (fewer cannot mislead a plan by much)."""
 CONNECT_TIMEOUT = 5
+LOCK_TIMEOUT = "5s"
+STATEMENT_TIMEOUT = "60s"
+"""An ANALYZE that waits on a lock (a VACUUM, an index built concurrently) or a dead link gives up, so the next
+burst gets one."""
 
 
 class PlannerStatistics:
@@ -45,11 +49,18 @@ class PlannerStatistics:
         if self._running or self.submitted_since < max(MIN_BURST, 2 * self.pending_then):
             return
         self._running, self.submitted_since = True, 0
-        threading.Thread(target=self._analyze, name="ffrtmp-analyze", daemon=True).start()
+        try:
+            threading.Thread(target=self._analyze, name="ffrtmp-analyze", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had (a limit, the interpreter ending): the commit stands
+            self._running = False
+            log.warning("could not start the jobs table's ANALYZE (%s); the next burst tries again", exc)
 
     def _analyze(self) -> None:
         try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, keepalives=1,
+                                 keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                                 options=f"-c lock_timeout={LOCK_TIMEOUT} -c statement_timeout={STATEMENT_TIMEOUT}"
+                                 ) as conn:
                 conn.execute("ANALYZE jobs")
                 row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'pending'").fetchone()
             self.pending_then = int(row[0]) if row else 0
