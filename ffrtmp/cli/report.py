@@ -80,4 +80,6 @@ def report(
     else:
         console.print(report_table(answer))
     if curves is not None:
-        console.print(f"{plot}: {curves} rate–quality curve{'s' if curves != 1 else ''}", highlight=False)
+        # the path as given, whole: never read as markup, never broken across lines
+        console.print(f"{plot}: {curves} rate–quality curve{'s' if curves != 1 else ''}", highlight=False,
+                      markup=False, soft_wrap=True)
