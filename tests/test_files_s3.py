@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -167,13 +168,22 @@ def test_a_taken_over_upload_with_a_wrong_state_or_a_gone_upload_is_never_stored
     send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()
     state_key = "incoming/up-1.json"
     saved = json.loads(client.get_object(Bucket=name, Key=state_key)["Body"].read())
-    forged = {**saved, "state": ResumableSha256().state()}  # the hash of nothing: the parts' bytes unhashed
-    client.put_object(Bucket=name, Key=state_key, Body=json.dumps(forged).encode())
+    other = ResumableSha256()
+    other.update(bytes(PART_SIZE))  # a state of as many bytes, but other ones: it passes every check but the last
+    client.put_object(Bucket=name, Key=state_key, Body=json.dumps({**saved, "state": other.state()}).encode())
     resumed = S3Objects(client, name).receive("up-1", sha(data), len(data))
     assert resumed.offset == PART_SIZE
     with pytest.raises(ObjectMismatch, match="SHA-256"):
         send(resumed._owner, data).commit()
     assert S3Objects(client, name).size_of(sha(data)) is None and unfinished(client, name) == []
+
+    for forged in ({**saved, "state": ResumableSha256().state()},  # counters of 0 bytes: refused, from 0
+                   {**saved, "part_size": 2**40}, {k: v for k, v in saved.items() if k != "part_size"},
+                   {**saved, "parts": [{**saved["parts"][0], "PartNumber": 7}]}, "not json", {"state": 5}):
+        send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()
+        client.put_object(Bucket=name, Key=state_key, Body=json.dumps(forged).encode())
+        assert S3Objects(client, name).receive("up-1", sha(data), len(data)).offset == 0, forged
+        S3Objects(client, name).drop_incoming(0)
 
     send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()
     S3Objects(client, name).drop_incoming(0)  # the retention aborts the gone master's upload, state included
@@ -263,3 +273,61 @@ def test_a_client_upload_cut_on_one_master_resumes_on_the_next_from_the_bucket(b
     assert stored.sha256 == sha(data) and stored.sent == len(data) - PART_SIZE
     assert read_all(S3Objects(client, name, "c"), sha(data)) == data
     assert unfinished(client, name) == [] and keys_under(client, name, "c/incoming/") == []
+
+
+def test_an_old_master_aborting_its_copy_leaves_the_upload_the_next_one_took_over(bucket: tuple[Any, str]) -> None:
+    """The master an upload came from may live on (a standby) and abort its kept copy later (retention, the
+    KEPT limit): the bucket's upload is the new master's now, so only the copy goes."""
+    client, name = bucket
+    data = blob(2 * PART_SIZE + CHUNK, seed=23)
+    old = S3Objects(client, name)
+    send(old, data, upto=PART_SIZE + CHUNK // 2).close()
+    new = S3Objects(client, name)
+    send(new, data, upto=PART_SIZE + CHUNK).close()  # taken over, cut again
+    old.drop_incoming(0)
+    assert new.receive("up-1", sha(data), len(data)).offset == PART_SIZE + CHUNK
+    send(new, data).commit()
+    assert read_all(new, sha(data)) == data and unfinished(client, name) == []
+
+
+def test_an_upload_aborted_under_its_master_starts_again_instead_of_failing_for_ever(bucket: tuple[Any, str]) -> None:
+    client, name = bucket
+    data = blob(3 * PART_SIZE, seed=25)
+    store = S3Objects(client, name)
+    send(store, data, upto=PART_SIZE + CHUNK).close()
+    for left in unfinished(client, name):
+        client.abort_multipart_upload(Bucket=name, Key=left["Key"], UploadId=left["UploadId"])
+    with pytest.raises(Exception, match="UploadPart"):
+        send(store, data)  # its next part meets the dead upload
+    again = store.receive("up-1", sha(data), len(data))
+    assert again.offset == 0 and store.used_bytes() == 0
+    send(store, data).commit()
+    assert read_all(store, sha(data)) == data
+
+
+def test_two_threads_taking_over_one_upload_count_its_bytes_once(bucket: tuple[Any, str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    client, name = bucket
+    data = blob(PART_SIZE + CHUNK, seed=24)
+    send(S3Objects(client, name), data, upto=PART_SIZE + CHUNK // 2).close()
+    store = S3Objects(client, name)
+    real, both = S3Objects._saved, threading.Barrier(2, timeout=10)
+
+    def saved(self: S3Objects, key: str) -> Any:
+        found = real(self, key)
+        both.wait()  # both threads read the state before either registers its take-over
+        return found
+
+    monkeypatch.setattr(S3Objects, "_saved", saved)
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(store.receive("up-1", sha(data), len(data))))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert got[0] is got[1] and store.used_bytes() == PART_SIZE
+    got[0].close()
+    store.drop_incoming(0)
+    assert store.used_bytes() == 0

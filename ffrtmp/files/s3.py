@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -56,9 +57,12 @@ def part_size_for(size: int) -> int:
     return max(PART_SIZE, math.ceil(size / MAX_PARTS / 2**20) * 2**20)
 
 
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code"))
+
+
 def _missing(exc: Exception) -> bool:
-    error = getattr(exc, "response", {}).get("Error", {})
-    return str(error.get("Code")) in _MISSING
+    return _error_code(exc) in _MISSING
 
 
 class _S3Reader:
@@ -128,19 +132,34 @@ class _S3Incoming:
             self._upload_id = owner.client.create_multipart_upload(Bucket=owner.bucket, Key=owner.key_of(self.sha256)
                                                                    )["UploadId"]
         number = len(self._parts) + 1
-        sent = owner.client.upload_part(Bucket=owner.bucket, Key=owner.key_of(self.sha256), UploadId=self._upload_id,
-                                        PartNumber=number, Body=data)
+        try:
+            sent = owner.client.upload_part(Bucket=owner.bucket, Key=owner.key_of(self.sha256),
+                                            UploadId=self._upload_id, PartNumber=number, Body=data)
+        except Exception as exc:
+            if _error_code(exc) == "NoSuchUpload" or self._gone():  # aborted under us (another master's
+                self.forget()  # retention): a resume starts afresh instead of meeting the dead upload again
+            raise
         self._hash.update(data)  # once it is up: a part sent again after a failure is hashed once
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"], "Size": len(data)})
-        self._save()
+        self.save()
 
-    def _save(self) -> None:
+    def _gone(self) -> bool:
+        """Whether the bucket no longer lists this upload (S3 says NoSuchUpload; some S3 servers only fail)."""
+        owner = self._owner
+        try:
+            pages = owner.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=owner.bucket, Prefix=owner.key_of(self.sha256))
+            return all(left["UploadId"] != self._upload_id for page in pages for left in page.get("Uploads", []))
+        except Exception:  # the bucket unreachable: the upload may well be there still
+            return False
+
+    def save(self) -> None:
         """The state another master takes the upload over from (after each part; never needed for correctness:
         a failure to write it only means a takeover starts from 0)."""
         if not isinstance(self._hash, ResumableSha256):
             return
         saved = {"sha256": self.sha256, "size": self.size, "upload_id": self._upload_id, "parts": self._parts,
-                 "part_size": self._part_size, "state": self._hash.state()}
+                 "part_size": self._part_size, "state": self._hash.state(), "owner": self._owner.owner}
         try:
             self._owner.client.put_object(Bucket=self._owner.bucket, Key=self._owner.state_key(self.key),
                                           Body=json.dumps(saved).encode())
@@ -149,8 +168,7 @@ class _S3Incoming:
                         "start it again from 0", self.key, exc)
 
     def _digest_with(self, tail: bytes) -> str:
-        hashed = ResumableSha256.from_state(self._hash.state()) if isinstance(self._hash, ResumableSha256) \
-            else self._hash.copy()
+        hashed = self._hash.copy()
         hashed.update(tail)
         return str(hashed.hexdigest())
 
@@ -190,11 +208,16 @@ class _S3Incoming:
 
     def abort(self) -> None:
         owner = self._owner
-        if self._upload_id is not None:
+        if self._upload_id is not None and owner.still_ours(self):
             with contextlib.suppress(Exception):
                 owner.client.abort_multipart_upload(Bucket=owner.bucket, Key=owner.key_of(self.sha256),
                                                     UploadId=self._upload_id)
-            self._upload_id = None
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop it here only: what is in the bucket is left to whoever owns it now (or to the retention)."""
+        owner = self._owner
+        self._upload_id = None
         owner._grew(-self.offset)
         self.offset = 0
         self._buffer.clear()
@@ -213,10 +236,11 @@ class _S3Incoming:
     def taken_over(cls, owner: S3Objects, key: str, saved: dict[str, Any]) -> _S3Incoming:
         """The upload another master began, from its saved state (checked by the caller against the bucket)."""
         upload = cls(owner, key, saved["sha256"], saved["size"])
-        upload._hash = ResumableSha256.from_state(saved["state"])
-        upload._upload_id, upload._part_size = saved["upload_id"], int(saved["part_size"])
-        upload._parts = [dict(part) for part in saved["parts"]]
-        upload.offset = sum(int(part["Size"]) for part in upload._parts)
+        upload._parts = [{"PartNumber": int(part["PartNumber"]), "ETag": str(part["ETag"]), "Size": int(part["Size"])}
+                         for part in saved["parts"]]
+        upload.offset = sum(part["Size"] for part in upload._parts)
+        upload._hash = ResumableSha256.from_state(saved["state"], upload.offset)
+        upload._upload_id = saved["upload_id"]
         return upload
 
 
@@ -229,6 +253,8 @@ class S3Objects:
         self._lock = threading.Lock()
         self._uploads: dict[str, _S3Incoming] = {}
         """upload key → its upload in progress (open, or closed and kept for a resume)."""
+        self.owner = os.urandom(8).hex()
+        """Who writes the state objects of the uploads held here (a master's own; `still_ours`)."""
         self._used = sum(int(item["Size"]) for page in client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=self.prefix + "objects/") for item in page.get("Contents", []))
 
@@ -284,8 +310,10 @@ class S3Objects:
         if upload is None:
             upload = _S3Incoming(self, key, sha256, size)
         with self._lock:
-            self._uploads[key] = upload
-        return upload
+            won = self._uploads.setdefault(key, upload)
+            if won is upload:
+                self._used += upload.offset
+        return won  # another thread's, when two took the same upload over at once (its bytes counted once)
 
     def received(self, key: str) -> int | None:
         """How far the upload got: this master's own, else one another master left with its state."""
@@ -297,21 +325,33 @@ class S3Objects:
         return sum(int(part["Size"]) for part in saved["parts"]) if saved is not None else None
 
     def _saved(self, key: str) -> dict[str, Any] | None:
-        """The state object another master left for upload `key`, if it is whole and this Python can resume it."""
+        """The state object another master left for upload `key`, if it is whole and this Python can resume it.
+        Anything else a bucket may hold there (a forged or damaged object) reads as none, with a warning."""
         if resumable() is None:
             return None
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.state_key(key))["Body"].read()
-            saved = json.loads(body)
-            ResumableSha256.from_state(saved["state"])
-            if not (isinstance(saved["upload_id"], str) and isinstance(saved["parts"], list)):
-                raise ValueError("no upload id or parts")
-            for part in saved["parts"]:
-                int(part["PartNumber"]), int(part["Size"]), str(part["ETag"])
-            return dict(saved)
         except Exception as exc:
             if not _missing(exc):
-                log.warning("upload %s: its resume state in the bucket is unreadable (%s): it starts again", key, exc)
+                log.warning("upload %s: its resume state cannot be read (%s): it starts again", key, exc)
+            return None
+        try:
+            saved = json.loads(body)
+            size, parts = int(saved["size"]), saved["parts"]
+            part_size = part_size_for(size)
+            if not (valid_sha256(saved["sha256"]) and isinstance(saved["upload_id"], str) and isinstance(parts, list)
+                    and int(saved["part_size"]) == part_size and size >= 0):
+                raise ValueError("not a state this store writes")
+            for number, part in enumerate(parts, start=1):  # whole parts, 1..n, as _send_part numbers them
+                if int(part["PartNumber"]) != number or int(part["Size"]) != part_size \
+                        or not isinstance(part["ETag"], str):
+                    raise ValueError(f"part {number} is not a whole part")
+            if len(parts) * part_size > size:
+                raise ValueError("more parts than the size")
+            ResumableSha256.from_state(str(saved["state"]), len(parts) * part_size)
+            return dict(saved)
+        except Exception as exc:  # whatever the object holds
+            log.warning("upload %s: its resume state in the bucket is not valid (%s): it starts again", key, exc)
             return None
 
     def _take_over(self, key: str, sha256: str, size: int) -> _S3Incoming | None:
@@ -329,14 +369,25 @@ class S3Objects:
                 listed.update({int(p["PartNumber"]): (str(p["ETag"]), int(p["Size"])) for p in page.get("Parts", [])})
             if any(listed.get(int(p["PartNumber"])) != (str(p["ETag"]), int(p["Size"])) for p in saved["parts"]):
                 raise ValueError("the bucket lists other parts than the state says")
+            upload = _S3Incoming.taken_over(self, key, saved)
         except Exception as exc:  # botocore's errors (NoSuchUpload: aborted meanwhile), or the checks above
             log.info("upload %s: the state another master left cannot be resumed (%s): starting again", key, exc)
             self._forget(key, saved)
             return None
-        upload = _S3Incoming.taken_over(self, key, saved)
-        self._grew(upload.offset)
+        upload.save()  # ours now: the master it came from leaves it alone (still_ours) if it ever aborts its copy
         log.info("upload %s: taken over from another master at %d of %d bytes", key, upload.offset, size)
         return upload
+
+    def still_ours(self, upload: _S3Incoming) -> bool:
+        """Whether the bucket's upload behind `upload` is still this store's to abort: no other master has
+        written its state since (taking it over). Uploads that sent no part have no state."""
+        if not upload.sent_parts or resumable() is None:
+            return True
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.state_key(upload.key))["Body"].read()
+            return bool(json.loads(body).get("owner") == self.owner)
+        except Exception as exc:
+            return _missing(exc)  # no state: nobody else took it over; unreadable: leave it to the retention
 
     def _forget(self, key: str, saved: dict[str, Any] | None = None) -> None:
         """Delete an upload's state object (and, given it, abort the upload it names)."""
@@ -413,5 +464,5 @@ class S3Objects:
         with self._lock:
             if self._uploads.get(upload.key) is upload:
                 del self._uploads[upload.key]
-        if upload.sent_parts:
+        if upload.sent_parts and self.still_ours(upload):
             self._forget(upload.key)

@@ -10,23 +10,32 @@ SHA256_Update runs as fast (SHA-NI), without the GIL. Where that library or thos
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 from typing import Any
 
+try:
+    import ctypes
+    import ctypes.util
+except ImportError:  # a Python built without ctypes: no resumable hash, uploads resume where they began
+    ctypes = None  # type: ignore[assignment]
 
-class _Context(ctypes.Structure):
-    """OpenSSL's SHA256_CTX (include/openssl/sha.h)."""
+STATE_SIZE = 112
+"""sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len, 32-bit each."""
+_ROOM = 4096
+"""The check at import runs the functions on a buffer this large, so a library whose context is larger than
+ours writes past STATE_SIZE into zeros we can see, not into memory we do not own."""
 
-    _fields_ = [("h", ctypes.c_uint32 * 8), ("Nl", ctypes.c_uint32), ("Nh", ctypes.c_uint32),
-                ("data", ctypes.c_uint32 * 16), ("num", ctypes.c_uint32), ("md_len", ctypes.c_uint32)]
+if ctypes is not None:
+    class _Context(ctypes.Structure):
+        """OpenSSL's SHA256_CTX (include/openssl/sha.h)."""
 
-
-STATE_SIZE = ctypes.sizeof(_Context)
+        _fields_ = [("h", ctypes.c_uint32 * 8), ("Nl", ctypes.c_uint32), ("Nh", ctypes.c_uint32),
+                    ("data", ctypes.c_uint32 * 16), ("num", ctypes.c_uint32), ("md_len", ctypes.c_uint32)]
 
 
 def _load() -> Any:
+    if ctypes is None or ctypes.sizeof(_Context) != STATE_SIZE:
+        return None
     candidates: list[str] = []
     try:
         import _hashlib
@@ -34,10 +43,7 @@ def _load() -> Any:
         candidates.append(str(_hashlib.__file__))  # its libcrypto's symbols are found through it
     except (ImportError, AttributeError):
         pass
-    found = ctypes.util.find_library("crypto")
-    if found:
-        candidates.append(found)
-    for path in candidates:
+    for path in candidates or [ctypes.util.find_library("crypto") or ""]:
         try:
             lib = ctypes.CDLL(path)
             init, update, final = lib.SHA256_Init, lib.SHA256_Update, lib.SHA256_Final
@@ -52,14 +58,19 @@ def _load() -> Any:
 
 
 def _works(init: Any, update: Any, final: Any) -> bool:
-    """The functions give hashlib's digest, carried across a saved state (a layout other than ours would not)."""
-    first, second = _Context(), _Context()
+    """The functions keep to our layout (nothing written past it, the counters where we read them) and give
+    hashlib's digest, carried across a copied state."""
+    first, second = ctypes.create_string_buffer(_ROOM), ctypes.create_string_buffer(_ROOM)
     out = ctypes.create_string_buffer(32)
-    init(ctypes.byref(first))
-    update(ctypes.byref(first), b"a" * 100, 100)
-    ctypes.memmove(ctypes.byref(second), ctypes.byref(first), STATE_SIZE)
-    update(ctypes.byref(second), b"b" * 50, 50)
-    final(out, ctypes.byref(second))
+    init(first)
+    update(first, b"a" * 100, 100)
+    context = _Context.from_buffer_copy(first.raw[:STATE_SIZE])
+    if first.raw[STATE_SIZE:] != bytes(_ROOM - STATE_SIZE) \
+            or (context.Nl, context.num, context.md_len) != (800, 36, 32):
+        return False
+    ctypes.memmove(second, first, STATE_SIZE)
+    update(second, b"b" * 50, 50)
+    final(out, second)
     return out.raw == hashlib.sha256(b"a" * 100 + b"b" * 50).digest()
 
 
@@ -79,23 +90,32 @@ class ResumableSha256:
         _LIB.SHA256_Update(ctypes.byref(self._context), chunk, len(chunk))
 
     def hexdigest(self) -> str:
-        copy = _Context.from_buffer_copy(bytes(self._context))  # Final ends a context: keep ours going
         out = ctypes.create_string_buffer(32)
-        _LIB.SHA256_Final(out, ctypes.byref(copy))
+        _LIB.SHA256_Final(out, ctypes.byref(self.copy()._context))  # Final ends a context: keep ours going
         return out.raw.hex()
+
+    def copy(self) -> ResumableSha256:
+        copied = ResumableSha256()
+        copied._context = _Context.from_buffer_copy(bytes(self._context))
+        return copied
 
     def state(self) -> str:
         """The state, in hex: give it to `from_state` to go on hashing from here."""
         return bytes(self._context).hex()
 
     @classmethod
-    def from_state(cls, state: str) -> ResumableSha256:
-        """ValueError when `state` is not one `state()` gave."""
+    def from_state(cls, state: str, length: int) -> ResumableSha256:
+        """The hash of `length` bytes carried on from `state`; ValueError unless `state` is one that `state()`
+        gave after exactly that many (its counters are what OpenSSL trusts for lengths: a forged one would make
+        it copy past its buffer)."""
         raw = bytes.fromhex(state)
         if len(raw) != STATE_SIZE:
             raise ValueError(f"a SHA-256 state is {STATE_SIZE} bytes, not {len(raw)}")
+        context = _Context.from_buffer_copy(raw)
+        if (context.md_len, context.num, (context.Nh << 32) | context.Nl) != (32, length % 64, 8 * length):
+            raise ValueError(f"the SHA-256 state is not one of {length} bytes hashed")
         resumed = cls()
-        resumed._context = _Context.from_buffer_copy(raw)
+        resumed._context = context
         return resumed
 
 
