@@ -126,7 +126,8 @@ class _S3Incoming:
                 self._buffer = part + self._buffer  # kept: a resume sends the part again
                 raise
 
-    def _send_part(self, data: bytes | bytearray) -> None:
+    def _send_part(self, data: bytes | bytearray, last: bool = False) -> None:
+        """Send one part; after a whole one (not the `last`, sent at commit), save the state for a takeover."""
         owner = self._owner
         if self._upload_id is None:
             self._upload_id = owner.client.create_multipart_upload(Bucket=owner.bucket, Key=owner.key_of(self.sha256)
@@ -141,7 +142,8 @@ class _S3Incoming:
             raise
         self._hash.update(data)  # once it is up: a part sent again after a failure is hashed once
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"], "Size": len(data)})
-        self.save()
+        if not last:
+            self.save()
 
     def _gone(self) -> bool:
         """Whether the bucket no longer lists this upload (S3 says NoSuchUpload; some S3 servers only fail)."""
@@ -187,7 +189,7 @@ class _S3Incoming:
                 owner.client.put_object(Bucket=owner.bucket, Key=key, Body=bytes(self._buffer))
             else:
                 if self._buffer:
-                    self._send_part(bytes(self._buffer))
+                    self._send_part(bytes(self._buffer), last=True)
                 owner.client.complete_multipart_upload(Bucket=owner.bucket, Key=key, UploadId=self._upload_id,
                                                        MultipartUpload={"Parts": [
                                                            {"PartNumber": part["PartNumber"], "ETag": part["ETag"]}
