@@ -42,10 +42,11 @@ def recall_waiting(state: MasterState, mono: float) -> int:
             if not held.queued or held.recalled or held.stopping or held.queued_since is None \
                     or mono - held.queued_since < RECALL_AFTER:
                 continue
-            others = frozenset(view.name for view in idle if view.name != session.name)
+            elsewhere = [view for view in idle if view.name != session.name]
+            others = frozenset(view.name for view in elsewhere)
             if others <= held.unfit and mono < held.unfit_until:
                 continue  # the same idle nodes it fitted none of a moment ago
-            taker = _taker(state, job_id, others, idle)
+            taker = _taker(state, job_id, elsewhere)
             if taker is None:
                 held.unfit, held.unfit_until = others, mono + RECHECK
                 continue
@@ -64,13 +65,12 @@ def recall_waiting(state: MasterState, mono: float) -> int:
     return asked
 
 
-def _taker(state: MasterState, job_id: str, others: frozenset[str], idle: list[NodeView]) -> NodeView | None:
-    """The idle node among `others` that would run the job (the least loaded that fits), or None."""
-    fitting = [view for view in idle if view.name in others]
-    if not fitting:
+def _taker(state: MasterState, job_id: str, idle: list[NodeView]) -> NodeView | None:
+    """The node of `idle` (other than the holder) that would run the job (the least loaded that fits), or None."""
+    if not idle:
         return None
     job = state.store.get_job(job_id)
     if job is None:
         return None
-    fitting = [view for view in fitting if why_not(job, view) is None]
+    fitting = [view for view in idle if why_not(job, view) is None]
     return min(fitting, key=lambda v: (v.active / v.slots, v.cpu, v.name)) if fitting else None
