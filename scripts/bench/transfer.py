@@ -60,6 +60,7 @@ def make_file(path: Path, size: int) -> None:
         while left > 0:
             handle.write(os.urandom(min(BLOCK * 16, left)))
             left -= min(BLOCK * 16, left)
+    os.sync()  # its dirty pages written now, not in the middle of a timed transfer's fsyncs
 
 
 def raw_tcp_copy(source: Path, target: Path) -> float:
@@ -185,11 +186,13 @@ def main() -> None:
             peer = FilesPeer.beside(cluster.url, port, load_public_key(master_key), load_keypair(client_key))
             with SubmitProbe(cluster) as calm:
                 time.sleep(2)
+            os.sync()
             with RssSampler(cluster.master.pid) as rss, SubmitProbe(cluster) as busy:
                 start = time.perf_counter()
                 first = upload(peer, source, sha256=digest)
                 upload_s = time.perf_counter() - start
             again = upload(peer, source, sha256=digest)
+            os.sync()
             start = time.perf_counter()
             fetched = download(peer, client_dir / "output.bin", sha256=digest)
             download_s = time.perf_counter() - start
