@@ -9,7 +9,6 @@ atomic rename, so a half-sent or corrupt file is never visible (docs/files.md, "
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import threading
@@ -17,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from ffrtmp.files.partial import HashedPartial
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEY = re.compile(r"^[0-9A-Za-z._-]{1,200}$")
-HASH_BLOCK = 1 << 20
 
 
 class ObjectMismatch(Exception):
@@ -41,9 +41,12 @@ class ObjectReader(Protocol):
 
 
 class IncomingObject(Protocol):
-    """An upload in progress. `offset` is how many bytes it holds (received before, for a resume)."""
+    """An upload in progress."""
 
-    offset: int
+    @property
+    def offset(self) -> int:
+        """How many bytes it holds (received before, for a resume)."""
+        ...
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Append `data`, which must start at `offset` (== self.offset), else ValueError."""
@@ -113,56 +116,44 @@ class _LocalIncoming:
 
     def __init__(self, owner: LocalObjects, path: Path, sha256: str, size: int) -> None:
         self._owner, self._path, self.sha256, self.size = owner, path, sha256, size
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._hash = hashlib.sha256()
-        self.offset = 0
-        try:
-            length = os.fstat(self._fd).st_size
-            if length > size:  # not this object's bytes: start over
-                os.ftruncate(self._fd, 0)
-                owner._grew(-length)
-                length = 0
-            while self.offset < length:
-                block = os.pread(self._fd, min(HASH_BLOCK, length - self.offset), self.offset)
-                if not block:
-                    break
-                self._hash.update(block)
-                self.offset += len(block)
-        except OSError:
-            os.close(self._fd)
-            raise
+        self._file = HashedPartial(path)
+        if self._file.length > size:  # not this object's bytes: start over
+            try:
+                length = self._file.length
+                self._file.restart()
+            except OSError:
+                self._file.close()
+                raise
+            owner._grew(-length)
+        self._file.rehash()
+
+    @property
+    def offset(self) -> int:
+        return self._file.offset
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         if offset != self.offset:
             raise ValueError(f"a chunk at offset {offset}, expected {self.offset}")
         if self.offset + len(data) > self.size:
             raise ObjectMismatch(f"more than the {self.size} bytes announced")
-        written = os.pwrite(self._fd, data, offset)
-        if written != len(data):
-            raise OSError(f"short write to {self._path}")
-        self._hash.update(data)
-        self.offset += len(data)
+        self._file.append(data)
         self._owner._grew(len(data))
 
     def commit(self) -> None:
         try:
             if self.offset != self.size:
                 raise ObjectMismatch(f"{self.offset} bytes came, {self.size} were announced")
-            if self._hash.hexdigest() != self.sha256:
-                raise ObjectMismatch(f"the bytes' SHA-256 is {self._hash.hexdigest()}, not {self.sha256}")
-            os.fsync(self._fd)
+            if self._file.hexdigest() != self.sha256:
+                raise ObjectMismatch(f"the bytes' SHA-256 is {self._file.hexdigest()}, not {self.sha256}")
+            self._file.sync()
         except BaseException:
             self.abort()
             raise
-        os.close(self._fd)
-        self._fd = -1
+        self._file.close()
         self._owner._publish(self._path, self.sha256, self.size)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
     def abort(self) -> None:
         self.close()

@@ -24,7 +24,8 @@ import zmq
 
 from ffrtmp.errors import FileMismatch, InvalidInput, MasterUnreachable, error_from_status
 from ffrtmp.files import wire
-from ffrtmp.files.objects import HASH_BLOCK, valid_sha256
+from ffrtmp.files.objects import valid_sha256
+from ffrtmp.files.partial import HASH_BLOCK, HashedPartial
 from ffrtmp.security import KeyPair
 from ffrtmp.transport import DealerSocket
 
@@ -274,41 +275,33 @@ def _part_size(part: Path) -> int:
 
 def _get(channel: _Channel, dest: Path, part: Path, what: dict[str, Any], timeout: float,
          progress: Progress | None, received: int) -> Downloaded:
-    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
+    file = HashedPartial(part)
     try:
-        digest = hashlib.sha256()
-        offset = os.fstat(fd).st_size
-        done = 0
-        while done < offset:
-            block = os.pread(fd, min(HASH_BLOCK, offset - done), done)
-            digest.update(block)
-            done += len(block)
-        channel.send(wire.GET, {**what, "offset": offset, "credit": wire.WINDOW})
+        file.rehash()
+        channel.send(wire.GET, {**what, "offset": file.offset, "credit": wire.WINDOW})
         header, _ = channel.recv(timeout)
         if header.kind != wire.META:
             raise MasterUnreachable(f"the data channel answered {header.kind!r} to a get")
         size, expected, name = header.body["size"], header.body["sha256"], header.body.get("name")
-        if offset > size or ("sha256" in what and what["sha256"] != expected):
+        if file.offset > size or ("sha256" in what and what["sha256"] != expected):
             raise FileMismatch(f"the partial {part} is not of this file")
         if progress is not None:
-            progress(offset, size)
-        while offset < size:
+            progress(file.offset, size)
+        while file.offset < size:
             header, payload = channel.recv(timeout)
             if header.kind != wire.DATA or payload is None:
                 continue
-            if header.body["offset"] != offset or offset + len(payload) > size:
-                raise FileMismatch(f"bytes at {header.body['offset']} came, {offset} expected")
-            os.pwrite(fd, payload, offset)
-            digest.update(payload)
-            offset += len(payload)
+            if header.body["offset"] != file.offset or file.offset + len(payload) > size:
+                raise FileMismatch(f"bytes at {header.body['offset']} came, {file.offset} expected")
+            file.append(payload)
             received += len(payload)
-            channel.send(wire.CREDIT, {"credit": 1, "offset": offset})
+            channel.send(wire.CREDIT, {"credit": 1, "offset": file.offset})
             if progress is not None:
-                progress(offset, size)
-        if digest.hexdigest() != expected:
-            raise FileMismatch(f"the bytes received hash to {digest.hexdigest()}, not {expected}")
-        os.fsync(fd)
+                progress(file.offset, size)
+        if file.hexdigest() != expected:
+            raise FileMismatch(f"the bytes received hash to {file.hexdigest()}, not {expected}")
+        file.sync()
     finally:
-        os.close(fd)
+        file.close()
     os.replace(part, dest)
     return Downloaded(dest, expected, size, name, received)
