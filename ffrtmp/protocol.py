@@ -229,11 +229,30 @@ def encode(kind: Kind, body: dict[str, Any] | None = None) -> bytes:
     return _ENCODER.encode({"v": PROTOCOL_VERSION, "k": kind.value, "b": body or {}}).encode()
 
 
+NUL_STANDIN = "\ufffd"
+"""What a NUL (U+0000) in any string of a message becomes: PostgreSQL's text cannot hold one, so a worker's
+error or log line with a NUL was refused by that store (the result never recorded, resent for ever), while
+SQLite took it. Both stores now get the same, storable, string."""
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` with every NUL in its strings (keys too) replaced; only walked when the frame has one."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STANDIN)
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def decode(frame: bytes | str) -> Message:
     """Parse and check one frame, raising `ProtocolError` for anything that is not a valid message."""
     try:
         text = frame.decode("utf-8") if isinstance(frame, bytes) else frame  # strict: no invalid UTF-8
         raw = _DECODER.decode(text)
+        if "\\u0000" in text:
+            raw = _without_nul(raw)
         if "\\ud" in text.lower():
             # A \udXXX escape may encode a lone surrogate, which no UTF-8 consumer (SQLite, a terminal) accepts.
             json.dumps(raw, ensure_ascii=False).encode("utf-8")

@@ -361,6 +361,25 @@ def test_logs_are_stored_for_the_current_attempt_only(cluster: Cluster) -> None:
     assert [line["line"] for line in reply["body"]["lines"]] == ["hello", "x"]
 
 
+def test_a_nul_in_a_workers_strings_is_stored_as_a_stand_in_on_every_store(cluster: Cluster) -> None:
+    """PostgreSQL's text cannot hold U+0000: a result or log line with one was refused there (never recorded,
+    never acknowledged, so resent for ever), while SQLite kept it. Both now store U+FFFD in its place."""
+    cluster.hello(b"w1", "alpha", slots=2)
+    failed, completed = cluster.submit(), cluster.submit()
+    cluster.net.take(b"w1")
+    cluster.deliver(b"w1", Kind.LOG, {"job": failed, "attempt": 1, "lines": [[1, cluster.now, "stderr", "a\x00b"]]})
+    cluster.now += 1
+    cluster.result(b"w1", failed, 1, status="failed", error="bad\x00bytes", failure="engine")
+    cluster.result(b"w1", completed, 1, output="out\x00.mp4", metrics={"note\x00": "x\x00"})
+    assert sorted(m.body["job"] for m in cluster.net.take(b"w1", Kind.ACK)) == sorted([failed, completed])
+    retried = cluster.job(failed)
+    assert retried["status"] == "pending" and retried["error"] == "bad\ufffdbytes"
+    done = cluster.job(completed)
+    assert done["status"] == "completed" and done["output"] == "out\ufffd.mp4"
+    assert done["metrics"]["note\ufffd"] == "x\ufffd"
+    assert [line["line"] for line in cluster.request("logs", {"id": failed})["body"]["lines"]] == ["a\ufffdb"]
+
+
 def test_a_stalled_attempt_is_stopped_and_retried_while_a_progressing_one_is_not(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, stall_timeout=60.0, node_timeout=1000.0)
     cluster.hello(b"w1", "alpha", slots=2)

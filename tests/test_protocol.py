@@ -114,6 +114,15 @@ def test_decoded_message_can_be_encoded_again(escape: str) -> None:
     encode(Kind.REPLY, {"rid": message.body["rid"], "status": 200})
 
 
+def test_a_nul_anywhere_in_a_message_becomes_a_stand_in() -> None:
+    data = (b'{"v":1,"k":"log","b":{"job":"j","attempt":1,"lines":[[1,2.0,"stderr","a\\u0000b"]],'
+            b'"k\\u0000":{"deep":["\\u0000"]},"kept":"\\\\u0000"}}')
+    body = decode(data).body
+    assert body["lines"] == [[1, 2.0, "stderr", "a\ufffdb"]]
+    assert body["k\ufffd"] == {"deep": ["\ufffd"]}
+    assert body["kept"] == "\\u0000"  # an escaped backslash, then the text u0000: no NUL, left alone
+
+
 @pytest.mark.parametrize("data", [b"[]", b"[1,2]", b"1", b'"hello"', b"null", b"true", b"3.5"])
 def test_json_that_is_not_an_object(data: bytes) -> None:
     rejects(data)
