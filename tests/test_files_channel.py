@@ -21,6 +21,7 @@ import zmq
 from ffrtmp.errors import (
     Conflict,
     FileMismatch,
+    InvalidInput,
     MasterUnreachable,
     NotAuthorized,
     NotFound,
@@ -95,6 +96,16 @@ def test_another_tenant_gets_not_found_by_hash_and_its_own_upload_is_received_in
     assert not (files.client_dir / "theirs.mp4").exists()
     theirs = upload(files.peer, source, api_key=files.key_b)
     assert (theirs.sent, theirs.had) == (300_000, False)  # nothing tells beta that alpha holds it
+
+
+@pytest.mark.parametrize("name", ["a\x00b.mp4", "../x.mp4", "dir/x.mp4", "..", "tab\there", "x" * 256])
+def test_a_name_that_is_no_file_name_is_refused_naming_the_field(files: Files, name: str) -> None:
+    """What `jobs fetch` writes the file as, and a text column: no path, no control characters (a NUL failed
+    the store's write on PostgreSQL), no more than 255 characters."""
+    source = files.make("named.bin", 1000)
+    with pytest.raises(InvalidInput) as refused:
+        upload(files.peer, source, name=name, api_key=files.key_a)
+    assert refused.value.field == "name"
 
 
 def test_a_corrupt_upload_is_refused_with_422_and_nothing_is_visible(files: Files) -> None:

@@ -134,6 +134,13 @@ def test_names_are_quoted_safely_in_content_disposition(files_master: Any, tmp_p
         "attachment; filename=\"_t_ _x_.mp4\"; filename*=UTF-8''%C3%A9t%C3%A9%20%22x%22.mp4")
 
 
+def test_a_name_that_is_no_file_name_is_400_naming_it(files_master: Any, tmp_path: Path) -> None:
+    api, keys, _ = files_master
+    for name in ("..%2Fx.mp4", "%2Fetc%2Fpasswd", "..", "x" * 256):  # (tornado makes a NUL a space itself)
+        refused = put(api, keys["a"], DATA, tmp_path, name=name)
+        assert refused.status == 400 and refused.json()["field"] == "name", name
+
+
 def test_bytes_that_do_not_hash_to_the_name_are_422_and_nothing_is_stored(files_master: Any, tmp_path: Path) -> None:
     api, keys, files = files_master
     wrong = put(api, keys["a"], DATA[:-1] + b"!", tmp_path)

@@ -33,7 +33,7 @@ from ffrtmp.errors import (
 )
 from ffrtmp.files import wire
 from ffrtmp.files.objects import IncomingObject, ObjectMismatch, ObjectReader, ObjectStore, valid_sha256
-from ffrtmp.master.filedesk import UPLOAD_NEEDS, FileDesk, FilesOptions, upload_key
+from ffrtmp.master.filedesk import UPLOAD_NEEDS, FileDesk, FilesOptions, file_name, upload_key
 from ffrtmp.master.store import STORE_ERRORS, Store
 from ffrtmp.master.store.files import FileRef
 from ffrtmp.security import KeyPair
@@ -221,7 +221,7 @@ class FileChannel:
         self._admit(route, tid)
         if not valid_sha256(sha256):
             raise InvalidInput("sha256", "must be 64 lowercase hex digits")
-        name = str(body.get("name") or "")[:255]
+        name = file_name(body.get("name"))
         job: tuple[str, int] | None = None
         if "key" in body or "job" not in body:
             tenant = self.desk.client(body.get("key"), UPLOAD_NEEDS).tenant

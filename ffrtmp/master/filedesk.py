@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,24 @@ COLLECT_BATCH = 200
 class FilesOptions:
     retention: float = 7 * 86400.0
     max_bytes: int | None = None
+
+
+_NOT_IN_A_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+MAX_NAME = 255
+
+
+def file_name(raw: object) -> str:
+    """The name an upload gives its file (what `jobs fetch` writes it as; '' when none): a file name, not a
+    path, with no control characters (PostgreSQL's text refuses a NUL), of at most 255 characters."""
+    if raw is None or raw == "":
+        return ""
+    if not isinstance(raw, str):
+        raise InvalidInput("name", "must be a string")
+    if len(raw) > MAX_NAME:
+        raise InvalidInput("name", f"is longer than {MAX_NAME} characters")
+    if raw in (".", "..") or _NOT_IN_A_NAME.search(raw):
+        raise InvalidInput("name", f"{raw!r} must be a file name: no '/', '\\', control characters, '.' or '..'")
+    return raw
 
 
 def upload_key(tenant: str, sha256: str) -> str:

@@ -21,10 +21,10 @@ import tornado.http1connection
 import tornado.iostream
 import tornado.web
 
-from ffrtmp.errors import FfrtmpError, StoreUnavailable
+from ffrtmp.errors import FfrtmpError, InvalidInput, StoreUnavailable
 from ffrtmp.files.objects import IncomingObject, ObjectMismatch, ObjectReader, valid_sha256
 from ffrtmp.master.auth import Principal
-from ffrtmp.master.filedesk import FileDesk, upload_key
+from ffrtmp.master.filedesk import FileDesk, file_name, upload_key
 from ffrtmp.master.http_deadlines import ReadDeadlines
 from ffrtmp.master.http_gateway import ApiError, Gateway, reply_error
 from ffrtmp.master.http_routes import Base
@@ -249,7 +249,11 @@ class Files(FilesBase):
         start, size = self.content_range(int(length))
         caller = await self.caller("upload")
         desk = self.desk()
-        ref: FileRef = {"sha256": sha256, "size": size, "name": (self.get_query_argument("name", "") or "")[:255]}
+        try:
+            name = file_name(self.get_query_argument("name", ""))
+        except InvalidInput as exc:
+            raise file_error(exc) from None
+        ref: FileRef = {"sha256": sha256, "size": size, "name": name}
         held = await self.off_loop(desk.held, caller.tenant, ref)
         if held is not None:
             self.reply(held)  # nothing needs to be sent: the body is not read

@@ -64,6 +64,10 @@ def _download(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
                                  "responses": responses}}
 
 
+_FILE_NAME = r"^(?!\.\.?$)[^\x00-\x1f\x7f/\\]*$"
+"""filedesk.file_name's rule: a file name, not a path (nor `.`, `..`), without control characters."""
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
@@ -157,7 +161,8 @@ def document() -> dict[str, Any]:
                     "202": {"description": "a part stored; send the rest from Upload-Offset", "headers": _UPLOAD_OFFSET,
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FilePart"}}}}},
                     400, 404, 409, 411, 422, *_COMMON, 507, parameters=[
-                        _SHA256, _query("name", {"type": "string", "maxLength": 255}, "the file's display name"),
+                        _SHA256, _query("name", {"type": "string", "maxLength": 255, "pattern": _FILE_NAME},
+                                        "the file's name, as `jobs fetch` writes it: no path, no control characters"),
                         {"name": "Content-Range", "in": "header", "required": False,
                          "description": "bytes START-END/TOTAL: this body is that span of a TOTAL-byte file",
                          "schema": {"type": "string", "pattern": "^bytes [0-9]{1,12}-[0-9]{1,12}/[0-9]{1,12}$"}}],
