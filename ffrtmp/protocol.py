@@ -235,14 +235,14 @@ error or log line with a NUL was refused by that store (the result never recorde
 SQLite took it. Both stores now get the same, storable, string."""
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul(value: Any) -> Any:
     """`value` with every NUL in its strings (keys too) replaced; only walked when the frame has one."""
     if isinstance(value, str):
         return value.replace("\x00", NUL_STANDIN)
     if isinstance(value, list):
-        return [_without_nul(item) for item in value]
+        return [without_nul(item) for item in value]
     if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
     return value
 
 
@@ -252,7 +252,7 @@ def decode(frame: bytes | str) -> Message:
         text = frame.decode("utf-8") if isinstance(frame, bytes) else frame  # strict: no invalid UTF-8
         raw = _DECODER.decode(text)
         if "\\u0000" in text:
-            raw = _without_nul(raw)
+            raw = without_nul(raw)
         if "\\ud" in text.lower():
             # A \udXXX escape may encode a lone surrogate, which no UTF-8 consumer (SQLite, a terminal) accepts.
             json.dumps(raw, ensure_ascii=False).encode("utf-8")
