@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
 import sys
@@ -90,3 +92,62 @@ def test_linux_has_a_working_sync_file_range(tmp_path: Path) -> None:
         assert partial.sync_file_range(fd, 0, 8192, WAIT_BEFORE | WRITE | WAIT_AFTER) == 0
     finally:
         os.close(fd)
+
+
+def test_a_write_error_met_while_writing_behind_is_raised_not_left_to_a_final_fsync_that_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync_file_range that waits takes a write error for itself (ENOSPC, EIO), and the fsync after it
+    passes: had the error been ignored, bytes the disk does not hold would have become an object."""
+    def failing(fd: int, offset: int, length: int, flags: int) -> int:
+        if flags & WAIT_AFTER:
+            ctypes.set_errno(errno.ENOSPC)
+            return -1
+        return 0
+
+    monkeypatch.setattr(partial, "FLUSH_EVERY", 1024)
+    monkeypatch.setattr(partial, "sync_file_range", failing)
+    file = HashedPartial(tmp_path / "x.part")
+    file.append(b"a" * 1024)  # the first window is only started
+    with pytest.raises(OSError) as failed:
+        file.append(b"b" * 1024)  # waiting for the first one meets the error
+    assert failed.value.errno == errno.ENOSPC and "x.part" in str(failed.value)
+    file.close()
+
+
+def test_a_file_system_without_sync_file_range_is_left_to_its_own_writeback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def unsupported(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.append(flags)
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(partial, "FLUSH_EVERY", 1024)
+    monkeypatch.setattr(partial, "sync_file_range", unsupported)
+    file = HashedPartial(tmp_path / "x.part")
+    for _ in range(8):
+        file.append(b"c" * 1024)
+    file.sync()
+    file.close()
+    assert calls == [WRITE] and (tmp_path / "x.part").stat().st_size == 8192
+
+
+def test_a_resumed_partial_writes_behind_from_where_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int, int]] = []
+
+    def recorded(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.append((offset, length, flags))
+        return 0
+
+    monkeypatch.setattr(partial, "FLUSH_EVERY", 1024)
+    monkeypatch.setattr(partial, "sync_file_range", recorded)
+    (tmp_path / "x.part").write_bytes(b"d" * 5000)
+    file = HashedPartial(tmp_path / "x.part")
+    file.rehash()
+    file.append(b"e" * 1024)
+    file.append(b"e" * 1024)
+    file.close()
+    everything = WAIT_BEFORE | WRITE | WAIT_AFTER
+    assert calls == [(3976, 1024, everything), (5000, 1024, WRITE), (5000, 1024, everything), (6024, 1024, WRITE)]
+    assert file.hexdigest() == hashlib.sha256(b"d" * 5000 + b"e" * 2048).hexdigest()

@@ -8,14 +8,16 @@ submit, while the gigabyte is written. So, as PostgreSQL does with its `*_flush_
 journal commit is forced, which an fdatasync each time would do, and that made the commits' wait worse),
 and the window before them is waited for: at most two windows are unwritten. Measured with
 `scripts/bench/write_behind.py` (a WAL-like commit every 10 ms beside a 1 GiB write): the slowest commit
-157–330 ms without, 8–12.6 ms with it, and the write itself no slower. Where the C library has no
-sync_file_range (not Linux) the kernel is left to its own writeback.
+157–330 ms without, 8–12.6 ms with it, and the write itself no slower. A write error is raised by the
+append that meets it. Where the C library has no sync_file_range (not Linux), or the file system cannot
+do it, the kernel is left to its own writeback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import os
 import sys
@@ -30,6 +32,9 @@ FLUSH_EVERY = 8 << 20
 
 WAIT_BEFORE, WRITE, WAIT_AFTER = 1, 2, 4
 """sync_file_range(2)'s flags."""
+
+NOT_SUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP})
+"""What sync_file_range says where it cannot be used (a pipe, a file system without it): no error of the data."""
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -56,6 +61,7 @@ class HashedPartial:
         self.offset = 0
         self._hash = hashlib.sha256()
         self._flushed = 0  # where the bytes not yet handed to the disk start
+        self._write_behind = sync_file_range is not None
         try:
             self.length = os.fstat(self.fd).st_size
         except OSError:
@@ -88,18 +94,29 @@ class HashedPartial:
             raise OSError(f"short write to {self.path}")
         self._hash.update(data)
         self.offset += written
-        if self.offset - self._flushed >= FLUSH_EVERY and sync_file_range is not None:
+        if self._write_behind and self.offset - self._flushed >= FLUSH_EVERY:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        """Start writing the new window; wait for the one before (errors show at `sync`'s fsync)."""
-        assert sync_file_range is not None
+        """Start writing the new window; wait for the one before."""
         start, length = self._flushed, self.offset - self._flushed
         if start > 0:
             before = max(0, start - FLUSH_EVERY)
-            sync_file_range(self.fd, before, start - before, WAIT_BEFORE | WRITE | WAIT_AFTER)
-        sync_file_range(self.fd, start, length, WRITE)
+            self._sync_range(before, start - before, WAIT_BEFORE | WRITE | WAIT_AFTER)
+        self._sync_range(start, length, WRITE)
         self._flushed = self.offset
+
+    def _sync_range(self, offset: int, length: int, flags: int) -> None:
+        """A write error is raised here, not left for `sync`: a call that waits takes the error for itself, so
+        the final fsync would pass and bytes the disk does not hold would become an object."""
+        assert sync_file_range is not None
+        if sync_file_range(self.fd, offset, length, flags) == 0:
+            return
+        code = ctypes.get_errno()
+        if code in NOT_SUPPORTED:  # this file system cannot: its own writeback it is, for this file
+            self._write_behind = False
+            return
+        raise OSError(code, f"{os.strerror(code)}: writing {self.path}")
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
