@@ -183,14 +183,6 @@ def test_reply_statuses_become_http_statuses_with_the_cli_meaning(
     assert answer.body() == {"error": error, "field": expected[1]}
 
 
-def test_a_nul_in_a_json_body_becomes_u_fffd_as_over_zeromq() -> None:
-    from ffrtmp.master.http_gateway import json_body
-
-    assert json_body(b'{"idempotency_key":"a\\u0000b","jobs":[{"k\\u0000":"\\\\u0000"}]}') == {
-        "idempotency_key": "a\ufffdb", "jobs": [{"k\ufffd": "\\u0000"}]}
-    assert json_body(b"") is None
-
-
 def test_plain_http_on_loopback_serves_the_same_api_for_a_proxy_in_front(tmp_path: Path,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     (key,) = make_keys(tmp_path, ("submit", "default"))

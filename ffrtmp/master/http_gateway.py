@@ -16,7 +16,7 @@ from ffrtmp import defaults
 from ffrtmp.client import retry_after
 from ffrtmp.errors import InvalidInput, error_from_status
 from ffrtmp.master.api_bridge import SENDER_PREFIX, ApiBridge, ReplyPump
-from ffrtmp.protocol import NOT_LEADER, Kind, Message, decode, encode, without_nul
+from ffrtmp.protocol import NOT_LEADER, Kind, Message, decode, encode
 
 RID = "h"
 """Every HTTP request has a route of its own, so one request id serves them all."""
@@ -158,12 +158,10 @@ def bearer_key(header: str | None) -> str | None:
 
 
 def json_body(raw: bytes) -> Any:
-    """The request's JSON; a NUL in its strings becomes U+FFFD, as in a ZeroMQ message (protocol.without_nul)."""
     try:
-        body = json.loads(raw or b"null")
+        return json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body: not JSON ({exc})", "body") from None
-    return without_nul(body) if b"\\u0000" in raw else body
 
 
 def submit_args(body: Any, idempotency_key: str | None) -> dict[str, Any]:
