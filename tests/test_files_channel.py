@@ -29,8 +29,10 @@ from ffrtmp.errors import (
     StoreUnavailable,
 )
 from ffrtmp.files import wire
+from ffrtmp.files.objects import LocalObjects
 from ffrtmp.files.transfer import FilesPeer, download, upload
 from ffrtmp.local import LocalCluster
+from ffrtmp.master.filechannel import FileChannel, FilesOptions
 from ffrtmp.master.store import open_store
 from ffrtmp.protocol import Kind, decode, encode, unbatch
 from ffrtmp.security import KeyPair, load_keypair, load_public_key
@@ -98,7 +100,7 @@ def test_another_tenant_gets_not_found_by_hash_and_its_own_upload_is_received_in
     assert (theirs.sent, theirs.had) == (300_000, False)  # nothing tells beta that alpha holds it
 
 
-@pytest.mark.parametrize("name", ["a\x00b.mp4", "../x.mp4", "dir/x.mp4", "..", "tab\there", "x" * 256])
+@pytest.mark.parametrize("name", ["a\x01b.mp4", "../x.mp4", "dir/x.mp4", "..", "tab\there", "x" * 256])
 def test_a_name_that_is_no_file_name_is_refused_naming_the_field(files: Files, name: str) -> None:
     """What `jobs fetch` writes the file as, and a text column: no path, no control characters (a NUL failed
     the store's write on PostgreSQL), no more than 255 characters."""
@@ -322,3 +324,45 @@ def test_a_download_resumes_from_its_partial_and_a_wrong_partial_is_fetched_agai
     Path(f"{wrong}.part").write_bytes(os.urandom(MIB))  # not this file's bytes: caught by the hash, refetched
     again = download(files.peer, wrong, sha256=stored.sha256, api_key=files.key_a)
     assert sha(wrong) == stored.sha256 and again.size == 2 * MIB
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bare_channel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileChannel]:
+    """A data channel in this process (no CURVE, no keys: an open master) on either store."""
+    db = str(request.getfixturevalue("postgres_url") if request.param == "postgresql" else tmp_path / "master.db")
+    open_store(db, 0).close()
+    channel = FileChannel(f"tcp://127.0.0.1:{free_port()}", None, None, LocalObjects(tmp_path / "files"),
+                          lambda: open_store(db, 0), None, lambda: True, FilesOptions())
+    channel.start()
+    try:
+        yield channel
+    finally:
+        channel.stop()
+
+
+def test_strings_no_store_can_hold_get_a_client_error_on_either_store(bare_channel: FileChannel,
+                                                                     tmp_path: Path) -> None:
+    """A NUL reached PostgreSQL's text through the data channel (a 500 and a traceback there, 404 on SQLite):
+    a header's NUL is now U+FFFD, as on the main channel, and a `get` by a hash that is none is 400."""
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.connect(f"tcp://127.0.0.1:{bare_channel.port}")
+    asked = {"nul-job": {"job": "a\x00b"}, "bad-hash": {"sha256": "a\x00" + "0" * 62},
+             "hex-upper": {"sha256": "A" * 64}}
+    try:
+        for tid, what in asked.items():
+            sock.send(wire.encode("get", {"tid": tid, **what}))
+        answers: dict[str, int] = {}
+        while len(answers) < len(asked):
+            assert sock.poll(10_000), f"no answer to {sorted(set(asked) - set(answers))}"
+            header = wire.decode(sock.recv_multipart()[0])
+            answers[header.body["tid"]] = header.body.get("status", 0)
+    finally:
+        sock.close(0)
+        context.term()
+    assert answers == {"nul-job": 404, "bad-hash": 400, "hex-upper": 400}
+    source = tmp_path / "n.bin"
+    source.write_bytes(b"named with a NUL")
+    stored = upload(FilesPeer(f"tcp://127.0.0.1:{bare_channel.port}"), source, name="a\x00b.bin")
+    fetched = download(FilesPeer(f"tcp://127.0.0.1:{bare_channel.port}"), tmp_path / "back.bin", sha256=stored.sha256)
+    assert fetched.name == "a\ufffdb.bin"

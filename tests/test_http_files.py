@@ -136,9 +136,11 @@ def test_names_are_quoted_safely_in_content_disposition(files_master: Any, tmp_p
 
 def test_a_name_that_is_no_file_name_is_400_naming_it(files_master: Any, tmp_path: Path) -> None:
     api, keys, _ = files_master
-    for name in ("..%2Fx.mp4", "%2Fetc%2Fpasswd", "..", "x" * 256):  # (tornado makes a NUL a space itself)
+    for name in ("..%2Fx.mp4", "%2Fetc%2Fpasswd", "..", "x" * 256, "a%00b.mp4", "a%01b", "%FF.mp4"):
         refused = put(api, keys["a"], DATA, tmp_path, name=name)
         assert refused.status == 400 and refused.json()["field"] == "name", name
+    kept = put(api, keys["a"], DATA, tmp_path, name="take%5C1.mp4")  # a backslash is a file name's character
+    assert kept.status == 201 and kept.json()["name"] == "take\\1.mp4"
 
 
 def test_bytes_that_do_not_hash_to_the_name_are_422_and_nothing_is_stored(files_master: Any, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ffrtmp.defaults import PROTOCOL_VERSION
 from ffrtmp.errors import ProtocolError
+from ffrtmp.protocol import without_nul
 
 CHUNK_SIZE = 256 * 1024
 """Bytes per chunk: large enough that CURVE's per-message cost vanishes, small enough for a fine resume."""
@@ -73,7 +74,10 @@ def decode(frame: bytes) -> Header:
     if len(frame) > MAX_HEADER:
         raise ProtocolError(f"a header of {len(frame)} bytes (at most {MAX_HEADER})")
     try:
-        raw = _DECODER.decode(frame.decode("utf-8"))
+        text = frame.decode("utf-8")
+        raw = _DECODER.decode(text)
+        if "\\u0000" in text:  # as in a main-channel message: PostgreSQL's text cannot hold a NUL
+            raw = without_nul(raw)
     except (UnicodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"not a JSON header: {exc}") from None
     if not isinstance(raw, dict) or raw.get("v") != PROTOCOL_VERSION or type(raw.get("v")) is not int:

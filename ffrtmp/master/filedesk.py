@@ -27,7 +27,7 @@ from ffrtmp.errors import (
     RateLimited,
     StoreUnavailable,
 )
-from ffrtmp.files.objects import IncomingObject, ObjectMismatch, ObjectReader, ObjectStore
+from ffrtmp.files.objects import IncomingObject, ObjectMismatch, ObjectReader, ObjectStore, valid_sha256
 from ffrtmp.master.auth import Authority, Principal
 from ffrtmp.master.store import ACTIVE, Store
 from ffrtmp.master.store.files import FileRef
@@ -45,13 +45,15 @@ class FilesOptions:
     max_bytes: int | None = None
 
 
-_NOT_IN_A_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+_NOT_IN_A_NAME = re.compile(r"[\x00-\x1f\x7f/]")
 MAX_NAME = 255
 
 
 def file_name(raw: object) -> str:
     """The name an upload gives its file (what `jobs fetch` writes it as; '' when none): a file name, not a
-    path, with no control characters (PostgreSQL's text refuses a NUL), of at most 255 characters."""
+    path, with no control characters (PostgreSQL's text refuses a NUL), of at most 255 characters. A
+    backslash is a file name's character on the master's side (an output `take\\1.mp4` is valid); a client
+    on Windows keeps only what follows it, as for any path it is handed."""
     if raw is None or raw == "":
         return ""
     if not isinstance(raw, str):
@@ -59,7 +61,7 @@ def file_name(raw: object) -> str:
     if len(raw) > MAX_NAME:
         raise InvalidInput("name", f"is longer than {MAX_NAME} characters")
     if raw in (".", "..") or _NOT_IN_A_NAME.search(raw):
-        raise InvalidInput("name", f"{raw!r} must be a file name: no '/', '\\', control characters, '.' or '..'")
+        raise InvalidInput("name", f"{raw!r} must be a file name: no '/', control characters, '.' or '..'")
     return raw
 
 
@@ -187,6 +189,8 @@ class FileDesk:
 
     def by_hash(self, tenant: str, sha256: str) -> FileRef:
         """A file the tenant holds; another tenant's does not exist for it (404)."""
+        if not valid_sha256(sha256):
+            raise InvalidInput("sha256", "must be 64 lowercase hex digits")
         with self.db() as db:
             row = db.find_file(tenant, sha256)
         if row is None:

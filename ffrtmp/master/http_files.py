@@ -249,8 +249,10 @@ class Files(FilesBase):
         start, size = self.content_range(int(length))
         caller = await self.caller("upload")
         desk = self.desk()
-        try:
-            name = file_name(self.get_query_argument("name", ""))
+        try:  # the raw argument: tornado's own getter turns control characters into spaces and strips
+            name = file_name(self.request.query_arguments.get("name", [b""])[-1].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ApiError(400, "name: must be UTF-8", "name") from None
         except InvalidInput as exc:
             raise file_error(exc) from None
         ref: FileRef = {"sha256": sha256, "size": size, "name": name}

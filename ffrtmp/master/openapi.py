@@ -64,7 +64,7 @@ def _download(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
                                  "responses": responses}}
 
 
-_FILE_NAME = r"^(?!\.\.?$)[^\x00-\x1f\x7f/\\]*$"
+_FILE_NAME = r"^(?!\.\.?$)[^\x00-\x1f\x7f/]*$"
 """filedesk.file_name's rule: a file name, not a path (nor `.`, `..`), without control characters."""
 
 
