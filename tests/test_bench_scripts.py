@@ -113,3 +113,10 @@ def test_pg_compare_script_measures_ffrtmp_on_postgresql_and_sqlite(postgres_url
     assert only(records, bench="round", system="ffrtmp-pg")["pg_cpu_ms_per_job"] > 0
     summary = only(records, bench="summary")
     assert summary["ffrtmp_pg_vs_ffrtmp_sqlite"] > 0 and summary["best_peer"] is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="write-behind is sync_file_range(2), Linux's")
+def test_write_behind_script_times_commits_beside_both_kinds_of_write() -> None:
+    records = run_bench("write_behind.py", "--size", "16M", "--rounds", "1")
+    assert [r["mode"] for r in records] == ["plain", "write-behind"]
+    assert all(r["commit_calm"]["n"] > 0 and r["commit_during_write"]["n"] > 0 for r in records), records
