@@ -31,8 +31,8 @@ WITH new AS (
     INSERT INTO jobs (id, status, scenario, queue, priority, weight, engine, params, labels, tenant, max_retries,
                       timeout, created_at, needs)
     SELECT id, 'pending', scenario, queue, priority, weight, engine, params, labels, %s, max_retries, timeout, %s, needs
-    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
-                %s::int[], %s::float8[], %s::text[]) WITH ORDINALITY
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[],
+                %b::int[], %b::float8[], %b::text[]) WITH ORDINALITY
          AS s(id, scenario, queue, priority, weight, engine, params, labels, max_retries, timeout, needs, ord)
     ORDER BY ord
     RETURNING seq)

@@ -43,7 +43,7 @@ def job_of(row: Row) -> JobRow:
 
 
 ASSIGN_MANY = """
-WITH picks AS (SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[]) WITH ORDINALITY AS p(seq, before, node, ord)),
+WITH picks AS (SELECT * FROM unnest(%b::bigint[], %b::int[], %b::text[]) WITH ORDINALITY AS p(seq, before, node, ord)),
 claimed AS (
     UPDATE jobs j SET status = 'assigned', attempts = p.before + 1, node = p.node, reason = NULL, progress = NULL
     FROM picks p WHERE j.seq = p.seq AND j.attempts = p.before AND j.status = 'pending'
@@ -56,8 +56,8 @@ h AS (INSERT INTO history (job_seq, at, status, attempt, node, reason)
 SELECT count(*) AS n FROM claimed"""
 
 FINISH_MANY = """
-WITH e AS (SELECT * FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                 %s::float8[], %s::float8[], %s::bigint[], %s::int[], %s::text[], %s::float8[])
+WITH e AS (SELECT * FROM unnest(%b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                 %b::float8[], %b::float8[], %b::bigint[], %b::int[], %b::text[], %b::float8[])
            AS e(status, at, error, failure, metrics, output, progress, started_at, seq, attempt, before, began)),
 j AS (UPDATE jobs SET status = e.status, finished_at = e.at, error = e.error, failure = e.failure, metrics = e.metrics,
              output = e.output, progress = e.progress, started_at = e.started_at
@@ -67,7 +67,7 @@ a AS (UPDATE attempts SET status = e.status, started_at = coalesce(attempts.star
       FROM e WHERE attempts.job_seq = e.seq AND attempts.attempt = e.attempt),
 h AS (INSERT INTO history (job_seq, at, status, attempt, node, reason)
       SELECT job_seq, at, status, attempt, node, reason
-      FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::int[], %s::text[], %s::text[])
+      FROM unnest(%b::bigint[], %b::float8[], %b::text[], %b::int[], %b::text[], %b::text[])
       WITH ORDINALITY AS v(job_seq, at, status, attempt, node, reason, ord) ORDER BY ord)
 SELECT count(*) AS n FROM j"""
 
@@ -165,7 +165,7 @@ class LifecycleRows(Session):
         one read of the jobs (locked) and one statement for all their writes, whatever the batch's size."""
         ids = list({ending.job_id for ending in endings})
         current = {row["id"]: dict(row) for row in
-                   self.all(f"SELECT {ENDING_COLUMNS} FROM jobs WHERE id = ANY(%s) FOR UPDATE", (ids,))}
+                   self.all(f"SELECT {ENDING_COLUMNS} FROM jobs WHERE id = ANY(%b) FOR UPDATE", (ids,))}
         results: list[JobRow | None] = []
         jobs: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []

@@ -11,7 +11,7 @@ from ffrtmp.master.store.postgres_session import Row, Session
 
 APPEND_LOGS = """
 WITH lines AS (INSERT INTO logs (job_id, attempt, seq, at, stream, line)
-               SELECT %s, %s, * FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[]))
+               SELECT %s, %s, * FROM unnest(%b::bigint[], %b::float8[], %b::text[], %b::text[]))
 UPDATE jobs SET log_bytes = log_bytes + %s, log_dropped = log_dropped + %s WHERE id = %s"""
 
 
@@ -69,8 +69,8 @@ class LogNodeRows(Session):
 
     @writes
     def delete_logs(self, job_ids: list[str]) -> None:
-        self.execute("DELETE FROM logs WHERE job_id = ANY(%s)", (job_ids,))
-        self.execute("UPDATE jobs SET log_bytes = 0 WHERE id = ANY(%s)", (job_ids,))
+        self.execute("DELETE FROM logs WHERE job_id = ANY(%b)", (job_ids,))
+        self.execute("UPDATE jobs SET log_bytes = 0 WHERE id = ANY(%b)", (job_ids,))
 
     def job_logs(self, job_id: str, attempt: int | None = None, tail: int | None = None,
                  min_attempt: int | None = None) -> list[LogLine]:
