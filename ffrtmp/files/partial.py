@@ -6,13 +6,14 @@ makes it an object then holds up every other fsync on that disk, such as the mas
 submit, while the gigabyte is written. So, as PostgreSQL does with its `*_flush_after` settings, each
 `FLUSH_EVERY` bytes are handed to the disk once complete (sync_file_range(2): writeback starts, and no
 journal commit is forced, which an fdatasync each time would do, and that made the commits' wait worse),
-and the window before them is waited for: at most two windows are unwritten. Measured with
-`scripts/bench/write_behind.py` (a WAL-like commit every 10 ms beside a 1 GiB write): the slowest commit
-157–330 ms without, 8–12.6 ms with it, and the write itself no slower. Through a whole upload
-(scripts/bench/transfer.py, 2 cores, a disk that writes ~1 GB/s) the submits beside it are held up by the
-CPU the transfer takes, not by the disk, and measure the same with and without it. A write error is raised by the
-append that meets it. Where the C library has no sync_file_range (not Linux), or the file system cannot
-do it, the kernel is left to its own writeback.
+and the window before them is waited for: at most two windows are unwritten. A write error is raised by
+the append that meets it. Where the C library has no sync_file_range (not Linux), or the file system
+cannot do it, the kernel is left to its own writeback.
+
+Measured with `scripts/bench/write_behind.py` (a WAL-like commit every 10 ms beside a 1 GiB write): the
+slowest commit 157–330 ms without, 8–12.6 ms with it, and the write itself no slower. Through a whole
+upload (scripts/bench/transfer.py, 2 cores, a disk that writes ~1 GB/s) the submits beside it wait for the
+CPU the transfer takes, not for the disk, and measure the same with and without it.
 """
 
 from __future__ import annotations
