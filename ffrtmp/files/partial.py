@@ -23,9 +23,10 @@ import ctypes
 import errno
 import hashlib
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from ffrtmp.libc import linux_function
 
 HASH_BLOCK = 1 << 20
 """Bytes read at a time to hash what a partial already holds."""
@@ -40,19 +41,8 @@ NOT_SUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNO
 """What sync_file_range says where it cannot be used (a pipe, a file system without it): no error of the data."""
 
 
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function  # a CDLL call releases the GIL while it waits
-
-
-sync_file_range = _sync_file_range()
+sync_file_range: Callable[[int, int, int, int], int] | None = linux_function(
+    "sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
 
 
 class HashedPartial:

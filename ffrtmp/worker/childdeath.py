@@ -30,9 +30,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
-from typing import Any
+
+from ffrtmp.libc import linux_function
 
 log = logging.getLogger("ffrtmp.worker")
 
@@ -40,19 +40,7 @@ PR_SET_PDEATHSIG = 1
 """From <linux/prctl.h>."""
 
 
-def _find_prctl() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
-
-
-_PRCTL = _find_prctl()
+_PRCTL = linux_function("prctl", [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong])
 _said_unavailable = False
 
 
